@@ -1,0 +1,85 @@
+//! Criterion benches: every aggregate over 1 million rows and 100,000 groups (customers), next to
+//! the floor `count(*), sum(amount) GROUP BY customer_id` on the same data, and
+//! `cohort_retention(..., 'month')`.
+//!
+//! `cargo bench --bench aggregates`
+
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use datafusion::catalog::MemTable;
+use datafusion::prelude::SessionContext;
+use lifecycle::generate::purchases_schema;
+use lifecycle::{SessionOptions, build_session};
+
+const ROWS: usize = 1_000_000;
+const GROUPS: i64 = 100_000;
+
+/// 1M purchases of 100k customers over three years, in 8 partitions, deterministic.
+fn data() -> Vec<Vec<RecordBatch>> {
+    let start = 1_640_995_200_000_000i64; // 2022-01-01
+    let span = 3 * 365 * 86_400_000_000i64;
+    let mut x = 0x2545F4914F6CDD1Du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut parts = vec![vec![]; 8];
+    for (i, part) in parts.iter_mut().enumerate() {
+        let n = ROWS / 8;
+        let mut c = Vec::with_capacity(n);
+        let mut t = Vec::with_capacity(n);
+        let mut a = Vec::with_capacity(n);
+        for _ in 0..n {
+            c.push((next() % GROUPS as u64) as i64);
+            t.push(start + (next() % span as u64) as i64);
+            a.push((next() % 10_000) as f64 / 100.0);
+        }
+        let o: Vec<i64> = (0..n as i64).map(|k| k + (i * n) as i64).collect();
+        part.push(
+            RecordBatch::try_new(
+                purchases_schema(),
+                vec![
+                    Arc::new(Int64Array::from(c)),
+                    Arc::new(Int64Array::from(o)),
+                    Arc::new(TimestampMicrosecondArray::from(t)),
+                    Arc::new(Float64Array::from(a)),
+                ],
+            )
+            .unwrap(),
+        );
+    }
+    parts
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ctx: SessionContext = rt.block_on(async {
+        let ctx = build_session(&SessionOptions::default()).await.unwrap();
+        ctx.deregister_table("purchases").unwrap();
+        ctx.register_table("purchases", Arc::new(MemTable::try_new(purchases_schema(), data()).unwrap()))
+            .unwrap();
+        ctx
+    });
+    let queries = [
+        ("floor_count_sum", "SELECT customer_id, count(*), sum(amount) FROM purchases GROUP BY customer_id"),
+        ("lifecycle_stage", "SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id"),
+        ("churn_flag", "SELECT customer_id, churn_flag(order_ts, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id"),
+        ("retention", "SELECT customer_id, retention(order_ts < TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2024-01-01 00:00:00') FROM purchases GROUP BY customer_id"),
+        ("cohort_retention_month", "SELECT * FROM cohort_retention('purchases', 'month')"),
+    ];
+    let mut group = c.benchmark_group("1M_rows_100k_customers");
+    group.sample_size(10);
+    for (name, sql) in queries {
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(async { ctx.sql(sql).await.unwrap().collect().await.unwrap() }))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

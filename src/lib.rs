@@ -1,0 +1,9 @@
+//! The `lifecycle` binary's library: one session builder and the front ends that use it.
+
+pub mod generate;
+pub mod output;
+pub mod sample;
+pub mod session;
+pub mod shell;
+
+pub use session::{SessionOptions, TableSpec, build_session, parse_memory_size};

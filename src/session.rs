@@ -1,0 +1,172 @@
+//! The one session builder every front end (shell, server, reports) calls: memory pool, options,
+//! functions, tables and the embedded sample.
+
+use std::sync::Arc;
+
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::sample;
+
+/// A `NAME=PATH` table to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub name: String,
+    pub path: String,
+}
+
+impl std::str::FromStr for TableSpec {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, path) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=PATH, got '{s}'"))?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!(
+                "table name '{name}' must be letters, digits and underscores"
+            ));
+        }
+        if path.trim().is_empty() {
+            return Err(format!("table '{name}' has an empty path"));
+        }
+        Ok(TableSpec {
+            name: name.to_string(),
+            path: path.trim().to_string(),
+        })
+    }
+}
+
+/// Parses a memory size such as `512M`, `2G`, `1.5GiB` or `1000000` (bytes).
+pub fn parse_memory_size(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid memory size '{s}': expected e.g. 512M or 2G"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0f64.powi(4),
+        other => {
+            return Err(format!(
+                "invalid memory size '{s}': unknown unit '{other}' (use K, M, G or T)"
+            ));
+        }
+    };
+    let bytes = n * mult;
+    if !(bytes >= 1.0) || bytes > usize::MAX as f64 {
+        return Err(format!("invalid memory size '{s}'"));
+    }
+    Ok(bytes as usize)
+}
+
+/// What a session is built from.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    pub tables: Vec<TableSpec>,
+    /// Upper bound on query memory in bytes; operators that can spill do so beyond it.
+    pub memory_limit: Option<usize>,
+    /// Overrides `datafusion.execution.target_partitions` (default: number of cores).
+    pub target_partitions: Option<usize>,
+}
+
+/// Builds a session: functions, options, memory pool, and the given tables (or the embedded
+/// sample when none are given).
+pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
+    let mut config = SessionConfig::new().with_information_schema(true);
+    if let Some(p) = opts.target_partitions {
+        config = config.with_target_partitions(p.max(1));
+    }
+    let config = lifecycle_udfs::with_options(config);
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = opts.memory_limit {
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+    lifecycle_udfs::register_all(&ctx)?;
+    if opts.tables.is_empty() {
+        sample::register(&ctx)?;
+    } else {
+        for t in &opts.tables {
+            register_parquet(&ctx, &t.name, &t.path).await?;
+        }
+    }
+    Ok(ctx)
+}
+
+/// Registers a Parquet file, directory or glob as a listing table, with an error that names the
+/// table and the path when it cannot be read.
+pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &str) -> Result<()> {
+    let wrap = |e: DataFusionError| {
+        DataFusionError::Plan(format!(
+            "table '{name}': cannot read '{path}' as Parquet: {}",
+            e.strip_backtrace()
+        ))
+    };
+    let is_glob = path.contains(['*', '?', '[']);
+    let local = std::path::Path::new(path);
+    if !is_glob && !path.contains("://") && !local.exists() {
+        return Err(DataFusionError::Plan(format!(
+            "table '{name}': '{path}' does not exist"
+        )));
+    }
+    // A directory is read as every Parquet file below it; a single file whatever its extension.
+    let (url_path, extension) = if local.is_dir() {
+        (format!("{}/", path.trim_end_matches('/')), ".parquet")
+    } else {
+        (path.to_string(), "")
+    };
+    let url = ListingTableUrl::parse(&url_path).map_err(wrap)?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
+    let state = ctx.state();
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .infer_schema(&state)
+        .await
+        .map_err(wrap)?;
+    let table = ListingTable::try_new(config).map_err(wrap)?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_memory_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_memory_size("1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_memory_size("1000").unwrap(), 1000);
+        assert!(parse_memory_size("lots").is_err());
+        assert!(parse_memory_size("5X").is_err());
+        assert!(parse_memory_size("0").is_err());
+    }
+
+    #[test]
+    fn table_specs() {
+        let t: TableSpec = "p=/data/x.parquet".parse().unwrap();
+        assert_eq!(t.name, "p");
+        assert_eq!(t.path, "/data/x.parquet");
+        assert!("nopath".parse::<TableSpec>().is_err());
+        assert!("bad name=x".parse::<TableSpec>().is_err());
+    }
+}

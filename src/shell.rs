@@ -1,0 +1,332 @@
+//! `lifecycle sql`: the SQL shell. Batch mode (`-c`, `-f`) stops at the first error with a non-zero
+//! exit code; the REPL prints the error and carries on.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+
+use crate::output::{Format, write_stream};
+
+pub const HELP: &str = "\
+Statements end with ';' and may span lines. Commands:
+  \\d            list tables
+  \\d NAME       describe a table
+  \\df           list the lifecycle functions
+  \\timing       toggle printing of row counts and elapsed time
+  \\format FMT   output format: table, csv, json, ndjson
+  \\?            this help
+  \\q            quit (or Ctrl-D); Ctrl-C cancels the running query";
+
+pub struct Shell {
+    pub ctx: SessionContext,
+    pub format: Format,
+    pub timing: bool,
+}
+
+/// What a command asks the caller to do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    Quit,
+}
+
+/// One clear line for an error (no backtrace, no nested "External error" wrapping).
+pub fn error_line(e: &DataFusionError) -> String {
+    let s = e.strip_backtrace();
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Shell {
+    pub fn new(ctx: SessionContext, format: Format) -> Self {
+        Self {
+            ctx,
+            format,
+            timing: false,
+        }
+    }
+
+    /// Runs every statement of `sql` in order, writing results to `out`.
+    pub async fn run_sql(&mut self, sql: &str, out: &mut dyn Write) -> Result<()> {
+        let dialect_name = self.ctx.copied_config().options().sql_parser.dialect.to_string();
+        let dialect = dialect_from_str(&dialect_name).ok_or_else(|| {
+            DataFusionError::Configuration(format!("unknown SQL dialect {dialect_name}"))
+        })?;
+        let statements = DFParser::parse_sql_with_dialect(sql, dialect.as_ref())?;
+        for statement in statements {
+            let started = Instant::now();
+            // Each statement sees the effects (SET, CREATE VIEW, ...) of the ones before it.
+            let state = self.ctx.state();
+            let plan = state.statement_to_plan(statement).await?;
+            let df = self.ctx.execute_logical_plan(plan).await?;
+            let stream = df.execute_stream().await?;
+            let rows = write_stream(stream, self.format, out).await?;
+            if self.timing {
+                eprintln!(
+                    "{rows} row{} in {:.3}s",
+                    if rows == 1 { "" } else { "s" },
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a backslash command.
+    pub async fn run_command(&mut self, line: &str, out: &mut dyn Write) -> Result<Next> {
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("");
+        let arg = words.next();
+        match (cmd, arg) {
+            ("\\q" | "\\quit", _) => return Ok(Next::Quit),
+            ("\\?" | "\\h" | "\\help", _) => writeln!(out, "{HELP}")?,
+            ("\\d", None) => {
+                self.run_sql(
+                    "SELECT table_schema AS schema, table_name AS name, table_type AS type \
+                     FROM information_schema.tables \
+                     WHERE table_schema <> 'information_schema' ORDER BY 1, 2",
+                    out,
+                )
+                .await?
+            }
+            ("\\d", Some(name)) => {
+                let exists = self.ctx.table_exist(name)?;
+                if !exists {
+                    return Err(DataFusionError::Plan(format!(
+                        "table '{name}' not found; \\d lists the tables"
+                    )));
+                }
+                self.run_sql(&format!("DESCRIBE {name}"), out).await?
+            }
+            ("\\df", _) => {
+                let mut names: Vec<String> = lifecycle_udfs::scalar_functions()
+                    .iter()
+                    .map(|f| format!("{} (scalar)", f.name()))
+                    .chain(
+                        lifecycle_udfs::aggregate_functions()
+                            .iter()
+                            .map(|f| format!("{} (aggregate)", f.name())),
+                    )
+                    .chain(
+                        lifecycle_udfs::table_functions()
+                            .iter()
+                            .map(|(n, _, _)| format!("{n} (table function)")),
+                    )
+                    .collect();
+                names.sort();
+                for n in names {
+                    writeln!(out, "{n}")?;
+                }
+            }
+            ("\\timing", arg) => {
+                self.timing = match arg {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => !self.timing,
+                };
+                writeln!(out, "timing is {}", if self.timing { "on" } else { "off" })?;
+            }
+            ("\\format", Some(f)) => {
+                self.format = <Format as clap::ValueEnum>::from_str(f, true).map_err(|_| {
+                    DataFusionError::Plan(format!(
+                        "unknown format '{f}': use table, csv, json or ndjson"
+                    ))
+                })?;
+            }
+            _ => {
+                return Err(DataFusionError::Plan(format!(
+                    "unknown command '{line}'; \\? lists the commands"
+                )));
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Runs a script: backslash commands on their own lines, SQL statements ended by ';' (the
+    /// last one may omit it). Stops at the first error.
+    pub async fn run_script(&mut self, text: &str, out: &mut dyn Write) -> Result<Next> {
+        let mut buf = String::new();
+        for line in text.lines() {
+            if buf.trim().is_empty() && line.trim_start().starts_with('\\') {
+                buf.clear();
+                if self.run_command(line.trim(), out).await? == Next::Quit {
+                    return Ok(Next::Quit);
+                }
+                continue;
+            }
+            buf.push_str(line);
+            buf.push('\n');
+            if statement_complete(&buf) {
+                self.run_sql(&buf, out).await?;
+                buf.clear();
+            }
+        }
+        if !is_blank_sql(&buf) {
+            self.run_sql(&buf, out).await?;
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Batch mode: every `-c` then every `-f`, stopping at the first error.
+    pub async fn run_batch(&mut self, commands: &[String], files: &[PathBuf]) -> Result<()> {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for c in commands {
+            if self.run_script(c, &mut out).await? == Next::Quit {
+                return Ok(());
+            }
+        }
+        for f in files {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                DataFusionError::Plan(format!("cannot read SQL file '{}': {e}", f.display()))
+            })?;
+            if self.run_script(&text, &mut out).await? == Next::Quit {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The interactive shell.
+    pub async fn repl(&mut self) -> Result<()> {
+        use rustyline::error::ReadlineError;
+        let mut editor = rustyline::DefaultEditor::new()
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let history = std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".lifecycle_history"));
+        if let Some(h) = &history {
+            let _ = editor.load_history(h);
+        }
+        println!("Lifecycle SQL shell. End statements with ';'. \\? for help, \\q to quit.");
+        let mut buf = String::new();
+        loop {
+            let prompt = if buf.is_empty() { "lifecycle> " } else { "        -> " };
+            match editor.readline(prompt) {
+                Ok(line) => {
+                    if buf.is_empty() && line.trim_start().starts_with('\\') {
+                        let _ = editor.add_history_entry(line.as_str());
+                        let mut out = std::io::stdout();
+                        match self.run_command(line.trim(), &mut out).await {
+                            Ok(Next::Quit) => break,
+                            Ok(Next::Continue) => {}
+                            Err(e) => eprintln!("Error: {}", error_line(&e)),
+                        }
+                        continue;
+                    }
+                    buf.push_str(&line);
+                    buf.push('\n');
+                    if !statement_complete(&buf) {
+                        continue;
+                    }
+                    let sql = std::mem::take(&mut buf);
+                    let _ = editor.add_history_entry(sql.trim_end());
+                    self.run_interruptible(&sql).await;
+                }
+                Err(ReadlineError::Interrupted) => {
+                    // Ctrl-C at the prompt drops the statement being typed.
+                    buf.clear();
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    break;
+                }
+            }
+        }
+        if let Some(h) = &history {
+            let _ = editor.save_history(h);
+        }
+        Ok(())
+    }
+
+    /// Runs SQL until it finishes or Ctrl-C cancels it (dropping the query's streams).
+    async fn run_interruptible(&mut self, sql: &str) {
+        let mut out = std::io::stdout();
+        let result = tokio::select! {
+            r = self.run_sql(sql, &mut out) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => eprintln!("Error: {}", error_line(&e)),
+            None => eprintln!("Query cancelled."),
+        }
+    }
+}
+
+/// A statement is complete when, outside strings and comments, it ends with ';'.
+pub fn statement_complete(sql: &str) -> bool {
+    let stripped = strip_comments_and_strings(sql);
+    stripped.trim_end().ends_with(';')
+}
+
+fn is_blank_sql(sql: &str) -> bool {
+    strip_comments_and_strings(sql)
+        .chars()
+        .all(|c| c.is_whitespace() || c == ';')
+}
+
+/// Replaces string literals by `''` and drops `--` and `/* */` comments, so that ';' inside them
+/// does not end a statement.
+fn strip_comments_and_strings(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                let quote = c;
+                out.push(quote);
+                for d in chars.by_ref() {
+                    if d == quote {
+                        break;
+                    }
+                }
+                out.push(quote);
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        break;
+                    }
+                    prev = d;
+                }
+                out.push(' ');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completeness() {
+        assert!(statement_complete("SELECT 1;"));
+        assert!(statement_complete("SELECT 1; -- done\n"));
+        assert!(!statement_complete("SELECT ';'"));
+        assert!(!statement_complete("SELECT 1 -- ;"));
+        assert!(!statement_complete("SELECT 1 /* ; */"));
+        assert!(is_blank_sql("  -- only a comment\n ;"));
+    }
+}

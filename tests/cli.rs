@@ -1,0 +1,166 @@
+//! The `lifecycle` command line: batch mode, formats, errors and exit codes, the REPL on piped
+//! input, `generate`, and tables from files, directories and globs.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn lifecycle(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lifecycle"))
+        .args(args)
+        .output()
+        .expect("run lifecycle")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn batch_query_on_the_sample() {
+    let o = lifecycle(&["sql", "--format", "csv", "-c", "SELECT count(*) AS n FROM customers"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "n\n12000\n");
+}
+
+#[test]
+fn formats() {
+    let sql = "SELECT 1 AS a, 'x' AS b UNION ALL SELECT 2, NULL ORDER BY a";
+    let o = lifecycle(&["sql", "--format", "json", "-c", sql]);
+    assert_eq!(stdout(&o).trim(), r#"[{"a":1,"b":"x"},{"a":2}]"#);
+    let o = lifecycle(&["sql", "--format", "ndjson", "-c", sql]);
+    assert_eq!(stdout(&o), "{\"a\":1,\"b\":\"x\"}\n{\"a\":2}\n");
+    let o = lifecycle(&["sql", "--format", "table", "-c", sql]);
+    let out = stdout(&o);
+    assert!(out.contains("| a | b |"), "{out}");
+    let o = lifecycle(&["sql", "--format", "json", "-c", "SELECT 1 AS a WHERE false"]);
+    assert_eq!(stdout(&o).trim(), "[]");
+}
+
+#[test]
+fn batch_stops_at_first_error_with_one_clear_line() {
+    let o = lifecycle(&["sql", "--format", "csv", "-c", "SELECT 1 AS one", "-c", "SELEC 2", "-c", "SELECT 3 AS three"]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("one"));
+    assert!(!stdout(&o).contains("three"));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("Error: "), "{err}");
+}
+
+#[test]
+fn bad_input_errors_name_the_problem() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["sql", "-c", "SELECT * FROM nope"], "nope"),
+        (&["sql", "-c", "SELECT lifecycle_stage('2024-01-01', now())"], "must be a TIMESTAMP or DATE, got Utf8"),
+        (&["sql", "-c", "SELECT churn_flag(order_ts) FROM purchases"], "churn_flag takes 6 arguments"),
+        (&["sql", "--table", "p=/no/such/file.parquet", "-c", "SELECT 1"], "'/no/such/file.parquet' does not exist"),
+        (&["sql", "-c", "\\frobnicate"], "unknown command"),
+        (&["sql", "--memory-limit", "lots", "-c", "SELECT 1"], "invalid memory size 'lots'"),
+    ];
+    for (args, needle) in cases {
+        let o = lifecycle(args);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn non_parquet_file_is_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("notes.parquet");
+    std::fs::write(&f, "this is not parquet").unwrap();
+    let spec = format!("p={}", f.display());
+    let o = lifecycle(&["sql", "--table", &spec, "-c", "SELECT 1"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("table 'p': cannot read") && err.contains("as Parquet"), "{err}");
+}
+
+#[test]
+fn script_file_with_commands_and_statements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("q.sql");
+    std::fs::write(
+        &f,
+        "-- a comment; not a statement end\n\\d\nSET lifecycle.churn_days = 200;\nSHOW lifecycle.churn_days;\nSELECT count(*) AS n\n  FROM purchases\n  WHERE amount > 0\n",
+    )
+    .unwrap();
+    let o = lifecycle(&["sql", "--format", "csv", "-f", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("purchases") && out.contains("customers"), "{out}");
+    assert!(out.contains("lifecycle.churn_days,200"), "{out}");
+    assert!(out.contains("\nn\n"), "{out}");
+}
+
+#[test]
+fn repl_continues_after_errors() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle"))
+        .args(["sql", "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT 40 +\n 2 AS answer;\nSELEC oops;\n\\timing\nSELECT 'still here' AS s;\n\\q\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("answer\n42"), "{out}");
+    assert!(out.contains("still here"), "{out}");
+    assert!(stderr(&o).contains("Error: "), "{}", stderr(&o));
+}
+
+#[test]
+fn generate_then_query_files_directories_and_globs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let o = lifecycle(&["generate", "--customers", "2000", "--out", out.to_str().unwrap(), "--files", "3", "--seed", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files: Vec<_> = std::fs::read_dir(out.join("purchases")).unwrap().collect();
+    assert_eq!(files.len(), 3);
+    let dir = format!("purchases={}", out.join("purchases").display());
+    let glob = format!("purchases={}/purchases/*.parquet", out.display());
+    let one = format!("purchases={}/purchases/part-00000.parquet", out.display());
+    let count = |spec: &str| {
+        let o = lifecycle(&["sql", "--format", "csv", "--table", spec, "-c", "SELECT count(DISTINCT customer_id) AS n FROM purchases"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    let all = count(&dir);
+    assert_eq!(all, count(&glob));
+    assert!(count(&one) < all);
+    // Same seed, same data.
+    let again = tmp.path().join("again");
+    lifecycle(&["generate", "--customers", "2000", "--out", again.to_str().unwrap(), "--files", "3", "--seed", "5"]);
+    let sum = |d: &std::path::Path| {
+        let spec = format!("purchases={}", d.join("purchases").display());
+        stdout(&lifecycle(&["sql", "--format", "csv", "--table", &spec, "-c", "SELECT count(*), sum(amount), max(order_ts) FROM purchases"]))
+    };
+    assert_eq!(sum(&out), sum(&again));
+}
+
+#[test]
+fn memory_limit_spills_instead_of_failing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let o = lifecycle(&["generate", "--customers", "60000", "--out", out.to_str().unwrap(), "--files", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec = format!("purchases={}", out.join("purchases").display());
+    let o = lifecycle(&[
+        "sql", "--format", "csv", "--memory-limit", "8M", "--table", &spec, "-c",
+        "SELECT count(*) AS n FROM (SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2025-01-01 00:00:00') AS s,
+                count(*) AS k, sum(amount) AS a FROM purchases GROUP BY customer_id ORDER BY a DESC)",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

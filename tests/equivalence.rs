@@ -1,0 +1,168 @@
+//! The lifecycle functions against the same questions written in plain SQL, on generated data
+//! spread over several Parquet files, with `target_partitions` 1 and 4; and the same answers from
+//! one file and from several.
+
+use std::path::Path;
+
+use lifecycle::generate::{GenerateOptions, Process, parse_date_us, write_parquet};
+
+use crate::common::{query, session};
+
+const DAY_US: i64 = 86_400_000_000;
+
+fn generate(dir: &Path, customers: u64, files: u64) {
+    write_parquet(
+        GenerateOptions {
+            customers,
+            seed: 11,
+            start_us: parse_date_us("2022-01-01").unwrap(),
+            end_us: parse_date_us("2024-07-01").unwrap(),
+            process: Process::default(),
+        },
+        dir,
+        files,
+        |_| {},
+    )
+    .expect("generate");
+}
+
+fn stage_sql(as_of: &str) -> String {
+    let a = parse_date_us(as_of).unwrap();
+    format!(
+        "WITH o AS (SELECT customer_id, CAST(order_ts AS BIGINT) AS t FROM purchases
+                    WHERE order_ts <= TIMESTAMP '{as_of} 00:00:00'),
+         r AS (SELECT customer_id, t, row_number() OVER (PARTITION BY customer_id ORDER BY t DESC) AS rn FROM o),
+         a AS (SELECT customer_id, count(*) AS n, max(t) AS last_t, max(CASE WHEN rn = 2 THEN t END) AS prev_t,
+                      sum(CASE WHEN t > {a} - 365 * {DAY_US} THEN 1 ELSE 0 END) AS nw
+               FROM r GROUP BY customer_id)
+         SELECT c.customer_id, CASE
+           WHEN a.n IS NULL THEN 'prospect'
+           WHEN {a} - a.last_t > 180 * {DAY_US} THEN 'churned'
+           WHEN {a} - a.last_t > 90 * {DAY_US} THEN 'at_risk'
+           WHEN a.n >= 2 AND a.last_t - a.prev_t > 180 * {DAY_US} THEN 'reactivated'
+           WHEN a.n = 1 THEN 'new'
+           WHEN a.nw >= 4 THEN 'loyal'
+           ELSE 'repeat' END AS stage,
+           a.n IS NOT NULL AND {a} - a.last_t > 180 * {DAY_US} AS churned
+         FROM customers c LEFT JOIN a ON a.customer_id = c.customer_id ORDER BY 1"
+    )
+}
+
+const STAGE_FN: &str = "SELECT c.customer_id, lifecycle_stage(p.order_ts, TIMESTAMP '2024-03-31 00:00:00') AS stage,
+        churn_flag(p.order_ts, TIMESTAMP '2024-03-31 00:00:00') AS churned
+ FROM customers c LEFT JOIN purchases p ON p.customer_id = c.customer_id
+ GROUP BY c.customer_id ORDER BY 1";
+
+fn cohort_sql(g: &str) -> String {
+    let period = match g {
+        "month" => "CAST((date_part('year', b.order_ts) * 12 + date_part('month', b.order_ts))
+                         - (date_part('year', f.cohort) * 12 + date_part('month', f.cohort)) AS BIGINT)",
+        "week" => "CAST((CAST(date_trunc('week', b.order_ts) AS BIGINT) - CAST(f.cohort AS BIGINT)) / (7 * 86400000000) AS BIGINT)",
+        "year" => "CAST(date_part('year', b.order_ts) - date_part('year', f.cohort) AS BIGINT)",
+        _ => unreachable!(),
+    };
+    format!(
+        "WITH f AS (SELECT customer_id, date_trunc('{g}', min(order_ts)) AS cohort FROM purchases GROUP BY customer_id),
+         s AS (SELECT cohort, count(*) AS n FROM f GROUP BY cohort),
+         a AS (SELECT f.cohort, {period} AS period, b.customer_id, b.amount
+               FROM purchases b JOIN f ON b.customer_id = f.customer_id)
+         SELECT a.cohort, a.period, s.n, count(DISTINCT a.customer_id), round(sum(a.amount), 4)
+         FROM a JOIN s ON a.cohort = s.cohort GROUP BY 1, 2, 3 ORDER BY 1, 2"
+    )
+}
+
+fn cohort_fn(g: &str) -> String {
+    format!(
+        "SELECT cohort, period, cohort_size, active_customers, round(revenue, 4)
+         FROM cohort_retention('purchases', '{g}') WHERE active_customers > 0 ORDER BY 1, 2"
+    )
+}
+
+const RETENTION_FN: &str = "SELECT sum(r[1]), sum(r[2]), sum(r[3]) FROM (
+   SELECT retention(order_ts < TIMESTAMP '2023-01-01 00:00:00',
+                    order_ts >= TIMESTAMP '2023-01-01 00:00:00' AND order_ts < TIMESTAMP '2024-01-01 00:00:00',
+                    order_ts >= TIMESTAMP '2024-01-01 00:00:00') AS r
+   FROM purchases GROUP BY customer_id)";
+
+const RETENTION_SQL: &str = "SELECT sum(CASE WHEN c1 THEN 1 ELSE 0 END), sum(CASE WHEN c1 AND c2 THEN 1 ELSE 0 END),
+        sum(CASE WHEN c1 AND c3 THEN 1 ELSE 0 END) FROM (
+   SELECT bool_or(order_ts < TIMESTAMP '2023-01-01 00:00:00') AS c1,
+          bool_or(order_ts >= TIMESTAMP '2023-01-01 00:00:00' AND order_ts < TIMESTAMP '2024-01-01 00:00:00') AS c2,
+          bool_or(order_ts >= TIMESTAMP '2024-01-01 00:00:00') AS c3
+   FROM purchases GROUP BY customer_id)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_equal_plain_sql_across_partitions_and_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (many, one) = (tmp.path().join("many"), tmp.path().join("one"));
+    generate(&many, 3_000, 4);
+    generate(&one, 3_000, 1);
+    assert_eq!(std::fs::read_dir(many.join("purchases")).unwrap().count(), 4);
+
+    let mut answers = vec![];
+    for dir in [&many, &one] {
+        for partitions in [1, 4] {
+            let p = dir.join("purchases");
+            let c = dir.join("customers");
+            let ctx = session(partitions, &[("purchases", p.to_str().unwrap()), ("customers", c.to_str().unwrap())]).await;
+
+            let stages = query(&ctx, STAGE_FN).await;
+            assert_eq!(stages, query(&ctx, &stage_sql("2024-03-31")).await, "stages, {partitions} partitions");
+            assert_eq!(stages.len(), 3_000);
+            for g in ["month", "week", "year"] {
+                let cells = query(&ctx, &cohort_fn(g)).await;
+                assert!(!cells.is_empty());
+                assert_eq!(cells, query(&ctx, &cohort_sql(g)).await, "cohort {g}, {partitions} partitions");
+            }
+            // Zero-filled: every cohort has every period up to the last order's month.
+            let shape = query(
+                &ctx,
+                "SELECT count(*), sum(CASE WHEN retention = CAST(active_customers AS DOUBLE) / cohort_size THEN 1 ELSE 0 END),
+                        min(period), count(DISTINCT cohort) FROM cohort_retention('purchases', 'month')",
+            )
+            .await;
+            let expected = query(
+                &ctx,
+                "WITH f AS (SELECT date_trunc('month', min(order_ts)) AS cohort FROM purchases GROUP BY customer_id),
+                      m AS (SELECT date_trunc('month', max(order_ts)) AS last FROM purchases)
+                 SELECT sum(CAST((date_part('year', last) - date_part('year', cohort)) * 12
+                                 + date_part('month', last) - date_part('month', cohort) + 1 AS BIGINT)),
+                        count(*) FROM (SELECT DISTINCT cohort FROM f) CROSS JOIN m",
+            )
+            .await;
+            assert_eq!(shape[0][0], expected[0][0]);
+            assert_eq!(shape[0][1], shape[0][0], "retention = active / size on every row");
+            assert_eq!(shape[0][2], "0");
+            assert_eq!(shape[0][3], expected[0][1]);
+
+            let retention = query(&ctx, RETENTION_FN).await;
+            assert_eq!(retention, query(&ctx, RETENTION_SQL).await);
+            answers.push((stages, query(&ctx, &cohort_fn("month")).await, retention));
+        }
+    }
+    for a in &answers[1..] {
+        assert_eq!(a, &answers[0], "same answers from 1 or 4 files and 1 or 4 partitions");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_is_realistic() {
+    let ctx = session(4, &[]).await;
+    let r = query(
+        &ctx,
+        "SELECT count(*), min(signup_ts) >= TIMESTAMP '2022-01-01 00:00:00', max(signup_ts) < TIMESTAMP '2025-01-01 00:00:00' FROM customers",
+    )
+    .await;
+    assert_eq!(r[0], vec!["12000", "true", "true"]);
+    // Churn is realistic: a sizeable share, but far from all, of the buyers churned by the end.
+    let r = query(
+        &ctx,
+        "SELECT avg(CASE WHEN s = 'churned' THEN 1.0 ELSE 0.0 END), count(DISTINCT s) FROM (
+           SELECT lifecycle_stage(p.order_ts, TIMESTAMP '2025-01-01 00:00:00') AS s
+           FROM customers c LEFT JOIN purchases p ON p.customer_id = c.customer_id GROUP BY c.customer_id)",
+    )
+    .await;
+    let churned: f64 = r[0][0].parse().unwrap();
+    assert!((0.2..0.7).contains(&churned), "churned share {churned}");
+    assert_eq!(r[0][1], "7", "every stage occurs in the sample");
+}

@@ -1,0 +1,7 @@
+//! The one integration-test binary: sqllogictest files, SQL-equivalence checks, the merge path
+//! (partitions and files), and the `lifecycle` command line.
+
+mod cli;
+mod common;
+mod equivalence;
+mod slt;

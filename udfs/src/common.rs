@@ -1,0 +1,83 @@
+//! Small adapter helpers shared by the aggregate functions: argument checks, literal arguments,
+//! row masks and emitting group state.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::EmitTo;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+
+/// Checks the argument count of `func` against an inclusive range, with a message that says how
+/// the function is called.
+pub fn check_arity(func: &str, usage: &str, n: usize, min: usize, max: usize) -> Result<()> {
+    if n < min || n > max {
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        return plan_err!("{func} takes {want} arguments ({usage}), got {n}");
+    }
+    Ok(())
+}
+
+/// Integer types a threshold argument may have; coerced to BIGINT.
+pub fn check_integer(func: &str, name: &str, t: &DataType) -> Result<DataType> {
+    if t.is_integer() || t.is_null() {
+        Ok(DataType::Int64)
+    } else {
+        plan_err!("{func}: argument '{name}' must be an integer, got {t}")
+    }
+}
+
+/// The value of a constant integer argument (after constant folding), >= 1.
+pub fn literal_positive(
+    func: &str,
+    name: &str,
+    expr: &Arc<dyn PhysicalExpr>,
+) -> Result<u64> {
+    let Some(lit) = expr.downcast_ref::<Literal>() else {
+        return plan_err!("{func}: argument '{name}' must be a constant");
+    };
+    let v = match lit.value() {
+        ScalarValue::Int64(Some(v)) => *v,
+        other => match other.cast_to(&DataType::Int64)? {
+            ScalarValue::Int64(Some(v)) => v,
+            _ => return plan_err!("{func}: argument '{name}' must be a non-NULL integer"),
+        },
+    };
+    if v < 1 {
+        return plan_err!("{func}: argument '{name}' must be at least 1, got {v}");
+    }
+    Ok(v as u64)
+}
+
+/// Validity of the rows an aggregate may use: the FILTER clause (NULL counts as false) combined
+/// with the given null masks.
+pub fn row_mask(filter: Option<&BooleanArray>, nulls: &[Option<&NullBuffer>]) -> Option<NullBuffer> {
+    let filter = filter.map(|f| match f.nulls() {
+        Some(n) => NullBuffer::new(f.values() & n.inner()),
+        None => NullBuffer::new(f.values().clone()),
+    });
+    let mut mask = filter;
+    for n in nulls {
+        mask = NullBuffer::union(mask.as_ref(), *n);
+    }
+    mask
+}
+
+/// Grows every state vector to `n` groups with its initial value.
+pub fn resize<T: Clone>(v: &mut Vec<T>, n: usize, init: T) {
+    if v.len() < n {
+        v.resize(n, init);
+    }
+}
+
+/// Takes the emitted groups' values out of a state vector.
+pub fn take<T>(emit_to: EmitTo, v: &mut Vec<T>) -> Vec<T> {
+    emit_to.take_needed(v)
+}

@@ -1,0 +1,144 @@
+//! Customer-lifecycle SQL functions for Apache DataFusion.
+//!
+//! Register everything on a [`SessionContext`] with [`register_all`], or on a
+//! [`SessionStateBuilder`] with [`LifecycleStateBuilderExt::with_lifecycle`] (for servers and
+//! distributed executors that build their own state). Both install the same functions and the
+//! `lifecycle.*` session options ([`LifecycleOptions`]).
+//!
+//! Each function family is a module with two layers: a pure kernel (`kernel` submodules: plain
+//! state with update / merge / finish, no Arrow types) and a thin DataFusion adapter.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::common::Result;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+mod common;
+mod doc;
+
+pub mod cohort;
+pub mod options;
+pub mod period;
+pub mod retention;
+pub mod stage;
+pub mod time;
+
+pub use options::LifecycleOptions;
+
+/// Every scalar function.
+pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
+    vec![period::period_diff_udf(), period::period_start_udf()]
+}
+
+/// Every aggregate function.
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![
+        retention::retention_udaf(),
+        stage::lifecycle_stage_udaf(),
+        stage::churn_flag_udaf(),
+    ]
+}
+
+/// Every table function, with its name and documentation.
+pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>, &'static Documentation)> {
+    vec![(
+        "cohort_retention",
+        Arc::new(cohort::CohortRetention),
+        &cohort::COHORT_RETENTION_DOC,
+    )]
+}
+
+/// Adds the `lifecycle.*` options to a session configuration (keeping values already set).
+pub fn with_options(config: SessionConfig) -> SessionConfig {
+    if config.options().extensions.get::<LifecycleOptions>().is_some() {
+        config
+    } else {
+        config.with_option_extension(LifecycleOptions::default())
+    }
+}
+
+/// Registers every lifecycle function and the `lifecycle.*` options on a context.
+pub fn register_all(ctx: &SessionContext) -> Result<()> {
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        if options.extensions.get::<LifecycleOptions>().is_none() {
+            options.extensions.insert(LifecycleOptions::default());
+        }
+    }
+    for f in scalar_functions() {
+        ctx.register_udf(f.as_ref().clone());
+    }
+    for f in aggregate_functions() {
+        ctx.register_udaf(f.as_ref().clone());
+    }
+    for (name, f, _) in table_functions() {
+        ctx.register_udtf(name, f);
+    }
+    Ok(())
+}
+
+/// Registers the lifecycle functions while building a [`datafusion::execution::SessionState`].
+pub trait LifecycleStateBuilderExt {
+    fn with_lifecycle(self) -> Self;
+}
+
+impl LifecycleStateBuilderExt for SessionStateBuilder {
+    fn with_lifecycle(mut self) -> Self {
+        let config = self.config().take().unwrap_or_default();
+        *self.config() = Some(with_options(config));
+        let mut scalars = self.scalar_functions().take().unwrap_or_default();
+        scalars.extend(scalar_functions());
+        let mut aggregates = self.aggregate_functions().take().unwrap_or_default();
+        aggregates.extend(aggregate_functions());
+        let mut tables = self.table_functions().take().unwrap_or_default();
+        for (name, f, _) in table_functions() {
+            tables.insert(
+                name.to_string(),
+                Arc::new(datafusion::catalog::TableFunction::new(name.to_string(), f)),
+            );
+        }
+        self.with_scalar_functions(scalars)
+            .with_aggregate_functions(aggregates)
+            .with_table_functions(tables)
+    }
+}
+
+/// The function reference as Markdown, generated from each function's own documentation (the
+/// README's "Function reference" section is this text).
+pub fn function_docs() -> String {
+    let mut entries: Vec<(String, &'static str, Documentation)> = vec![];
+    for f in scalar_functions() {
+        if let Some(d) = f.documentation() {
+            entries.push((f.name().to_string(), "scalar", d.clone()));
+        }
+    }
+    for f in aggregate_functions() {
+        if let Some(d) = f.documentation() {
+            entries.push((f.name().to_string(), "aggregate", d.clone()));
+        }
+    }
+    for (name, _, d) in table_functions() {
+        entries.push((name.to_string(), "table function", d.clone()));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::new();
+    for (name, kind, d) in entries {
+        out.push_str(&format!("### `{name}` ({kind})\n\n`{}`\n\n{}\n\n", d.syntax_example, d.description));
+        if let Some(args) = &d.arguments {
+            for (a, desc) in args {
+                out.push_str(&format!("- `{a}`: {desc}\n"));
+            }
+            out.push('\n');
+        }
+        if let Some(ex) = &d.sql_example {
+            out.push_str(ex);
+            out.push_str("\n\n");
+        }
+    }
+    out
+}
