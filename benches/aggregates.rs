@@ -60,16 +60,34 @@ fn bench(c: &mut Criterion) {
     let ctx: SessionContext = rt.block_on(async {
         let ctx = build_session(&SessionOptions::default()).await.unwrap();
         ctx.deregister_table("purchases").unwrap();
-        ctx.register_table("purchases", Arc::new(MemTable::try_new(purchases_schema(), data()).unwrap()))
-            .unwrap();
+        ctx.register_table(
+            "purchases",
+            Arc::new(MemTable::try_new(purchases_schema(), data()).unwrap()),
+        )
+        .unwrap();
         ctx
     });
     let queries = [
-        ("floor_count_sum", "SELECT customer_id, count(*), sum(amount) FROM purchases GROUP BY customer_id"),
-        ("lifecycle_stage", "SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id"),
-        ("churn_flag", "SELECT customer_id, churn_flag(order_ts, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id"),
-        ("retention", "SELECT customer_id, retention(order_ts < TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2024-01-01 00:00:00') FROM purchases GROUP BY customer_id"),
-        ("cohort_retention_month", "SELECT * FROM cohort_retention('purchases', 'month')"),
+        (
+            "floor_count_sum",
+            "SELECT customer_id, count(*), sum(amount) FROM purchases GROUP BY customer_id",
+        ),
+        (
+            "lifecycle_stage",
+            "SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id",
+        ),
+        (
+            "churn_flag",
+            "SELECT customer_id, churn_flag(order_ts, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id",
+        ),
+        (
+            "retention",
+            "SELECT customer_id, retention(order_ts < TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2024-01-01 00:00:00') FROM purchases GROUP BY customer_id",
+        ),
+        (
+            "cohort_retention_month",
+            "SELECT * FROM cohort_retention('purchases', 'month')",
+        ),
     ];
     let mut group = c.benchmark_group("1M_rows_100k_customers");
     group.sample_size(10);

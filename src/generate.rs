@@ -15,7 +15,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::{DataFusionError, Result};
 use parquet::arrow::ArrowWriter;
@@ -77,7 +79,11 @@ pub fn purchases_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("customer_id", DataType::Int64, false),
         Field::new("order_id", DataType::Int64, false),
-        Field::new("order_ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "order_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("amount", DataType::Float64, false),
     ]))
 }
@@ -85,7 +91,11 @@ pub fn purchases_schema() -> SchemaRef {
 pub fn customers_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("customer_id", DataType::Int64, false),
-        Field::new("signup_ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "signup_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("channel", DataType::Utf8, false),
         Field::new("country", DataType::Utf8, false),
     ]))
@@ -147,7 +157,8 @@ impl Simulator {
         Ok(Self {
             rate: Gamma::new(p.r, 1.0 / p.alpha).map_err(|e| bad(e.to_string()))?,
             dropout: Beta::new(p.a, p.b).map_err(|e| bad(e.to_string()))?,
-            spend_rate: Gamma::new(p.q_spend, 1.0 / p.gamma_spend).map_err(|e| bad(e.to_string()))?,
+            spend_rate: Gamma::new(p.q_spend, 1.0 / p.gamma_spend)
+                .map_err(|e| bad(e.to_string()))?,
             first_delay: Exp::new(1.0 / 5.0).map_err(|e| bad(e.to_string()))?,
             opts,
         })
@@ -159,15 +170,16 @@ impl Simulator {
         let (start, end) = (self.opts.start_us, self.opts.end_us);
         let span = (end - start) as f64;
         for id in ids {
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                self.opts.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            );
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(self.opts.seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let signup = start + (rng.random::<f64>() * span) as i64;
             let cid = id as i64;
             c.c_id.push(cid);
             c.c_signup.push(signup);
-            c.c_channel.push(CHANNELS[rng.random_range(0..CHANNELS.len())]);
-            c.c_country.push(COUNTRIES[rng.random_range(0..COUNTRIES.len())]);
+            c.c_channel
+                .push(CHANNELS[rng.random_range(0..CHANNELS.len())]);
+            c.c_country
+                .push(COUNTRIES[rng.random_range(0..COUNTRIES.len())]);
             if rng.random::<f64>() >= self.opts.process.buyer_share {
                 continue;
             }
@@ -182,7 +194,8 @@ impl Simulator {
                 c.p_customer.push(cid);
                 c.p_order.push(cid * 100_000 + k);
                 c.p_ts.push(t as i64);
-                c.p_amount.push((spend.sample(&mut rng) * 100.0).round() / 100.0);
+                c.p_amount
+                    .push((spend.sample(&mut rng) * 100.0).round() / 100.0);
                 k += 1;
                 if rng.random::<f64>() < p || k >= 99_999 {
                     break;
@@ -212,7 +225,10 @@ impl Simulator {
 }
 
 /// Batches of a whole (small) generated dataset, for the embedded sample and tests.
-pub fn generate_batches(opts: GenerateOptions, chunk: u64) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+pub fn generate_batches(
+    opts: GenerateOptions,
+    chunk: u64,
+) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
     let sim = Simulator::new(opts)?;
     let (mut cs, mut ps) = (vec![], vec![]);
     sim.run(chunk, |_, c, p| {
@@ -323,7 +339,11 @@ mod tests {
         let o = opts(300);
         let (_, ps) = generate_batches(o.clone(), 100).unwrap();
         for b in ps {
-            let ts = b.column(2).as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+            let ts = b
+                .column(2)
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap();
             for t in ts.values() {
                 assert!(*t >= o.start_us && *t < o.end_us);
             }

@@ -8,7 +8,11 @@ use lifecycle::shell::{Shell, error_line};
 use lifecycle::{SessionOptions, TableSpec, build_session, parse_memory_size};
 
 #[derive(Parser)]
-#[command(name = "lifecycle", version, about = "Customer-lifecycle analytics in SQL, on Apache DataFusion")]
+#[command(
+    name = "lifecycle",
+    version,
+    about = "Customer-lifecycle analytics in SQL, on Apache DataFusion"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

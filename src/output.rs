@@ -99,9 +99,6 @@ pub fn write_batches(
             }
             w.finish()?;
             drop(w);
-            if batches.iter().all(|b| b.num_rows() == 0) {
-                write!(out, "[]")?;
-            }
             writeln!(out)?;
         }
         Format::Ndjson => {

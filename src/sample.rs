@@ -43,11 +43,17 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     let n = ctx.copied_config().target_partitions().max(1);
     ctx.register_table(
         "purchases",
-        Arc::new(MemTable::try_new(purchases_schema(), partitions(purchases, n))?),
+        Arc::new(MemTable::try_new(
+            purchases_schema(),
+            partitions(purchases, n),
+        )?),
     )?;
     ctx.register_table(
         "customers",
-        Arc::new(MemTable::try_new(customers_schema(), partitions(customers, n))?),
+        Arc::new(MemTable::try_new(
+            customers_schema(),
+            partitions(customers, n),
+        )?),
     )?;
     Ok(())
 }

@@ -28,11 +28,7 @@ impl std::str::FromStr for TableSpec {
             .split_once('=')
             .ok_or_else(|| format!("expected NAME=PATH, got '{s}'"))?;
         let name = name.trim();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!(
                 "table name '{name}' must be letters, digits and underscores"
             ));

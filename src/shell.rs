@@ -56,7 +56,13 @@ impl Shell {
 
     /// Runs every statement of `sql` in order, writing results to `out`.
     pub async fn run_sql(&mut self, sql: &str, out: &mut dyn Write) -> Result<()> {
-        let dialect_name = self.ctx.copied_config().options().sql_parser.dialect.to_string();
+        let dialect_name = self
+            .ctx
+            .copied_config()
+            .options()
+            .sql_parser
+            .dialect
+            .to_string();
         let dialect = dialect_from_str(&dialect_name).ok_or_else(|| {
             DataFusionError::Configuration(format!("unknown SQL dialect {dialect_name}"))
         })?;
@@ -155,7 +161,7 @@ impl Shell {
     pub async fn run_script(&mut self, text: &str, out: &mut dyn Write) -> Result<Next> {
         let mut buf = String::new();
         for line in text.lines() {
-            if buf.trim().is_empty() && line.trim_start().starts_with('\\') {
+            if is_blank_sql(&buf) && line.trim_start().starts_with('\\') {
                 buf.clear();
                 if self.run_command(line.trim(), out).await? == Next::Quit {
                     return Ok(Next::Quit);
@@ -198,20 +204,24 @@ impl Shell {
     /// The interactive shell.
     pub async fn repl(&mut self) -> Result<()> {
         use rustyline::error::ReadlineError;
-        let mut editor = rustyline::DefaultEditor::new()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let history = std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".lifecycle_history"));
+        let mut editor =
+            rustyline::DefaultEditor::new().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".lifecycle_history"));
         if let Some(h) = &history {
             let _ = editor.load_history(h);
         }
         println!("Lifecycle SQL shell. End statements with ';'. \\? for help, \\q to quit.");
         let mut buf = String::new();
         loop {
-            let prompt = if buf.is_empty() { "lifecycle> " } else { "        -> " };
+            let prompt = if buf.is_empty() {
+                "lifecycle> "
+            } else {
+                "        -> "
+            };
             match editor.readline(prompt) {
                 Ok(line) => {
-                    if buf.is_empty() && line.trim_start().starts_with('\\') {
+                    if is_blank_sql(&buf) && line.trim_start().starts_with('\\') {
+                        buf.clear();
                         let _ = editor.add_history_entry(line.as_str());
                         let mut out = std::io::stdout();
                         match self.run_command(line.trim(), &mut out).await {

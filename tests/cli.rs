@@ -21,7 +21,13 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn batch_query_on_the_sample() {
-    let o = lifecycle(&["sql", "--format", "csv", "-c", "SELECT count(*) AS n FROM customers"]);
+    let o = lifecycle(&[
+        "sql",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM customers",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "n\n12000\n");
 }
@@ -42,7 +48,17 @@ fn formats() {
 
 #[test]
 fn batch_stops_at_first_error_with_one_clear_line() {
-    let o = lifecycle(&["sql", "--format", "csv", "-c", "SELECT 1 AS one", "-c", "SELEC 2", "-c", "SELECT 3 AS three"]);
+    let o = lifecycle(&[
+        "sql",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT 1 AS one",
+        "-c",
+        "SELEC 2",
+        "-c",
+        "SELECT 3 AS three",
+    ]);
     assert!(!o.status.success());
     assert!(stdout(&o).contains("one"));
     assert!(!stdout(&o).contains("three"));
@@ -55,11 +71,29 @@ fn batch_stops_at_first_error_with_one_clear_line() {
 fn bad_input_errors_name_the_problem() {
     let cases: [(&[&str], &str); 6] = [
         (&["sql", "-c", "SELECT * FROM nope"], "nope"),
-        (&["sql", "-c", "SELECT lifecycle_stage('2024-01-01', now())"], "must be a TIMESTAMP or DATE, got Utf8"),
-        (&["sql", "-c", "SELECT churn_flag(order_ts) FROM purchases"], "churn_flag takes 6 arguments"),
-        (&["sql", "--table", "p=/no/such/file.parquet", "-c", "SELECT 1"], "'/no/such/file.parquet' does not exist"),
+        (
+            &["sql", "-c", "SELECT lifecycle_stage('2024-01-01', now())"],
+            "must be a TIMESTAMP or DATE, got Utf8",
+        ),
+        (
+            &["sql", "-c", "SELECT churn_flag(order_ts) FROM purchases"],
+            "churn_flag takes 6 arguments",
+        ),
+        (
+            &[
+                "sql",
+                "--table",
+                "p=/no/such/file.parquet",
+                "-c",
+                "SELECT 1",
+            ],
+            "'/no/such/file.parquet' does not exist",
+        ),
         (&["sql", "-c", "\\frobnicate"], "unknown command"),
-        (&["sql", "--memory-limit", "lots", "-c", "SELECT 1"], "invalid memory size 'lots'"),
+        (
+            &["sql", "--memory-limit", "lots", "-c", "SELECT 1"],
+            "invalid memory size 'lots'",
+        ),
     ];
     for (args, needle) in cases {
         let o = lifecycle(args);
@@ -78,7 +112,10 @@ fn non_parquet_file_is_refused_clearly() {
     let o = lifecycle(&["sql", "--table", &spec, "-c", "SELECT 1"]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("table 'p': cannot read") && err.contains("as Parquet"), "{err}");
+    assert!(
+        err.contains("table 'p': cannot read") && err.contains("as Parquet"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -93,7 +130,10 @@ fn script_file_with_commands_and_statements() {
     let o = lifecycle(&["sql", "--format", "csv", "-f", f.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("purchases") && out.contains("customers"), "{out}");
+    assert!(
+        out.contains("purchases") && out.contains("customers"),
+        "{out}"
+    );
     assert!(out.contains("lifecycle.churn_days,200"), "{out}");
     assert!(out.contains("\nn\n"), "{out}");
 }
@@ -111,7 +151,9 @@ fn repl_continues_after_errors() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"SELECT 40 +\n 2 AS answer;\nSELEC oops;\n\\timing\nSELECT 'still here' AS s;\n\\q\n")
+        .write_all(
+            b"SELECT 40 +\n 2 AS answer;\nSELEC oops;\n\\timing\nSELECT 'still here' AS s;\n\\q\n",
+        )
         .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
@@ -125,7 +167,17 @@ fn repl_continues_after_errors() {
 fn generate_then_query_files_directories_and_globs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data");
-    let o = lifecycle(&["generate", "--customers", "2000", "--out", out.to_str().unwrap(), "--files", "3", "--seed", "5"]);
+    let o = lifecycle(&[
+        "generate",
+        "--customers",
+        "2000",
+        "--out",
+        out.to_str().unwrap(),
+        "--files",
+        "3",
+        "--seed",
+        "5",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let files: Vec<_> = std::fs::read_dir(out.join("purchases")).unwrap().collect();
     assert_eq!(files.len(), 3);
@@ -133,7 +185,15 @@ fn generate_then_query_files_directories_and_globs() {
     let glob = format!("purchases={}/purchases/*.parquet", out.display());
     let one = format!("purchases={}/purchases/part-00000.parquet", out.display());
     let count = |spec: &str| {
-        let o = lifecycle(&["sql", "--format", "csv", "--table", spec, "-c", "SELECT count(DISTINCT customer_id) AS n FROM purchases"]);
+        let o = lifecycle(&[
+            "sql",
+            "--format",
+            "csv",
+            "--table",
+            spec,
+            "-c",
+            "SELECT count(DISTINCT customer_id) AS n FROM purchases",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         stdout(&o).lines().nth(1).unwrap().parse::<u64>().unwrap()
     };
@@ -142,10 +202,28 @@ fn generate_then_query_files_directories_and_globs() {
     assert!(count(&one) < all);
     // Same seed, same data.
     let again = tmp.path().join("again");
-    lifecycle(&["generate", "--customers", "2000", "--out", again.to_str().unwrap(), "--files", "3", "--seed", "5"]);
+    lifecycle(&[
+        "generate",
+        "--customers",
+        "2000",
+        "--out",
+        again.to_str().unwrap(),
+        "--files",
+        "3",
+        "--seed",
+        "5",
+    ]);
     let sum = |d: &std::path::Path| {
         let spec = format!("purchases={}", d.join("purchases").display());
-        stdout(&lifecycle(&["sql", "--format", "csv", "--table", &spec, "-c", "SELECT count(*), sum(amount), max(order_ts) FROM purchases"]))
+        stdout(&lifecycle(&[
+            "sql",
+            "--format",
+            "csv",
+            "--table",
+            &spec,
+            "-c",
+            "SELECT count(*), sum(amount), max(order_ts) FROM purchases",
+        ]))
     };
     assert_eq!(sum(&out), sum(&again));
 }
@@ -154,7 +232,15 @@ fn generate_then_query_files_directories_and_globs() {
 fn memory_limit_spills_instead_of_failing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data");
-    let o = lifecycle(&["generate", "--customers", "60000", "--out", out.to_str().unwrap(), "--files", "2"]);
+    let o = lifecycle(&[
+        "generate",
+        "--customers",
+        "60000",
+        "--out",
+        out.to_str().unwrap(),
+        "--files",
+        "2",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let spec = format!("purchases={}", out.join("purchases").display());
     let o = lifecycle(&[

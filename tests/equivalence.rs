@@ -48,7 +48,8 @@ fn stage_sql(as_of: &str) -> String {
     )
 }
 
-const STAGE_FN: &str = "SELECT c.customer_id, lifecycle_stage(p.order_ts, TIMESTAMP '2024-03-31 00:00:00') AS stage,
+const STAGE_FN: &str =
+    "SELECT c.customer_id, lifecycle_stage(p.order_ts, TIMESTAMP '2024-03-31 00:00:00') AS stage,
         churn_flag(p.order_ts, TIMESTAMP '2024-03-31 00:00:00') AS churned
  FROM customers c LEFT JOIN purchases p ON p.customer_id = c.customer_id
  GROUP BY c.customer_id ORDER BY 1";
@@ -97,22 +98,40 @@ async fn functions_equal_plain_sql_across_partitions_and_files() {
     let (many, one) = (tmp.path().join("many"), tmp.path().join("one"));
     generate(&many, 3_000, 4);
     generate(&one, 3_000, 1);
-    assert_eq!(std::fs::read_dir(many.join("purchases")).unwrap().count(), 4);
+    assert_eq!(
+        std::fs::read_dir(many.join("purchases")).unwrap().count(),
+        4
+    );
 
     let mut answers = vec![];
     for dir in [&many, &one] {
         for partitions in [1, 4] {
             let p = dir.join("purchases");
             let c = dir.join("customers");
-            let ctx = session(partitions, &[("purchases", p.to_str().unwrap()), ("customers", c.to_str().unwrap())]).await;
+            let ctx = session(
+                partitions,
+                &[
+                    ("purchases", p.to_str().unwrap()),
+                    ("customers", c.to_str().unwrap()),
+                ],
+            )
+            .await;
 
             let stages = query(&ctx, STAGE_FN).await;
-            assert_eq!(stages, query(&ctx, &stage_sql("2024-03-31")).await, "stages, {partitions} partitions");
+            assert_eq!(
+                stages,
+                query(&ctx, &stage_sql("2024-03-31")).await,
+                "stages, {partitions} partitions"
+            );
             assert_eq!(stages.len(), 3_000);
             for g in ["month", "week", "year"] {
                 let cells = query(&ctx, &cohort_fn(g)).await;
                 assert!(!cells.is_empty());
-                assert_eq!(cells, query(&ctx, &cohort_sql(g)).await, "cohort {g}, {partitions} partitions");
+                assert_eq!(
+                    cells,
+                    query(&ctx, &cohort_sql(g)).await,
+                    "cohort {g}, {partitions} partitions"
+                );
             }
             // Zero-filled: every cohort has every period up to the last order's month.
             let shape = query(
@@ -131,7 +150,10 @@ async fn functions_equal_plain_sql_across_partitions_and_files() {
             )
             .await;
             assert_eq!(shape[0][0], expected[0][0]);
-            assert_eq!(shape[0][1], shape[0][0], "retention = active / size on every row");
+            assert_eq!(
+                shape[0][1], shape[0][0],
+                "retention = active / size on every row"
+            );
             assert_eq!(shape[0][2], "0");
             assert_eq!(shape[0][3], expected[0][1]);
 
@@ -141,7 +163,10 @@ async fn functions_equal_plain_sql_across_partitions_and_files() {
         }
     }
     for a in &answers[1..] {
-        assert_eq!(a, &answers[0], "same answers from 1 or 4 files and 1 or 4 partitions");
+        assert_eq!(
+            a, &answers[0],
+            "same answers from 1 or 4 files and 1 or 4 partitions"
+        );
     }
 }
 

@@ -40,7 +40,11 @@ impl sqllogictest::AsyncDB for Db {
         let df = self.ctx.sql(sql).await?;
         let is_statement = df.schema().fields().is_empty()
             || matches!(
-                sql.trim_start().split_whitespace().next().map(|w| w.to_ascii_uppercase()).as_deref(),
+                sql.trim_start()
+                    .split_whitespace()
+                    .next()
+                    .map(|w| w.to_ascii_uppercase())
+                    .as_deref(),
                 Some("CREATE" | "SET" | "DROP" | "INSERT")
             );
         let batches = df.collect().await?;
@@ -83,7 +87,10 @@ async fn run_all(partitions: usize) {
             })
         });
         if let Err(e) = runner.run_file_async(&file).await {
-            failures.push(format!("{} (target_partitions {partitions}):\n{e}", file.display()));
+            failures.push(format!(
+                "{} (target_partitions {partitions}):\n{e}",
+                file.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

@@ -19,21 +19,24 @@ use std::task::{Context, Poll, Waker};
 
 use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::{
     Column, DataFusionError, JoinType, Result, ScalarValue, TableReference, exec_err, plan_err,
 };
+use datafusion::datasource::TableType;
 use datafusion::datasource::provider_as_source;
 use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
+use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast, col, lit,
 };
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::doc::scalar_doc;
 use crate::period::{period_diff_udf, period_start_udf};
@@ -63,7 +66,12 @@ pub struct CohortRetention;
 const USAGE: &str = "cohort_retention(table, granularity [, as_of])";
 
 /// Evaluates a constant argument of a table function to a scalar.
-pub fn constant_arg(func: &str, name: &str, expr: &Expr, session: &dyn Session) -> Result<ScalarValue> {
+pub fn constant_arg(
+    func: &str,
+    name: &str,
+    expr: &Expr,
+    session: &dyn Session,
+) -> Result<ScalarValue> {
     let ctx = SimplifyContext::builder()
         .with_config_options(Arc::new(session.config_options().clone()))
         .with_query_execution_start_time(session.execution_props().query_execution_start_time)
@@ -77,9 +85,9 @@ pub fn constant_arg(func: &str, name: &str, expr: &Expr, session: &dyn Session) 
 /// A constant string argument.
 pub fn string_arg(func: &str, name: &str, expr: &Expr, session: &dyn Session) -> Result<String> {
     match constant_arg(func, name, expr, session)? {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            Ok(s)
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Ok(s),
         other => plan_err!(
             "{func}: argument '{name}' must be a string, got {} ({other})",
             other.data_type()
@@ -89,16 +97,26 @@ pub fn string_arg(func: &str, name: &str, expr: &Expr, session: &dyn Session) ->
 
 /// Resolves a table name in the session's catalogs (the default catalog and schema unless the
 /// name is qualified).
-pub fn resolve_table(func: &str, name: &str, session: &dyn Session) -> Result<Arc<dyn TableProvider>> {
+pub fn resolve_table(
+    func: &str,
+    name: &str,
+    session: &dyn Session,
+) -> Result<Arc<dyn TableProvider>> {
     let reference = TableReference::parse_str(name);
     let opts = &session.config_options().catalog;
-    let resolved = reference.clone().resolve(&opts.default_catalog, &opts.default_schema);
+    let resolved = reference
+        .clone()
+        .resolve(&opts.default_catalog, &opts.default_schema);
     let schema = session
         .catalog_list()
         .catalog(&resolved.catalog)
         .and_then(|c| c.schema(&resolved.schema));
     let Some(schema) = schema else {
-        return plan_err!("{func}: table '{name}' not found (no schema {}.{})", resolved.catalog, resolved.schema);
+        return plan_err!(
+            "{func}: table '{name}' not found (no schema {}.{})",
+            resolved.catalog,
+            resolved.schema
+        );
     };
     // Catalog look-ups are async in general; every in-memory catalog (which is where registered
     // tables live) answers at once, so poll once rather than blocking a runtime thread.
@@ -114,12 +132,19 @@ pub fn resolve_table(func: &str, name: &str, session: &dyn Session) -> Result<Ar
             )
         }
         Poll::Ready(Err(e)) => Err(e),
-        Poll::Pending => plan_err!("{func}: table '{name}' is in a catalog that resolves tables asynchronously, which is not supported"),
+        Poll::Pending => plan_err!(
+            "{func}: table '{name}' is in a catalog that resolves tables asynchronously, which is not supported"
+        ),
     }
 }
 
 /// Checks that the table has the named columns, naming the first missing one.
-pub fn require_columns(func: &str, table: &str, provider: &dyn TableProvider, cols: &[&str]) -> Result<()> {
+pub fn require_columns(
+    func: &str,
+    table: &str,
+    provider: &dyn TableProvider,
+    cols: &[&str],
+) -> Result<()> {
     let schema = provider.schema();
     for c in cols {
         if schema.field_with_name(c).is_err() {
@@ -156,7 +181,12 @@ impl TableFunctionImpl for CohortRetention {
             None => None,
         };
         let provider = resolve_table(F, &table, session)?;
-        require_columns(F, &table, provider.as_ref(), &["customer_id", "order_ts", "amount"])?;
+        require_columns(
+            F,
+            &table,
+            provider.as_ref(),
+            &["customer_id", "order_ts", "amount"],
+        )?;
         let schema = provider.schema();
         let ts_type = schema.field_with_name("order_ts")?.data_type().clone();
         check_temporal(F, "order_ts", &ts_type)?;
@@ -165,7 +195,7 @@ impl TableFunctionImpl for CohortRetention {
             return plan_err!("{F}: column 'amount' must be numeric, got {amount_type}");
         }
         let plan = cohort_plan(provider, granularity, as_of)?;
-        Ok(Arc::new(ViewTable::new(plan, None)))
+        Ok(Arc::new(PlannedTable::new(plan)))
     }
 }
 
@@ -218,13 +248,17 @@ pub fn cohort_plan(
         .join(
             firsts.clone(),
             JoinType::Inner,
-            (vec![Column::from_name("customer_id")], vec![Column::from_name("f_customer_id")]),
+            (
+                vec![Column::from_name("customer_id")],
+                vec![Column::from_name("f_customer_id")],
+            ),
             None,
         )?
         .project(vec![
             col("customer_id"),
             col("cohort"),
-            diff.call(vec![g.clone(), col("cohort"), col("order_ts")]).alias("period"),
+            diff.call(vec![g.clone(), col("cohort"), col("order_ts")])
+                .alias("period"),
             col("amount"),
         ])?
         .aggregate(
@@ -248,7 +282,10 @@ pub fn cohort_plan(
 
     // The triangle ends at the period of as_of, or of the latest order in the table.
     let sizes = LogicalPlanBuilder::from(firsts.clone())
-        .aggregate(vec![col("cohort")], vec![count(lit(1)).alias("cohort_size")])?
+        .aggregate(
+            vec![col("cohort")],
+            vec![count(lit(1)).alias("cohort_size")],
+        )?
         .build()?;
     let with_end = match as_of {
         Some(a) => LogicalPlanBuilder::from(sizes).project(vec![
@@ -258,7 +295,10 @@ pub fn cohort_plan(
         ])?,
         None => {
             let end = LogicalPlanBuilder::from(firsts)
-                .aggregate(Vec::<Expr>::new(), vec![max(col("last_ts")).alias("end_ts")])?
+                .aggregate(
+                    Vec::<Expr>::new(),
+                    vec![max(col("last_ts")).alias("end_ts")],
+                )?
                 .build()?;
             LogicalPlanBuilder::from(sizes).cross_join(end)?
         }
@@ -292,11 +332,59 @@ pub fn cohort_plan(
             active.clone().alias("active_customers"),
             (cast(active, DataType::Float64) / cast(col("cohort_size"), DataType::Float64))
                 .alias("retention"),
-            datafusion::functions::expr_fn::coalesce(vec![col("rev"), lit(0.0f64)]).alias("revenue"),
+            datafusion::functions::expr_fn::coalesce(vec![col("rev"), lit(0.0f64)])
+                .alias("revenue"),
         ])?
-        .sort(vec![col("cohort").sort(true, false), col("period").sort(true, false)])?
+        .sort(vec![
+            col("cohort").sort(true, false),
+            col("period").sort(true, false),
+        ])?
         .build()
         .map_err(plan_err_ctx)
+}
+
+/// The result of a table function: a logical plan planned on scan, like a view, but never inlined
+/// into the calling query, so the plan's own ORDER BY survives a LIMIT (it becomes a top-k) and
+/// the function's output is ordered as documented.
+#[derive(Debug)]
+pub struct PlannedTable {
+    view: ViewTable,
+}
+
+impl PlannedTable {
+    pub fn new(plan: LogicalPlan) -> Self {
+        Self {
+            view: ViewTable::new(plan, None),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for PlannedTable {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.view.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.view.scan(state, projection, filters, limit).await
+    }
 }
 
 /// Internal: `n -> [0, 1, ..., n]` (empty for negative n), the periods of one cohort's row.
@@ -323,7 +411,10 @@ impl ScalarUDFImpl for PeriodRange {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::List(Arc::new(Field::new_list_field(DataType::Int64, false))))
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            DataType::Int64,
+            false,
+        ))))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -335,7 +426,9 @@ impl ScalarUDFImpl for PeriodRange {
             let len = match v {
                 Some(v) if v >= 0 => {
                     if v > 1_000_000 {
-                        return exec_err!("cohort_retention: {v} periods is more than the 1,000,000 supported; use a coarser granularity");
+                        return exec_err!(
+                            "cohort_retention: {v} periods is more than the 1,000,000 supported; use a coarser granularity"
+                        );
                     }
                     v as usize + 1
                 }

@@ -35,11 +35,7 @@ pub fn check_integer(func: &str, name: &str, t: &DataType) -> Result<DataType> {
 }
 
 /// The value of a constant integer argument (after constant folding), >= 1.
-pub fn literal_positive(
-    func: &str,
-    name: &str,
-    expr: &Arc<dyn PhysicalExpr>,
-) -> Result<u64> {
+pub fn literal_positive(func: &str, name: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<u64> {
     let Some(lit) = expr.downcast_ref::<Literal>() else {
         return plan_err!("{func}: argument '{name}' must be a constant");
     };
@@ -58,7 +54,10 @@ pub fn literal_positive(
 
 /// Validity of the rows an aggregate may use: the FILTER clause (NULL counts as false) combined
 /// with the given null masks.
-pub fn row_mask(filter: Option<&BooleanArray>, nulls: &[Option<&NullBuffer>]) -> Option<NullBuffer> {
+pub fn row_mask(
+    filter: Option<&BooleanArray>,
+    nulls: &[Option<&NullBuffer>],
+) -> Option<NullBuffer> {
     let filter = filter.map(|f| match f.nulls() {
         Some(n) => NullBuffer::new(f.values() & n.inner()),
         None => NullBuffer::new(f.values().clone()),

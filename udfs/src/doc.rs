@@ -10,9 +10,8 @@ pub const SECTION: DocSection = DocSection {
 };
 
 pub fn scalar_doc(description: &str, syntax: &str, example: &str) -> DocumentationBuilder {
-    DocumentationBuilder::new_with_details(SECTION, description, syntax).with_sql_example(format!(
-        "```sql\n{example}\n```"
-    ))
+    DocumentationBuilder::new_with_details(SECTION, description, syntax)
+        .with_sql_example(format!("```sql\n{example}\n```"))
 }
 
 pub use scalar_doc as aggregate_doc;

@@ -43,7 +43,11 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
 }
 
 /// Every table function, with its name and documentation.
-pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>, &'static Documentation)> {
+pub fn table_functions() -> Vec<(
+    &'static str,
+    Arc<dyn TableFunctionImpl>,
+    &'static Documentation,
+)> {
     vec![(
         "cohort_retention",
         Arc::new(cohort::CohortRetention),
@@ -53,7 +57,12 @@ pub fn table_functions() -> Vec<(&'static str, Arc<dyn TableFunctionImpl>, &'sta
 
 /// Adds the `lifecycle.*` options to a session configuration (keeping values already set).
 pub fn with_options(config: SessionConfig) -> SessionConfig {
-    if config.options().extensions.get::<LifecycleOptions>().is_some() {
+    if config
+        .options()
+        .extensions
+        .get::<LifecycleOptions>()
+        .is_some()
+    {
         config
     } else {
         config.with_option_extension(LifecycleOptions::default())
@@ -128,7 +137,10 @@ pub fn function_docs() -> String {
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = String::new();
     for (name, kind, d) in entries {
-        out.push_str(&format!("### `{name}` ({kind})\n\n`{}`\n\n{}\n\n", d.syntax_example, d.description));
+        out.push_str(&format!(
+            "### `{name}` ({kind})\n\n`{}`\n\n{}\n\n",
+            d.syntax_example, d.description
+        ));
         if let Some(args) = &d.arguments {
             for (a, desc) in args {
                 out.push_str(&format!("- `{a}`: {desc}\n"));

@@ -38,10 +38,22 @@ impl Default for LifecycleOptions {
 }
 
 const KEYS: [(&str, &str); 4] = [
-    ("churn_days", "Days since the last order after which a customer is churned (default 180)"),
-    ("at_risk_days", "Days since the last order after which a customer is at_risk; must be below churn_days (default 90)"),
-    ("loyal_window_days", "Length in days of the window counted for loyal customers (default 365)"),
-    ("loyal_min_orders", "Orders within the loyal window that make a customer loyal (default 4)"),
+    (
+        "churn_days",
+        "Days since the last order after which a customer is churned (default 180)",
+    ),
+    (
+        "at_risk_days",
+        "Days since the last order after which a customer is at_risk; must be below churn_days (default 90)",
+    ),
+    (
+        "loyal_window_days",
+        "Length in days of the window counted for loyal customers (default 365)",
+    ),
+    (
+        "loyal_min_orders",
+        "Orders within the loyal window that make a customer loyal (default 4)",
+    ),
 ];
 
 impl LifecycleOptions {
@@ -85,7 +97,8 @@ impl LifecycleOptions {
             "loyal_window_days" => &mut self.loyal_window_days,
             "loyal_min_orders" => &mut self.loyal_min_orders,
             _ => {
-                let valid: Vec<String> = KEYS.iter().map(|(k, _)| format!("lifecycle.{k}")).collect();
+                let valid: Vec<String> =
+                    KEYS.iter().map(|(k, _)| format!("lifecycle.{k}")).collect();
                 return plan_err!(
                     "unknown option 'lifecycle.{key}'; valid options are {}",
                     valid.join(", ")
@@ -160,7 +173,15 @@ mod tests {
         assert!(o.set("churn_days", "abc").is_err());
         let e = o.set("churn_days", "90").unwrap_err().to_string();
         assert!(e.contains("at_risk_days (90) must be less than"), "{e}");
-        assert_eq!(o.churn_days, 120, "a refused value leaves the option unchanged");
-        assert!(o.set("nope", "1").unwrap_err().to_string().contains("lifecycle.churn_days"));
+        assert_eq!(
+            o.churn_days, 120,
+            "a refused value leaves the option unchanged"
+        );
+        assert!(
+            o.set("nope", "1")
+                .unwrap_err()
+                .to_string()
+                .contains("lifecycle.churn_days")
+        );
     }
 }

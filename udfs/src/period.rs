@@ -171,8 +171,9 @@ impl Default for PeriodStart {
     }
 }
 
-static PERIOD_START_DOC: LazyLock<Documentation> = LazyLock::new(|| {
-    scalar_doc(
+static PERIOD_START_DOC: LazyLock<Documentation> =
+    LazyLock::new(|| {
+        scalar_doc(
         "Start of the calendar period (UTC) containing `ts`, like `date_trunc` but with the same \
          period rules as `period_diff` and `cohort_retention` (ISO weeks start on Monday). Returns \
          the type of `ts`; a DATE argument gives a TIMESTAMP.",
@@ -182,7 +183,7 @@ static PERIOD_START_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("granularity", "'day', 'week', 'month', 'quarter' or 'year'")
     .with_argument("ts", "TIMESTAMP (any unit, with or without time zone) or DATE")
     .build()
-});
+    });
 
 /// Output type of `period_start` for an input type.
 pub fn period_start_type(t: &DataType) -> DataType {
@@ -243,9 +244,9 @@ impl ScalarUDFImpl for PeriodStart {
             .collect();
         let tz = tz.clone();
         let out: ArrayRef = match unit {
-            TimeUnit::Second => Arc::new(
-                PrimitiveArray::<TimestampSecondType>::from(values).with_timezone_opt(tz),
-            ),
+            TimeUnit::Second => {
+                Arc::new(PrimitiveArray::<TimestampSecondType>::from(values).with_timezone_opt(tz))
+            }
             TimeUnit::Millisecond => Arc::new(
                 PrimitiveArray::<TimestampMillisecondType>::from(values).with_timezone_opt(tz),
             ),
@@ -271,4 +272,3 @@ pub fn period_diff_udf() -> Arc<ScalarUDF> {
 pub fn period_start_udf() -> Arc<ScalarUDF> {
     Arc::new(ScalarUDF::new_from_impl(PeriodStart::default()))
 }
-

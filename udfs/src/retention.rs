@@ -6,7 +6,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, UInt8Array, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, UInt8Array, UInt32Array,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt32Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -89,7 +91,11 @@ fn finish_list(states: &[u32], n: usize) -> ArrayRef {
 }
 
 /// Calls `f(row, bits)` for every row with at least one true (non-NULL, unfiltered) condition.
-fn for_each_true(values: &[ArrayRef], filter: Option<&BooleanArray>, mut f: impl FnMut(usize, u32)) {
+fn for_each_true(
+    values: &[ArrayRef],
+    filter: Option<&BooleanArray>,
+    mut f: impl FnMut(usize, u32),
+) {
     let mask = row_mask(filter, &[]);
     for (i, v) in values.iter().enumerate() {
         let b = v.as_boolean();
@@ -266,7 +272,9 @@ impl GroupsAccumulator for RetentionGroups {
     ) -> Result<Vec<ArrayRef>> {
         let rows = values.first().map(|v| v.len()).unwrap_or(0);
         let mut states = vec![0u32; rows];
-        for_each_true(values, opt_filter, |row, bit| kernel::update(&mut states[row], bit));
+        for_each_true(values, opt_filter, |row, bit| {
+            kernel::update(&mut states[row], bit)
+        });
         Ok(vec![Arc::new(UInt32Array::from(states))])
     }
 

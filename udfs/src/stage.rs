@@ -316,7 +316,8 @@ impl AggregateUDFImpl for StageUdaf {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let f = |n: &str, t: DataType| Arc::new(Field::new(format!("{}[{n}]", args.name), t, false));
+        let f =
+            |n: &str, t: DataType| Arc::new(Field::new(format!("{}[{n}]", args.name), t, false));
         Ok(vec![
             f("last", DataType::Int64),
             f("prev", DataType::Int64),
@@ -609,11 +610,15 @@ impl Accumulator for StageAccumulator {
 }
 
 pub fn lifecycle_stage_udaf() -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(StageUdaf::new(StageOutput::Stage)))
+    Arc::new(AggregateUDF::new_from_impl(StageUdaf::new(
+        StageOutput::Stage,
+    )))
 }
 
 pub fn churn_flag_udaf() -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(StageUdaf::new(StageOutput::ChurnFlag)))
+    Arc::new(AggregateUDF::new_from_impl(StageUdaf::new(
+        StageOutput::ChurnFlag,
+    )))
 }
 
 #[cfg(test)]
@@ -652,18 +657,45 @@ mod tests {
         // Orders after as_of are ignored.
         assert_eq!(stage(&[as_of + 1], as_of), Some(Stage::Prospect));
         // A return after a gap > churn_days with no order since: reactivated.
-        assert_eq!(stage(&[as_of - 400 * DAY, as_of - 10 * DAY], as_of), Some(Stage::Reactivated));
+        assert_eq!(
+            stage(&[as_of - 400 * DAY, as_of - 10 * DAY], as_of),
+            Some(Stage::Reactivated)
+        );
         // Gap of exactly churn_days is not a reactivation.
-        assert_eq!(stage(&[as_of - 190 * DAY, as_of - 10 * DAY], as_of), Some(Stage::Repeat));
+        assert_eq!(
+            stage(&[as_of - 190 * DAY, as_of - 10 * DAY], as_of),
+            Some(Stage::Repeat)
+        );
         // Duplicate timestamps: gap 0.
-        assert_eq!(stage(&[as_of - 500 * DAY, as_of - 5 * DAY, as_of - 5 * DAY], as_of), Some(Stage::Repeat));
+        assert_eq!(
+            stage(
+                &[as_of - 500 * DAY, as_of - 5 * DAY, as_of - 5 * DAY],
+                as_of
+            ),
+            Some(Stage::Repeat)
+        );
         // Loyal: 4 orders within (as_of - 365d, as_of]; an order exactly 365 days ago is outside.
-        let four = [as_of - 300 * DAY, as_of - 200 * DAY, as_of - 100 * DAY, as_of - DAY];
+        let four = [
+            as_of - 300 * DAY,
+            as_of - 200 * DAY,
+            as_of - 100 * DAY,
+            as_of - DAY,
+        ];
         assert_eq!(stage(&four, as_of), Some(Stage::Loyal));
-        let edge = [as_of - 365 * DAY, as_of - 200 * DAY, as_of - 100 * DAY, as_of - DAY];
+        let edge = [
+            as_of - 365 * DAY,
+            as_of - 200 * DAY,
+            as_of - 100 * DAY,
+            as_of - DAY,
+        ];
         assert_eq!(stage(&edge, as_of), Some(Stage::Repeat));
         // Reactivated wins over loyal.
-        let react = [as_of - 360 * DAY, as_of - 359 * DAY, as_of - 358 * DAY, as_of - DAY];
+        let react = [
+            as_of - 360 * DAY,
+            as_of - 359 * DAY,
+            as_of - 358 * DAY,
+            as_of - DAY,
+        ];
         assert_eq!(stage(&react, as_of), Some(Stage::Reactivated));
         // No as_of at all: NULL.
         assert_eq!(State::default().stage(&TH), None);

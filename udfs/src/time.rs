@@ -16,8 +16,8 @@ use std::str::FromStr;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    DataType, Date32Type, Date64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::common::{DataFusionError, Result, exec_err, plan_err};
 
@@ -64,7 +64,9 @@ impl Granularity {
         match self {
             Granularity::Day => index,
             Granularity::Week => index * 7 - 3,
-            Granularity::Month => days_from_civil(index.div_euclid(12), index.rem_euclid(12) + 1, 1),
+            Granularity::Month => {
+                days_from_civil(index.div_euclid(12), index.rem_euclid(12) + 1, 1)
+            }
             Granularity::Quarter => {
                 let m = index * 3;
                 days_from_civil(m.div_euclid(12), m.rem_euclid(12) + 1, 1)
@@ -244,13 +246,41 @@ pub fn ticks_of(array: &ArrayRef, unit: TickUnit) -> Result<(Cow<'_, [i64]>, Opt
     }
     let n = nulls.as_ref();
     let ticks = match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, _) => {
-            scaled(array.as_primitive::<TimestampSecondType>().values(), 1, target, n, unit)?
-        }
-        DataType::Timestamp(TimeUnit::Millisecond, _) => scaled(array.as_primitive::<TimestampMillisecondType>().values(), 1_000, target, n, unit)?,
-        DataType::Timestamp(TimeUnit::Microsecond, _) => scaled(array.as_primitive::<TimestampMicrosecondType>().values(), 1_000_000, target, n, unit)?,
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => scaled(array.as_primitive::<TimestampNanosecondType>().values(), 1_000_000_000, target, n, unit)?,
-        DataType::Date64 => scaled(array.as_primitive::<Date64Type>().values(), 1_000, target, n, unit)?,
+        DataType::Timestamp(TimeUnit::Second, _) => scaled(
+            array.as_primitive::<TimestampSecondType>().values(),
+            1,
+            target,
+            n,
+            unit,
+        )?,
+        DataType::Timestamp(TimeUnit::Millisecond, _) => scaled(
+            array.as_primitive::<TimestampMillisecondType>().values(),
+            1_000,
+            target,
+            n,
+            unit,
+        )?,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => scaled(
+            array.as_primitive::<TimestampMicrosecondType>().values(),
+            1_000_000,
+            target,
+            n,
+            unit,
+        )?,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => scaled(
+            array.as_primitive::<TimestampNanosecondType>().values(),
+            1_000_000_000,
+            target,
+            n,
+            unit,
+        )?,
+        DataType::Date64 => scaled(
+            array.as_primitive::<Date64Type>().values(),
+            1_000,
+            target,
+            n,
+            unit,
+        )?,
         DataType::Date32 => {
             let per_day = unit.per_day();
             let days = array.as_primitive::<Date32Type>().values();
@@ -284,8 +314,14 @@ mod tests {
         // 2024-01-07 is a Sunday, 2024-01-08 a Monday.
         let sun = day(2024, 1, 7);
         let mon = day(2024, 1, 8);
-        assert_eq!(Granularity::Week.period_index(mon) - Granularity::Week.period_index(sun), 1);
-        assert_eq!(Granularity::Week.period_start_day(Granularity::Week.period_index(sun)), day(2024, 1, 1));
+        assert_eq!(
+            Granularity::Week.period_index(mon) - Granularity::Week.period_index(sun),
+            1
+        );
+        assert_eq!(
+            Granularity::Week.period_start_day(Granularity::Week.period_index(sun)),
+            day(2024, 1, 1)
+        );
         // Monday and the following Sunday share a week.
         assert_eq!(
             Granularity::Week.period_index(mon),
@@ -296,20 +332,41 @@ mod tests {
     #[test]
     fn month_quarter_year_boundaries() {
         let g = Granularity::Month;
-        assert_eq!(g.period_index(day(2024, 2, 1)) - g.period_index(day(2024, 1, 31)), 1);
-        assert_eq!(g.period_index(day(2025, 1, 1)) - g.period_index(day(2024, 12, 31)), 1);
+        assert_eq!(
+            g.period_index(day(2024, 2, 1)) - g.period_index(day(2024, 1, 31)),
+            1
+        );
+        assert_eq!(
+            g.period_index(day(2025, 1, 1)) - g.period_index(day(2024, 12, 31)),
+            1
+        );
         let q = Granularity::Quarter;
-        assert_eq!(q.period_index(day(2024, 4, 1)) - q.period_index(day(2024, 3, 31)), 1);
-        assert_eq!(q.period_start_day(q.period_index(day(2024, 8, 15))), day(2024, 7, 1));
+        assert_eq!(
+            q.period_index(day(2024, 4, 1)) - q.period_index(day(2024, 3, 31)),
+            1
+        );
+        assert_eq!(
+            q.period_start_day(q.period_index(day(2024, 8, 15))),
+            day(2024, 7, 1)
+        );
         let y = Granularity::Year;
-        assert_eq!(y.period_index(day(2025, 1, 1)) - y.period_index(day(2024, 12, 31)), 1);
-        assert_eq!(y.period_start_day(y.period_index(day(1969, 5, 5))), day(1969, 1, 1));
+        assert_eq!(
+            y.period_index(day(2025, 1, 1)) - y.period_index(day(2024, 12, 31)),
+            1
+        );
+        assert_eq!(
+            y.period_start_day(y.period_index(day(1969, 5, 5))),
+            day(1969, 1, 1)
+        );
     }
 
     #[test]
     fn unknown_granularity_lists_valid_ones() {
         let err = "fortnight".parse::<Granularity>().unwrap_err().to_string();
-        assert!(err.contains("'day', 'week', 'month', 'quarter', 'year'"), "{err}");
+        assert!(
+            err.contains("'day', 'week', 'month', 'quarter', 'year'"),
+            "{err}"
+        );
     }
 
     proptest! {
