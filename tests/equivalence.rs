@@ -191,3 +191,27 @@ async fn sample_is_realistic() {
     assert!((0.2..0.7).contains(&churned), "churned share {churned}");
     assert_eq!(r[0][1], "7", "every stage occurs in the sample");
 }
+
+/// Every SQL example in the function reference runs on the embedded sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_examples_run_on_the_sample() {
+    let ctx = session(2, &[]).await;
+    let docs = lifecycle_udfs::function_docs();
+    let mut examples = 0;
+    for block in docs.split("```sql\n").skip(1) {
+        let sql = &block[..block.find("```").unwrap()];
+        for statement in sql.split(';').filter(|s| {
+            s.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+        }) {
+            ctx.sql(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"))
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            examples += 1;
+        }
+    }
+    assert!(examples >= 6, "{examples} examples");
+}

@@ -212,8 +212,8 @@ static CHURN_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     aggregate_doc(
         "True exactly when `lifecycle_stage` would say `churned` (the last order at or before `as_of` is more \
          than `churn_days` before `as_of`); false for customers without orders (prospects are not churned). \
-         A fixed threshold treats a weekly and a yearly buyer alike: `churn_risk` scales with the customer's own \
-         purchase rate, and `bgnbd_p_alive` gives a fitted probability.",
+         The threshold is one number for every customer (a weekly and a yearly buyer alike); set it per \
+         business with `SET lifecycle.churn_days = 120` or pass the thresholds explicitly.",
         "churn_flag(order_ts, as_of [, churn_days, at_risk_days, loyal_window_days, loyal_min_orders])",
         "SELECT customer_id, churn_flag(order_ts, TIMESTAMP '2024-06-30') AS churned\nFROM purchases GROUP BY customer_id;",
     )
