@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::error::{DataFusionError, Result};
@@ -210,6 +211,17 @@ impl Shell {
         if let Some(h) = &history {
             let _ = editor.load_history(h);
         }
+        // Listen for Ctrl-C (SIGINT) for the whole session: it cancels the running query, and at
+        // the prompt it is ignored here (the line editor handles the key itself on a terminal).
+        let interrupts = Arc::new(tokio::sync::Notify::new());
+        let listener = {
+            let interrupts = interrupts.clone();
+            tokio::spawn(async move {
+                while tokio::signal::ctrl_c().await.is_ok() {
+                    interrupts.notify_waiters();
+                }
+            })
+        };
         println!("Lifecycle SQL shell. End statements with ';'. \\? for help, \\q to quit.");
         let mut buf = String::new();
         loop {
@@ -238,7 +250,7 @@ impl Shell {
                     }
                     let sql = std::mem::take(&mut buf);
                     let _ = editor.add_history_entry(sql.trim_end());
-                    self.run_interruptible(&sql).await;
+                    self.run_interruptible(&sql, &interrupts).await;
                 }
                 Err(ReadlineError::Interrupted) => {
                     // Ctrl-C at the prompt drops the statement being typed.
@@ -251,6 +263,7 @@ impl Shell {
                 }
             }
         }
+        listener.abort();
         if let Some(h) = &history {
             let _ = editor.save_history(h);
         }
@@ -258,11 +271,11 @@ impl Shell {
     }
 
     /// Runs SQL until it finishes or Ctrl-C cancels it (dropping the query's streams).
-    async fn run_interruptible(&mut self, sql: &str) {
+    async fn run_interruptible(&mut self, sql: &str, interrupts: &tokio::sync::Notify) {
         let mut out = std::io::stdout();
         let result = tokio::select! {
             r = self.run_sql(sql, &mut out) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+            _ = interrupts.notified() => None,
         };
         match result {
             Some(Ok(())) => {}

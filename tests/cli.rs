@@ -276,3 +276,32 @@ fn readme_function_reference_is_generated_from_the_docs() {
         assert!(section.contains(&format!("### `{f}`")), "{f} documented");
     }
 }
+
+#[test]
+fn ctrl_c_cancels_the_running_query_not_the_shell() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle"))
+        .args(["sql", "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"SELECT sum(a.amount * b.amount) FROM purchases a CROSS JOIN purchases b;\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stdin.write_all(b"SELECT 'alive' AS s;\n\\q\n").unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Query cancelled."), "{}", stderr(&o));
+    assert!(stdout(&o).contains("alive"), "{}", stdout(&o));
+}
