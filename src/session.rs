@@ -66,7 +66,7 @@ pub fn parse_memory_size(s: &str) -> std::result::Result<usize, String> {
         }
     };
     let bytes = n * mult;
-    if !(bytes >= 1.0) || bytes > usize::MAX as f64 {
+    if bytes.is_nan() || bytes < 1.0 || bytes > usize::MAX as f64 {
         return Err(format!("invalid memory size '{s}'"));
     }
     Ok(bytes as usize)

@@ -40,8 +40,7 @@ impl sqllogictest::AsyncDB for Db {
         let df = self.ctx.sql(sql).await?;
         let is_statement = df.schema().fields().is_empty()
             || matches!(
-                sql.trim_start()
-                    .split_whitespace()
+                sql.split_whitespace()
                     .next()
                     .map(|w| w.to_ascii_uppercase())
                     .as_deref(),
