@@ -19,6 +19,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `lifecycle generate` into `out`, asserting success.
+fn generate(out: &std::path::Path, customers: u64, files: u64, seed: u64) {
+    let o = lifecycle(&[
+        "generate",
+        "--customers",
+        &customers.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+        "--files",
+        &files.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn batch_query_on_the_sample() {
     let o = lifecycle(&[
@@ -138,15 +154,20 @@ fn script_file_with_commands_and_statements() {
     assert!(out.contains("\nn\n"), "{out}");
 }
 
-#[test]
-fn repl_continues_after_errors() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle"))
+/// The interactive shell on the sample, reading piped input.
+fn spawn_repl() -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_lifecycle"))
         .args(["sql", "--format", "csv"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn repl_continues_after_errors() {
+    let mut child = spawn_repl();
     child
         .stdin
         .take()
@@ -167,18 +188,7 @@ fn repl_continues_after_errors() {
 fn generate_then_query_files_directories_and_globs() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data");
-    let o = lifecycle(&[
-        "generate",
-        "--customers",
-        "2000",
-        "--out",
-        out.to_str().unwrap(),
-        "--files",
-        "3",
-        "--seed",
-        "5",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(&out, 2000, 3, 5);
     let files: Vec<_> = std::fs::read_dir(out.join("purchases")).unwrap().collect();
     assert_eq!(files.len(), 3);
     let dir = format!("purchases={}", out.join("purchases").display());
@@ -202,17 +212,7 @@ fn generate_then_query_files_directories_and_globs() {
     assert!(count(&one) < all);
     // Same seed, same data.
     let again = tmp.path().join("again");
-    lifecycle(&[
-        "generate",
-        "--customers",
-        "2000",
-        "--out",
-        again.to_str().unwrap(),
-        "--files",
-        "3",
-        "--seed",
-        "5",
-    ]);
+    generate(&again, 2000, 3, 5);
     let sum = |d: &std::path::Path| {
         let spec = format!("purchases={}", d.join("purchases").display());
         stdout(&lifecycle(&[
@@ -232,16 +232,7 @@ fn generate_then_query_files_directories_and_globs() {
 fn memory_limit_spills_instead_of_failing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data");
-    let o = lifecycle(&[
-        "generate",
-        "--customers",
-        "60000",
-        "--out",
-        out.to_str().unwrap(),
-        "--files",
-        "2",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(&out, 60_000, 2, 42);
     let spec = format!("purchases={}", out.join("purchases").display());
     let o = lifecycle(&[
         "sql", "--format", "csv", "--memory-limit", "8M", "--table", &spec, "-c",
@@ -279,13 +270,7 @@ fn readme_function_reference_is_generated_from_the_docs() {
 
 #[test]
 fn ctrl_c_cancels_the_running_query_not_the_shell() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle"))
-        .args(["sql", "--format", "csv"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_repl();
     let mut stdin = child.stdin.take().unwrap();
     stdin
         .write_all(b"SELECT sum(a.amount * b.amount) FROM purchases a CROSS JOIN purchases b;\n")

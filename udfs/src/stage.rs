@@ -263,6 +263,16 @@ impl StageUdaf {
         ))
     }
 
+    fn groups(&self, args: &AccumulatorArgs) -> Result<StageGroups> {
+        let (unit, th) = self.thresholds(args)?;
+        Ok(StageGroups {
+            udaf: StageUdaf::new(self.output),
+            unit,
+            th,
+            cols: Columns::default(),
+        })
+    }
+
     fn finish(&self, states: &[State], th: &Thresholds) -> ArrayRef {
         match self.output {
             StageOutput::Stage => Arc::new(
@@ -328,14 +338,8 @@ impl AggregateUDFImpl for StageUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let (unit, th) = self.thresholds(&args)?;
         Ok(Box::new(StageAccumulator {
-            inner: StageGroups {
-                udaf: StageUdaf::new(self.output),
-                unit,
-                th,
-                cols: Columns::default(),
-            },
+            inner: self.groups(&args)?,
         }))
     }
 
@@ -347,13 +351,7 @@ impl AggregateUDFImpl for StageUdaf {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        let (unit, th) = self.thresholds(&args)?;
-        Ok(Box::new(StageGroups {
-            udaf: StageUdaf::new(self.output),
-            unit,
-            th,
-            cols: Columns::default(),
-        }))
+        Ok(Box::new(self.groups(&args)?))
     }
 
     fn simplify(&self) -> Option<AggregateFunctionSimplification> {
