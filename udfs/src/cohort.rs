@@ -5,21 +5,29 @@
 //! the session's memory limit, and spills like any other query:
 //!
 //! ```text
-//! base      = table WHERE customer_id IS NOT NULL AND order_ts IS NOT NULL [AND order_ts <= as_of]
-//! firsts    = base GROUP BY customer_id: min(order_ts), max(order_ts) -> cohort = period_start(first)
-//! activity  = base JOIN firsts USING (customer_id): cohort, period_diff(cohort, order_ts)
-//! cells     = activity GROUP BY cohort, period, customer_id, then GROUP BY cohort, period
-//! grid      = firsts GROUP BY cohort: cohort_size, unnest(0 ..= period_diff(cohort, end))
-//! result    = grid LEFT JOIN cells, zero-filled, ORDER BY cohort, period
+//! base    = table WHERE customer_id IS NOT NULL AND order_ts IS NOT NULL [AND order_ts <= as_of]
+//! firsts  = base GROUP BY customer_id: cohort = period_start(min(order_ts))   (the one per-customer pass)
+//! cells   = base JOIN firsts USING (customer_id)
+//!           GROUP BY cohort, period, customer_id, then GROUP BY cohort, period
+//!           GROUP BY cohort: array_agg({period, active, revenue}), latest order
+//! end     = as_of, or max(latest order) OVER () across the (few) cohort rows
+//! result  = unnest(lifecycle_cohort_fill(cells, period_diff(cohort, end))) ORDER BY cohort, period
 //! ```
+//!
+//! DataFusion re-executes a subplan for every place it is used, so the plan uses each input once:
+//! the table is read twice (the per-customer aggregate and the join's probe side) and aggregated by
+//! customer once; the zero-filling happens per cohort, on data the size of the triangle.
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Waker};
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, ListArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StructArray, UInt32Array,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, SchemaRef};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
@@ -28,8 +36,12 @@ use datafusion::common::{
 };
 use datafusion::datasource::TableType;
 use datafusion::datasource::provider_as_source;
-use datafusion::functions_aggregate::expr_fn::{count, max, min, sum};
+use datafusion::functions::core::expr_fn::{get_field, named_struct};
+use datafusion::functions_aggregate::expr_fn::{array_agg, count, max, min, sum};
+use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::logical_expr::TableProviderFilterPushDown;
+use datafusion::logical_expr::WindowFunctionDefinition;
+use datafusion::logical_expr::expr::WindowFunction;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs,
@@ -212,7 +224,7 @@ pub fn cohort_plan(
     let g = lit(granularity.as_str());
     let diff = period_diff_udf();
     let start = period_start_udf();
-    let range = Arc::new(ScalarUDF::new_from_impl(PeriodRange::default()));
+    let fill = Arc::new(ScalarUDF::new_from_impl(CohortFill::default()));
 
     let mut filter = col("customer_id")
         .is_not_null()
@@ -229,24 +241,22 @@ pub fn cohort_plan(
         ])?
         .build()?;
 
+    // Each customer's cohort: the one aggregation over every row by customer.
     let firsts = LogicalPlanBuilder::from(base.clone())
         .aggregate(
             vec![col("customer_id")],
-            vec![
-                min(col("order_ts")).alias("first_ts"),
-                max(col("order_ts")).alias("last_ts"),
-            ],
+            vec![min(col("order_ts")).alias("first_ts")],
         )?
         .project(vec![
             col("customer_id").alias("f_customer_id"),
             start.call(vec![g.clone(), col("first_ts")]).alias("cohort"),
-            col("last_ts"),
         ])?
         .build()?;
 
+    // Active customers and revenue per (cohort, period), carrying the latest order along.
     let cells = LogicalPlanBuilder::from(base)
         .join(
-            firsts.clone(),
+            firsts,
             JoinType::Inner,
             (
                 vec![Column::from_name("customer_id")],
@@ -260,80 +270,75 @@ pub fn cohort_plan(
             diff.call(vec![g.clone(), col("cohort"), col("order_ts")])
                 .alias("period"),
             col("amount"),
+            col("order_ts"),
         ])?
         .aggregate(
             vec![col("cohort"), col("period"), col("customer_id")],
-            vec![sum(col("amount")).alias("customer_revenue")],
+            vec![
+                sum(col("amount")).alias("customer_revenue"),
+                max(col("order_ts")).alias("c_last_ts"),
+            ],
         )?
         .aggregate(
             vec![col("cohort"), col("period")],
             vec![
                 count(lit(1)).alias("active"),
                 sum(col("customer_revenue")).alias("rev"),
+                max(col("c_last_ts")).alias("p_last_ts"),
             ],
         )?
-        .project(vec![
-            col("cohort").alias("c_cohort"),
-            col("period").alias("c_period"),
-            col("active"),
-            col("rev"),
-        ])?
-        .build()?;
-
-    // The triangle ends at the period of as_of, or of the latest order in the table.
-    let sizes = LogicalPlanBuilder::from(firsts.clone())
+        // One row per cohort with its observed cells; small from here on.
         .aggregate(
             vec![col("cohort")],
-            vec![count(lit(1)).alias("cohort_size")],
-        )?
-        .build()?;
+            vec![
+                array_agg(named_struct(vec![
+                    lit("period"),
+                    col("period"),
+                    lit("active"),
+                    col("active"),
+                    lit("rev"),
+                    col("rev"),
+                ]))
+                .alias("cells"),
+                max(col("p_last_ts")).alias("cohort_last_ts"),
+            ],
+        )?;
+
+    // The triangle ends at the period of as_of, or of the latest order in the table.
     let with_end = match as_of {
-        Some(a) => LogicalPlanBuilder::from(sizes).project(vec![
-            col("cohort"),
-            col("cohort_size"),
-            lit(a).alias("end_ts"),
-        ])?,
+        Some(a) => cells.project(vec![col("cohort"), col("cells"), lit(a).alias("end_ts")])?,
         None => {
-            let end = LogicalPlanBuilder::from(firsts)
-                .aggregate(
-                    Vec::<Expr>::new(),
-                    vec![max(col("last_ts")).alias("end_ts")],
-                )?
-                .build()?;
-            LogicalPlanBuilder::from(sizes).cross_join(end)?
+            let latest = Expr::from(WindowFunction::new(
+                WindowFunctionDefinition::AggregateUDF(max_udaf()),
+                vec![col("cohort_last_ts")],
+            ))
+            .alias("end_ts");
+            cells.window(vec![latest])?
         }
     };
-    let grid = with_end
+    let filled = with_end
         .project(vec![
             col("cohort"),
-            col("cohort_size"),
-            range
-                .call(vec![diff.call(vec![g, col("cohort"), col("end_ts")])])
-                .alias("period"),
+            fill.call(vec![
+                col("cohort"),
+                col("cells"),
+                diff.call(vec![g, col("cohort"), col("end_ts")]),
+            ])
+            .alias("row"),
         ])?
-        .unnest_column("period")?
-        .build()?;
-
-    let active = datafusion::functions::expr_fn::coalesce(vec![col("active"), lit(0i64)]);
-    LogicalPlanBuilder::from(grid)
-        .join(
-            cells,
-            JoinType::Left,
-            (
-                vec![Column::from_name("cohort"), Column::from_name("period")],
-                vec![Column::from_name("c_cohort"), Column::from_name("c_period")],
-            ),
-            None,
-        )?
+        .unnest_column("row")?;
+    let field = |name: &str| get_field(col("row"), name).alias(name);
+    filled
+        // `cohort` is taken from the filled rows rather than the grouping column: DataFusion keeps
+        // the per-cohort aggregate's key through the unnest and would then drop `period` from
+        // the sort below as "determined by cohort".
         .project(vec![
-            col("cohort"),
-            col("period"),
-            col("cohort_size"),
-            active.clone().alias("active_customers"),
-            (cast(active, DataType::Float64) / cast(col("cohort_size"), DataType::Float64))
-                .alias("retention"),
-            datafusion::functions::expr_fn::coalesce(vec![col("rev"), lit(0.0f64)])
-                .alias("revenue"),
+            field("cohort"),
+            field("period"),
+            field("cohort_size"),
+            field("active_customers"),
+            field("retention"),
+            field("revenue"),
         ])?
         .sort(vec![
             col("cohort").sort(true, false),
@@ -387,45 +392,64 @@ impl TableProvider for PlannedTable {
     }
 }
 
-/// Internal: `n -> [0, 1, ..., n]` (empty for negative n), the periods of one cohort's row.
+fn fill_fields(cohort: &DataType) -> Fields {
+    Fields::from(vec![
+        Field::new("cohort", cohort.clone(), false),
+        Field::new("period", DataType::Int64, false),
+        Field::new("cohort_size", DataType::Int64, false),
+        Field::new("active_customers", DataType::Int64, false),
+        Field::new("retention", DataType::Float64, false),
+        Field::new("revenue", DataType::Float64, false),
+    ])
+}
+
+/// Internal: one cohort's observed cells `[{period, active, rev}]` and its last period ->
+/// every row of its triangle, periods `0 ..= last` zero-filled, with the cohort size (the
+/// active customers of period 0, which every member of the cohort is by definition).
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct PeriodRange {
+struct CohortFill {
     signature: Signature,
 }
 
-impl Default for PeriodRange {
+impl Default for CohortFill {
     fn default() -> Self {
         Self {
-            signature: Signature::exact(vec![DataType::Int64], Volatility::Immutable),
+            signature: Signature::any(3, Volatility::Immutable),
         }
     }
 }
 
-impl ScalarUDFImpl for PeriodRange {
+impl ScalarUDFImpl for CohortFill {
     fn name(&self) -> &str {
-        "lifecycle_period_range"
+        "lifecycle_cohort_fill"
     }
 
     fn signature(&self) -> &Signature {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         Ok(DataType::List(Arc::new(Field::new_list_field(
-            DataType::Int64,
+            DataType::Struct(fill_fields(&arg_types[0])),
             false,
         ))))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let n = args.args[0].to_array(args.number_rows)?;
-        let n = n.as_primitive::<Int64Type>();
-        let mut lengths = Vec::with_capacity(n.len());
-        let mut values = Vec::new();
-        for v in n.iter() {
-            let len = match v {
+        let cohorts = args.args[0].to_array(args.number_rows)?;
+        let cells = args.args[1].to_array(args.number_rows)?;
+        let cells = cells.as_list::<i32>();
+        let last = args.args[2].to_array(args.number_rows)?;
+        let last = last.as_primitive::<Int64Type>();
+        let mut cohort_of_row: Vec<u32> = vec![];
+        let (mut lengths, mut period, mut size, mut active, mut retention, mut revenue) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut cohort_active = vec![];
+        let mut cohort_rev = vec![];
+        for row in 0..cells.len() {
+            let n = match last.is_valid(row).then(|| last.value(row)) {
                 Some(v) if v >= 0 => {
-                    if v > 1_000_000 {
+                    if v >= 1_000_000 {
                         return exec_err!(
                             "cohort_retention: {v} periods is more than the 1,000,000 supported; use a coarser granularity"
                         );
@@ -434,13 +458,57 @@ impl ScalarUDFImpl for PeriodRange {
                 }
                 _ => 0,
             };
-            values.extend(0..len as i64);
-            lengths.push(len);
+            cohort_active.clear();
+            cohort_active.resize(n, 0i64);
+            cohort_rev.clear();
+            cohort_rev.resize(n, 0f64);
+            if cells.is_valid(row) {
+                let s = cells.value(row);
+                let s = s.as_struct();
+                let p = s.column(0).as_primitive::<Int64Type>();
+                let a = s.column(1).as_primitive::<Int64Type>();
+                let r = s.column(2).as_primitive::<Float64Type>();
+                for i in 0..s.len() {
+                    let k = p.value(i);
+                    if (0..n as i64).contains(&k) {
+                        cohort_active[k as usize] = a.value(i);
+                        cohort_rev[k as usize] = if r.is_valid(i) { r.value(i) } else { 0.0 };
+                    }
+                }
+            }
+            let cohort_size = cohort_active.first().copied().unwrap_or(0);
+            for k in 0..n {
+                cohort_of_row.push(row as u32);
+                period.push(k as i64);
+                size.push(cohort_size);
+                active.push(cohort_active[k]);
+                retention.push(if cohort_size > 0 {
+                    cohort_active[k] as f64 / cohort_size as f64
+                } else {
+                    0.0
+                });
+                revenue.push(cohort_rev[k]);
+            }
+            lengths.push(n);
         }
+        let fields = fill_fields(cohorts.data_type());
+        let cohort = take(&cohorts, &UInt32Array::from(cohort_of_row), None)?;
+        let rows = StructArray::new(
+            fields.clone(),
+            vec![
+                cohort,
+                Arc::new(Int64Array::from(period)) as ArrayRef,
+                Arc::new(Int64Array::from(size)),
+                Arc::new(Int64Array::from(active)),
+                Arc::new(Float64Array::from(retention)),
+                Arc::new(Float64Array::from(revenue)),
+            ],
+            None,
+        );
         let out: ArrayRef = Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Int64, false)),
+            Arc::new(Field::new_list_field(DataType::Struct(fields), false)),
             OffsetBuffer::from_lengths(lengths),
-            Arc::new(Int64Array::from(values)),
+            Arc::new(rows),
             None,
         ));
         Ok(ColumnarValue::Array(out))
