@@ -4,6 +4,7 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, Int64Array, PrimitiveArray, StringArray};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{
     DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
@@ -39,22 +40,23 @@ fn granularities(arg: &ColumnarValue, rows: usize) -> Result<Vec<Option<Granular
         .collect()
 }
 
-/// Day (since epoch, UTC) of every row of a temporal argument.
-fn days(arg: &ColumnarValue, rows: usize) -> Result<Vec<Option<i64>>> {
+/// Day (since epoch, UTC) of every row of a temporal argument, and its null mask.
+fn days(arg: &ColumnarValue, rows: usize) -> Result<(Vec<i64>, Option<NullBuffer>)> {
     let array = arg.to_array(rows)?;
     let unit = TickUnit::common(&[array.data_type()])?;
     let (ticks, nulls) = ticks_of(&array, unit)?;
-    Ok(ticks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                None
-            } else {
-                Some(unit.day_of(*t))
-            }
-        })
-        .collect())
+    Ok((ticks.iter().map(|t| unit.day_of(*t)).collect(), nulls))
+}
+
+/// The granularity when the argument is one constant string (NULL or not a string: None).
+fn constant_granularity(arg: &ColumnarValue) -> Result<Option<Granularity>> {
+    match arg {
+        ColumnarValue::Scalar(v) => match v.try_as_str() {
+            Some(Some(s)) => Ok(Some(s.parse()?)),
+            _ => Ok(None),
+        },
+        ColumnarValue::Array(_) => Ok(None),
+    }
 }
 
 fn coerce_granularity(func: &str, t: &DataType) -> Result<DataType> {
@@ -134,16 +136,37 @@ impl ScalarUDFImpl for PeriodDiff {
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let n = if all_scalar { 1 } else { rows };
-        let g = granularities(&args.args[0], n)?;
-        let start = days(&args.args[1], n)?;
-        let end = days(&args.args[2], n)?;
-        let out: Int64Array = (0..n)
-            .map(|i| match (g[i], start[i], end[i]) {
-                (Some(g), Some(s), Some(e)) => Some(g.period_index(e) - g.period_index(s)),
-                _ => None,
-            })
-            .collect();
-        let out: ArrayRef = Arc::new(out);
+        let out: ArrayRef = match constant_granularity(&args.args[0])? {
+            // The common case: one granularity for the whole batch, a tight loop over days.
+            Some(g) => {
+                let (start, s_nulls) = days(&args.args[1], n)?;
+                let (end, e_nulls) = days(&args.args[2], n)?;
+                let values: Vec<i64> = start
+                    .iter()
+                    .zip(&end)
+                    .map(|(s, e)| g.period_index(*e) - g.period_index(*s))
+                    .collect();
+                let nulls = NullBuffer::union(s_nulls.as_ref(), e_nulls.as_ref());
+                Arc::new(Int64Array::new(values.into(), nulls))
+            }
+            None => {
+                let g = granularities(&args.args[0], n)?;
+                let (start, s_nulls) = days(&args.args[1], n)?;
+                let (end, e_nulls) = days(&args.args[2], n)?;
+                let valid =
+                    |m: &Option<NullBuffer>, i: usize| m.as_ref().is_none_or(|m| m.is_valid(i));
+                Arc::new(
+                    (0..n)
+                        .map(|i| match g[i] {
+                            Some(g) if valid(&s_nulls, i) && valid(&e_nulls, i) => {
+                                Some(g.period_index(end[i]) - g.period_index(start[i]))
+                            }
+                            _ => None,
+                        })
+                        .collect::<Int64Array>(),
+                )
+            }
+        };
         if all_scalar {
             Ok(ColumnarValue::Scalar(
                 datafusion::common::ScalarValue::try_from_array(&out, 0)?,
@@ -223,7 +246,11 @@ impl ScalarUDFImpl for PeriodStart {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let g = granularities(&args.args[0], rows)?;
+        let constant = constant_granularity(&args.args[0])?;
+        let g = match constant {
+            Some(g) => vec![Some(g)],
+            None => granularities(&args.args[0], rows)?,
+        };
         let ts = args.args[1].to_array(rows)?;
         let out_type = period_start_type(ts.data_type());
         let DataType::Timestamp(unit, tz) = &out_type else {
@@ -237,7 +264,7 @@ impl ScalarUDFImpl for PeriodStart {
                 if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
                     return None;
                 }
-                let g = g[i]?;
+                let g = if constant.is_some() { g[0] } else { g[i] }?;
                 let day = unit_t.day_of(ticks[i]);
                 Some(g.period_start_day(g.period_index(day)) * per_day)
             })

@@ -381,67 +381,46 @@ impl AggregateUDFImpl for StageUdaf {
     }
 }
 
-/// Group state in flat vectors, one slot per group (structure of arrays).
+/// Group state: one flat vector of plain 40-byte states indexed by group id, so updating a group
+/// touches one cache line.
 #[derive(Debug, Default)]
 struct Columns {
-    last: Vec<i64>,
-    prev: Vec<i64>,
-    orders: Vec<u64>,
-    in_window: Vec<u64>,
-    as_of: Vec<i64>,
+    states: Vec<State>,
 }
 
 impl Columns {
     fn resize(&mut self, n: usize) {
-        let d = State::default();
-        resize(&mut self.last, n, d.last);
-        resize(&mut self.prev, n, d.prev);
-        resize(&mut self.orders, n, d.orders);
-        resize(&mut self.in_window, n, d.in_window);
-        resize(&mut self.as_of, n, d.as_of);
+        resize(&mut self.states, n, State::default());
     }
 
     #[inline]
     fn get(&self, g: usize) -> State {
-        State {
-            last: self.last[g],
-            prev: self.prev[g],
-            orders: self.orders[g],
-            in_window: self.in_window[g],
-            as_of: self.as_of[g],
-        }
+        self.states[g]
     }
 
     #[inline]
     fn set(&mut self, g: usize, s: State) {
-        self.last[g] = s.last;
-        self.prev[g] = s.prev;
-        self.orders[g] = s.orders;
-        self.in_window[g] = s.in_window;
-        self.as_of[g] = s.as_of;
+        self.states[g] = s;
     }
 
     fn take(&mut self, emit_to: EmitTo) -> Columns {
         Columns {
-            last: take(emit_to, &mut self.last),
-            prev: take(emit_to, &mut self.prev),
-            orders: take(emit_to, &mut self.orders),
-            in_window: take(emit_to, &mut self.in_window),
-            as_of: take(emit_to, &mut self.as_of),
+            states: take(emit_to, &mut self.states),
         }
     }
 
-    fn states(&self) -> Vec<State> {
-        (0..self.last.len()).map(|g| self.get(g)).collect()
+    fn states(&self) -> &[State] {
+        &self.states
     }
 
     fn into_arrays(self) -> Vec<ArrayRef> {
+        let s = &self.states;
         vec![
-            Arc::new(Int64Array::from(self.last)),
-            Arc::new(Int64Array::from(self.prev)),
-            Arc::new(UInt64Array::from(self.orders)),
-            Arc::new(UInt64Array::from(self.in_window)),
-            Arc::new(Int64Array::from(self.as_of)),
+            Arc::new(s.iter().map(|x| x.last).collect::<Int64Array>()),
+            Arc::new(s.iter().map(|x| x.prev).collect::<Int64Array>()),
+            Arc::new(s.iter().map(|x| x.orders).collect::<UInt64Array>()),
+            Arc::new(s.iter().map(|x| x.in_window).collect::<UInt64Array>()),
+            Arc::new(s.iter().map(|x| x.as_of).collect::<Int64Array>()),
         ]
     }
 }
@@ -511,10 +490,7 @@ impl GroupsAccumulator for StageGroups {
         let th = self.th;
         let mut cols = std::mem::take(&mut self.cols);
         let r = self.for_each_row(values, opt_filter, |row, t, as_of| {
-            let g = group_indices[row];
-            let mut s = cols.get(g);
-            s.update(t, as_of, &th);
-            cols.set(g, s);
+            cols.states[group_indices[row]].update(t, as_of, &th);
         });
         self.cols = cols;
         r
@@ -533,7 +509,7 @@ impl GroupsAccumulator for StageGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let taken = self.cols.take(emit_to);
-        Ok(self.udaf.finish(&taken.states(), &self.th))
+        Ok(self.udaf.finish(taken.states(), &self.th))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -557,7 +533,7 @@ impl GroupsAccumulator for StageGroups {
     }
 
     fn size(&self) -> usize {
-        self.cols.last.capacity() * (4 * size_of::<i64>() + size_of::<u64>())
+        self.cols.states.capacity() * size_of::<State>()
     }
 }
 
