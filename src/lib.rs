@@ -5,5 +5,6 @@ pub mod output;
 pub mod sample;
 pub mod session;
 pub mod shell;
+pub mod views;
 
 pub use session::{SessionOptions, TableSpec, build_session, parse_memory_size};

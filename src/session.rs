@@ -103,6 +103,7 @@ pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
             register_parquet(&ctx, &t.name, &t.path).await?;
         }
     }
+    crate::views::register(&ctx).await?;
     Ok(ctx)
 }
 
