@@ -50,9 +50,9 @@ impl Default for Process {
     fn default() -> Self {
         Self {
             r: 1.2,
-            alpha: 40.0,
+            alpha: 22.0,
             a: 1.0,
-            b: 9.0,
+            b: 16.0,
             buyer_share: 0.75,
             p_spend: 6.0,
             q_spend: 4.0,
