@@ -3,6 +3,7 @@
 pub mod generate;
 pub mod output;
 pub mod sample;
+pub mod server;
 pub mod session;
 pub mod shell;
 pub mod views;

@@ -41,6 +41,30 @@ enum Command {
         #[arg(long)]
         timing: bool,
     },
+    /// Arrow Flight SQL server: the shell's tables and functions for BI tools (ADBC, JDBC).
+    Serve {
+        /// Address to listen on (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        listen: std::net::SocketAddr,
+        /// Register a table: NAME=PATH (as for `sql`); the embedded sample when none is given.
+        #[arg(long = "table", value_name = "NAME=PATH")]
+        tables: Vec<TableSpec>,
+        /// File holding the access token; every call must then carry `authorization: Bearer <token>`.
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// TLS certificate (PEM); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM); needs --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Bound query memory (e.g. 512M, 2G).
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
+        memory_limit: Option<usize>,
+        /// Queries running at once; more wait their turn (default: cores x 2).
+        #[arg(long)]
+        max_concurrent_queries: Option<usize>,
+    },
     /// Write synthetic purchase history (buy-till-you-die) as Parquet.
     Generate {
         /// Number of customers.
@@ -133,6 +157,51 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             bar.finish_and_clear();
             eprintln!("wrote {c} customers and {p} purchases to {}", out.display());
             Ok(())
+        }
+        Command::Serve {
+            listen,
+            tables,
+            token_file,
+            tls_cert,
+            tls_key,
+            memory_limit,
+            max_concurrent_queries,
+        } => {
+            let token = match token_file {
+                Some(f) => {
+                    let t = std::fs::read_to_string(&f).map_err(|e| {
+                        datafusion::error::DataFusionError::Configuration(format!(
+                            "cannot read token file '{}': {e}",
+                            f.display()
+                        ))
+                    })?;
+                    let t = t.trim().to_string();
+                    if t.is_empty() {
+                        return Err(datafusion::error::DataFusionError::Configuration(format!(
+                            "token file '{}' is empty",
+                            f.display()
+                        )));
+                    }
+                    Some(t)
+                }
+                None => None,
+            };
+            let ctx = build_session(&SessionOptions {
+                tables,
+                memory_limit,
+                target_partitions: None,
+            })
+            .await?;
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2);
+            let opts = lifecycle::server::ServeOptions {
+                listen,
+                token,
+                tls: tls_cert.zip(tls_key),
+                max_concurrent_queries: max_concurrent_queries.unwrap_or(cores * 2),
+            };
+            lifecycle::server::serve(ctx, opts, None, lifecycle::server::shutdown_signal()).await
         }
         Command::Docs => {
             print!("{}", lifecycle_udfs::function_docs());

@@ -5,4 +5,5 @@ mod cli;
 mod common;
 mod equivalence;
 mod registration;
+mod server;
 mod slt;

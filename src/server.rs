@@ -1,0 +1,887 @@
+//! `lifecycle serve`: an Arrow Flight SQL server over the same session as the shell.
+//!
+//! - Tickets and prepared-statement handles are self-contained (they carry the SQL, and the bound
+//!   parameters as Arrow IPC), so a client may redeem them on any connection, at any time.
+//! - Read-only: every statement is verified with DataFusion's `SQLOptions` (no DDL, no DML, no
+//!   `SET`/transactions), so clients can read registered tables and nothing else.
+//! - Results stream batch by batch; a guard around each result stream releases the query's
+//!   concurrency permit and logs one line when the stream ends or the client goes away.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, Nullable,
+    ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
+};
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DataFusionError, ParamValues, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SQLOptions, SessionContext};
+use futures::{Stream, TryStreamExt};
+use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::shell::error_line;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// With a token, every call must carry `authorization: Bearer <token>` (or Basic with the
+    /// token as password; the handshake with any user and the token as password returns it).
+    pub token: Option<String>,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Queries running at once; further ones wait.
+    pub max_concurrent_queries: usize,
+}
+
+/// The Flight SQL service.
+#[derive(Clone)]
+pub struct LifecycleFlightSql {
+    ctx: SessionContext,
+    token: Option<Arc<str>>,
+    permits: Arc<Semaphore>,
+}
+
+fn status(e: DataFusionError) -> Status {
+    let line = error_line(&e);
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(line),
+        DataFusionError::Plan(_)
+        | DataFusionError::SQL(..)
+        | DataFusionError::Configuration(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => Status::invalid_argument(line),
+        _ => Status::internal(line),
+    }
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+const HANDLE_MAGIC: &[u8; 4] = b"LCP1";
+
+/// A prepared statement handle: magic, SQL length, SQL, then the bound parameters as an Arrow
+/// IPC stream (absent until parameters are bound).
+pub fn encode_handle(sql: &str, params: Option<&RecordBatch>) -> Result<Vec<u8>, Status> {
+    let mut out = Vec::with_capacity(8 + sql.len());
+    out.extend_from_slice(HANDLE_MAGIC);
+    out.extend_from_slice(&(sql.len() as u32).to_le_bytes());
+    out.extend_from_slice(sql.as_bytes());
+    if let Some(batch) = params {
+        let mut w = StreamWriter::try_new(&mut out, &batch.schema())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        w.write(batch)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        w.finish().map_err(|e| Status::internal(e.to_string()))?;
+    }
+    Ok(out)
+}
+
+pub fn decode_handle(handle: &[u8]) -> Result<(String, Option<RecordBatch>), Status> {
+    let bad = || Status::invalid_argument("invalid prepared statement handle");
+    if handle.len() < 8 || &handle[..4] != HANDLE_MAGIC {
+        return Err(bad());
+    }
+    let len = u32::from_le_bytes(handle[4..8].try_into().map_err(|_| bad())?) as usize;
+    let sql = handle.get(8..8 + len).ok_or_else(bad)?;
+    let sql = std::str::from_utf8(sql).map_err(|_| bad())?.to_string();
+    let rest = &handle[8 + len..];
+    let params = if rest.is_empty() {
+        None
+    } else {
+        let mut r =
+            datafusion::arrow::ipc::reader::StreamReader::try_new(rest, None).map_err(|_| bad())?;
+        r.next().transpose().map_err(|_| bad())?
+    };
+    Ok((sql, params))
+}
+
+/// The first row of a parameter batch as positional parameter values (`$1`, `$2`, ...).
+fn param_values(batch: &RecordBatch) -> Result<ParamValues, Status> {
+    if batch.num_rows() != 1 {
+        return Err(Status::invalid_argument(format!(
+            "bind exactly one row of parameters, got {}",
+            batch.num_rows()
+        )));
+    }
+    let values = batch
+        .columns()
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, 0))
+        .collect::<datafusion::error::Result<Vec<_>>>()
+        .map_err(status)?;
+    Ok(ParamValues::List(
+        values.into_iter().map(Into::into).collect(),
+    ))
+}
+
+static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "Lifecycle");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "59.3");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, false);
+    b.append(SqlInfo::SqlDdlTable, false);
+    b.append(SqlInfo::SqlIdentifierCase, 1i32); // case insensitive
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(SqlInfo::SqlQuotedIdentifierCase, 3i32); // case sensitive
+    b.append(SqlInfo::SqlAllTablesAreSelectable, true);
+    b.append(SqlInfo::SqlNullOrdering, 1i32); // nulls sorted high? DataFusion: NULLS LAST for ASC
+    b.append(SqlInfo::SqlSupportsColumnAliasing, true);
+    b.append(SqlInfo::SqlNullPlusNullIsNull, true);
+    b.build().expect("valid SqlInfo")
+});
+
+static XDBC_INFO: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
+    let mut b = XdbcTypeInfoDataBuilder::new();
+    let mut add = |name: &str, t: XdbcDataType, prefix: Option<&str>| {
+        b.append(XdbcTypeInfo {
+            type_name: name.into(),
+            data_type: t,
+            column_size: None,
+            literal_prefix: prefix.map(Into::into),
+            literal_suffix: prefix.map(|_| "'".into()),
+            create_params: None,
+            nullable: Nullable::NullabilityNullable,
+            case_sensitive: matches!(t, XdbcDataType::XdbcVarchar),
+            searchable: Searchable::Full,
+            unsigned_attribute: None,
+            fixed_prec_scale: false,
+            auto_increment: None,
+            local_type_name: Some(name.into()),
+            minimum_scale: None,
+            maximum_scale: None,
+            sql_data_type: t,
+            datetime_subcode: None,
+            num_prec_radix: None,
+            interval_precision: None,
+        })
+    };
+    add("BOOLEAN", XdbcDataType::XdbcBit, None);
+    add("INTEGER", XdbcDataType::XdbcInteger, None);
+    add("BIGINT", XdbcDataType::XdbcBigint, None);
+    add("DOUBLE", XdbcDataType::XdbcDouble, None);
+    add("VARCHAR", XdbcDataType::XdbcVarchar, Some("'"));
+    add("DATE", XdbcDataType::XdbcDate, Some("DATE '"));
+    add(
+        "TIMESTAMP",
+        XdbcDataType::XdbcTimestamp,
+        Some("TIMESTAMP '"),
+    );
+    b.build().expect("valid XdbcTypeInfo")
+});
+
+/// A result stream that holds the query's permit and logs one line when it ends or is dropped.
+struct Tracked {
+    inner: Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>,
+    _permit: OwnedSemaphorePermit,
+    client: String,
+    sql: String,
+    started: Instant,
+    rows: usize,
+    outcome: &'static str,
+}
+
+impl Stream for Tracked {
+    type Item = Result<RecordBatch, FlightError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let p = self.inner.as_mut().poll_next(cx);
+        match &p {
+            Poll::Ready(Some(Ok(b))) => self.rows += b.num_rows(),
+            Poll::Ready(Some(Err(_))) => self.outcome = "error",
+            Poll::Ready(None) if self.outcome == "cancelled" => self.outcome = "ok",
+            _ => {}
+        }
+        p
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        eprintln!(
+            "query client={} rows={} duration={:.3}s outcome={} sql={:?}",
+            self.client,
+            self.rows,
+            self.started.elapsed().as_secs_f64(),
+            self.outcome,
+            self.sql
+        );
+    }
+}
+
+fn first_chars(sql: &str) -> String {
+    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(100).collect()
+}
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
+
+impl LifecycleFlightSql {
+    pub fn new(ctx: SessionContext, token: Option<String>, max_concurrent_queries: usize) -> Self {
+        Self {
+            ctx,
+            token: token.map(Into::into),
+            permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
+        }
+    }
+
+    /// Refuses a call without the right credentials.
+    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(t) = header.strip_prefix("Bearer ")
+            && t == token.as_ref()
+        {
+            return Ok(());
+        }
+        if let Some((_, pass)) = basic_credentials(header)
+            && pass == token.as_ref()
+        {
+            return Ok(());
+        }
+        Err(Status::unauthenticated(
+            "missing or invalid credentials: send 'authorization: Bearer <token>'",
+        ))
+    }
+
+    /// Plans SQL read-only, with parameters bound when given.
+    async fn plan(&self, sql: &str, params: Option<&RecordBatch>) -> Result<LogicalPlan, Status> {
+        let state = self.ctx.state();
+        let plan = state.create_logical_plan(sql).await.map_err(status)?;
+        read_only().verify_plan(&plan).map_err(|e| {
+            Status::permission_denied(format!(
+                "read-only server: only queries are allowed ({})",
+                error_line(&e)
+            ))
+        })?;
+        match params {
+            Some(p) => plan.with_param_values(param_values(p)?).map_err(status),
+            None => Ok(plan),
+        }
+    }
+
+    /// Executes a plan as a Flight data stream, holding a concurrency permit while it runs.
+    async fn execute<T>(
+        &self,
+        plan: LogicalPlan,
+        sql: &str,
+        request: &Request<T>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("server is shutting down"))?;
+        let df = self.ctx.execute_logical_plan(plan).await.map_err(status)?;
+        let schema: SchemaRef = Arc::new(Schema::from(df.schema().as_arrow().clone()));
+        let stream: SendableRecordBatchStream = df.execute_stream().await.map_err(status)?;
+        let tracked = Tracked {
+            inner: Box::pin(stream.map_err(|e| FlightError::from(status(e)))),
+            _permit: permit,
+            client: request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            sql: first_chars(sql),
+            started: Instant::now(),
+            rows: 0,
+            outcome: "cancelled",
+        };
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(tracked)
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
+    }
+
+    fn info(
+        schema: &Schema,
+        ticket: Vec<u8>,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let endpoint = FlightEndpoint::new().with_ticket(Ticket {
+            ticket: ticket.into(),
+        });
+        Ok(FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor))
+    }
+
+    fn batch_stream(schema: SchemaRef, batch: RecordBatch) -> Response<DoGetStream> {
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::once(async { Ok(batch) }))
+            .map_err(Status::from);
+        Response::new(Box::pin(stream))
+    }
+
+    /// Every (catalog, schema, table, provider) of the session.
+    async fn tables(
+        &self,
+    ) -> Result<Vec<(String, String, String, Arc<dyn TableProvider>)>, Status> {
+        let mut out = vec![];
+        let catalogs = self.ctx.state().catalog_list().clone();
+        for c in catalogs.catalog_names() {
+            let Some(catalog) = catalogs.catalog(&c) else {
+                continue;
+            };
+            for s in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&s) else {
+                    continue;
+                };
+                for t in schema.table_names() {
+                    if let Some(p) = schema.table(&t).await.map_err(status)? {
+                        out.push((c.clone(), s.clone(), t, p));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let encoded = header.strip_prefix("Basic ")?;
+    let decoded = BASE64_STANDARD.decode(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+fn table_type_name(t: TableType) -> &'static str {
+    match t {
+        TableType::View => "VIEW",
+        TableType::Temporary => "LOCAL TEMPORARY",
+        TableType::Base => "TABLE",
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for LifecycleFlightSql {
+    type FlightService = LifecycleFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let token = match &self.token {
+            None => String::new(),
+            Some(token) => {
+                let header = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let ok = match basic_credentials(header) {
+                    Some((_, pass)) => pass == token.as_ref(),
+                    None => header.strip_prefix("Bearer ") == Some(token.as_ref()),
+                };
+                if !ok {
+                    return Err(Status::unauthenticated("invalid credentials"));
+                }
+                token.to_string()
+            }
+        };
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        };
+        let stream = futures::stream::iter(vec![Ok(response)]);
+        let mut resp: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
+            Response::new(Box::pin(stream));
+        if !token.is_empty() {
+            let value = MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Status::internal("token is not a valid header value"))?;
+            resp.metadata_mut().insert("authorization", value);
+        }
+        Ok(resp)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let plan = self.plan(&query.query, None).await?;
+        let schema = plan.schema().as_arrow().clone();
+        let ticket = TicketStatementQuery {
+            statement_handle: query.query.into_bytes().into(),
+        };
+        let info = Self::info(
+            &schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let sql = String::from_utf8(ticket.statement_handle.to_vec())
+            .map_err(|_| Status::invalid_argument("invalid statement ticket"))?;
+        let plan = self.plan(&sql, None).await?;
+        self.execute(plan, &sql, &request).await
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let (sql, params) = decode_handle(&cmd.prepared_statement_handle)?;
+        let plan = self.plan(&sql, params.as_ref()).await?;
+        let schema = plan.schema().as_arrow().clone();
+        let info = Self::info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let (sql, params) = decode_handle(&cmd.prepared_statement_handle)?;
+        let plan = self.plan(&sql, params.as_ref()).await?;
+        self.execute(plan, &sql, &request).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        self.check(&request)?;
+        let plan = self.plan(&query.query, None).await?;
+        let dataset: Schema = plan.schema().as_arrow().clone();
+        let param_types = plan.get_parameter_types().map_err(status)?;
+        let mut names: Vec<&String> = param_types.keys().collect();
+        names.sort_by_key(|n| {
+            n.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let fields: Vec<datafusion::arrow::datatypes::Field> = names
+            .iter()
+            .map(|n| {
+                let t = param_types[*n]
+                    .as_ref()
+                    .cloned()
+                    .unwrap_or(datafusion::arrow::datatypes::DataType::Null);
+                datafusion::arrow::datatypes::Field::new(n.as_str(), t, true)
+            })
+            .collect();
+        let to_ipc = |s: &Schema| -> Result<prost::bytes::Bytes, Status> {
+            let IpcMessage(bytes) = SchemaAsIpc::new(s, &IpcWriteOptions::default())
+                .try_into()
+                .map_err(|e: datafusion::arrow::error::ArrowError| {
+                    Status::internal(e.to_string())
+                })?;
+            Ok(bytes)
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: encode_handle(&query.query, None)?.into(),
+            dataset_schema: to_ipc(&dataset)?,
+            parameter_schema: to_ipc(&Schema::new(fields))?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        self.check(&request)?;
+        let (sql, _) = decode_handle(&cmd.prepared_statement_handle)?;
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+                request.into_inner().map_err(FlightError::from),
+            )
+            .try_collect()
+            .await
+            .map_err(Status::from)?;
+        let params = match batches.as_slice() {
+            [] => None,
+            [b] => Some(b.clone()),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "bind exactly one row of parameters in one batch",
+                ));
+            }
+        };
+        if let Some(p) = &params {
+            // Fail early on a bad binding rather than at execution.
+            self.plan(&sql, Some(p)).await?;
+        }
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(encode_handle(&sql, params.as_ref())?.into()),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        // Handles are self-contained: nothing is held on the server.
+        self.check(&request)
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let schema = query.clone().into_builder().schema();
+        let info = Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let mut b = query.into_builder();
+        for c in self.ctx.catalog_names() {
+            b.append(c);
+        }
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self::batch_stream(schema, batch))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let schema = query.clone().into_builder().schema();
+        let info = Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let mut b = query.into_builder();
+        let catalogs = self.ctx.state().catalog_list().clone();
+        for c in catalogs.catalog_names() {
+            if let Some(catalog) = catalogs.catalog(&c) {
+                for s in catalog.schema_names() {
+                    b.append(&c, s);
+                }
+            }
+        }
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self::batch_stream(schema, batch))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let schema = query.clone().into_builder().schema();
+        let info = Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let mut b = query.into_builder();
+        for (c, s, t, p) in self.tables().await? {
+            b.append(&c, &s, &t, table_type_name(p.table_type()), &p.schema())
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self::batch_stream(schema, batch))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let schema = query.clone().into_builder().schema();
+        let info = Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let mut b = query.into_builder();
+        let mut seen = HashSet::new();
+        for name in ["TABLE", "VIEW", "LOCAL TEMPORARY"] {
+            if seen.insert(name) {
+                b.append(name);
+            }
+        }
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self::batch_stream(schema, batch))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        let info = Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let b = query.into_builder(&SQL_INFO);
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self::batch_stream(schema, batch))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        let schema = query.clone().into_builder(&XDBC_INFO).schema();
+        let info = Self::info(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        let b = query.into_builder(&XDBC_INFO);
+        let schema = b.schema();
+        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Self::batch_stream(schema, batch))
+    }
+
+    async fn do_get_fallback(
+        &self,
+        request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<DoGetStream>, Status> {
+        self.check(&request)?;
+        Err(Status::unimplemented(format!(
+            "unsupported ticket: {}",
+            message.type_url
+        )))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// Runs the server until `shutdown` resolves; returns the bound address through `bound`.
+pub async fn serve(
+    ctx: SessionContext,
+    opts: ServeOptions,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> datafusion::error::Result<()> {
+    let external = |e: String| DataFusionError::Execution(e);
+    if opts.token.is_none() && !opts.listen.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {} without --token-file: anyone who can reach it can query every table",
+            opts.listen
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| external(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let addr = listener.local_addr()?;
+    eprintln!("lifecycle Flight SQL server listening on {addr}");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    let service = LifecycleFlightSql::new(ctx, opts.token.clone(), opts.max_concurrent_queries);
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = &opts.tls {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| external(format!("cannot read {}: {e}", p.display())))
+        };
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| external(format!("TLS configuration: {e}")))?;
+    }
+    builder
+        .add_service(FlightServiceServer::new(service))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await
+        .map_err(|e| external(format!("server error: {e}")))?;
+    eprintln!("lifecycle Flight SQL server stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_service(s: LifecycleFlightSql) -> impl FlightService {
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, StringArray};
+
+    #[test]
+    fn handles_round_trip() {
+        let h = encode_handle("SELECT $1", None).unwrap();
+        assert_eq!(decode_handle(&h).unwrap(), ("SELECT $1".to_string(), None));
+        let batch = RecordBatch::try_from_iter(vec![
+            ("a", Arc::new(Int64Array::from(vec![7])) as _),
+            ("b", Arc::new(StringArray::from(vec!["x"])) as _),
+        ])
+        .unwrap();
+        let h = encode_handle("SELECT $1, $2", Some(&batch)).unwrap();
+        let (sql, params) = decode_handle(&h).unwrap();
+        assert_eq!(sql, "SELECT $1, $2");
+        assert_eq!(params.unwrap(), batch);
+        assert!(decode_handle(b"garbage").is_err());
+    }
+
+    #[test]
+    fn basic_auth() {
+        let h = format!("Basic {}", BASE64_STANDARD.encode("user:s3cret"));
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("user".into(), "s3cret".into()))
+        );
+        assert_eq!(basic_credentials("Bearer x"), None);
+    }
+}
