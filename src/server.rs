@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::flight_service_server::{FlightService, FlightServiceServer};
+use arrow_flight::flight_service_server::FlightServiceServer;
 use arrow_flight::sql::metadata::{
     SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
 };
@@ -323,7 +323,7 @@ impl LifecycleFlightSql {
             .await
             .map_err(|_| Status::unavailable("server is shutting down"))?;
         let df = self.ctx.execute_logical_plan(plan).await.map_err(status)?;
-        let schema: SchemaRef = Arc::new(Schema::from(df.schema().as_arrow().clone()));
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream: SendableRecordBatchStream = df.execute_stream().await.map_err(status)?;
         let tracked = Tracked {
             inner: Box::pin(stream.map_err(|e| FlightError::from(status(e)))),
@@ -594,7 +594,7 @@ impl FlightSqlService for LifecycleFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         let info = Self::info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -690,7 +690,7 @@ impl FlightSqlService for LifecycleFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         let info = Self::info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -750,7 +750,7 @@ impl FlightSqlService for LifecycleFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.check(&request)?;
-        let schema = query.clone().into_builder(&XDBC_INFO).schema();
+        let schema = query.into_builder(&XDBC_INFO).schema();
         let info = Self::info(
             &schema,
             query.as_any().encode_to_vec(),
@@ -847,11 +847,6 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
-}
-
-#[allow(dead_code)]
-fn _assert_service(s: LifecycleFlightSql) -> impl FlightService {
-    s
 }
 
 #[cfg(test)]
