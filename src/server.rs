@@ -359,12 +359,32 @@ impl LifecycleFlightSql {
             .with_descriptor(descriptor))
     }
 
-    fn batch_stream(schema: SchemaRef, batch: RecordBatch) -> Response<DoGetStream> {
+    /// A one-batch metadata result (catalogs, tables, SqlInfo, ...) as a Flight stream.
+    fn batch_stream(
+        schema: SchemaRef,
+        batch: Result<RecordBatch, impl std::fmt::Display>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(futures::stream::once(async { Ok(batch) }))
             .map_err(Status::from);
-        Response::new(Box::pin(stream))
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    /// FlightInfo for a metadata command: its result schema, and the command itself as ticket.
+    fn describe(
+        &self,
+        request: Request<FlightDescriptor>,
+        schema: SchemaRef,
+        ticket: Vec<u8>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.check(&request)?;
+        Ok(Response::new(Self::info(
+            &schema,
+            ticket,
+            request.into_inner(),
+        )?))
     }
 
     /// Every (catalog, schema, table, provider) of the session.
@@ -593,14 +613,8 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let schema = query.into_builder().schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        let ticket = query.as_any().encode_to_vec();
+        self.describe(request, query.into_builder().schema(), ticket)
     }
 
     async fn do_get_catalogs(
@@ -613,9 +627,7 @@ impl FlightSqlService for LifecycleFlightSql {
         for c in self.ctx.catalog_names() {
             b.append(c);
         }
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Self::batch_stream(schema, batch))
+        Self::batch_stream(b.schema(), b.build())
     }
 
     async fn get_flight_info_schemas(
@@ -623,14 +635,8 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let schema = query.clone().into_builder().schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        let ticket = query.as_any().encode_to_vec();
+        self.describe(request, query.into_builder().schema(), ticket)
     }
 
     async fn do_get_schemas(
@@ -648,9 +654,7 @@ impl FlightSqlService for LifecycleFlightSql {
                 }
             }
         }
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Self::batch_stream(schema, batch))
+        Self::batch_stream(b.schema(), b.build())
     }
 
     async fn get_flight_info_tables(
@@ -658,14 +662,8 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let schema = query.clone().into_builder().schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        let ticket = query.as_any().encode_to_vec();
+        self.describe(request, query.into_builder().schema(), ticket)
     }
 
     async fn do_get_tables(
@@ -679,9 +677,7 @@ impl FlightSqlService for LifecycleFlightSql {
             b.append(&c, &s, &t, table_type_name(p.table_type()), &p.schema())
                 .map_err(|e| Status::internal(e.to_string()))?;
         }
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Self::batch_stream(schema, batch))
+        Self::batch_stream(b.schema(), b.build())
     }
 
     async fn get_flight_info_table_types(
@@ -689,14 +685,8 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let schema = query.into_builder().schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        let ticket = query.as_any().encode_to_vec();
+        self.describe(request, query.into_builder().schema(), ticket)
     }
 
     async fn do_get_table_types(
@@ -712,9 +702,7 @@ impl FlightSqlService for LifecycleFlightSql {
                 b.append(name);
             }
         }
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Self::batch_stream(schema, batch))
+        Self::batch_stream(b.schema(), b.build())
     }
 
     async fn get_flight_info_sql_info(
@@ -722,14 +710,8 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let schema = query.clone().into_builder(&SQL_INFO).schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        let ticket = query.as_any().encode_to_vec();
+        self.describe(request, query.into_builder(&SQL_INFO).schema(), ticket)
     }
 
     async fn do_get_sql_info(
@@ -739,9 +721,7 @@ impl FlightSqlService for LifecycleFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
         let b = query.into_builder(&SQL_INFO);
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Self::batch_stream(schema, batch))
+        Self::batch_stream(b.schema(), b.build())
     }
 
     async fn get_flight_info_xdbc_type_info(
@@ -749,14 +729,8 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
-        let schema = query.into_builder(&XDBC_INFO).schema();
-        let info = Self::info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
-        Ok(Response::new(info))
+        let ticket = query.as_any().encode_to_vec();
+        self.describe(request, query.into_builder(&XDBC_INFO).schema(), ticket)
     }
 
     async fn do_get_xdbc_type_info(
@@ -766,9 +740,7 @@ impl FlightSqlService for LifecycleFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         self.check(&request)?;
         let b = query.into_builder(&XDBC_INFO);
-        let schema = b.schema();
-        let batch = b.build().map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Self::batch_stream(schema, batch))
+        Self::batch_stream(b.schema(), b.build())
     }
 
     async fn do_get_fallback(
