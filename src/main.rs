@@ -62,8 +62,8 @@ enum Command {
         #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
         memory_limit: Option<usize>,
         /// Queries running at once; more wait their turn (default: cores x 2).
-        #[arg(long)]
-        max_concurrent_queries: Option<usize>,
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_concurrent_queries: Option<u64>,
     },
     /// Write synthetic purchase history (buy-till-you-die) as Parquet.
     Generate {
@@ -199,7 +199,8 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 listen,
                 token,
                 tls: tls_cert.zip(tls_key),
-                max_concurrent_queries: max_concurrent_queries.unwrap_or(cores * 2),
+                max_concurrent_queries: max_concurrent_queries.map_or(cores * 2, |n| n as usize),
+                shutdown_grace: std::time::Duration::from_secs(10),
             };
             lifecycle::server::serve(ctx, opts, None, lifecycle::server::shutdown_signal()).await
         }

@@ -63,6 +63,9 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Queries running at once; further ones wait.
     pub max_concurrent_queries: usize,
+    /// After the shutdown signal, how long streams in flight may run to completion before they
+    /// are cancelled.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// The Flight SQL service.
@@ -772,15 +775,6 @@ pub async fn serve(
             opts.listen
         );
     }
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| external(format!("cannot listen on {}: {e}", opts.listen)))?;
-    let addr = listener.local_addr()?;
-    eprintln!("lifecycle Flight SQL server listening on {addr}");
-    if let Some(tx) = bound {
-        let _ = tx.send(addr);
-    }
-    let service = LifecycleFlightSql::new(ctx, opts.token.clone(), opts.max_concurrent_queries);
     let mut builder = Server::builder();
     if let Some((cert, key)) = &opts.tls {
         let read = |p: &PathBuf| {
@@ -791,14 +785,39 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| external(format!("TLS configuration: {e}")))?;
     }
-    builder
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| external(format!("cannot listen on {}: {e}", opts.listen)))?;
+    let addr = listener.local_addr()?;
+    eprintln!("lifecycle Flight SQL server listening on {addr}");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    let service = LifecycleFlightSql::new(ctx, opts.token.clone(), opts.max_concurrent_queries);
+    // Graceful shutdown: stop accepting, let streams in flight finish for `shutdown_grace`, then
+    // cancel them (dropping the server drops their streams and so their queries).
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = builder
         .add_service(FlightServiceServer::new(service))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener),
-            shutdown,
-        )
-        .await
-        .map_err(|e| external(format!("server error: {e}")))?;
+            async move {
+                shutdown.await;
+                eprintln!("lifecycle Flight SQL server stopping: finishing queries in flight");
+                let _ = stopping_tx.send(());
+            },
+        );
+    let grace = opts.shutdown_grace;
+    tokio::select! {
+        r = server => r.map_err(|e| external(format!("server error: {e}")))?,
+        _ = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => eprintln!("lifecycle Flight SQL server: cancelled queries still running after {grace:?}"),
+    }
     eprintln!("lifecycle Flight SQL server stopped");
     Ok(())
 }

@@ -290,3 +290,45 @@ fn ctrl_c_cancels_the_running_query_not_the_shell() {
     assert!(stderr(&o).contains("Query cancelled."), "{}", stderr(&o));
     assert!(stdout(&o).contains("alive"), "{}", stdout(&o));
 }
+
+#[test]
+fn serve_warns_on_a_non_loopback_address_without_a_token() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle"))
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = vec![];
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(
+        text.contains("warning") && text.contains("without --token-file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn serve_refuses_bad_setup_with_one_clear_line() {
+    let o = lifecycle(&["serve", "--token-file", "/no/such/token"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read token file '/no/such/token'"), "{}", stderr(&o));
+    let o = lifecycle(&["serve", "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/no/cert.pem"), "{}", stderr(&o));
+    let o = lifecycle(&["serve", "--tls-cert", "/no/cert.pem"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--tls-key"), "{}", stderr(&o));
+    let o = lifecycle(&["serve", "--max-concurrent-queries", "0"]);
+    assert!(!o.status.success());
+}

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables};
@@ -13,24 +14,60 @@ use tonic::transport::Channel;
 
 use crate::common::{rows, session};
 
-async fn start(token: Option<&str>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let ctx = session(2, &[]).await;
+/// A server under test: its address, its stop signal and its task (which ends when it stops).
+struct Running {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Setup {
+    token: Option<&'static str>,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    max_concurrent_queries: Option<usize>,
+    memory_limit: Option<usize>,
+    grace_ms: Option<u64>,
+}
+
+async fn start_with(setup: Setup) -> Running {
+    let ctx = lifecycle::build_session(&lifecycle::SessionOptions {
+        tables: vec![],
+        memory_limit: setup.memory_limit,
+        target_partitions: Some(2),
+    })
+    .await
+    .expect("session");
     let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
     let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
     let opts = ServeOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
-        token: token.map(str::to_string),
-        tls: None,
-        max_concurrent_queries: 4,
+        token: setup.token.map(str::to_string),
+        tls: setup.tls,
+        max_concurrent_queries: setup.max_concurrent_queries.unwrap_or(4),
+        shutdown_grace: Duration::from_millis(setup.grace_ms.unwrap_or(10_000)),
     };
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         serve(ctx, opts, Some(tx_addr), async {
             let _ = rx_stop.await;
         })
         .await
         .expect("server");
     });
-    (rx_addr.await.unwrap(), tx_stop)
+    Running {
+        addr: rx_addr.await.unwrap(),
+        stop: tx_stop,
+        task,
+    }
+}
+
+async fn start(token: Option<&'static str>) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let r = start_with(Setup {
+        token,
+        ..Default::default()
+    })
+    .await;
+    (r.addr, r.stop)
 }
 
 async fn client(addr: SocketAddr) -> FlightSqlServiceClient<Channel> {
@@ -218,4 +255,183 @@ async fn token_auth() {
         vec![vec!["2"]]
     );
     let _ = stop.send(());
+}
+
+/// Opens a result stream of a query that is far larger than any transport buffer, reads one batch
+/// and returns the still-open stream (the query keeps its slot until the stream ends or drops).
+async fn open_big_stream(
+    c: &mut FlightSqlServiceClient<Channel>,
+) -> arrow_flight::decode::FlightRecordBatchStream {
+    let info = c
+        .execute(
+            "SELECT p.*, g.value FROM purchases p CROSS JOIN generate_series(1, 200) g".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = c.do_get(ticket).await.unwrap();
+    let first = stream.try_next().await.unwrap().expect("a first batch");
+    assert!(first.num_rows() > 0);
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_queue_beyond_the_limit_and_a_disconnect_frees_the_slot() {
+    let server = start_with(Setup {
+        max_concurrent_queries: Some(1),
+        ..Default::default()
+    })
+    .await;
+    let mut a = client(server.addr).await;
+    let held = open_big_stream(&mut a).await;
+
+    // The only slot is taken: a second client's query waits.
+    let mut b = client(server.addr).await;
+    let queued = tokio::spawn(async move { run(&mut b, "SELECT 41 + 1 AS n").await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!queued.is_finished(), "second query must wait for the slot");
+
+    // The first client goes away mid-stream: its query is dropped and the waiting one runs.
+    drop(held);
+    drop(a);
+    let got = tokio::time::timeout(Duration::from_secs(30), queued)
+        .await
+        .expect("queued query runs once the slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows(&got), vec![vec!["42"]]);
+    let _ = server.stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_the_memory_limit_fails_alone() {
+    let server = start_with(Setup {
+        memory_limit: Some(64 * 1024 * 1024),
+        ..Default::default()
+    })
+    .await;
+    let (addr, mut c) = (server.addr, client(server.addr).await);
+    // A hash join whose build side (30M rows) cannot spill and cannot fit in 64 MiB.
+    let hog = tokio::spawn(async move {
+        let mut h = client(addr).await;
+        run(
+            &mut h,
+            "SELECT count(*) FROM generate_series(1, 30000000) a JOIN generate_series(1, 30000000) b ON a.value = b.value",
+        )
+        .await
+    });
+    let local = session(2, &[]).await;
+    let want = crate::common::query(&local, STAGES).await;
+    for _ in 0..3 {
+        assert_eq!(rows(&run(&mut c, STAGES).await.unwrap()), want);
+    }
+    let err = hog.await.unwrap().unwrap_err();
+    assert!(
+        err.contains("Resources exhausted") || err.contains("memory"),
+        "{err}"
+    );
+    assert_eq!(rows(&run(&mut c, STAGES).await.unwrap()), want);
+    let _ = server.stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_streams_in_flight_then_cancels_the_rest() {
+    // A stream in flight when the stop comes can still be read to its end.
+    let server = start_with(Setup::default()).await;
+    let mut c = client(server.addr).await;
+    let info = c
+        .execute("SELECT * FROM purchases".into(), None)
+        .await
+        .unwrap();
+    let mut stream = c
+        .do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .unwrap();
+    let mut n = stream.try_next().await.unwrap().unwrap().num_rows();
+    let _ = server.stop.send(());
+    while let Some(b) = stream.try_next().await.unwrap() {
+        n += b.num_rows();
+    }
+    let local = session(2, &[]).await;
+    let want = crate::common::query(&local, "SELECT count(*) FROM purchases").await;
+    assert_eq!(n.to_string(), want[0][0]);
+    tokio::time::timeout(Duration::from_secs(20), server.task)
+        .await
+        .expect("server stops after the last stream")
+        .unwrap();
+
+    // A client that stops reading does not keep the server up past the grace period.
+    let server = start_with(Setup {
+        grace_ms: Some(500),
+        ..Default::default()
+    })
+    .await;
+    let mut c = client(server.addr).await;
+    let _held = open_big_stream(&mut c).await;
+    let _ = server.stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), server.task)
+        .await
+        .expect("server stops after the grace period")
+        .unwrap();
+}
+
+/// A self-signed certificate for localhost / 127.0.0.1, made with the openssl command.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "2", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("the openssl command (Debian package openssl) makes the test certificate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    let server = start_with(Setup {
+        token: Some("tls-token"),
+        tls: Some((cert.clone(), key)),
+        ..Default::default()
+    })
+    .await;
+    let pem = std::fs::read(&cert).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://localhost:{}", server.addr.port()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut c = FlightSqlServiceClient::new(channel);
+    assert!(run(&mut c, "SELECT 1").await.is_err(), "token still required");
+    c.set_token("tls-token".into());
+    assert_eq!(
+        rows(&run(&mut c, "SELECT count(*) FROM customers").await.unwrap()),
+        vec![vec!["12000"]]
+    );
+    // A plaintext client cannot talk to the TLS server.
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{}", server.addr.port()))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(ch) = plain {
+        let mut p = FlightSqlServiceClient::new(ch);
+        p.set_token("tls-token".into());
+        assert!(run(&mut p, "SELECT 1").await.is_err());
+    }
+    let _ = server.stop.send(());
 }

@@ -19,10 +19,16 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 mod common;
 mod doc;
 
+pub mod btyd;
 pub mod cohort;
+pub mod models;
+pub mod optimize;
 pub mod options;
 pub mod period;
 pub mod retention;
+pub mod rfm;
+pub mod segment;
+pub mod special;
 pub mod stage;
 pub mod time;
 
@@ -30,7 +36,13 @@ pub use options::LifecycleOptions;
 
 /// Every scalar function.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
-    vec![period::period_diff_udf(), period::period_start_udf()]
+    let mut v = vec![
+        period::period_diff_udf(),
+        period::period_start_udf(),
+        segment::rfm_segment_udf(),
+    ];
+    v.extend(models::prediction_udfs());
+    v
 }
 
 /// Every aggregate function.
@@ -39,6 +51,11 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         retention::retention_udaf(),
         stage::lifecycle_stage_udaf(),
         stage::churn_flag_udaf(),
+        rfm::rfm_summary_udaf(),
+        rfm::churn_risk_udaf(),
+        models::bgnbd_fit_udaf(),
+        models::pareto_nbd_fit_udaf(),
+        models::gamma_gamma_fit_udaf(),
     ]
 }
 

@@ -1,0 +1,601 @@
+//! The "buy till you die" customer-base models (pure kernel, no DataFusion types):
+//! BG/NBD (Fader, Hardie & Lee 2005), Pareto/NBD (Schmittlein, Morrison & Colombo 1987, in the
+//! form of Fader & Hardie's notes) and Gamma-Gamma spend (Fader, Hardie & Lee 2005b), with the
+//! likelihoods and predictions of the Python `lifetimes` package (no penalizer).
+//!
+//! Fits collapse identical rows into weights ([`Collapsed`]), sort them (so the answer does not
+//! depend on row order or partitioning), and minimise the mean negative log-likelihood in
+//! log-parameter space with BFGS ([`crate::optimize`]); the BG/NBD and Gamma-Gamma gradients are
+//! analytic, the Pareto/NBD one is numeric. Several starting points are tried and the best
+//! converged one wins; if none converges, the fit is an error.
+
+use datafusion::common::HashMap;
+
+use crate::optimize::{Minimum, Options, bfgs, numeric_gradient};
+use crate::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp};
+
+/// Identical rows collapsed into weights. Keys are the values' bit patterns (with -0.0 as 0.0).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collapsed<const N: usize> {
+    counts: HashMap<[u64; N], f64>,
+}
+
+impl<const N: usize> Collapsed<N> {
+    pub fn add(&mut self, row: [f64; N], weight: f64) {
+        let key = row.map(|v| if v == 0.0 { 0u64 } else { v.to_bits() });
+        *self.counts.entry(key).or_insert(0.0) += weight;
+    }
+
+    pub fn merge(&mut self, other: &Self) {
+        for (k, w) in &other.counts {
+            *self.counts.entry(*k).or_insert(0.0) += w;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// Distinct rows and weights, sorted by value (a deterministic order).
+    pub fn rows(&self) -> Vec<([f64; N], f64)> {
+        let mut v: Vec<([f64; N], f64)> = self
+            .counts
+            .iter()
+            .map(|(k, w)| (k.map(f64::from_bits), *w))
+            .collect();
+        v.sort_by(|a, b| {
+            a.0.iter()
+                .zip(&b.0)
+                .map(|(x, y)| x.total_cmp(y))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        v
+    }
+
+    /// Heap bytes, roughly.
+    pub fn size(&self) -> usize {
+        self.counts.capacity() * (8 * N + 8 + 8)
+    }
+}
+
+/// Checks one (frequency, recency, t) row of a BG/NBD or Pareto/NBD fit.
+pub fn check_frt(x: f64, tx: f64, t: f64) -> Result<(), String> {
+    if !(x >= 0.0 && tx >= 0.0 && t >= 0.0) || !(x.is_finite() && tx.is_finite() && t.is_finite()) {
+        return Err(format!(
+            "frequency, recency and t must be finite and >= 0, got ({x}, {tx}, {t})"
+        ));
+    }
+    if tx > t {
+        return Err(format!("recency ({tx}) must not exceed t ({t})"));
+    }
+    if x == 0.0 && tx != 0.0 {
+        return Err(format!("recency must be 0 when frequency is 0, got {tx}"));
+    }
+    Ok(())
+}
+
+/// The result of a fit: parameters in the model's order and the log-likelihood summed over rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    pub params: Vec<f64>,
+    pub log_likelihood: f64,
+    pub iterations: usize,
+}
+
+/// Runs BFGS from each start and keeps the best converged minimum.
+fn fit_from_starts(
+    name: &str,
+    starts: &[Vec<f64>],
+    total_weight: f64,
+    f: &mut dyn FnMut(&[f64], &mut [f64]) -> f64,
+    opts: Options,
+) -> Result<Fit, String> {
+    let mut best: Option<Minimum> = None;
+    let mut last_err = String::new();
+    for s in starts {
+        match bfgs(f, s, opts) {
+            Ok(m) => {
+                if best.as_ref().is_none_or(|b| m.value < b.value) {
+                    best = Some(m);
+                }
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    let m = best.ok_or_else(|| format!("{name} did not converge: {last_err}"))?;
+    Ok(Fit {
+        params: m.x.iter().map(|v| v.exp()).collect(),
+        log_likelihood: -m.value * total_weight,
+        iterations: m.iterations,
+    })
+}
+
+pub mod bgnbd {
+    use super::*;
+
+    /// Rows grouped by frequency: the per-frequency terms are computed once per evaluation.
+    struct Data {
+        /// (frequency, start, end) runs into `tx`, `t`, `w`.
+        runs: Vec<(f64, usize, usize)>,
+        tx: Vec<f64>,
+        t: Vec<f64>,
+        w: Vec<f64>,
+        total: f64,
+    }
+
+    fn prepare(rows: &[([f64; 3], f64)]) -> Data {
+        let mut d = Data {
+            runs: vec![],
+            tx: Vec::with_capacity(rows.len()),
+            t: Vec::with_capacity(rows.len()),
+            w: Vec::with_capacity(rows.len()),
+            total: 0.0,
+        };
+        for (i, ([x, tx, t], w)) in rows.iter().enumerate() {
+            match d.runs.last_mut() {
+                Some(r) if r.0 == *x => r.2 = i + 1,
+                _ => d.runs.push((*x, i, i + 1)),
+            }
+            d.tx.push(*tx);
+            d.t.push(*t);
+            d.w.push(*w);
+            d.total += w;
+        }
+        d
+    }
+
+    /// Mean negative log-likelihood at log-parameters `lp` = ln(r, alpha, a, b), with its gradient
+    /// with respect to `lp`.
+    fn objective(d: &Data, lp: &[f64], grad: &mut [f64]) -> f64 {
+        let [r, alpha, a, b] = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
+        let (ln_alpha, ln_a) = (alpha.ln(), a.ln());
+        let (lg_r, lg_ab, lg_b) = (ln_gamma(r), ln_gamma(a + b), ln_gamma(b));
+        let (dg_r, dg_ab, dg_b) = (digamma(r), digamma(a + b), digamma(b));
+        let mut ll = 0.0;
+        let mut g = [0.0f64; 4];
+        for &(x, lo, hi) in &d.runs {
+            let rx = r + x;
+            let a1 = ln_gamma(rx) - lg_r + r * ln_alpha;
+            let a2 = lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x);
+            let d_a1_r = digamma(rx) - dg_r + ln_alpha;
+            let d_a1_alpha = r / alpha;
+            let dg_abx = digamma(a + b + x);
+            let d_a2_a = dg_ab - dg_abx;
+            let d_a2_b = dg_ab + digamma(b + x) - dg_b - dg_abx;
+            let ln_b_x1 = (b + x - 1.0).ln();
+            let mut run_w = 0.0;
+            for i in lo..hi {
+                let (tx, t, w) = (d.tx[i], d.t[i], d.w[i]);
+                run_w += w;
+                let l_t = (alpha + t).ln();
+                let a3 = -rx * l_t;
+                if x > 0.0 {
+                    let l_tx = (alpha + tx).ln();
+                    let a4 = ln_a - ln_b_x1 - rx * l_tx;
+                    let m = a3.max(a4);
+                    let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
+                    let s = e3 + e4;
+                    ll += w * (m + s.ln());
+                    let (w3, w4) = (e3 / s, e4 / s);
+                    g[0] -= w * (w3 * l_t + w4 * l_tx);
+                    g[1] -= w * rx * (w3 / (alpha + t) + w4 / (alpha + tx));
+                    g[2] += w * w4 / a;
+                    g[3] -= w * w4 / (b + x - 1.0);
+                } else {
+                    ll += w * a3;
+                    g[0] -= w * l_t;
+                    g[1] -= w * rx / (alpha + t);
+                }
+            }
+            ll += run_w * (a1 + a2);
+            g[0] += run_w * d_a1_r;
+            g[1] += run_w * d_a1_alpha;
+            g[2] += run_w * d_a2_a;
+            g[3] += run_w * d_a2_b;
+        }
+        let p = [r, alpha, a, b];
+        for k in 0..4 {
+            grad[k] = -g[k] * p[k] / d.total;
+        }
+        -ll / d.total
+    }
+
+    /// The objective over collapsed rows (sorted by frequency), for tests.
+    pub fn objective_on_rows(rows: &[([f64; 3], f64)], lp: &[f64], grad: &mut [f64]) -> f64 {
+        objective(&prepare(rows), lp, grad)
+    }
+
+    /// Maximum-likelihood (r, alpha, a, b).
+    pub fn fit(data: &Collapsed<3>) -> Result<Fit, String> {
+        if data.is_empty() {
+            return Err("bgnbd_fit needs at least one customer".into());
+        }
+        let d = prepare(&data.rows());
+        let mean_t = d.t.iter().zip(&d.w).map(|(t, w)| t * w).sum::<f64>() / d.total;
+        let la = mean_t.max(1e-3).ln();
+        let starts = [
+            vec![0.0, 0.0, 0.0, 0.0],
+            vec![0.0, la, 0.0, 0.0],
+            vec![-1.0, la - 1.0, 0.0, 1.0],
+        ];
+        fit_from_starts(
+            "bgnbd_fit",
+            &starts,
+            d.total,
+            &mut |lp, g| objective(&d, lp, g),
+            Options::default(),
+        )
+    }
+
+    /// Log-likelihood of one row (for tests and reporting).
+    pub fn log_likelihood(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+        let lp = p.map(f64::ln);
+        let d = prepare(&[([x, tx, t], 1.0)]);
+        -objective(&d, &lp, &mut [0.0; 4])
+    }
+
+    /// P(alive | x, tx, T), as `lifetimes.BetaGeoFitter.conditional_probability_alive`.
+    pub fn p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+        let [r, alpha, a, b] = *p;
+        if x == 0.0 {
+            return 1.0;
+        }
+        let log_div = (r + x) * ((alpha + t) / (alpha + tx)).ln() + (a / (b + x - 1.0)).ln();
+        1.0 / (1.0 + log_div.exp())
+    }
+
+    /// Expected purchases in `(T, T + horizon]`, as
+    /// `lifetimes.BetaGeoFitter.conditional_expected_number_of_purchases_up_to_time`.
+    pub fn expected_purchases(p: &[f64; 4], horizon: f64, x: f64, tx: f64, t: f64) -> f64 {
+        let [r, alpha, a, b] = *p;
+        if horizon == 0.0 {
+            return 0.0;
+        }
+        let (ha, hb, hc) = (r + x, b + x, a + b + x - 1.0);
+        let z = horizon / (alpha + t + horizon);
+        // ln 2F1(ha, hb; hc; z); when hc <= 0 (a + b + x < 1) use Euler's transformation.
+        let ln_hyp = if hc > 0.0 {
+            ln_hyp2f1(ha, hb, hc, z)
+        } else {
+            f64::NAN
+        };
+        let first = (a + b + x - 1.0) / (a - 1.0);
+        let second = -(ln_hyp + (r + x) * ((alpha + t) / (alpha + horizon + t)).ln()).exp_m1();
+        let numerator = first * second;
+        let denominator = if x > 0.0 {
+            1.0 + (a / (b + x - 1.0)) * ((alpha + t) / (alpha + tx)).powf(r + x)
+        } else {
+            1.0
+        };
+        numerator / denominator
+    }
+}
+
+pub mod pareto_nbd {
+    use super::*;
+
+    /// ln A_0 of Fader & Hardie's note ("A Note on Deriving the Pareto/NBD Model"):
+    /// `A_0 = F(tx) / (m + tx)^(r+s+x) - F(T) / (m + T)^(r+s+x)` with `m = max(alpha, beta)` and
+    /// `F(u) = 2F1(r+s+x, k; r+s+x+1; |alpha-beta| / (m+u))`, `k = r+x` if alpha < beta else `s+1`.
+    fn ln_a0(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+        let [r, alpha, s, beta] = *p;
+        let (m, k) = if alpha < beta {
+            (beta, r + x)
+        } else {
+            (alpha, s + 1.0)
+        };
+        let diff = (alpha - beta).abs();
+        let rsx = r + s + x;
+        let term = |u: f64| ln_hyp2f1(rsx, k, rsx + 1.0, diff / (m + u)) - rsx * (m + u).ln();
+        log_sub_exp(term(tx), term(t))
+    }
+
+    /// Log-likelihood of one row, as `lifetimes.ParetoNBDFitter._conditional_log_likelihood`.
+    pub fn log_likelihood(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+        let [r, alpha, s, beta] = *p;
+        let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln() + s * beta.ln();
+        let a2 = log_add_exp(
+            -(r + x) * (alpha + t).ln() - s * (beta + t).ln(),
+            s.ln() + ln_a0(p, x, tx, t) - (r + s + x).ln(),
+        );
+        a1 + a2
+    }
+
+    fn mean_nll(rows: &[([f64; 3], f64)], total: f64, lp: &[f64]) -> f64 {
+        let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
+        let ll: f64 = rows
+            .iter()
+            .map(|([x, tx, t], w)| w * log_likelihood(&p, *x, *tx, *t))
+            .sum();
+        -ll / total
+    }
+
+    /// Maximum-likelihood (r, alpha, s, beta).
+    pub fn fit(data: &Collapsed<3>) -> Result<Fit, String> {
+        if data.is_empty() {
+            return Err("pareto_nbd_fit needs at least one customer".into());
+        }
+        let rows = data.rows();
+        let total: f64 = rows.iter().map(|r| r.1).sum();
+        let mean_t = rows.iter().map(|([_, _, t], w)| t * w).sum::<f64>() / total;
+        let la = mean_t.max(1e-3).ln();
+        let starts = [vec![0.0, 0.0, 0.0, 0.0], vec![0.0, la, 0.0, la]];
+        let mut f = |lp: &[f64], g: &mut [f64]| {
+            numeric_gradient(&mut |q| mean_nll(&rows, total, q), lp, 1e-5, g);
+            mean_nll(&rows, total, lp)
+        };
+        fit_from_starts(
+            "pareto_nbd_fit",
+            &starts,
+            total,
+            &mut f,
+            Options {
+                gtol: 1e-8,
+                stall_gtol: 1e-5,
+                max_iterations: 2000,
+            },
+        )
+    }
+
+    /// P(alive | x, tx, T), as `lifetimes.ParetoNBDFitter.conditional_probability_alive`.
+    pub fn p_alive(p: &[f64; 4], x: f64, tx: f64, t: f64) -> f64 {
+        let [r, alpha, s, beta] = *p;
+        let ln = s.ln() - (r + s + x).ln()
+            + (r + x) * (alpha + t).ln()
+            + s * (beta + t).ln()
+            + ln_a0(p, x, tx, t);
+        1.0 / (1.0 + ln.exp())
+    }
+}
+
+pub mod gamma_gamma {
+    use super::*;
+
+    /// Checks one (frequency, monetary_value) row; false for rows the fit skips (frequency 0 or
+    /// monetary_value <= 0, as lifetimes requires).
+    pub fn usable(x: f64, m: f64) -> bool {
+        x > 0.0 && m > 0.0 && x.is_finite() && m.is_finite()
+    }
+
+    fn objective(rows: &[([f64; 2], f64)], total: f64, lp: &[f64], grad: &mut [f64]) -> f64 {
+        let [p, q, v] = [lp[0].exp(), lp[1].exp(), lp[2].exp()];
+        let (lg_q, dg_q, ln_v) = (ln_gamma(q), digamma(q), v.ln());
+        let (mut ll, mut g) = (0.0, [0.0f64; 3]);
+        for ([x, m], w) in rows {
+            let (x, m, w) = (*x, *m, *w);
+            let px = p * x;
+            let (ln_m, ln_x, ln_xmv) = (m.ln(), x.ln(), (x * m + v).ln());
+            let dg_pxq = digamma(px + q);
+            ll += w
+                * (ln_gamma(px + q) - ln_gamma(px) - lg_q + q * ln_v + (px - 1.0) * ln_m
+                    + px * ln_x
+                    - (px + q) * ln_xmv);
+            g[0] += w * x * (dg_pxq - digamma(px) + ln_m + ln_x - ln_xmv);
+            g[1] += w * (dg_pxq - dg_q + ln_v - ln_xmv);
+            g[2] += w * (q / v - (px + q) / (x * m + v));
+        }
+        let pr = [p, q, v];
+        for k in 0..3 {
+            grad[k] = -g[k] * pr[k] / total;
+        }
+        -ll / total
+    }
+
+    /// Maximum-likelihood (p, q, v).
+    pub fn fit(data: &Collapsed<2>) -> Result<Fit, String> {
+        if data.is_empty() {
+            return Err(
+                "gamma_gamma_fit needs at least one customer with frequency > 0 and monetary_value > 0"
+                    .into(),
+            );
+        }
+        let rows = data.rows();
+        let total: f64 = rows.iter().map(|r| r.1).sum();
+        let mean_m = rows.iter().map(|([_, m], w)| m * w).sum::<f64>() / total;
+        let lm = mean_m.ln();
+        let starts = [vec![0.0, 0.0, 0.0], vec![0.0, 0.0, lm], vec![1.0, 1.0, lm]];
+        fit_from_starts(
+            "gamma_gamma_fit",
+            &starts,
+            total,
+            &mut |lp, g| objective(&rows, total, lp, g),
+            Options {
+                gtol: 1e-11,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// E[spend per transaction | x, m], as
+    /// `lifetimes.GammaGammaFitter.conditional_expected_average_profit`.
+    pub fn expected_value(p: &[f64; 3], x: f64, m: f64) -> f64 {
+        let [p, q, v] = *p;
+        p * (v + x * m) / (p * x + q - 1.0)
+    }
+}
+
+/// Discounted customer lifetime value over `months` months, as
+/// `lifetimes.GammaGammaFitter.customer_lifetime_value` with `freq='D'` (BG/NBD fitted on days):
+/// the sum over months i of `value x (E[N(30 i)] - E[N(30 (i-1))]) / (1 + rate)^i`.
+pub fn clv(
+    bg: &[f64; 4],
+    gg: &[f64; 3],
+    x: f64,
+    tx: f64,
+    t: f64,
+    m: f64,
+    months: u32,
+    monthly_discount_rate: f64,
+) -> f64 {
+    let value = gamma_gamma::expected_value(gg, x, m);
+    let mut total = 0.0;
+    let mut prev = 0.0;
+    for i in 1..=months {
+        let cum = bgnbd::expected_purchases(bg, 30.0 * i as f64, x, tx, t);
+        total += value * (cum - prev) / (1.0 + monthly_discount_rate).powi(i as i32);
+        prev = cum;
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rfm::kernel::summarize;
+    use crate::time::days_from_civil;
+
+    /// The CDNOW sample summarised with lifetimes' rules: (frequency, recency, t) in weeks and
+    /// monetary value, per customer, as_of 1997-09-30.
+    fn cdnow() -> Vec<(f64, f64, f64, f64)> {
+        let text = include_str!("../../tests/data/cdnow/CDNOW_sample.txt");
+        let mut by_customer: std::collections::BTreeMap<u32, Vec<(i32, f64)>> = Default::default();
+        let as_of = days_from_civil(1997, 9, 30);
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let id: u32 = f[1].parse().unwrap();
+            let d: i64 = f[2].parse().unwrap();
+            let day = days_from_civil(d / 10000, d / 100 % 100, d % 100);
+            let amount: f64 = f[4].parse().unwrap();
+            if day <= as_of {
+                by_customer.entry(id).or_default().push((day as i32, amount));
+            }
+        }
+        by_customer
+            .into_values()
+            .map(|mut o| {
+                let r = summarize(&mut o, as_of).unwrap();
+                (r.frequency, r.recency / 7.0, r.t / 7.0, r.monetary_value)
+            })
+            .collect()
+    }
+
+    fn sig4(got: f64, want: f64) -> bool {
+        // Equal to 4 significant digits.
+        let scale = 10f64.powi(want.abs().log10().floor() as i32 - 3);
+        ((got - want) / scale).abs() <= 0.5 + 1e-9
+    }
+
+    fn frt(rows: &[(f64, f64, f64, f64)]) -> Collapsed<3> {
+        let mut c = Collapsed::default();
+        for (x, tx, t, _) in rows {
+            c.add([*x, *tx, *t], 1.0);
+        }
+        c
+    }
+
+    #[test]
+    fn cdnow_bgnbd_matches_the_paper() {
+        let rows = cdnow();
+        assert_eq!(rows.len(), 2357);
+        let fit = bgnbd::fit(&frt(&rows)).unwrap();
+        let p = &fit.params;
+        for (got, want) in p.iter().zip([0.2426, 4.4135, 0.7929, 2.4258]) {
+            assert!(sig4(*got, want), "{p:?}");
+        }
+        assert!((fit.log_likelihood - -9582.43).abs() < 0.01, "{}", fit.log_likelihood);
+        let pa = bgnbd::p_alive(&[p[0], p[1], p[2], p[3]], 2.0, 30.43, 38.86);
+        assert!(sig4(pa, 0.7266), "{pa}");
+    }
+
+    #[test]
+    fn cdnow_pareto_nbd_matches_the_published_values() {
+        let fit = pareto_nbd::fit(&frt(&cdnow())).unwrap();
+        let p = &fit.params;
+        for (got, want) in p.iter().zip([0.5533, 10.58, 0.6062, 11.67]) {
+            assert!(sig4(*got, want), "{p:?}");
+        }
+        assert!((fit.log_likelihood - -9594.98).abs() < 0.01, "{}", fit.log_likelihood);
+    }
+
+    #[test]
+    fn cdnow_gamma_gamma_matches_the_published_values() {
+        let mut c = Collapsed::default();
+        let mut n = 0;
+        for (x, _, _, m) in cdnow() {
+            if gamma_gamma::usable(x, m) {
+                c.add([x, m], 1.0);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 946);
+        let fit = gamma_gamma::fit(&c).unwrap();
+        for (got, want) in fit.params.iter().zip([6.2496, 3.7442, 15.4435]) {
+            assert!(sig4(*got, want), "{:?}", fit.params);
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let rows = cdnow();
+        let mut c = frt(&rows[..300]);
+        c.add([0.0, 0.0, 5.0], 2.0);
+        let p = [0.3, 5.0, 0.9, 2.2];
+        // BG/NBD: compare the analytic gradient of the mean NLL with central differences.
+        let total: f64 = c.rows().iter().map(|r| r.1).sum();
+        let nll = |q: &[f64]| -> f64 {
+            let pp = [q[0].exp(), q[1].exp(), q[2].exp(), q[3].exp()];
+            -c.rows().iter().map(|([x, tx, t], w)| w * bgnbd::log_likelihood(&pp, *x, *tx, *t)).sum::<f64>() / total
+        };
+        let lp = p.map(f64::ln);
+        let mut num = [0.0; 4];
+        crate::optimize::numeric_gradient(&mut |q| nll(q), &lp, 1e-6, &mut num);
+        let mut ana = [0.0; 4];
+        let d = c.rows();
+        let data = bgnbd_objective_for_test(&d, &lp, &mut ana);
+        assert!((data - nll(&lp)).abs() < 1e-12);
+        for k in 0..4 {
+            assert!((num[k] - ana[k]).abs() < 1e-7, "{k}: {num:?} vs {ana:?}");
+        }
+    }
+
+    fn bgnbd_objective_for_test(rows: &[([f64; 3], f64)], lp: &[f64], g: &mut [f64]) -> f64 {
+        bgnbd::objective_on_rows(rows, lp, g)
+    }
+
+    #[test]
+    fn p_alive_and_expectations_by_hand() {
+        let p = [0.243, 4.414, 0.793, 2.426];
+        // x = 0: alive for sure; expected purchases from the closed form with hyp2f1(r, b; a+b-1; z).
+        assert_eq!(bgnbd::p_alive(&p, 0.0, 0.0, 10.0), 1.0);
+        // Hand formula: 1 / (1 + a/(b+x-1) * ((alpha+T)/(alpha+tx))^(r+x)).
+        let want = 1.0 / (1.0 + 0.793 / (2.426 + 1.0) * ((4.414 + 38.86) / (4.414 + 30.43f64)).powf(2.243));
+        assert!((bgnbd::p_alive(&p, 2.0, 30.43, 38.86) - want).abs() < 1e-15);
+        // A horizon of 0 buys nothing; expected purchases grow with the horizon.
+        assert_eq!(bgnbd::expected_purchases(&p, 0.0, 2.0, 30.43, 38.86), 0.0);
+        let e10 = bgnbd::expected_purchases(&p, 10.0, 2.0, 30.43, 38.86);
+        let e20 = bgnbd::expected_purchases(&p, 20.0, 2.0, 30.43, 38.86);
+        assert!(e10 > 0.0 && e20 > e10, "{e10} {e20}");
+        // Gamma-Gamma expected value by hand.
+        let g = [6.25, 3.74, 15.44];
+        assert!((gamma_gamma::expected_value(&g, 2.0, 30.0) - 6.25 * (15.44 + 60.0) / (12.5 + 3.74 - 1.0)).abs() < 1e-12);
+        // CLV with one month: value x E[N(30)] / 1.01.
+        let clv1 = clv(&p, &g, 2.0, 30.43, 38.86, 30.0, 1, 0.01);
+        let want = gamma_gamma::expected_value(&g, 2.0, 30.0) * bgnbd::expected_purchases(&p, 30.0, 2.0, 30.43, 38.86) / 1.01;
+        assert!((clv1 - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn collapsing_does_not_depend_on_order_or_split() {
+        let rows = cdnow();
+        let mut whole = Collapsed::<3>::default();
+        for (x, tx, t, _) in &rows {
+            whole.add([*x, *tx, *t], 1.0);
+        }
+        let (mut a, mut b) = (Collapsed::<3>::default(), Collapsed::<3>::default());
+        for (i, (x, tx, t, _)) in rows.iter().rev().enumerate() {
+            if i % 3 == 0 { a.add([*x, *tx, *t], 1.0) } else { b.add([*x, *tx, *t], 1.0) }
+        }
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab.rows(), whole.rows());
+        assert_eq!(ba.rows(), whole.rows());
+        assert_eq!(bgnbd::fit(&ab).unwrap(), bgnbd::fit(&whole).unwrap());
+    }
+}

@@ -1,0 +1,664 @@
+//! `rfm_summary(order_ts, amount, as_of [, period])` and `churn_risk(order_ts, as_of)`: one
+//! per-customer kernel with the definitions of `lifetimes.utils.summary_data_from_transaction_data`.
+//!
+//! Kernel: a customer's orders at or before `as_of`, as (day, amount) pairs in any order; the
+//! summary sorts them (so it does not depend on row order or on how rows were split) and reads off
+//! frequency (distinct days - 1), recency (last day - first day), t (as_of day - first day) and
+//! monetary value (mean over the repeat days of each day's summed amount).
+//!
+//! Adapter: the groups accumulator keeps one flat vector of (group, day, amount) entries and one
+//! `as_of` per group; evaluating buckets the entries by group (a counting sort, O(rows)) and
+//! summarises each group's slice. Partial states are the per-group lists of days and amounts.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray,
+    StructArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
+};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+
+use crate::common::{check_arity, resize, row_mask, take};
+use crate::doc::aggregate_doc;
+use crate::time::{TickUnit, check_temporal, ticks_of};
+
+pub mod kernel {
+    /// Marks "no as_of seen".
+    pub const NONE: i64 = i64::MIN;
+
+    /// One customer's summary, in days.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Rfm {
+        pub frequency: f64,
+        pub recency: f64,
+        pub t: f64,
+        pub monetary_value: f64,
+    }
+
+    /// Summarises one customer's orders (day, amount), all at or before `as_of_day`; None without
+    /// orders. Sorts `orders` in place.
+    pub fn summarize(orders: &mut [(i32, f64)], as_of_day: i64) -> Option<Rfm> {
+        if orders.is_empty() {
+            return None;
+        }
+        orders.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let first = orders[0].0;
+        let last = orders[orders.len() - 1].0;
+        let mut repeat_days = 0u64;
+        let mut repeat_amount = 0.0;
+        let mut prev = first;
+        for &(day, amount) in orders.iter() {
+            if day != prev {
+                repeat_days += 1;
+                prev = day;
+            }
+            if day != first {
+                repeat_amount += amount;
+            }
+        }
+        let frequency = repeat_days as f64;
+        Some(Rfm {
+            frequency,
+            recency: (last as i64 - first as i64) as f64,
+            t: (as_of_day - first as i64) as f64,
+            monetary_value: if repeat_days == 0 {
+                0.0
+            } else {
+                repeat_amount / frequency
+            },
+        })
+    }
+
+    /// `exp(-rate x days_since_last)` with `rate = frequency / recency` (days): how likely a
+    /// customer buying at its own pace would be to stay silent this long. None for one-time buyers.
+    pub fn churn_risk(r: &Rfm) -> Option<f64> {
+        if r.frequency == 0.0 || r.recency <= 0.0 {
+            return None;
+        }
+        let rate = r.frequency / r.recency;
+        Some((-rate * (r.t - r.recency)).exp())
+    }
+}
+
+use kernel::{NONE, Rfm};
+
+/// Which answer the shared kernel gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RfmOutput {
+    Summary,
+    ChurnRisk,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct RfmUdaf {
+    output: RfmOutput,
+    signature: Signature,
+}
+
+fn summary_fields() -> Fields {
+    Fields::from(
+        ["frequency", "recency", "t", "monetary_value"]
+            .map(|n| Field::new(n, DataType::Float64, true))
+            .to_vec(),
+    )
+}
+
+static RFM_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    aggregate_doc(
+        "Recency-frequency-monetary summary of one customer (use with GROUP BY customer), with exactly the \
+         definitions of `lifetimes.utils.summary_data_from_transaction_data`: orders after `as_of` are dropped; \
+         timestamps are floored to (UTC) days; `frequency` = distinct purchase days - 1; `recency` = last purchase \
+         day - first purchase day; `t` = `as_of` day - first purchase day; `monetary_value` = mean over the repeat \
+         purchase days of each day's summed amount (0 when frequency is 0). `recency` and `t` are expressed in \
+         `period`: 'day' (default), 'week' (days / 7) or any number of days. NULL for a customer without orders \
+         at or before `as_of`; a NULL amount counts as 0. The result feeds `bgnbd_fit`, `pareto_nbd_fit` and \
+         `gamma_gamma_fit`.",
+        "rfm_summary(order_ts, amount, as_of [, period])",
+        "SELECT customer_id, s.frequency, s.recency, s.t, s.monetary_value FROM (\n  SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '1997-09-30', 'week') AS s\n  FROM cdnow GROUP BY customer_id)\nORDER BY customer_id LIMIT 3;",
+    )
+    .with_argument("order_ts", "TIMESTAMP (any unit, with or without time zone) or DATE of each order")
+    .with_argument("amount", "numeric amount of each order")
+    .with_argument("as_of", "TIMESTAMP or DATE: end of the observation period (constant per customer)")
+    .with_argument("period", "constant 'day', 'week', or a positive number of days (DOUBLE)")
+    .build()
+});
+
+static CHURN_RISK_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    aggregate_doc(
+        "Cadence-aware silence probability of one customer, without a model fit: \
+         `exp(-rate x days_since_last)` with the customer's own purchase rate `rate = frequency / recency` \
+         (from `rfm_summary`, in days) and `days_since_last = t - recency` - the probability that a customer \
+         buying at its own pace would have stayed silent this long. Near 1: the silence is normal for this \
+         customer; near 0: far longer than its usual gap (likely churned). NULL for one-time buyers (no rate) \
+         and customers without orders. Compare `churn_flag` (one fixed threshold for everyone) and the model \
+         route `1 - bgnbd_p_alive(...)` (a population fit, two passes).",
+        "churn_risk(order_ts, as_of)",
+        "SELECT customer_id, churn_risk(order_ts, TIMESTAMP '2025-01-01') AS silence_probability\nFROM purchases GROUP BY customer_id ORDER BY silence_probability LIMIT 5;",
+    )
+    .with_argument("order_ts", "TIMESTAMP or DATE of each order")
+    .with_argument("as_of", "TIMESTAMP or DATE the risk is judged at")
+    .build()
+});
+
+impl RfmUdaf {
+    pub fn new(output: RfmOutput) -> Self {
+        Self {
+            output,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    /// Positions of (order_ts, amount, as_of) in the arguments.
+    fn positions(&self) -> (usize, Option<usize>, usize) {
+        match self.output {
+            RfmOutput::Summary => (0, Some(1), 2),
+            RfmOutput::ChurnRisk => (0, None, 1),
+        }
+    }
+
+    fn groups(&self, args: &AccumulatorArgs) -> Result<RfmGroups> {
+        let (ts, _, as_of) = self.positions();
+        let unit = TickUnit::common(&[
+            args.expr_fields[ts].data_type(),
+            args.expr_fields[as_of].data_type(),
+        ])?;
+        let period_days = if self.output == RfmOutput::Summary && args.exprs.len() == 4 {
+            period_days(&args.exprs[3])?
+        } else {
+            1.0
+        };
+        Ok(RfmGroups {
+            output: self.output,
+            unit,
+            period_days,
+            entries: vec![],
+            as_of: vec![],
+        })
+    }
+}
+
+/// The `period` argument as a number of days.
+fn period_days(expr: &Arc<dyn PhysicalExpr>) -> Result<f64> {
+    let Some(lit) = expr.downcast_ref::<Literal>() else {
+        return plan_err!("rfm_summary: argument 'period' must be a constant");
+    };
+    let days = match lit.value() {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            match s.trim().to_ascii_lowercase().as_str() {
+                "day" | "days" => 1.0,
+                "week" | "weeks" => 7.0,
+                other => {
+                    return plan_err!(
+                        "rfm_summary: unknown period '{other}': use 'day', 'week' or a number of days"
+                    );
+                }
+            }
+        }
+        v => match v.cast_to(&DataType::Float64)? {
+            ScalarValue::Float64(Some(d)) => d,
+            _ => return plan_err!("rfm_summary: argument 'period' must not be NULL"),
+        },
+    };
+    if !(days > 0.0 && days.is_finite()) {
+        return plan_err!("rfm_summary: period must be a positive number of days, got {days}");
+    }
+    Ok(days)
+}
+
+impl AggregateUDFImpl for RfmUdaf {
+    fn name(&self) -> &str {
+        match self.output {
+            RfmOutput::Summary => "rfm_summary",
+            RfmOutput::ChurnRisk => "churn_risk",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let name = self.name();
+        let n = arg_types.len();
+        match self.output {
+            RfmOutput::Summary => {
+                check_arity(name, "order_ts, amount, as_of [, period]", n, 3, 4)?;
+                check_temporal(name, "order_ts", &arg_types[0])?;
+                if !(arg_types[1].is_numeric() || arg_types[1].is_null()) {
+                    return plan_err!("{name}: argument 'amount' must be numeric, got {}", arg_types[1]);
+                }
+                check_temporal(name, "as_of", &arg_types[2])?;
+                let mut out = vec![arg_types[0].clone(), DataType::Float64, arg_types[2].clone()];
+                if n == 4 {
+                    let t = &arg_types[3];
+                    if t.is_numeric() {
+                        out.push(DataType::Float64);
+                    } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                        out.push(t.clone());
+                    } else {
+                        return plan_err!(
+                            "{name}: argument 'period' must be 'day', 'week' or a number of days, got {t}"
+                        );
+                    }
+                }
+                Ok(out)
+            }
+            RfmOutput::ChurnRisk => {
+                check_arity(name, "order_ts, as_of", n, 2, 2)?;
+                check_temporal(name, "order_ts", &arg_types[0])?;
+                check_temporal(name, "as_of", &arg_types[1])?;
+                Ok(arg_types.to_vec())
+            }
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.output {
+            RfmOutput::Summary => DataType::Struct(summary_fields()),
+            RfmOutput::ChurnRisk => DataType::Float64,
+        })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
+        Ok(vec![
+            Arc::new(Field::new(format!("{}[days]", args.name), list(DataType::Int32), true)),
+            Arc::new(Field::new(format!("{}[amounts]", args.name), list(DataType::Float64), true)),
+            Arc::new(Field::new(format!("{}[as_of]", args.name), DataType::Int64, true)),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(RfmAccumulator {
+            inner: self.groups(&args)?,
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(self.groups(&args)?))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(match self.output {
+            RfmOutput::Summary => &RFM_DOC,
+            RfmOutput::ChurnRisk => &CHURN_RISK_DOC,
+        })
+    }
+}
+
+/// One order of one group: 16 bytes, in one flat vector.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    group: u32,
+    day: i32,
+    amount: f64,
+}
+
+struct RfmGroups {
+    output: RfmOutput,
+    unit: TickUnit,
+    period_days: f64,
+    entries: Vec<Entry>,
+    as_of: Vec<i64>,
+}
+
+/// Groups `0..n`'s entries bucketed by group: offsets into a flat (day, amount) vector.
+fn bucket(entries: &[Entry], n: usize) -> (Vec<usize>, Vec<(i32, f64)>) {
+    let mut offsets = vec![0usize; n + 1];
+    for e in entries {
+        offsets[e.group as usize + 1] += 1;
+    }
+    for g in 0..n {
+        offsets[g + 1] += offsets[g];
+    }
+    let mut next = offsets.clone();
+    let mut flat = vec![(0i32, 0.0f64); entries.len()];
+    for e in entries {
+        let slot = &mut next[e.group as usize];
+        flat[*slot] = (e.day, e.amount);
+        *slot += 1;
+    }
+    (offsets, flat)
+}
+
+impl RfmGroups {
+    /// Feeds every usable row to `f(row, order, as_of)`; `order` is None for a row without an
+    /// order at or before its `as_of`.
+    fn for_each_row(
+        &self,
+        values: &[ArrayRef],
+        filter: Option<&BooleanArray>,
+        mut f: impl FnMut(usize, Option<(i32, f64)>, i64),
+    ) -> Result<()> {
+        let (ts_i, amount_i, as_of_i) = match self.output {
+            RfmOutput::Summary => (0, Some(1), 2),
+            RfmOutput::ChurnRisk => (0, None, 1),
+        };
+        let (ts, ts_nulls) = ticks_of(&values[ts_i], self.unit)?;
+        let (as_of, as_of_nulls) = ticks_of(&values[as_of_i], self.unit)?;
+        let amounts = amount_i.map(|i| values[i].as_primitive::<Float64Type>());
+        let usable = row_mask(filter, &[as_of_nulls.as_ref()]);
+        for row in 0..ts.len() {
+            if usable.as_ref().is_some_and(|m| m.is_null(row)) {
+                continue;
+            }
+            let has_order = ts_nulls.as_ref().is_none_or(|m| m.is_valid(row)) && ts[row] <= as_of[row];
+            let order = has_order.then(|| {
+                let day = self.unit.day_of(ts[row]) as i32;
+                let amount = amounts.map_or(0.0, |a| if a.is_valid(row) { a.value(row) } else { 0.0 });
+                (day, amount)
+            });
+            f(row, order, as_of[row]);
+        }
+        Ok(())
+    }
+
+    /// Takes groups `emit_to` out: their orders bucketed by group, and their `as_of`.
+    fn take_groups(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i32, f64)>, Vec<i64>) {
+        let as_of = take(emit_to, &mut self.as_of);
+        let n = as_of.len();
+        let (offsets, flat) = match emit_to {
+            EmitTo::All => {
+                let b = bucket(&self.entries, n);
+                self.entries = vec![];
+                b
+            }
+            EmitTo::First(_) => {
+                let (mine, rest): (Vec<Entry>, Vec<Entry>) =
+                    self.entries.iter().partition(|e| (e.group as usize) < n);
+                self.entries = rest
+                    .into_iter()
+                    .map(|e| Entry {
+                        group: e.group - n as u32,
+                        ..e
+                    })
+                    .collect();
+                bucket(&mine, n)
+            }
+        };
+        (offsets, flat, as_of)
+    }
+
+    fn finish(&self, offsets: &[usize], flat: &mut [(i32, f64)], as_of: &[i64]) -> ArrayRef {
+        let per_day = self.unit.per_day();
+        let summaries: Vec<Option<Rfm>> = (0..as_of.len())
+            .map(|g| {
+                if as_of[g] == NONE {
+                    return None;
+                }
+                kernel::summarize(&mut flat[offsets[g]..offsets[g + 1]], as_of[g].div_euclid(per_day))
+            })
+            .collect();
+        match self.output {
+            RfmOutput::ChurnRisk => Arc::new(
+                summaries
+                    .iter()
+                    .map(|s| s.as_ref().and_then(kernel::churn_risk))
+                    .collect::<Float64Array>(),
+            ),
+            RfmOutput::Summary => {
+                let p = self.period_days;
+                let col = |f: &dyn Fn(&Rfm) -> f64| -> ArrayRef {
+                    Arc::new(summaries.iter().map(|s| s.as_ref().map(f)).collect::<Float64Array>())
+                };
+                let nulls = summaries.iter().map(|s| s.is_some()).collect::<Vec<_>>();
+                Arc::new(StructArray::new(
+                    summary_fields(),
+                    vec![
+                        col(&|r| r.frequency),
+                        col(&|r| r.recency / p),
+                        col(&|r| r.t / p),
+                        col(&|r| r.monetary_value),
+                    ],
+                    Some(nulls.into()),
+                ))
+            }
+        }
+    }
+
+    fn state_arrays(offsets: &[usize], flat: &[(i32, f64)], as_of: Vec<i64>) -> Vec<ArrayRef> {
+        let offs = OffsetBuffer::new(offsets.iter().map(|o| *o as i32).collect::<Vec<_>>().into());
+        let days = Int32Array::from_iter_values(flat.iter().map(|e| e.0));
+        let amounts = Float64Array::from_iter_values(flat.iter().map(|e| e.1));
+        vec![
+            Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(DataType::Int32, false)),
+                offs.clone(),
+                Arc::new(days),
+                None,
+            )),
+            Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(DataType::Float64, false)),
+                offs,
+                Arc::new(amounts),
+                None,
+            )),
+            Arc::new(Int64Array::from(as_of)),
+        ]
+    }
+
+    fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
+        let days = values[0].as_list::<i32>();
+        let amounts = values[1].as_list::<i32>();
+        let as_of = values[2].as_primitive::<Int64Type>();
+        let day_values = days.values().as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let amount_values = amounts.values().as_primitive::<Float64Type>();
+        let offsets = days.value_offsets();
+        for row in 0..days.len() {
+            let g = group_of(row);
+            if as_of.is_valid(row) && as_of.value(row) > self.as_of[g] {
+                self.as_of[g] = as_of.value(row);
+            }
+            for k in offsets[row] as usize..offsets[row + 1] as usize {
+                self.entries.push(Entry {
+                    group: g as u32,
+                    day: day_values.value(k),
+                    amount: amount_values.value(k),
+                });
+            }
+        }
+    }
+}
+
+impl GroupsAccumulator for RfmGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        resize(&mut self.as_of, total_num_groups, NONE);
+        let mut as_of_col = std::mem::take(&mut self.as_of);
+        let mut entries = std::mem::take(&mut self.entries);
+        let r = self.for_each_row(values, opt_filter, |row, order, as_of| {
+            let g = group_indices[row];
+            if as_of > as_of_col[g] {
+                as_of_col[g] = as_of;
+            }
+            if let Some((day, amount)) = order {
+                entries.push(Entry {
+                    group: g as u32,
+                    day,
+                    amount,
+                });
+            }
+        });
+        self.as_of = as_of_col;
+        self.entries = entries;
+        r
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        resize(&mut self.as_of, total_num_groups, NONE);
+        self.merge_states(values, |row| group_indices[row]);
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let (offsets, mut flat, as_of) = self.take_groups(emit_to);
+        Ok(self.finish(&offsets, &mut flat, &as_of))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (offsets, flat, as_of) = self.take_groups(emit_to);
+        Ok(Self::state_arrays(&offsets, &flat, as_of))
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let n = values[0].len();
+        let mut as_of = vec![NONE; n];
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut flat = Vec::with_capacity(n);
+        offsets.push(0usize);
+        let mut last_row = 0usize;
+        self.for_each_row(values, opt_filter, |row, order, a| {
+            while last_row < row {
+                offsets.push(flat.len());
+                last_row += 1;
+            }
+            as_of[row] = a;
+            if let Some(o) = order {
+                flat.push(o);
+            }
+        })?;
+        while offsets.len() < n + 1 {
+            offsets.push(flat.len());
+        }
+        Ok(Self::state_arrays(&offsets, &flat, as_of))
+    }
+
+    fn size(&self) -> usize {
+        self.entries.capacity() * size_of::<Entry>() + self.as_of.capacity() * 8
+    }
+}
+
+/// The single-group accumulator is the groups accumulator with one group; evaluating does not
+/// consume it (window frames evaluate repeatedly).
+struct RfmAccumulator {
+    inner: RfmGroups,
+}
+
+impl std::fmt::Debug for RfmAccumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RfmAccumulator").finish()
+    }
+}
+
+impl RfmAccumulator {
+    fn snapshot(&mut self) -> (Vec<usize>, Vec<(i32, f64)>, Vec<i64>) {
+        resize(&mut self.inner.as_of, 1, NONE);
+        let flat: Vec<(i32, f64)> = self.inner.entries.iter().map(|e| (e.day, e.amount)).collect();
+        (vec![0, flat.len()], flat, self.inner.as_of.clone())
+    }
+}
+
+impl Accumulator for RfmAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let groups = vec![0usize; values[0].len()];
+        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        resize(&mut self.inner.as_of, 1, NONE);
+        self.inner.merge_states(states, |_| 0);
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let (offsets, flat, as_of) = self.snapshot();
+        RfmGroups::state_arrays(&offsets, &flat, as_of)
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let (offsets, mut flat, as_of) = self.snapshot();
+        ScalarValue::try_from_array(&self.inner.finish(&offsets, &mut flat, &as_of), 0)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.inner.size()
+    }
+}
+
+pub fn rfm_summary_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(RfmUdaf::new(RfmOutput::Summary)))
+}
+
+pub fn churn_risk_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(RfmUdaf::new(RfmOutput::ChurnRisk)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lifetimes_definitions_by_hand() {
+        // Days 0 (two orders: 10 + 5), 3 (7), 3 (1), 10 (4); as_of day 20.
+        let mut o = vec![(3, 7.0), (0, 10.0), (10, 4.0), (0, 5.0), (3, 1.0)];
+        let r = summarize(&mut o, 20).unwrap();
+        assert_eq!(r.frequency, 2.0);
+        assert_eq!(r.recency, 10.0);
+        assert_eq!(r.t, 20.0);
+        assert_eq!(r.monetary_value, (8.0 + 4.0) / 2.0);
+        // rate 2/10 per day, 10 days of silence.
+        assert!((churn_risk(&r).unwrap() - (-2.0f64).exp()).abs() < 1e-15);
+        // One purchase day: frequency 0, monetary 0, no churn risk.
+        let mut one = vec![(5, 3.0), (5, 4.0)];
+        let r = summarize(&mut one, 9).unwrap();
+        assert_eq!((r.frequency, r.recency, r.t, r.monetary_value), (0.0, 0.0, 4.0, 0.0));
+        assert_eq!(churn_risk(&r), None);
+        assert_eq!(summarize(&mut [], 9), None);
+    }
+
+    proptest! {
+        #[test]
+        fn order_and_split_do_not_matter(
+            orders in proptest::collection::vec((0i32..60, 0u32..10_000), 1..40),
+            seed in any::<u64>(),
+            cut in 0usize..40,
+        ) {
+            let orders: Vec<(i32, f64)> = orders.into_iter().map(|(d, c)| (d, c as f64 / 100.0)).collect();
+            let mut a = orders.clone();
+            let want = summarize(&mut a, 100).unwrap();
+            // Shuffle deterministically, split in two, concatenate the parts the other way round.
+            let mut b = orders.clone();
+            let n = b.len();
+            let mut s = seed;
+            for i in (1..n).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                b.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let cut = cut.min(n);
+            let (x, y) = b.split_at(cut);
+            let mut c: Vec<(i32, f64)> = y.iter().chain(x.iter()).cloned().collect();
+            prop_assert_eq!(summarize(&mut c, 100).unwrap(), want);
+        }
+    }
+}
