@@ -8,7 +8,8 @@
 //! - customers sign up uniformly over `[start, end)`; 75% make a first purchase, after an
 //!   exponential delay (mean 5 days); the rest stay prospects;
 //! - each buyer has its own Poisson purchase rate `lambda ~ Gamma(r, 1/alpha)` (per day) and
-//!   dropout probability `p ~ Beta(a, b)`: after every purchase it drops out with probability `p`;
+//!   dropout probability `p ~ Beta(a, b)`: after every repeat purchase (not the first, which
+//!   starts the observation) it drops out with probability `p`, exactly the BG/NBD process;
 //! - spend per order `~ Gamma(shape p_spend, scale 1/nu)`, with `nu ~ Gamma(q, 1/gamma)` per customer.
 
 use std::fs::File;
@@ -197,7 +198,9 @@ impl Simulator {
                 c.p_amount
                     .push((spend.sample(&mut rng) * 100.0).round() / 100.0);
                 k += 1;
-                if rng.random::<f64>() < p || k >= 99_999 {
+                // BG/NBD: the customer may drop out after each repeat purchase (not after the
+                // first one, which starts the observation).
+                if (k >= 2 && rng.random::<f64>() < p) || k >= 99_999 {
                     break;
                 }
                 t += between.sample(&mut rng) * MICROS_PER_DAY;

@@ -1,10 +1,16 @@
 //! The embedded sample: 12,000 customers over three years (2022-01-01 to 2024-12-31), generated
 //! deterministically at start-up by the same buy-till-you-die process as `lifecycle generate`,
-//! and registered as in-memory tables `purchases` and `customers`.
+//! and registered as in-memory tables `purchases` and `customers`; plus `cdnow`, the CDNOW
+//! purchase sample of the BG/NBD paper (2,357 customers, 1997-1998), embedded from
+//! `tests/data/cdnow/CDNOW_sample.txt`.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::error::DataFusionError;
 use datafusion::catalog::MemTable;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
@@ -48,6 +54,7 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
             partitions(purchases, n),
         )?),
     )?;
+    ctx.register_table("cdnow", Arc::new(cdnow_table()?))?;
     ctx.register_table(
         "customers",
         Arc::new(MemTable::try_new(
@@ -56,4 +63,49 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
         )?),
     )?;
     Ok(())
+}
+
+/// The CDNOW sample as shipped by its authors (whitespace-separated: master id, customer id,
+/// YYYYMMDD, CDs, dollars).
+pub const CDNOW_TEXT: &str = include_str!("../tests/data/cdnow/CDNOW_sample.txt");
+
+/// Parses the CDNOW text into a batch: customer_id, order_ts (midnight UTC), cds, amount.
+pub fn parse_cdnow(text: &str) -> Result<RecordBatch> {
+    let (mut id, mut ts, mut cds, mut amount) = (vec![], vec![], vec![], vec![]);
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = || DataFusionError::Execution(format!("CDNOW line {}: cannot parse '{line}'", n + 1));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 5 {
+            return Err(bad());
+        }
+        let date = f[2];
+        if date.len() != 8 {
+            return Err(bad());
+        }
+        let iso = format!("{}-{}-{}", &date[..4], &date[4..6], &date[6..]);
+        id.push(f[1].parse::<i64>().map_err(|_| bad())?);
+        ts.push(parse_date_us(&iso).map_err(|_| bad())?);
+        cds.push(f[3].parse::<i32>().map_err(|_| bad())?);
+        amount.push(f[4].parse::<f64>().map_err(|_| bad())?);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("order_ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new("cds", DataType::Int32, false),
+        Field::new("amount", DataType::Float64, false),
+    ]));
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(id)) as ArrayRef,
+            Arc::new(TimestampMicrosecondArray::from(ts)),
+            Arc::new(Int32Array::from(cds)),
+            Arc::new(Float64Array::from(amount)),
+        ],
+    )?)
+}
+
+fn cdnow_table() -> Result<MemTable> {
+    let batch = parse_cdnow(CDNOW_TEXT)?;
+    MemTable::try_new(batch.schema(), vec![vec![batch]])
 }

@@ -34,7 +34,7 @@ use arrow_flight::{
     SchemaAsIpc, Ticket,
 };
 use base64::Engine;
-use base64::prelude::BASE64_STANDARD;
+use base64::prelude::BASE64_STANDARD_NO_PAD;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -417,7 +417,10 @@ impl LifecycleFlightSql {
 
 fn basic_credentials(header: &str) -> Option<(String, String)> {
     let encoded = header.strip_prefix("Basic ")?;
-    let decoded = BASE64_STANDARD.decode(encoded).ok()?;
+    // Padding is optional: Go clients (ADBC's Flight SQL driver) send unpadded base64.
+    let decoded = BASE64_STANDARD_NO_PAD
+        .decode(encoded.trim().trim_end_matches('='))
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, pass) = text.split_once(':')?;
     Some((user.to_string(), pass.to_string()))
@@ -863,7 +866,14 @@ mod tests {
 
     #[test]
     fn basic_auth() {
+        use base64::prelude::BASE64_STANDARD;
         let h = format!("Basic {}", BASE64_STANDARD.encode("user:s3cret"));
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("user".into(), "s3cret".into()))
+        );
+        // Unpadded, as Go's base64.RawStdEncoding (ADBC) sends it.
+        let h = format!("Basic {}", BASE64_STANDARD_NO_PAD.encode("user:s3cret"));
         assert_eq!(
             basic_credentials(&h),
             Some(("user".into(), "s3cret".into()))

@@ -222,7 +222,7 @@ fn generate_then_query_files_directories_and_globs() {
             "--table",
             &spec,
             "-c",
-            "SELECT count(*), sum(amount), max(order_ts) FROM purchases",
+            "SELECT count(*), sum(CAST(round(amount * 100) AS BIGINT)), max(order_ts) FROM purchases",
         ]))
     };
     assert_eq!(sum(&out), sum(&again));

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod equivalence;
+mod models;
 mod registration;
 mod server;
 mod slt;

@@ -18,9 +18,8 @@
 //! the table is read twice (the per-customer aggregate and the join's probe side) and aggregated by
 //! customer once; the zero-filling happens per cohort, on data the size of the triangle.
 
-use std::future::Future;
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll, Waker};
+use crate::common::poll_once;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StructArray, UInt32Array,
@@ -132,10 +131,9 @@ pub fn resolve_table(
     };
     // Catalog look-ups are async in general; every in-memory catalog (which is where registered
     // tables live) answers at once, so poll once rather than blocking a runtime thread.
-    let mut fut = std::pin::pin!(schema.table(&resolved.table));
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(Ok(Some(t))) => Ok(t),
-        Poll::Ready(Ok(None)) => {
+    match poll_once(func, schema.table(&resolved.table))? {
+        Some(t) => Ok(t),
+        None => {
             let mut names = schema.table_names();
             names.sort();
             plan_err!(
@@ -143,10 +141,6 @@ pub fn resolve_table(
                 names.join(", ")
             )
         }
-        Poll::Ready(Err(e)) => Err(e),
-        Poll::Pending => plan_err!(
-            "{func}: table '{name}' is in a catalog that resolves tables asynchronously, which is not supported"
-        ),
     }
 }
 

@@ -80,3 +80,16 @@ pub fn resize<T: Clone>(v: &mut Vec<T>, n: usize, init: T) {
 pub fn take<T>(emit_to: EmitTo, v: &mut Vec<T>) -> Vec<T> {
     emit_to.take_needed(v)
 }
+
+/// Polls a future once: catalogs and planners over in-memory catalogs (where registered tables
+/// live) answer at once, and table functions are called synchronously, so they must not block.
+pub fn poll_once<T>(func: &str, fut: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use std::task::{Context, Poll, Waker};
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r,
+        Poll::Pending => plan_err!(
+            "{func}: a table is in a catalog that resolves tables asynchronously, which is not supported"
+        ),
+    }
+}

@@ -31,6 +31,7 @@ pub mod segment;
 pub mod special;
 pub mod stage;
 pub mod time;
+pub mod value;
 
 pub use options::LifecycleOptions;
 
@@ -65,11 +66,18 @@ pub fn table_functions() -> Vec<(
     Arc<dyn TableFunctionImpl>,
     &'static Documentation,
 )> {
-    vec![(
-        "cohort_retention",
-        Arc::new(cohort::CohortRetention),
-        &cohort::COHORT_RETENTION_DOC,
-    )]
+    vec![
+        (
+            "cohort_retention",
+            Arc::new(cohort::CohortRetention),
+            &cohort::COHORT_RETENTION_DOC,
+        ),
+        (
+            "customer_value",
+            Arc::new(value::CustomerValue),
+            &value::CUSTOMER_VALUE_DOC,
+        ),
+    ]
 }
 
 /// Adds the `lifecycle.*` options to a session configuration (keeping values already set).

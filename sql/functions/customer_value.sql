@@ -1,0 +1,56 @@
+-- customer_value(table, as_of [, horizon_days]): one row per customer of `table`
+-- (columns customer_id, order_ts, amount) with orders at or before as_of.
+--
+-- The table function substitutes {{table}}, {{as_of}}, {{horizon_days}} and {{months}}
+-- (= horizon_days / 30, rounded) and runs this query. Time is in days throughout, so the
+-- CLV is lifetimes' customer_lifetime_value with freq='D'.
+--
+--   frequency, recency, t, monetary_value   rfm_summary (lifetimes' definitions, days)
+--   p_alive                                 BG/NBD P(alive), model fitted on these customers
+--   expected_purchases                      BG/NBD expected purchases in the next horizon_days
+--   expected_value                          Gamma-Gamma expected spend per purchase
+--   clv                                     discounted value over {{months}} months (1% a month)
+--   stage                                   lifecycle_stage at as_of (session thresholds)
+--   rfm_segment                             R x F segment of quintile scores: R by days since the
+--                                           last order (R5 = most recent), F by frequency; ties
+--                                           broken by customer_id
+WITH per_customer AS (
+    SELECT customer_id,
+           rfm_summary(order_ts, amount, {{as_of}}) AS s,
+           lifecycle_stage(order_ts, {{as_of}}) AS stage
+    FROM {{table}}
+    GROUP BY customer_id
+),
+summary AS (
+    SELECT customer_id,
+           s.frequency AS frequency,
+           s.recency AS recency,
+           s.t AS t,
+           s.monetary_value AS monetary_value,
+           stage
+    FROM per_customer
+    WHERE s IS NOT NULL
+),
+models AS (
+    SELECT bgnbd_fit(frequency, recency, t) AS bg,
+           gamma_gamma_fit(frequency, monetary_value) AS gg
+    FROM summary
+),
+scored AS (
+    SELECT summary.*,
+           ntile(5) OVER (ORDER BY t - recency DESC, customer_id) AS r_score,
+           ntile(5) OVER (ORDER BY frequency, customer_id) AS f_score
+    FROM summary
+)
+SELECT c.customer_id,
+       c.frequency,
+       c.recency,
+       c.t,
+       c.monetary_value,
+       bgnbd_p_alive(m.bg, c.frequency, c.recency, c.t) AS p_alive,
+       bgnbd_expected_purchases(m.bg, {{horizon_days}}, c.frequency, c.recency, c.t) AS expected_purchases,
+       gamma_gamma_expected_value(m.gg, c.frequency, c.monetary_value) AS expected_value,
+       clv(m.bg, m.gg, c.frequency, c.recency, c.t, c.monetary_value, {{months}}) AS clv,
+       c.stage,
+       rfm_segment(c.r_score, c.f_score) AS rfm_segment
+FROM scored c CROSS JOIN models m
