@@ -186,9 +186,10 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 }
                 None => None,
             };
+            // The server bounds memory per query (see ServeOptions::memory_limit).
             let ctx = build_session(&SessionOptions {
                 tables,
-                memory_limit,
+                memory_limit: None,
                 target_partitions: None,
             })
             .await?;
@@ -200,6 +201,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 token,
                 tls: tls_cert.zip(tls_key),
                 max_concurrent_queries: max_concurrent_queries.map_or(cores * 2, |n| n as usize),
+                memory_limit,
                 shutdown_grace: std::time::Duration::from_secs(10),
             };
             lifecycle::server::serve(ctx, opts, None, lifecycle::server::shutdown_signal()).await

@@ -41,9 +41,11 @@ use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, ParamValues, ScalarValue};
 use datafusion::datasource::TableType;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{SQLOptions, SessionContext};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use futures::{Stream, TryStreamExt};
 use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -63,6 +65,8 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Queries running at once; further ones wait.
     pub max_concurrent_queries: usize,
+    /// Memory for all queries together; each query gets `memory_limit / max_concurrent_queries`.
+    pub memory_limit: Option<usize>,
     /// After the shutdown signal, how long streams in flight may run to completion before they
     /// are cancelled.
     pub shutdown_grace: std::time::Duration,
@@ -74,6 +78,9 @@ pub struct LifecycleFlightSql {
     ctx: SessionContext,
     token: Option<Arc<str>>,
     permits: Arc<Semaphore>,
+    /// Each query's own memory budget (`--memory-limit` / `--max-concurrent-queries`), so one
+    /// query over its share fails alone instead of starving the others.
+    query_memory: Option<usize>,
 }
 
 fn status(e: DataFusionError) -> Status {
@@ -263,12 +270,35 @@ fn first_chars(sql: &str) -> String {
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 impl LifecycleFlightSql {
-    pub fn new(ctx: SessionContext, token: Option<String>, max_concurrent_queries: usize) -> Self {
+    pub fn new(
+        ctx: SessionContext,
+        token: Option<String>,
+        max_concurrent_queries: usize,
+        memory_limit: Option<usize>,
+    ) -> Self {
+        let slots = max_concurrent_queries.max(1);
         Self {
             ctx,
             token: token.map(Into::into),
-            permits: Arc::new(Semaphore::new(max_concurrent_queries.max(1))),
+            permits: Arc::new(Semaphore::new(slots)),
+            query_memory: memory_limit.map(|m| (m / slots).max(1)),
         }
+    }
+
+    /// The state a query runs with: the session's, with the query's own memory pool when the
+    /// server has a memory limit (spill files, caches and object stores stay shared).
+    fn query_state(&self) -> Result<SessionState, Status> {
+        let base = self.ctx.state();
+        let Some(bytes) = self.query_memory else {
+            return Ok(base);
+        };
+        let runtime = RuntimeEnvBuilder::from_runtime_env(base.runtime_env())
+            .with_memory_pool(Arc::new(FairSpillPool::new(bytes)))
+            .build_arc()
+            .map_err(status)?;
+        Ok(SessionStateBuilder::new_from_existing(base)
+            .with_runtime_env(runtime)
+            .build())
     }
 
     /// Refuses a call without the right credentials.
@@ -325,7 +355,7 @@ impl LifecycleFlightSql {
             .acquire_owned()
             .await
             .map_err(|_| Status::unavailable("server is shutting down"))?;
-        let df = self.ctx.execute_logical_plan(plan).await.map_err(status)?;
+        let df = DataFrame::new(self.query_state()?, plan);
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream: SendableRecordBatchStream = df.execute_stream().await.map_err(status)?;
         let tracked = Tracked {
@@ -796,7 +826,12 @@ pub async fn serve(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    let service = LifecycleFlightSql::new(ctx, opts.token.clone(), opts.max_concurrent_queries);
+    let service = LifecycleFlightSql::new(
+        ctx,
+        opts.token.clone(),
+        opts.max_concurrent_queries,
+        opts.memory_limit,
+    );
     // Graceful shutdown: stop accepting, let streams in flight finish for `shutdown_grace`, then
     // cancel them (dropping the server drops their streams and so their queries).
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

@@ -31,13 +31,7 @@ struct Setup {
 }
 
 async fn start_with(setup: Setup) -> Running {
-    let ctx = lifecycle::build_session(&lifecycle::SessionOptions {
-        tables: vec![],
-        memory_limit: setup.memory_limit,
-        target_partitions: Some(2),
-    })
-    .await
-    .expect("session");
+    let ctx = session(2, &[]).await;
     let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
     let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
     let opts = ServeOptions {
@@ -45,6 +39,7 @@ async fn start_with(setup: Setup) -> Running {
         token: setup.token.map(str::to_string),
         tls: setup.tls,
         max_concurrent_queries: setup.max_concurrent_queries.unwrap_or(4),
+        memory_limit: setup.memory_limit,
         shutdown_grace: Duration::from_millis(setup.grace_ms.unwrap_or(10_000)),
     };
     let task = tokio::spawn(async move {
