@@ -1,6 +1,6 @@
 //! Criterion benches: every aggregate over 1 million rows and 100,000 groups (customers), next to
-//! the floor `count(*), sum(amount) GROUP BY customer_id` on the same data, and
-//! `cohort_retention(..., 'month')`.
+//! the floor `count(*), sum(amount) GROUP BY customer_id` on the same data, the summary and a
+//! BG/NBD fit over it, and `cohort_retention(..., 'month')`.
 //!
 //! `cargo bench --bench aggregates`
 
@@ -83,6 +83,18 @@ fn bench(c: &mut Criterion) {
         (
             "retention",
             "SELECT customer_id, retention(order_ts < TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2023-01-01 00:00:00', order_ts >= TIMESTAMP '2024-01-01 00:00:00') FROM purchases GROUP BY customer_id",
+        ),
+        (
+            "rfm_summary",
+            "SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id",
+        ),
+        (
+            "churn_risk",
+            "SELECT customer_id, churn_risk(order_ts, TIMESTAMP '2025-01-01 00:00:00') FROM purchases GROUP BY customer_id",
+        ),
+        (
+            "rfm_summary_then_bgnbd_fit",
+            "SELECT bgnbd_fit(s.frequency, s.recency, s.t) FROM (SELECT rfm_summary(order_ts, amount, TIMESTAMP '2025-01-01 00:00:00') AS s FROM purchases GROUP BY customer_id)",
         ),
         (
             "cohort_retention_month",

@@ -10,8 +10,8 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::error::DataFusionError;
 use datafusion::catalog::MemTable;
+use datafusion::error::DataFusionError;
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
@@ -72,8 +72,13 @@ pub const CDNOW_TEXT: &str = include_str!("../tests/data/cdnow/CDNOW_sample.txt"
 /// Parses the CDNOW text into a batch: customer_id, order_ts (midnight UTC), cds, amount.
 pub fn parse_cdnow(text: &str) -> Result<RecordBatch> {
     let (mut id, mut ts, mut cds, mut amount) = (vec![], vec![], vec![], vec![]);
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let bad = || DataFusionError::Execution(format!("CDNOW line {}: cannot parse '{line}'", n + 1));
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad =
+            || DataFusionError::Execution(format!("CDNOW line {}: cannot parse '{line}'", n + 1));
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() != 5 {
             return Err(bad());
@@ -90,7 +95,11 @@ pub fn parse_cdnow(text: &str) -> Result<RecordBatch> {
     }
     let schema = Arc::new(Schema::new(vec![
         Field::new("customer_id", DataType::Int64, false),
-        Field::new("order_ts", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(
+            "order_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
         Field::new("cds", DataType::Int32, false),
         Field::new("amount", DataType::Float64, false),
     ]));

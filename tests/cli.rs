@@ -322,8 +322,18 @@ fn serve_warns_on_a_non_loopback_address_without_a_token() {
 fn serve_refuses_bad_setup_with_one_clear_line() {
     let o = lifecycle(&["serve", "--token-file", "/no/such/token"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot read token file '/no/such/token'"), "{}", stderr(&o));
-    let o = lifecycle(&["serve", "--tls-cert", "/no/cert.pem", "--tls-key", "/no/key.pem"]);
+    assert!(
+        stderr(&o).contains("cannot read token file '/no/such/token'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lifecycle(&[
+        "serve",
+        "--tls-cert",
+        "/no/cert.pem",
+        "--tls-key",
+        "/no/key.pem",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("/no/cert.pem"), "{}", stderr(&o));
     let o = lifecycle(&["serve", "--tls-cert", "/no/cert.pem"]);

@@ -9,7 +9,9 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Float64Type;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use lifecycle::generate::{GenerateOptions, Process, generate_batches, parse_date_us, write_parquet};
+use lifecycle::generate::{
+    GenerateOptions, Process, generate_batches, parse_date_us, write_parquet,
+};
 use parquet::arrow::ArrowWriter;
 
 use crate::common::{query, session};
@@ -17,7 +19,9 @@ use crate::common::{query, session};
 /// Writes the embedded CDNOW table to `n` Parquet files (customers split by id) under `dir`.
 fn cdnow_files(dir: &Path, n: usize) {
     let batch = lifecycle::sample::parse_cdnow(lifecycle::sample::CDNOW_TEXT).unwrap();
-    let ids = batch.column(0).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    let ids = batch
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
     for k in 0..n {
         let keep: datafusion::arrow::array::BooleanArray =
             ids.iter().map(|v| v.map(|v| v as usize % n == k)).collect();
@@ -37,7 +41,9 @@ async fn cdnow_sessions() -> Vec<(String, SessionContext)> {
     for p in [1, 4] {
         out.push((format!("embedded, {p} partitions"), session(p, &[]).await));
         let ctx = session(p, &[("files", &path)]).await;
-        ctx.sql("CREATE VIEW cdnow_files AS SELECT * FROM files").await.unwrap();
+        ctx.sql("CREATE VIEW cdnow_files AS SELECT * FROM files")
+            .await
+            .unwrap();
         out.push((format!("3 files, {p} partitions"), ctx));
     }
     out
@@ -56,7 +62,11 @@ const SUMMARY: &str = "WITH s AS (SELECT customer_id, rfm_summary(order_ts, amou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cdnow_published_numbers_from_raw_transactions() {
     for (label, ctx) in cdnow_sessions().await {
-        let table = if label.starts_with("embedded") { "cdnow" } else { "cdnow_files" };
+        let table = if label.starts_with("embedded") {
+            "cdnow"
+        } else {
+            "cdnow_files"
+        };
         let with = SUMMARY.replace("{t}", table);
         let r = query(
             &ctx,
@@ -80,7 +90,12 @@ async fn cdnow_published_numbers_from_raw_transactions() {
             6.2496, 3.7442, 15.4435,
         ];
         for (i, w) in want.iter().enumerate() {
-            assert!(sig4(&r[i + 1], *w), "{label}: column {} = {} (want {w})", i + 1, r[i + 1]);
+            assert!(
+                sig4(&r[i + 1], *w),
+                "{label}: column {} = {} (want {w})",
+                i + 1,
+                r[i + 1]
+            );
         }
         assert_eq!(r[14], "946", "{label}: Gamma-Gamma customers");
         assert!(sig4(&r[15], 0.7266), "{label}: P(alive) {}", r[15]);
@@ -120,7 +135,12 @@ fn assert_same(got: &[Vec<String>], want: &[Vec<String>], label: &str) {
         .filter(|(g, w)| g.len() != w.len() || g.iter().zip(w.iter()).any(|(a, b)| !same(a, b)))
         .take(5)
         .collect();
-    assert!(diff.is_empty() && got.len() == want.len(), "{label}: {} vs {} rows; first differences (got, want): {diff:?}", got.len(), want.len());
+    assert!(
+        diff.is_empty() && got.len() == want.len(),
+        "{label}: {} vs {} rows; first differences (got, want): {diff:?}",
+        got.len(),
+        want.len()
+    );
 }
 
 fn generate(dir: &Path, customers: u64, files: u64, process: Process) {
@@ -183,12 +203,26 @@ async fn customer_value_rows_match_the_functions_composed_by_hand() {
             .sql("SELECT * FROM customer_value('purchases', DATE '2025-01-01') LIMIT 1")
             .await
             .unwrap();
-        let names: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(
             names,
             [
-                "customer_id", "frequency", "recency", "t", "monetary_value", "p_alive",
-                "expected_purchases", "expected_value", "clv", "stage", "rfm_segment"
+                "customer_id",
+                "frequency",
+                "recency",
+                "t",
+                "monetary_value",
+                "p_alive",
+                "expected_purchases",
+                "expected_value",
+                "clv",
+                "stage",
+                "rfm_segment"
             ]
         );
         // Quintiles: every R and F score holds a fifth of the customers (ntile), so segment sizes
@@ -204,10 +238,19 @@ async fn customer_value_rows_match_the_functions_composed_by_hand() {
     }
     let ctx = session(1, &[]).await;
     for (sql, msg) in [
-        ("SELECT * FROM customer_value('nope', TIMESTAMP '2025-01-01')", "table 'nope' not found"),
-        ("SELECT * FROM customer_value('customers', TIMESTAMP '2025-01-01')", "has no column 'order_ts'"),
+        (
+            "SELECT * FROM customer_value('nope', TIMESTAMP '2025-01-01')",
+            "table 'nope' not found",
+        ),
+        (
+            "SELECT * FROM customer_value('customers', TIMESTAMP '2025-01-01')",
+            "has no column 'order_ts'",
+        ),
         ("SELECT * FROM customer_value('purchases', 'soon')", "as_of"),
-        ("SELECT * FROM customer_value('purchases', TIMESTAMP '2025-01-01', -3)", "horizon_days"),
+        (
+            "SELECT * FROM customer_value('purchases', TIMESTAMP '2025-01-01', -3)",
+            "horizon_days",
+        ),
     ] {
         let err = match ctx.sql(sql).await {
             Ok(df) => df.collect().await.unwrap_err().to_string(),
@@ -245,8 +288,11 @@ async fn bgnbd_fit_recovers_simulated_parameters() {
     for parts in [1, 4] {
         let ctx = session(parts, &[]).await;
         let schema = purchases[0].schema();
-        ctx.register_table("sim", Arc::new(MemTable::try_new(schema, vec![purchases.clone()]).unwrap()))
-            .unwrap();
+        ctx.register_table(
+            "sim",
+            Arc::new(MemTable::try_new(schema, vec![purchases.clone()]).unwrap()),
+        )
+        .unwrap();
         let summary: Vec<RecordBatch> = ctx
             .sql("SELECT s.frequency, s.recency, s.t FROM (
                     SELECT rfm_summary(order_ts, amount, TIMESTAMP '2024-01-01') AS s FROM sim GROUP BY customer_id)")
@@ -265,15 +311,25 @@ async fn bgnbd_fit_recovers_simulated_parameters() {
         let p = [truth.r, truth.alpha, truth.a, truth.b];
         let mut ll_true = 0.0;
         for b in &summary {
-            let c: Vec<_> = (0..3).map(|k| b.column(k).as_primitive::<Float64Type>()).collect();
+            let c: Vec<_> = (0..3)
+                .map(|k| b.column(k).as_primitive::<Float64Type>())
+                .collect();
             for i in 0..b.num_rows() {
-                ll_true += lifecycle_udfs::btyd::bgnbd::log_likelihood(&p, c[0].value(i), c[1].value(i), c[2].value(i));
+                ll_true += lifecycle_udfs::btyd::bgnbd::log_likelihood(
+                    &p,
+                    c[0].value(i),
+                    c[1].value(i),
+                    c[2].value(i),
+                );
             }
         }
         let gap = f[4] - ll_true;
         assert!(gap >= 0.0, "the fit is a maximum: {f:?}, LL gap {gap}");
         for (got, want) in f.iter().zip(p) {
-            assert!((got / want - 1.0).abs() < 0.15, "partitions {parts}: fit {f:?} vs truth {p:?}");
+            assert!(
+                (got / want - 1.0).abs() < 0.15,
+                "partitions {parts}: fit {f:?} vs truth {p:?}"
+            );
         }
     }
 }

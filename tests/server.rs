@@ -373,7 +373,9 @@ async fn shutdown_finishes_streams_in_flight_then_cancels_the_rest() {
 
 /// A test CA and a server certificate for localhost / 127.0.0.1 signed by it, made with the
 /// openssl command; returns (CA certificate, server certificate, server key).
-fn test_certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+fn test_certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let p = |n: &str| dir.join(n);
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
@@ -381,19 +383,72 @@ fn test_certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::P
             .current_dir(dir)
             .output()
             .expect("the openssl command (Debian package openssl) makes the test certificates");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    openssl(&[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=lifecycle test CA", "-keyout", "ca.key", "-out", "ca.pem"]].concat());
-    openssl(&[&["req"][..], &ec, &["-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "server.csr"]].concat());
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "2",
+                "-subj",
+                "/CN=lifecycle test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "server.csr",
+            ],
+        ]
+        .concat(),
+    );
     std::fs::write(
         p("ext.cnf"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
     openssl(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-days", "2", "-extfile", "ext.cnf", "-out", "cert.pem",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
     ]);
     (p("ca.pem"), p("cert.pem"), p("key.pem"))
 }
@@ -420,7 +475,10 @@ async fn tls_with_a_token() {
         .await
         .unwrap();
     let mut c = FlightSqlServiceClient::new(channel);
-    assert!(run(&mut c, "SELECT 1").await.is_err(), "token still required");
+    assert!(
+        run(&mut c, "SELECT 1").await.is_err(),
+        "token still required"
+    );
     c.set_token("tls-token".into());
     assert_eq!(
         rows(&run(&mut c, "SELECT count(*) FROM customers").await.unwrap()),

@@ -372,7 +372,9 @@ pub mod gamma_gamma {
             let (ln_m, ln_x, ln_xmv) = (m.ln(), x.ln(), (x * m + v).ln());
             let dg_pxq = digamma(px + q);
             ll += w
-                * (ln_gamma(px + q) - ln_gamma(px) - lg_q + q * ln_v + (px - 1.0) * ln_m
+                * (ln_gamma(px + q) - ln_gamma(px) - lg_q
+                    + q * ln_v
+                    + (px - 1.0) * ln_m
                     + px * ln_x
                     - (px + q) * ln_xmv);
             g[0] += w * x * (dg_pxq - digamma(px) + ln_m + ln_x - ln_xmv);
@@ -462,7 +464,10 @@ mod tests {
             let day = days_from_civil(d / 10000, d / 100 % 100, d % 100);
             let amount: f64 = f[4].parse().unwrap();
             if day <= as_of {
-                by_customer.entry(id).or_default().push((day as i32, amount));
+                by_customer
+                    .entry(id)
+                    .or_default()
+                    .push((day as i32, amount));
             }
         }
         by_customer
@@ -497,7 +502,11 @@ mod tests {
         for (got, want) in p.iter().zip([0.2426, 4.4135, 0.7929, 2.4258]) {
             assert!(sig4(*got, want), "{p:?}");
         }
-        assert!((fit.log_likelihood - -9582.43).abs() < 0.01, "{}", fit.log_likelihood);
+        assert!(
+            (fit.log_likelihood - -9582.43).abs() < 0.01,
+            "{}",
+            fit.log_likelihood
+        );
         let pa = bgnbd::p_alive(&[p[0], p[1], p[2], p[3]], 2.0, 30.43, 38.86);
         assert!(sig4(pa, 0.7266), "{pa}");
     }
@@ -509,7 +518,11 @@ mod tests {
         for (got, want) in p.iter().zip([0.5533, 10.58, 0.6062, 11.67]) {
             assert!(sig4(*got, want), "{p:?}");
         }
-        assert!((fit.log_likelihood - -9594.98).abs() < 0.01, "{}", fit.log_likelihood);
+        assert!(
+            (fit.log_likelihood - -9594.98).abs() < 0.01,
+            "{}",
+            fit.log_likelihood
+        );
     }
 
     #[test]
@@ -539,7 +552,11 @@ mod tests {
         let total: f64 = c.rows().iter().map(|r| r.1).sum();
         let nll = |q: &[f64]| -> f64 {
             let pp = [q[0].exp(), q[1].exp(), q[2].exp(), q[3].exp()];
-            -c.rows().iter().map(|([x, tx, t], w)| w * bgnbd::log_likelihood(&pp, *x, *tx, *t)).sum::<f64>() / total
+            -c.rows()
+                .iter()
+                .map(|([x, tx, t], w)| w * bgnbd::log_likelihood(&pp, *x, *tx, *t))
+                .sum::<f64>()
+                / total
         };
         let lp = p.map(f64::ln);
         let mut num = [0.0; 4];
@@ -563,7 +580,8 @@ mod tests {
         // x = 0: alive for sure; expected purchases from the closed form with hyp2f1(r, b; a+b-1; z).
         assert_eq!(bgnbd::p_alive(&p, 0.0, 0.0, 10.0), 1.0);
         // Hand formula: 1 / (1 + a/(b+x-1) * ((alpha+T)/(alpha+tx))^(r+x)).
-        let want = 1.0 / (1.0 + 0.793 / (2.426 + 1.0) * ((4.414 + 38.86) / (4.414 + 30.43f64)).powf(2.243));
+        let want = 1.0
+            / (1.0 + 0.793 / (2.426 + 1.0) * ((4.414 + 38.86) / (4.414 + 30.43f64)).powf(2.243));
         assert!((bgnbd::p_alive(&p, 2.0, 30.43, 38.86) - want).abs() < 1e-15);
         // A horizon of 0 buys nothing; expected purchases grow with the horizon.
         assert_eq!(bgnbd::expected_purchases(&p, 0.0, 2.0, 30.43, 38.86), 0.0);
@@ -572,10 +590,17 @@ mod tests {
         assert!(e10 > 0.0 && e20 > e10, "{e10} {e20}");
         // Gamma-Gamma expected value by hand.
         let g = [6.25, 3.74, 15.44];
-        assert!((gamma_gamma::expected_value(&g, 2.0, 30.0) - 6.25 * (15.44 + 60.0) / (12.5 + 3.74 - 1.0)).abs() < 1e-12);
+        assert!(
+            (gamma_gamma::expected_value(&g, 2.0, 30.0)
+                - 6.25 * (15.44 + 60.0) / (12.5 + 3.74 - 1.0))
+                .abs()
+                < 1e-12
+        );
         // CLV with one month: value x E[N(30)] / 1.01.
         let clv1 = clv(&p, &g, 2.0, 30.43, 38.86, 30.0, 1, 0.01);
-        let want = gamma_gamma::expected_value(&g, 2.0, 30.0) * bgnbd::expected_purchases(&p, 30.0, 2.0, 30.43, 38.86) / 1.01;
+        let want = gamma_gamma::expected_value(&g, 2.0, 30.0)
+            * bgnbd::expected_purchases(&p, 30.0, 2.0, 30.43, 38.86)
+            / 1.01;
         assert!((clv1 - want).abs() < 1e-12);
     }
 
@@ -588,7 +613,11 @@ mod tests {
         }
         let (mut a, mut b) = (Collapsed::<3>::default(), Collapsed::<3>::default());
         for (i, (x, tx, t, _)) in rows.iter().rev().enumerate() {
-            if i % 3 == 0 { a.add([*x, *tx, *t], 1.0) } else { b.add([*x, *tx, *t], 1.0) }
+            if i % 3 == 0 {
+                a.add([*x, *tx, *t], 1.0)
+            } else {
+                b.add([*x, *tx, *t], 1.0)
+            }
         }
         let mut ab = a.clone();
         ab.merge(&b);
@@ -651,7 +680,11 @@ mod simulation {
                 .map(|([x, tx, t], w)| w * bgnbd::log_likelihood(&truth, *x, *tx, *t))
                 .sum();
             let gap = fit.log_likelihood - ll_true;
-            assert!((0.0..18.47 / 2.0).contains(&gap), "seed {seed}: {:?}, gap {gap}", fit.params);
+            assert!(
+                (0.0..18.47 / 2.0).contains(&gap),
+                "seed {seed}: {:?}, gap {gap}",
+                fit.params
+            );
         }
     }
 }

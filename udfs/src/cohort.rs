@@ -18,8 +18,8 @@
 //! the table is read twice (the per-customer aggregate and the join's probe side) and aggregated by
 //! customer once; the zero-filling happens per cohort, on data the size of the triangle.
 
-use std::sync::{Arc, LazyLock};
 use crate::common::poll_once;
+use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StructArray, UInt32Array,

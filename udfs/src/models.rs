@@ -161,7 +161,11 @@ impl AggregateUDFImpl for FitUdaf {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let list = DataType::List(Arc::new(Field::new_list_field(DataType::Float64, false)));
         Ok(vec![
-            Arc::new(Field::new(format!("{}[rows]", args.name), list.clone(), true)),
+            Arc::new(Field::new(
+                format!("{}[rows]", args.name),
+                list.clone(),
+                true,
+            )),
             Arc::new(Field::new(format!("{}[weights]", args.name), list, true)),
         ])
     }
@@ -213,7 +217,10 @@ impl<const N: usize> FitAccumulator<N> {
 
 impl<const N: usize> Accumulator for FitAccumulator<N> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let cols: Vec<&Float64Array> = values.iter().map(|v| v.as_primitive::<Float64Type>()).collect();
+        let cols: Vec<&Float64Array> = values
+            .iter()
+            .map(|v| v.as_primitive::<Float64Type>())
+            .collect();
         for i in 0..values[0].len() {
             if cols.iter().any(|c| c.is_null(i)) {
                 continue;
@@ -235,7 +242,10 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
             }
             let r = rows.value(i);
             let w = weights.value(i);
-            let (r, w) = (r.as_primitive::<Float64Type>(), w.as_primitive::<Float64Type>());
+            let (r, w) = (
+                r.as_primitive::<Float64Type>(),
+                w.as_primitive::<Float64Type>(),
+            );
             for k in 0..w.len() {
                 let row: [f64; N] = std::array::from_fn(|j| r.value(k * N + j));
                 self.data.add(row, w.value(k));
@@ -246,7 +256,8 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         let rows = self.data.rows();
-        let values = Float64Array::from_iter_values(rows.iter().flat_map(|(r, _)| r.iter().copied()));
+        let values =
+            Float64Array::from_iter_values(rows.iter().flat_map(|(r, _)| r.iter().copied()));
         let weights = Float64Array::from_iter_values(rows.iter().map(|(_, w)| *w));
         let list = |a: Float64Array| {
             let n = a.len();
@@ -280,7 +291,9 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
             .map(|v| Arc::new(Float64Array::from(vec![*v])) as ArrayRef)
             .collect();
         cols.push(Arc::new(Float64Array::from(vec![fit.log_likelihood])));
-        Ok(ScalarValue::Struct(Arc::new(StructArray::new(fields, cols, None))))
+        Ok(ScalarValue::Struct(Arc::new(StructArray::new(
+            fields, cols, None,
+        ))))
     }
 
     fn size(&self) -> usize {
@@ -351,12 +364,22 @@ impl Prediction {
         match self {
             Prediction::BgNbdPAlive => (&[Params(Model::BgNbd), FRT[0], FRT[1], FRT[2]], 0),
             Prediction::BgNbdExpectedPurchases => (
-                &[Params(Model::BgNbd), Number("horizon"), FRT[0], FRT[1], FRT[2]],
+                &[
+                    Params(Model::BgNbd),
+                    Number("horizon"),
+                    FRT[0],
+                    FRT[1],
+                    FRT[2],
+                ],
                 0,
             ),
             Prediction::ParetoNbdPAlive => (&[Params(Model::ParetoNbd), FRT[0], FRT[1], FRT[2]], 0),
             Prediction::GammaGammaExpectedValue => (
-                &[Params(Model::GammaGamma), Number("frequency"), Number("monetary_value")],
+                &[
+                    Params(Model::GammaGamma),
+                    Number("frequency"),
+                    Number("monetary_value"),
+                ],
                 0,
             ),
             Prediction::Clv => (
@@ -415,20 +438,35 @@ impl Prediction {
             }
             Prediction::GammaGammaExpectedValue => {
                 let g = params[0];
-                Ok(btyd::gamma_gamma::expected_value(&[g[0], g[1], g[2]], nums[0], nums[1]))
+                Ok(btyd::gamma_gamma::expected_value(
+                    &[g[0], g[1], g[2]],
+                    nums[0],
+                    nums[1],
+                ))
             }
             Prediction::Clv => {
                 let (x, tx, t, m, months) = (nums[0], nums[1], nums[2], nums[3], nums[4]);
                 check_frt(x, tx, t)?;
                 let rate = nums.get(5).copied().unwrap_or(0.01);
                 if !(months >= 0.0 && months.fract() == 0.0 && months <= 1200.0) {
-                    return Err(format!("months must be a whole number from 0 to 1200, got {months}"));
+                    return Err(format!(
+                        "months must be a whole number from 0 to 1200, got {months}"
+                    ));
                 }
                 if !(rate > -1.0 && rate.is_finite()) {
                     return Err(format!("monthly_discount_rate must be > -1, got {rate}"));
                 }
                 let g = params[1];
-                Ok(btyd::clv(&p4(params[0]), &[g[0], g[1], g[2]], x, tx, t, m, months as u32, rate))
+                Ok(btyd::clv(
+                    &p4(params[0]),
+                    &[g[0], g[1], g[2]],
+                    x,
+                    tx,
+                    t,
+                    m,
+                    months as u32,
+                    rate,
+                ))
             }
         }
     }
@@ -450,26 +488,41 @@ impl PredictionUdf {
 }
 
 /// A parameter struct's fields as Float64 columns, in the model's order.
-fn param_columns(func: &str, model: Model, array: &ArrayRef) -> Result<(Vec<Float64Array>, Option<datafusion::arrow::buffer::NullBuffer>)> {
+fn param_columns(
+    func: &str,
+    model: Model,
+    array: &ArrayRef,
+) -> Result<(
+    Vec<Float64Array>,
+    Option<datafusion::arrow::buffer::NullBuffer>,
+)> {
     let Some(s) = array.as_struct_opt() else {
-        return exec_err!("{func}: expected the struct returned by {}", model.fit_name());
+        return exec_err!(
+            "{func}: expected the struct returned by {}",
+            model.fit_name()
+        );
     };
     let mut cols = vec![];
     for name in model.params() {
         let Some(c) = s.column_by_name(name) else {
             return exec_err!("{func}: the parameter struct has no field '{name}'");
         };
-        cols.push(cast(c, &DataType::Float64)?.as_primitive::<Float64Type>().clone());
+        cols.push(
+            cast(c, &DataType::Float64)?
+                .as_primitive::<Float64Type>()
+                .clone(),
+        );
     }
     Ok((cols, s.nulls().cloned()))
 }
 
 fn check_params_type(func: &str, name: &str, model: Model, t: &DataType) -> Result<()> {
     let ok = match t {
-        DataType::Struct(fields) => model
-            .params()
-            .iter()
-            .all(|p| fields.iter().any(|f| f.name() == p && f.data_type().is_numeric())),
+        DataType::Struct(fields) => model.params().iter().all(|p| {
+            fields
+                .iter()
+                .any(|f| f.name() == p && f.data_type().is_numeric())
+        }),
         DataType::Null => true,
         _ => false,
     };
@@ -508,7 +561,12 @@ impl ScalarUDFImpl for PredictionUdf {
         for (a, t) in args.iter().zip(arg_types) {
             match a {
                 Arg::Params(m) => {
-                    check_params_type(func, &format!("{}_params", m.fit_name().trim_end_matches("_fit")), *m, t)?;
+                    check_params_type(
+                        func,
+                        &format!("{}_params", m.fit_name().trim_end_matches("_fit")),
+                        *m,
+                        t,
+                    )?;
                     out.push(t.clone());
                 }
                 Arg::Number(name) => {
@@ -524,7 +582,10 @@ impl ScalarUDFImpl for PredictionUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let func = self.name();
-        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let n = arrays.first().map_or(0, |a| a.len());
         let (specs, _) = self.what.args();
@@ -545,10 +606,9 @@ impl ScalarUDFImpl for PredictionUdf {
         let mut p_row: Vec<Vec<f64>> = params.iter().map(|(c, _)| vec![0.0; c.len()]).collect();
         let mut n_row = vec![0.0; nums.len()];
         for i in 0..n {
-            let null = params
-                .iter()
-                .any(|(cols, nulls)| nulls.as_ref().is_some_and(|m| m.is_null(i)) || cols.iter().any(|c| c.is_null(i)))
-                || nums.iter().any(|c| c.is_null(i));
+            let null = params.iter().any(|(cols, nulls)| {
+                nulls.as_ref().is_some_and(|m| m.is_null(i)) || cols.iter().any(|c| c.is_null(i))
+            }) || nums.iter().any(|c| c.is_null(i));
             if null {
                 out.push(None);
                 continue;

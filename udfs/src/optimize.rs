@@ -136,7 +136,8 @@ pub fn bfgs(
             let yhy = dot(&y, &hy);
             for i in 0..n {
                 for j in 0..n {
-                    h[i * n + j] += rho * ((1.0 + rho * yhy) * s[i] * s[j] - hy[i] * s[j] - s[i] * hy[j]);
+                    h[i * n + j] +=
+                        rho * ((1.0 + rho * yhy) * s[i] * s[j] - hy[i] * s[j] - s[i] * hy[j]);
                 }
             }
         }
@@ -188,7 +189,10 @@ mod tests {
             (1.0 - a).powi(2) + 100.0 * (b - a * a).powi(2)
         };
         let m = bfgs(&mut f, &[-1.2, 1.0], Options::default()).unwrap();
-        assert!((m.x[0] - 1.0).abs() < 1e-7 && (m.x[1] - 1.0).abs() < 1e-7, "{m:?}");
+        assert!(
+            (m.x[0] - 1.0).abs() < 1e-7 && (m.x[1] - 1.0).abs() < 1e-7,
+            "{m:?}"
+        );
     }
 
     #[test]
@@ -197,6 +201,16 @@ mod tests {
             g[0] = -1.0;
             -x[0]
         };
-        assert!(bfgs(&mut f, &[0.0], Options { max_iterations: 50, ..Default::default() }).is_err());
+        assert!(
+            bfgs(
+                &mut f,
+                &[0.0],
+                Options {
+                    max_iterations: 50,
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
     }
 }

@@ -192,17 +192,17 @@ fn period_days(expr: &Arc<dyn PhysicalExpr>) -> Result<f64> {
         return plan_err!("rfm_summary: argument 'period' must be a constant");
     };
     let days = match lit.value() {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            match s.trim().to_ascii_lowercase().as_str() {
-                "day" | "days" => 1.0,
-                "week" | "weeks" => 7.0,
-                other => {
-                    return plan_err!(
-                        "rfm_summary: unknown period '{other}': use 'day', 'week' or a number of days"
-                    );
-                }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "day" | "days" => 1.0,
+            "week" | "weeks" => 7.0,
+            other => {
+                return plan_err!(
+                    "rfm_summary: unknown period '{other}': use 'day', 'week' or a number of days"
+                );
             }
-        }
+        },
         v => match v.cast_to(&DataType::Float64)? {
             ScalarValue::Float64(Some(d)) => d,
             _ => return plan_err!("rfm_summary: argument 'period' must not be NULL"),
@@ -234,15 +234,23 @@ impl AggregateUDFImpl for RfmUdaf {
                 check_arity(name, "order_ts, amount, as_of [, period]", n, 3, 4)?;
                 check_temporal(name, "order_ts", &arg_types[0])?;
                 if !(arg_types[1].is_numeric() || arg_types[1].is_null()) {
-                    return plan_err!("{name}: argument 'amount' must be numeric, got {}", arg_types[1]);
+                    return plan_err!(
+                        "{name}: argument 'amount' must be numeric, got {}",
+                        arg_types[1]
+                    );
                 }
                 check_temporal(name, "as_of", &arg_types[2])?;
-                let mut out = vec![arg_types[0].clone(), DataType::Float64, arg_types[2].clone()];
+                let mut out = vec![
+                    arg_types[0].clone(),
+                    DataType::Float64,
+                    arg_types[2].clone(),
+                ];
                 if n == 4 {
                     let t = &arg_types[3];
                     if t.is_numeric() {
                         out.push(DataType::Float64);
-                    } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                    } else if matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                    {
                         out.push(t.clone());
                     } else {
                         return plan_err!(
@@ -271,9 +279,21 @@ impl AggregateUDFImpl for RfmUdaf {
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
         Ok(vec![
-            Arc::new(Field::new(format!("{}[days]", args.name), list(DataType::Int32), true)),
-            Arc::new(Field::new(format!("{}[amounts]", args.name), list(DataType::Float64), true)),
-            Arc::new(Field::new(format!("{}[as_of]", args.name), DataType::Int64, true)),
+            Arc::new(Field::new(
+                format!("{}[days]", args.name),
+                list(DataType::Int32),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[amounts]", args.name),
+                list(DataType::Float64),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[as_of]", args.name),
+                DataType::Int64,
+                true,
+            )),
         ])
     }
 
@@ -287,7 +307,10 @@ impl AggregateUDFImpl for RfmUdaf {
         true
     }
 
-    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(Box::new(self.groups(&args)?))
     }
 
@@ -355,10 +378,12 @@ impl RfmGroups {
             if usable.as_ref().is_some_and(|m| m.is_null(row)) {
                 continue;
             }
-            let has_order = ts_nulls.as_ref().is_none_or(|m| m.is_valid(row)) && ts[row] <= as_of[row];
+            let has_order =
+                ts_nulls.as_ref().is_none_or(|m| m.is_valid(row)) && ts[row] <= as_of[row];
             let order = has_order.then(|| {
                 let day = self.unit.day_of(ts[row]) as i32;
-                let amount = amounts.map_or(0.0, |a| if a.is_valid(row) { a.value(row) } else { 0.0 });
+                let amount =
+                    amounts.map_or(0.0, |a| if a.is_valid(row) { a.value(row) } else { 0.0 });
                 (day, amount)
             });
             f(row, order, as_of[row]);
@@ -399,7 +424,10 @@ impl RfmGroups {
                 if as_of[g] == NONE {
                     return None;
                 }
-                kernel::summarize(&mut flat[offsets[g]..offsets[g + 1]], as_of[g].div_euclid(per_day))
+                kernel::summarize(
+                    &mut flat[offsets[g]..offsets[g + 1]],
+                    as_of[g].div_euclid(per_day),
+                )
             })
             .collect();
         match self.output {
@@ -412,7 +440,12 @@ impl RfmGroups {
             RfmOutput::Summary => {
                 let p = self.period_days;
                 let col = |f: &dyn Fn(&Rfm) -> f64| -> ArrayRef {
-                    Arc::new(summaries.iter().map(|s| s.as_ref().map(f)).collect::<Float64Array>())
+                    Arc::new(
+                        summaries
+                            .iter()
+                            .map(|s| s.as_ref().map(f))
+                            .collect::<Float64Array>(),
+                    )
                 };
                 let nulls = summaries.iter().map(|s| s.is_some()).collect::<Vec<_>>();
                 Arc::new(StructArray::new(
@@ -454,7 +487,9 @@ impl RfmGroups {
         let days = values[0].as_list::<i32>();
         let amounts = values[1].as_list::<i32>();
         let as_of = values[2].as_primitive::<Int64Type>();
-        let day_values = days.values().as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let day_values = days
+            .values()
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         let amount_values = amounts.values().as_primitive::<Float64Type>();
         let offsets = days.value_offsets();
         for row in 0..days.len() {
@@ -570,7 +605,12 @@ impl std::fmt::Debug for RfmAccumulator {
 impl RfmAccumulator {
     fn snapshot(&mut self) -> (Vec<usize>, Vec<(i32, f64)>, Vec<i64>) {
         resize(&mut self.inner.as_of, 1, NONE);
-        let flat: Vec<(i32, f64)> = self.inner.entries.iter().map(|e| (e.day, e.amount)).collect();
+        let flat: Vec<(i32, f64)> = self
+            .inner
+            .entries
+            .iter()
+            .map(|e| (e.day, e.amount))
+            .collect();
         (vec![0, flat.len()], flat, self.inner.as_of.clone())
     }
 }
@@ -606,11 +646,15 @@ impl Accumulator for RfmAccumulator {
 }
 
 pub fn rfm_summary_udaf() -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(RfmUdaf::new(RfmOutput::Summary)))
+    Arc::new(AggregateUDF::new_from_impl(RfmUdaf::new(
+        RfmOutput::Summary,
+    )))
 }
 
 pub fn churn_risk_udaf() -> Arc<AggregateUDF> {
-    Arc::new(AggregateUDF::new_from_impl(RfmUdaf::new(RfmOutput::ChurnRisk)))
+    Arc::new(AggregateUDF::new_from_impl(RfmUdaf::new(
+        RfmOutput::ChurnRisk,
+    )))
 }
 
 #[cfg(test)]
@@ -632,7 +676,10 @@ mod tests {
         // One purchase day: frequency 0, monetary 0, no churn risk.
         let mut one = vec![(5, 3.0), (5, 4.0)];
         let r = summarize(&mut one, 9).unwrap();
-        assert_eq!((r.frequency, r.recency, r.t, r.monetary_value), (0.0, 0.0, 4.0, 0.0));
+        assert_eq!(
+            (r.frequency, r.recency, r.t, r.monetary_value),
+            (0.0, 0.0, 4.0, 0.0)
+        );
         assert_eq!(churn_risk(&r), None);
         assert_eq!(summarize(&mut [], 9), None);
     }

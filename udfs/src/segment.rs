@@ -71,7 +71,10 @@ impl ScalarUDFImpl for RfmSegment {
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
         if arg_types.len() != 2 {
-            return plan_err!("rfm_segment takes 2 arguments (r_score, f_score), got {}", arg_types.len());
+            return plan_err!(
+                "rfm_segment takes 2 arguments (r_score, f_score), got {}",
+                arg_types.len()
+            );
         }
         for (t, n) in arg_types.iter().zip(["r_score", "f_score"]) {
             if !(t.is_integer() || t.is_null()) {
@@ -82,9 +85,15 @@ impl ScalarUDFImpl for RfmSegment {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let all_scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let (r, f) = (arrays[0].as_primitive::<Int64Type>(), arrays[1].as_primitive::<Int64Type>());
+        let (r, f) = (
+            arrays[0].as_primitive::<Int64Type>(),
+            arrays[1].as_primitive::<Int64Type>(),
+        );
         let mut out = Vec::with_capacity(r.len());
         for i in 0..r.len() {
             if r.is_null(i) || f.is_null(i) {

@@ -59,7 +59,8 @@ pub fn digamma(x: f64) -> f64 {
                         * (1.0 / 252.0
                             - zi2
                                 * (1.0 / 240.0
-                                    - zi2 * (1.0 / 132.0 - zi2 * (691.0 / 32_760.0 - zi2 / 12.0))))));
+                                    - zi2
+                                        * (1.0 / 132.0 - zi2 * (691.0 / 32_760.0 - zi2 / 12.0))))));
     acc + z.ln() - 0.5 / z - series
 }
 
@@ -231,11 +232,18 @@ mod tests {
         // ln(170!) from the factorial.
         let f: f64 = (1..=170).map(|k| (k as f64).ln()).sum();
         assert!(close(ln_gamma(171.0), f, 1e-14));
-        assert!(close(ln_gamma(1e-8), -(1e-8f64).ln() - 0.577_215_664_901_532_9e-8, 1e-12));
+        assert!(close(
+            ln_gamma(1e-8),
+            -(1e-8f64).ln() - 0.577_215_664_901_532_9e-8,
+            1e-12
+        ));
         assert!(ln_gamma(0.0).is_nan() && ln_gamma(-1.5).is_nan());
         // Recurrence Γ(x+1) = x Γ(x) across the shift boundary.
         for x in [0.3, 3.7, 9.99, 10.0, 25.5] {
-            assert!(close(ln_gamma(x + 1.0), ln_gamma(x) + f64::ln(x), 1e-14), "{x}");
+            assert!(
+                close(ln_gamma(x + 1.0), ln_gamma(x) + f64::ln(x), 1e-14),
+                "{x}"
+            );
         }
     }
 
@@ -244,7 +252,11 @@ mod tests {
         let euler = 0.577_215_664_901_532_9;
         assert!(close(digamma(1.0), -euler, 1e-15));
         assert!(close(digamma(0.5), -euler - 2.0 * 2f64.ln(), 1e-14));
-        assert!(close(digamma(10.0), -euler + (1..10).map(|k| 1.0 / k as f64).sum::<f64>(), 1e-14));
+        assert!(close(
+            digamma(10.0),
+            -euler + (1..10).map(|k| 1.0 / k as f64).sum::<f64>(),
+            1e-14
+        ));
         // Derivative of ln_gamma by central differences.
         for x in [0.2, 1.7, 8.0, 40.0] {
             let h = 1e-5 * x;
@@ -260,7 +272,10 @@ mod tests {
             let want = if z == 0.0 { 1.0 } else { -(-z).ln_1p() / z };
             assert!(close(ln_hyp2f1(1.0, 1.0, 2.0, z), want.ln(), 1e-12), "{z}");
             // 2F1(a, b; b; z) = (1 - z)^(-a).
-            assert!(close(ln_hyp2f1(2.5, 3.0, 3.0, z), -2.5 * (-z).ln_1p(), 1e-12), "{z}");
+            assert!(
+                close(ln_hyp2f1(2.5, 3.0, 3.0, z), -2.5 * (-z).ln_1p(), 1e-12),
+                "{z}"
+            );
             // 2F1(1/2, 1/2; 3/2; x^2) = asin(x) / x.
             let x = z.sqrt();
             let want = if x == 0.0 { 1.0 } else { x.asin() / x };
@@ -270,7 +285,12 @@ mod tests {
 
     #[test]
     fn series_and_integral_agree() {
-        for (a, b, c) in [(0.7, 1.3, 2.9), (30.0, 4.0, 31.0), (2.0, 0.4, 1.5), (120.0, 80.0, 199.0)] {
+        for (a, b, c) in [
+            (0.7, 1.3, 2.9),
+            (30.0, 4.0, 31.0),
+            (2.0, 0.4, 1.5),
+            (120.0, 80.0, 199.0),
+        ] {
             for z in [0.05, 0.5, 0.95] {
                 let s = ln_hyp2f1_series(a, b, c, z, SERIES_LIMIT).unwrap();
                 let i = if c > b {
@@ -287,7 +307,11 @@ mod tests {
 
     #[test]
     fn log_sum_helpers() {
-        assert!(close(log_add_exp(1000.0, 1000.0), 1000.0 + 2f64.ln(), 1e-15));
+        assert!(close(
+            log_add_exp(1000.0, 1000.0),
+            1000.0 + 2f64.ln(),
+            1e-15
+        ));
         assert_eq!(log_add_exp(f64::NEG_INFINITY, 3.0), 3.0);
         assert!(close(log_sub_exp(2f64.ln(), 0.0), 0.0, 1e-15));
         assert_eq!(log_sub_exp(1.0, 1.0), f64::NEG_INFINITY);

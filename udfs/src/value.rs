@@ -86,15 +86,26 @@ impl TableFunctionImpl for CustomerValue {
         }
         let horizon = match exprs.get(2) {
             None => 365.0,
-            Some(e) => match constant_arg(F, "horizon_days", e, session)?.cast_to(&DataType::Float64) {
+            Some(e) => match constant_arg(F, "horizon_days", e, session)?
+                .cast_to(&DataType::Float64)
+            {
                 Ok(ScalarValue::Float64(Some(h))) if h > 0.0 && h.is_finite() => h,
                 _ => return plan_err!("{F}: argument 'horizon_days' must be a positive number"),
             },
         };
         let provider = resolve_table(F, &table, session)?;
-        require_columns(F, &table, provider.as_ref(), &["customer_id", "order_ts", "amount"])?;
+        require_columns(
+            F,
+            &table,
+            provider.as_ref(),
+            &["customer_id", "order_ts", "amount"],
+        )?;
         let schema = provider.schema();
-        check_temporal(F, "order_ts", schema.field_with_name("order_ts")?.data_type())?;
+        check_temporal(
+            F,
+            "order_ts",
+            schema.field_with_name("order_ts")?.data_type(),
+        )?;
         let amount = schema.field_with_name("amount")?.data_type().clone();
         if !(amount.is_numeric() || amount.is_null()) {
             return plan_err!("{F}: column 'amount' must be numeric, got {amount}");
@@ -122,8 +133,14 @@ mod tests {
         assert_eq!(quote_ident("purchases"), "\"purchases\"");
         assert_eq!(quote_ident("s.t\"x"), "\"s\".\"t\"\"x\"");
         let v = ScalarValue::TimestampMicrosecond(Some(1_735_689_600_000_001), None);
-        assert_eq!(timestamp_literal(&v).unwrap(), "TIMESTAMP '2025-01-01 00:00:00.000001000'");
+        assert_eq!(
+            timestamp_literal(&v).unwrap(),
+            "TIMESTAMP '2025-01-01 00:00:00.000001000'"
+        );
         let d = ScalarValue::Date32(Some(-1));
-        assert_eq!(timestamp_literal(&d).unwrap(), "TIMESTAMP '1969-12-31 00:00:00.000000000'");
+        assert_eq!(
+            timestamp_literal(&d).unwrap(),
+            "TIMESTAMP '1969-12-31 00:00:00.000000000'"
+        );
     }
 }
