@@ -93,3 +93,89 @@ pub fn poll_once<T>(func: &str, fut: impl std::future::Future<Output = Result<T>
         ),
     }
 }
+
+/// Per-group values of aggregates that must see every row of a group (distinct days, funnel
+/// events): one flat log of (group, value) entries for all groups, no per-group allocation.
+/// Emitting buckets the entries by group with a counting sort (O(entries)).
+#[derive(Debug, Default)]
+pub struct GroupLog<V> {
+    groups: Vec<u32>,
+    values: Vec<V>,
+}
+
+impl<V: Copy + Default> GroupLog<V> {
+    #[inline]
+    pub fn push(&mut self, group: usize, value: V) {
+        self.groups.push(group as u32);
+        self.values.push(value);
+    }
+
+    /// The values of group 0 when the log holds a single group (the `Accumulator` case).
+    pub fn values(&self) -> &[V] {
+        &self.values
+    }
+
+    pub fn size(&self) -> usize {
+        self.groups.capacity() * 4 + self.values.capacity() * size_of::<V>()
+    }
+
+    /// Takes the entries of groups `emit_to` (of `n` groups emitted) out, bucketed by group:
+    /// `values[offsets[g]..offsets[g + 1]]` are group g's, in arrival order. Remaining groups are
+    /// renumbered from 0.
+    pub fn take(&mut self, emit_to: EmitTo, n: usize) -> (Vec<usize>, Vec<V>) {
+        let (groups, values) = match emit_to {
+            EmitTo::All => (
+                std::mem::take(&mut self.groups),
+                std::mem::take(&mut self.values),
+            ),
+            EmitTo::First(_) => {
+                let (mut mine_g, mut mine_v) = (vec![], vec![]);
+                let (mut rest_g, mut rest_v) = (vec![], vec![]);
+                for (g, v) in self.groups.iter().zip(&self.values) {
+                    if (*g as usize) < n {
+                        mine_g.push(*g);
+                        mine_v.push(*v);
+                    } else {
+                        rest_g.push(*g - n as u32);
+                        rest_v.push(*v);
+                    }
+                }
+                self.groups = rest_g;
+                self.values = rest_v;
+                (mine_g, mine_v)
+            }
+        };
+        let mut offsets = vec![0usize; n + 1];
+        for g in &groups {
+            offsets[*g as usize + 1] += 1;
+        }
+        for g in 0..n {
+            offsets[g + 1] += offsets[g];
+        }
+        let mut next = offsets.clone();
+        let mut flat = vec![V::default(); values.len()];
+        for (g, v) in groups.iter().zip(values) {
+            let slot = &mut next[*g as usize];
+            flat[*slot] = v;
+            *slot += 1;
+        }
+        (offsets, flat)
+    }
+}
+
+/// Builds a List array from per-group offsets and a flat values array.
+pub fn list_array(
+    offsets: &[usize],
+    values: datafusion::arrow::array::ArrayRef,
+) -> datafusion::arrow::array::ArrayRef {
+    use datafusion::arrow::array::ListArray;
+    use datafusion::arrow::buffer::OffsetBuffer;
+    use datafusion::arrow::datatypes::Field;
+    let offs = OffsetBuffer::new(offsets.iter().map(|o| *o as i32).collect::<Vec<_>>().into());
+    Arc::new(ListArray::new(
+        Arc::new(Field::new_list_field(values.data_type().clone(), false)),
+        offs,
+        values,
+        None,
+    ))
+}

@@ -21,6 +21,7 @@ mod doc;
 
 pub mod btyd;
 pub mod cohort;
+pub mod funnel;
 pub mod models;
 pub mod optimize;
 pub mod options;
@@ -57,6 +58,8 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         models::bgnbd_fit_udaf(),
         models::pareto_nbd_fit_udaf(),
         models::gamma_gamma_fit_udaf(),
+        funnel::window_funnel_udaf(),
+        funnel::window_funnel_times_udaf(),
     ]
 }
 

@@ -13,10 +13,8 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray,
-    StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, StructArray,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -27,7 +25,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::common::{check_arity, resize, row_mask, take};
+use crate::common::{GroupLog, check_arity, list_array, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
@@ -180,7 +178,7 @@ impl RfmUdaf {
             output: self.output,
             unit,
             period_days,
-            entries: vec![],
+            orders: GroupLog::default(),
             as_of: vec![],
         })
     }
@@ -322,39 +320,13 @@ impl AggregateUDFImpl for RfmUdaf {
     }
 }
 
-/// One order of one group: 16 bytes, in one flat vector.
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    group: u32,
-    day: i32,
-    amount: f64,
-}
-
 struct RfmGroups {
     output: RfmOutput,
     unit: TickUnit,
     period_days: f64,
-    entries: Vec<Entry>,
+    /// Every order of every group: (day, amount), 16 bytes with the group id.
+    orders: GroupLog<(i32, f64)>,
     as_of: Vec<i64>,
-}
-
-/// Groups `0..n`'s entries bucketed by group: offsets into a flat (day, amount) vector.
-fn bucket(entries: &[Entry], n: usize) -> (Vec<usize>, Vec<(i32, f64)>) {
-    let mut offsets = vec![0usize; n + 1];
-    for e in entries {
-        offsets[e.group as usize + 1] += 1;
-    }
-    for g in 0..n {
-        offsets[g + 1] += offsets[g];
-    }
-    let mut next = offsets.clone();
-    let mut flat = vec![(0i32, 0.0f64); entries.len()];
-    for e in entries {
-        let slot = &mut next[e.group as usize];
-        flat[*slot] = (e.day, e.amount);
-        *slot += 1;
-    }
-    (offsets, flat)
 }
 
 impl RfmGroups {
@@ -394,26 +366,7 @@ impl RfmGroups {
     /// Takes groups `emit_to` out: their orders bucketed by group, and their `as_of`.
     fn take_groups(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i32, f64)>, Vec<i64>) {
         let as_of = take(emit_to, &mut self.as_of);
-        let n = as_of.len();
-        let (offsets, flat) = match emit_to {
-            EmitTo::All => {
-                let b = bucket(&self.entries, n);
-                self.entries = vec![];
-                b
-            }
-            EmitTo::First(_) => {
-                let (mine, rest): (Vec<Entry>, Vec<Entry>) =
-                    self.entries.iter().partition(|e| (e.group as usize) < n);
-                self.entries = rest
-                    .into_iter()
-                    .map(|e| Entry {
-                        group: e.group - n as u32,
-                        ..e
-                    })
-                    .collect();
-                bucket(&mine, n)
-            }
-        };
+        let (offsets, flat) = self.orders.take(emit_to, as_of.len());
         (offsets, flat, as_of)
     }
 
@@ -463,22 +416,11 @@ impl RfmGroups {
     }
 
     fn state_arrays(offsets: &[usize], flat: &[(i32, f64)], as_of: Vec<i64>) -> Vec<ArrayRef> {
-        let offs = OffsetBuffer::new(offsets.iter().map(|o| *o as i32).collect::<Vec<_>>().into());
         let days = Int32Array::from_iter_values(flat.iter().map(|e| e.0));
         let amounts = Float64Array::from_iter_values(flat.iter().map(|e| e.1));
         vec![
-            Arc::new(ListArray::new(
-                Arc::new(Field::new_list_field(DataType::Int32, false)),
-                offs.clone(),
-                Arc::new(days),
-                None,
-            )),
-            Arc::new(ListArray::new(
-                Arc::new(Field::new_list_field(DataType::Float64, false)),
-                offs,
-                Arc::new(amounts),
-                None,
-            )),
+            list_array(offsets, Arc::new(days)),
+            list_array(offsets, Arc::new(amounts)),
             Arc::new(Int64Array::from(as_of)),
         ]
     }
@@ -498,11 +440,8 @@ impl RfmGroups {
                 self.as_of[g] = as_of.value(row);
             }
             for k in offsets[row] as usize..offsets[row + 1] as usize {
-                self.entries.push(Entry {
-                    group: g as u32,
-                    day: day_values.value(k),
-                    amount: amount_values.value(k),
-                });
+                self.orders
+                    .push(g, (day_values.value(k), amount_values.value(k)));
             }
         }
     }
@@ -518,22 +457,18 @@ impl GroupsAccumulator for RfmGroups {
     ) -> Result<()> {
         resize(&mut self.as_of, total_num_groups, NONE);
         let mut as_of_col = std::mem::take(&mut self.as_of);
-        let mut entries = std::mem::take(&mut self.entries);
+        let mut orders = std::mem::take(&mut self.orders);
         let r = self.for_each_row(values, opt_filter, |row, order, as_of| {
             let g = group_indices[row];
             if as_of > as_of_col[g] {
                 as_of_col[g] = as_of;
             }
-            if let Some((day, amount)) = order {
-                entries.push(Entry {
-                    group: g as u32,
-                    day,
-                    amount,
-                });
+            if let Some(o) = order {
+                orders.push(g, o);
             }
         });
         self.as_of = as_of_col;
-        self.entries = entries;
+        self.orders = orders;
         r
     }
 
@@ -586,7 +521,7 @@ impl GroupsAccumulator for RfmGroups {
     }
 
     fn size(&self) -> usize {
-        self.entries.capacity() * size_of::<Entry>() + self.as_of.capacity() * 8
+        self.orders.size() + self.as_of.capacity() * 8
     }
 }
 
@@ -605,12 +540,7 @@ impl std::fmt::Debug for RfmAccumulator {
 impl RfmAccumulator {
     fn snapshot(&mut self) -> (Vec<usize>, Vec<(i32, f64)>, Vec<i64>) {
         resize(&mut self.inner.as_of, 1, NONE);
-        let flat: Vec<(i32, f64)> = self
-            .inner
-            .entries
-            .iter()
-            .map(|e| (e.day, e.amount))
-            .collect();
+        let flat: Vec<(i32, f64)> = self.inner.orders.values().to_vec();
         (vec![0, flat.len()], flat, self.inner.as_of.clone())
     }
 }

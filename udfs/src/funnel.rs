@@ -1,0 +1,713 @@
+//! `window_funnel(window_seconds, ts, cond1, ..., condN [, mode])` and
+//! `window_funnel_times(...)`: ClickHouse's `windowFunnel(window[, mode...])(ts, cond1, ...)`.
+//!
+//! Kernel: a group's events as (timestamp, condition index), index 0 for a row matching no
+//! condition (recorded only in `strict_order` mode, where it interrupts the chain). Evaluation sorts
+//! them by (timestamp, index), as ClickHouse's stable sort of its (timestamp, index) pairs does,
+//! and walks them once keeping, per level, the first and last timestamp of the chain that reached
+//! it (and, for `window_funnel_times`, the chain's step timestamps).
+//!
+//! Adapter: one flat log of (group, timestamp, index) entries; rows matching no condition cost
+//! nothing outside `strict_order`. Partial states are per-group lists.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray, UInt8Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit, UInt8Type};
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
+};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
+
+use crate::common::{GroupLog, list_array};
+use crate::doc::aggregate_doc;
+use crate::time::{TickUnit, check_temporal, ticks_of};
+
+/// Most conditions a funnel takes (as ClickHouse).
+pub const MAX_STEPS: usize = 32;
+
+pub mod kernel {
+    use super::MAX_STEPS;
+
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+    pub struct Modes {
+        pub strict_order: bool,
+        pub strict_deduplication: bool,
+        pub strict_increase: bool,
+        pub allow_reentry: bool,
+    }
+
+    impl Modes {
+        /// Parses ClickHouse's mode names, comma-separated.
+        pub fn parse(s: &str) -> Result<Modes, String> {
+            let mut m = Modes::default();
+            for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match part {
+                    "strict_order" => m.strict_order = true,
+                    "strict_deduplication" => m.strict_deduplication = true,
+                    "strict_increase" => m.strict_increase = true,
+                    "allow_reentry" => m.allow_reentry = true,
+                    "strict" => {
+                        return Err("mode 'strict' is replaced by 'strict_deduplication' (as in ClickHouse)".into());
+                    }
+                    other => {
+                        return Err(format!(
+                            "unknown mode '{other}': use strict_order, strict_deduplication, strict_increase or allow_reentry"
+                        ));
+                    }
+                }
+            }
+            if m.allow_reentry && !m.strict_order {
+                return Err("mode allow_reentry requires strict_order".into());
+            }
+            Ok(m)
+        }
+    }
+
+    /// The funnel level reached by one group's events (`(ts, index)`, index 1..=steps, 0 for a
+    /// row matching nothing) and the timestamps of the chain's steps. Sorts `events`.
+    pub fn funnel(
+        events: &mut [(i64, u8)],
+        steps: usize,
+        window: i64,
+        m: Modes,
+    ) -> (usize, Vec<i64>) {
+        if events.is_empty() {
+            return (0, vec![]);
+        }
+        events.sort_unstable();
+        if !m.strict_order && steps == 1 {
+            return (1, vec![events[0].0]);
+        }
+        // Per level: (first timestamp of the chain, timestamp of this step), and the chain's steps.
+        let mut level: [Option<(i64, i64)>; MAX_STEPS] = [None; MAX_STEPS];
+        let mut paths = vec![[0i64; MAX_STEPS]; steps];
+        let reached = |level: &[Option<(i64, i64)>; MAX_STEPS]| {
+            level[..steps].iter().take_while(|l| l.is_some()).count()
+        };
+        let answer = |k: usize, paths: &[[i64; MAX_STEPS]]| -> (usize, Vec<i64>) {
+            if k == 0 {
+                (0, vec![])
+            } else {
+                (k, paths[k - 1][..k].to_vec())
+            }
+        };
+        let mut first_event = false;
+        for &(ts, idx) in events.iter() {
+            if m.strict_order && idx == 0 {
+                if first_event {
+                    break;
+                }
+                continue;
+            }
+            if idx == 0 {
+                continue;
+            }
+            let e = idx as usize - 1;
+            if e == 0 {
+                level[0] = Some((ts, ts));
+                paths[0][0] = ts;
+                first_event = true;
+            } else if m.strict_deduplication && level[e].is_some() {
+                return answer(reached(&level), &paths);
+            } else if m.strict_order && first_event && level[e - 1].is_none() {
+                if m.allow_reentry {
+                    continue;
+                }
+                return answer(reached(&level), &paths);
+            } else if let Some((first, last)) = level[e - 1] {
+                let mut matched = ts <= first.saturating_add(window);
+                if m.strict_increase {
+                    matched = matched && last < ts;
+                }
+                if matched {
+                    level[e] = Some((first, ts));
+                    let mut p = paths[e - 1];
+                    p[e] = ts;
+                    paths[e] = p;
+                    if e + 1 == steps {
+                        return answer(steps, &paths);
+                    }
+                }
+            }
+        }
+        answer(reached(&level), &paths)
+    }
+}
+
+use kernel::Modes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FunnelOutput {
+    Level,
+    Times,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct WindowFunnel {
+    output: FunnelOutput,
+    signature: Signature,
+}
+
+const USAGE: &str = "window_seconds, ts, cond1, ..., condN [, mode]";
+
+static LEVEL_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    aggregate_doc(
+        "The funnel level a group (usually a customer) reached: the largest k such that events matching cond1, ..., \
+         condk occur in that order with every step within `window_seconds` of the chain's first step (inclusive), \
+         exactly as ClickHouse's `windowFunnel(window[, mode])(ts, cond1, ...)`: a row matching several conditions \
+         counts as one event per condition, events are sorted by timestamp then condition index, a repeated first \
+         step starts a new chain (the levels already reached stay), and 1 to 32 conditions are allowed. `mode` (a \
+         constant, several comma-separated): `strict_order` (an event matching no condition, or a later step before \
+         its predecessor, stops the search), `strict_deduplication` (a repeated step stops it), `strict_increase` \
+         (each step strictly after the previous one), `allow_reentry` (with strict_order: early later steps are \
+         skipped instead of stopping). Beyond ClickHouse: `ts` may be a timestamp of any unit or a DATE (ClickHouse \
+         rejects 64-bit timestamps), and `window_seconds` may be fractional. NULL conditions count as false; rows \
+         with a NULL `ts` are ignored. ClickHouse's `strict_once` mode is not supported.",
+        "window_funnel(window_seconds, ts, cond1, ..., condN [, mode])",
+        "SELECT level, count(*) AS customers FROM (\n  SELECT customer_id, window_funnel(7 * 86400, event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase') AS level\n  FROM (VALUES (1, TIMESTAMP '2024-01-01 10:00:00', 'visit'), (1, TIMESTAMP '2024-01-02 09:00:00', 'cart'),\n               (1, TIMESTAMP '2024-01-03 09:00:00', 'purchase'), (2, TIMESTAMP '2024-01-01 10:00:00', 'visit'))\n       AS e(customer_id, event_ts, event_type)\n  GROUP BY customer_id)\nGROUP BY level ORDER BY level;",
+    )
+    .with_argument("window_seconds", "constant number of seconds the chain may span from its first step")
+    .with_argument("ts", "TIMESTAMP (any unit, with or without time zone) or DATE of each event")
+    .with_argument("cond1, ..., condN", "BOOLEAN step conditions, in funnel order (1 to 32)")
+    .with_argument("mode", "optional constant string: strict_order, strict_deduplication, strict_increase, allow_reentry")
+    .build()
+});
+
+static TIMES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    aggregate_doc(
+        "Like `window_funnel`, but returns when each reached step happened: a list of `level` timestamps, those of \
+         the chain that reached the level (empty for level 0). Time between steps, e.g. `t[2] - t[1]`, follows.",
+        "window_funnel_times(window_seconds, ts, cond1, ..., condN [, mode])",
+        "SELECT customer_id, window_funnel_times(86400, event_ts, event_type = 'visit', event_type = 'cart') AS steps\nFROM (VALUES (1, TIMESTAMP '2024-01-01 10:00:00', 'visit'), (1, TIMESTAMP '2024-01-01 12:30:00', 'cart'))\n     AS e(customer_id, event_ts, event_type)\nGROUP BY customer_id;",
+    )
+    .with_argument("window_seconds", "constant number of seconds")
+    .with_argument("ts", "TIMESTAMP or DATE of each event")
+    .with_argument("cond1, ..., condN", "BOOLEAN step conditions")
+    .with_argument("mode", "optional constant mode string, as window_funnel")
+    .build()
+});
+
+/// The constant window in seconds (>= 0) of argument 0.
+fn window_seconds(name: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<f64> {
+    let Some(lit) = expr.downcast_ref::<Literal>() else {
+        return plan_err!("{name}: argument 'window_seconds' must be a constant");
+    };
+    match lit.value().cast_to(&DataType::Float64)? {
+        ScalarValue::Float64(Some(w)) if w >= 0.0 && w.is_finite() => Ok(w),
+        _ => plan_err!("{name}: argument 'window_seconds' must be a number >= 0"),
+    }
+}
+
+fn mode_of(name: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<Modes> {
+    let Some(lit) = expr.downcast_ref::<Literal>() else {
+        return plan_err!("{name}: argument 'mode' must be a constant string");
+    };
+    match lit.value().try_as_str() {
+        Some(Some(s)) => Modes::parse(s).or_else(|e| plan_err!("{name}: {e}")),
+        _ => plan_err!("{name}: argument 'mode' must be a constant string"),
+    }
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+impl WindowFunnel {
+    pub fn new(output: FunnelOutput) -> Self {
+        Self {
+            output,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    fn groups(&self, args: &AccumulatorArgs) -> Result<FunnelGroups> {
+        let name = self.name();
+        let n = args.exprs.len();
+        let has_mode = is_string(args.expr_fields[n - 1].data_type());
+        let steps = n - 2 - usize::from(has_mode);
+        let unit = TickUnit::common(&[args.expr_fields[1].data_type()])?;
+        let w = window_seconds(name, &args.exprs[0])?;
+        let window = (w * unit.per_second() as f64).round().min(i64::MAX as f64) as i64;
+        let modes = if has_mode {
+            mode_of(name, &args.exprs[n - 1])?
+        } else {
+            Modes::default()
+        };
+        Ok(FunnelGroups {
+            output: self.output,
+            unit,
+            ts_type: args.expr_fields[1].data_type().clone(),
+            steps,
+            window,
+            modes,
+            events: GroupLog::default(),
+            groups: 0,
+        })
+    }
+}
+
+/// The list element type of `window_funnel_times`: the timestamp type of `ts` (DATE as seconds).
+fn times_type(ts: &DataType) -> DataType {
+    match ts {
+        DataType::Timestamp(u, tz) => DataType::Timestamp(*u, tz.clone()),
+        DataType::Date64 => DataType::Timestamp(TimeUnit::Millisecond, None),
+        _ => DataType::Timestamp(TimeUnit::Second, None),
+    }
+}
+
+impl AggregateUDFImpl for WindowFunnel {
+    fn name(&self) -> &str {
+        match self.output {
+            FunnelOutput::Level => "window_funnel",
+            FunnelOutput::Times => "window_funnel_times",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let name = self.name();
+        let n = arg_types.len();
+        if n < 3 {
+            return plan_err!("{name} takes at least 3 arguments ({USAGE}), got {n}");
+        }
+        if !(arg_types[0].is_numeric() || arg_types[0].is_null()) {
+            return plan_err!(
+                "{name}: argument 'window_seconds' must be numeric, got {}",
+                arg_types[0]
+            );
+        }
+        check_temporal(name, "ts", &arg_types[1])?;
+        let has_mode = is_string(&arg_types[n - 1]);
+        let conds = &arg_types[2..n - usize::from(has_mode)];
+        if conds.is_empty() || conds.len() > MAX_STEPS {
+            return plan_err!(
+                "{name} takes 1 to {MAX_STEPS} conditions, got {}",
+                conds.len()
+            );
+        }
+        let mut out = vec![DataType::Float64, arg_types[1].clone()];
+        for (i, t) in conds.iter().enumerate() {
+            if !matches!(t, DataType::Boolean | DataType::Null) {
+                return plan_err!("{name}: condition {} must be BOOLEAN, got {t}", i + 1);
+            }
+            out.push(DataType::Boolean);
+        }
+        if has_mode {
+            out.push(arg_types[n - 1].clone());
+        }
+        Ok(out)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.output {
+            FunnelOutput::Level => DataType::Int32,
+            FunnelOutput::Times => DataType::List(Arc::new(Field::new_list_field(
+                times_type(&arg_types[1]),
+                false,
+            ))),
+        })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
+        Ok(vec![
+            Arc::new(Field::new(
+                format!("{}[ts]", args.name),
+                list(DataType::Int64),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[step]", args.name),
+                list(DataType::UInt8),
+                true,
+            )),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(FunnelAccumulator {
+            inner: self.groups(&args)?,
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(self.groups(&args)?))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(match self.output {
+            FunnelOutput::Level => &LEVEL_DOC,
+            FunnelOutput::Times => &TIMES_DOC,
+        })
+    }
+}
+
+struct FunnelGroups {
+    output: FunnelOutput,
+    unit: TickUnit,
+    ts_type: DataType,
+    steps: usize,
+    window: i64,
+    modes: Modes,
+    events: GroupLog<(i64, u8)>,
+    groups: usize,
+}
+
+impl FunnelGroups {
+    /// Feeds every event of the batch to `f(row, ts, step)`: one per matching condition, in
+    /// condition order, and a step-0 event for a row matching none in strict_order mode.
+    fn for_each_event(
+        &self,
+        values: &[ArrayRef],
+        filter: Option<&BooleanArray>,
+        mut f: impl FnMut(usize, i64, u8),
+    ) -> Result<()> {
+        let (ts, ts_nulls) = ticks_of(&values[1], self.unit)?;
+        let conds: Vec<&BooleanArray> = values[2..2 + self.steps]
+            .iter()
+            .map(|v| v.as_boolean())
+            .collect();
+        for row in 0..ts.len() {
+            if ts_nulls.as_ref().is_some_and(|m| m.is_null(row))
+                || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+            {
+                continue;
+            }
+            let mut any = false;
+            for (k, c) in conds.iter().enumerate() {
+                if c.is_valid(row) && c.value(row) {
+                    f(row, ts[row], (k + 1) as u8);
+                    any = true;
+                }
+            }
+            if !any && self.modes.strict_order {
+                f(row, ts[row], 0);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self, offsets: &[usize], flat: &mut [(i64, u8)]) -> Result<ArrayRef> {
+        let n = offsets.len() - 1;
+        let results = (0..n).map(|g| {
+            kernel::funnel(
+                &mut flat[offsets[g]..offsets[g + 1]],
+                self.steps,
+                self.window,
+                self.modes,
+            )
+        });
+        Ok(match self.output {
+            FunnelOutput::Level => Arc::new(results.map(|(l, _)| l as i32).collect::<Int32Array>()),
+            FunnelOutput::Times => {
+                let mut offs = vec![0usize];
+                let mut times = vec![];
+                for (_, t) in results {
+                    times.extend(t);
+                    offs.push(times.len());
+                }
+                let values = datafusion::arrow::compute::cast(
+                    &(Arc::new(Int64Array::from(times)) as ArrayRef),
+                    &times_type(&self.ts_type),
+                )?;
+                list_array(&offs, values)
+            }
+        })
+    }
+
+    fn state_arrays(offsets: &[usize], flat: &[(i64, u8)]) -> Vec<ArrayRef> {
+        vec![
+            list_array(
+                offsets,
+                Arc::new(Int64Array::from_iter_values(flat.iter().map(|e| e.0))),
+            ),
+            list_array(
+                offsets,
+                Arc::new(UInt8Array::from_iter_values(flat.iter().map(|e| e.1))),
+            ),
+        ]
+    }
+
+    fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
+        let ts: &ListArray = values[0].as_list::<i32>();
+        let steps: &ListArray = values[1].as_list::<i32>();
+        let tv = ts.values().as_primitive::<Int64Type>();
+        let sv = steps.values().as_primitive::<UInt8Type>();
+        let offsets = ts.value_offsets();
+        for row in 0..ts.len() {
+            let g = group_of(row);
+            for k in offsets[row] as usize..offsets[row + 1] as usize {
+                self.events.push(g, (tv.value(k), sv.value(k)));
+            }
+        }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i64, u8)>) {
+        let n = match emit_to {
+            EmitTo::All => self.groups,
+            EmitTo::First(k) => k,
+        };
+        self.groups -= n;
+        self.events.take(emit_to, n)
+    }
+}
+
+impl GroupsAccumulator for FunnelGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups = self.groups.max(total_num_groups);
+        let mut events = std::mem::take(&mut self.events);
+        let r = self.for_each_event(values, opt_filter, |row, ts, step| {
+            events.push(group_indices[row], (ts, step))
+        });
+        self.events = events;
+        r
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups = self.groups.max(total_num_groups);
+        self.merge_states(values, |row| group_indices[row]);
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let (offsets, mut flat) = self.take(emit_to);
+        self.finish(&offsets, &mut flat)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (offsets, flat) = self.take(emit_to);
+        Ok(Self::state_arrays(&offsets, &flat))
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let n = values[1].len();
+        let mut log = GroupLog::default();
+        self.for_each_event(values, opt_filter, |row, ts, step| {
+            log.push(row, (ts, step))
+        })?;
+        let (offsets, flat) = log.take(EmitTo::All, n);
+        Ok(Self::state_arrays(&offsets, &flat))
+    }
+
+    fn size(&self) -> usize {
+        self.events.size()
+    }
+}
+
+/// One group; evaluating does not consume the events (window frames evaluate repeatedly).
+struct FunnelAccumulator {
+    inner: FunnelGroups,
+}
+
+impl std::fmt::Debug for FunnelAccumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunnelAccumulator").finish()
+    }
+}
+
+impl Accumulator for FunnelAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let groups = vec![0usize; values[1].len()];
+        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.inner.groups = 1;
+        self.inner.merge_states(states, |_| 0);
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let flat = self.inner.events.values().to_vec();
+        FunnelGroups::state_arrays(&[0, flat.len()], &flat)
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let mut flat = self.inner.events.values().to_vec();
+        ScalarValue::try_from_array(&self.inner.finish(&[0, flat.len()], &mut flat)?, 0)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.inner.size()
+    }
+}
+
+pub fn window_funnel_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(WindowFunnel::new(
+        FunnelOutput::Level,
+    )))
+}
+
+pub fn window_funnel_times_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(WindowFunnel::new(
+        FunnelOutput::Times,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel::*;
+
+    fn level(events: &[(i64, u8)], steps: usize, window: i64, mode: &str) -> usize {
+        funnel(
+            &mut events.to_vec(),
+            steps,
+            window,
+            Modes::parse(mode).unwrap(),
+        )
+        .0
+    }
+
+    #[test]
+    fn default_mode_by_hand() {
+        // A(1) B(2) C(3), window 10: all three.
+        assert_eq!(level(&[(1, 1), (2, 2), (3, 3)], 3, 10, ""), 3);
+        // Unsorted input: same answer.
+        assert_eq!(level(&[(3, 3), (1, 1), (2, 2)], 3, 10, ""), 3);
+        // The window edge: exactly window after the first step is inside, one more is not.
+        assert_eq!(level(&[(0, 1), (5, 2), (10, 3)], 3, 10, ""), 3);
+        assert_eq!(level(&[(0, 1), (5, 2), (11, 3)], 3, 10, ""), 2);
+        // Steps out of order: B before A is not a step.
+        assert_eq!(level(&[(1, 2), (2, 1), (3, 3)], 3, 10, ""), 1);
+        // A restart: A(0) B(1) A(100) C(101), window 10: C is too far from its chain's A(0), and
+        // the new chain has no B, so level 2.
+        assert_eq!(level(&[(0, 1), (1, 2), (100, 1), (101, 3)], 3, 10, ""), 2);
+        // A restart that completes: A(0) A(50) B(55) C(58).
+        assert_eq!(level(&[(0, 1), (50, 1), (55, 2), (58, 3)], 3, 10, ""), 3);
+        // Ties: one row matching A and B at the same instant counts as A then B.
+        assert_eq!(level(&[(5, 2), (5, 1)], 2, 10, ""), 2);
+        // One event, nothing, and one condition.
+        assert_eq!(level(&[(5, 1)], 3, 10, ""), 1);
+        assert_eq!(level(&[], 3, 10, ""), 0);
+        assert_eq!(level(&[(9, 1)], 1, 0, ""), 1);
+        // No first step: 0.
+        assert_eq!(level(&[(1, 2), (2, 3)], 3, 10, ""), 0);
+    }
+
+    #[test]
+    fn strict_modes_by_hand() {
+        // strict_order: A B D C (D matches nothing: step 0) stops at D: 2.
+        assert_eq!(
+            level(&[(1, 1), (2, 2), (3, 0), (4, 3)], 3, 10, "strict_order"),
+            2
+        );
+        assert_eq!(level(&[(1, 1), (2, 2), (4, 3)], 3, 10, "strict_order"), 3);
+        // strict_order: C before B after A stops at level 1.
+        assert_eq!(
+            level(&[(1, 1), (2, 3), (3, 2), (4, 3)], 3, 10, "strict_order"),
+            1
+        );
+        // ... unless allow_reentry skips the early C.
+        assert_eq!(
+            level(
+                &[(1, 1), (2, 3), (3, 2), (4, 3)],
+                3,
+                10,
+                "strict_order,allow_reentry"
+            ),
+            3
+        );
+        // Non-matching rows before the first step are skipped.
+        assert_eq!(level(&[(0, 0), (1, 1), (2, 2)], 2, 10, "strict_order"), 2);
+        // strict_deduplication: A B B C stops at the repeated B with level 2.
+        assert_eq!(
+            level(
+                &[(1, 1), (2, 2), (3, 2), (4, 3)],
+                3,
+                10,
+                "strict_deduplication"
+            ),
+            2
+        );
+        assert_eq!(level(&[(1, 1), (2, 2), (3, 2), (4, 3)], 3, 10, ""), 3);
+        // strict_increase: A and B at the same instant do not chain.
+        assert_eq!(level(&[(5, 1), (5, 2)], 2, 10, "strict_increase"), 1);
+        assert_eq!(level(&[(5, 1), (6, 2)], 2, 10, "strict_increase"), 2);
+        // A single condition in strict_order mode still walks the events.
+        assert_eq!(level(&[(1, 0), (2, 1)], 1, 10, "strict_order"), 1);
+        assert!(Modes::parse("strict").is_err());
+        assert!(Modes::parse("allow_reentry").is_err());
+        assert!(Modes::parse("fast").is_err());
+    }
+
+    #[test]
+    fn step_times_follow_the_chain() {
+        let m = Modes::default();
+        let (l, t) = funnel(
+            &mut vec![(0, 1), (1, 2), (50, 1), (55, 2), (58, 3)],
+            3,
+            10,
+            m,
+        );
+        assert_eq!((l, t), (3, vec![50, 55, 58]));
+        let (l, t) = funnel(&mut vec![(0, 1), (1, 2), (100, 1)], 3, 10, m);
+        assert_eq!((l, t), (2, vec![0, 1]));
+    }
+
+    #[test]
+    fn split_and_order_do_not_matter() {
+        let events = vec![
+            (7, 2),
+            (1, 1),
+            (3, 0),
+            (3, 2),
+            (9, 3),
+            (2, 1),
+            (12, 3),
+            (4, 2),
+        ];
+        for mode in [
+            "",
+            "strict_order",
+            "strict_deduplication",
+            "strict_increase",
+            "strict_order,allow_reentry",
+        ] {
+            let want = level(&events, 3, 6, mode);
+            for cut in 0..events.len() {
+                let mut v: Vec<_> = events[cut..]
+                    .iter()
+                    .chain(&events[..cut])
+                    .cloned()
+                    .collect();
+                v.reverse();
+                assert_eq!(level(&v, 3, 6, mode), want, "{mode} {cut}");
+            }
+        }
+    }
+}
