@@ -22,6 +22,7 @@ mod doc;
 pub mod btyd;
 pub mod cohort;
 pub mod funnel;
+pub mod lead;
 pub mod models;
 pub mod optimize;
 pub mod options;
@@ -42,6 +43,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
         period::period_diff_udf(),
         period::period_start_udf(),
         segment::rfm_segment_udf(),
+        lead::lead_stage_udf(),
     ];
     v.extend(models::prediction_udfs());
     v
@@ -60,6 +62,7 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         models::gamma_gamma_fit_udaf(),
         funnel::window_funnel_udaf(),
         funnel::window_funnel_times_udaf(),
+        lead::lead_score_udaf(),
     ]
 }
 
