@@ -83,6 +83,11 @@ pub fn table_functions() -> Vec<(
             Arc::new(value::CustomerValue),
             &value::CUSTOMER_VALUE_DOC,
         ),
+        (
+            "lifecycle_by_period",
+            Arc::new(value::LifecycleByPeriod),
+            &value::LIFECYCLE_BY_PERIOD_DOC,
+        ),
     ]
 }
 

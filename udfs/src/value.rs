@@ -5,7 +5,7 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::Documentation;
@@ -13,7 +13,7 @@ use datafusion::logical_expr::Documentation;
 use crate::cohort::{PlannedTable, constant_arg, require_columns, resolve_table, string_arg};
 use crate::common::poll_once;
 use crate::doc::scalar_doc;
-use crate::time::{TickUnit, check_temporal, civil_from_days, ticks_of};
+use crate::time::{Granularity, TickUnit, check_temporal, civil_from_days, ticks_of};
 
 /// The SQL the function runs, with `{{table}}`, `{{as_of}}`, `{{horizon_days}}` and `{{months}}`.
 pub const CUSTOMER_VALUE_SQL: &str = include_str!("../../sql/functions/customer_value.sql");
@@ -116,11 +116,96 @@ impl TableFunctionImpl for CustomerValue {
             .replace("{{as_of}}", &timestamp_literal(&as_of)?)
             .replace("{{horizon_days}}", &format!("{horizon:?}"))
             .replace("{{months}}", &format!("{months:.0}"));
-        let Some(state) = session.as_any().downcast_ref::<SessionState>() else {
-            return plan_err!("{F} needs a DataFusion SessionState to plan its query");
+        planned_sql(F, session, &sql)
+    }
+}
+
+/// Plans a shipped SQL text (placeholders already substituted) with the caller's session, as the
+/// result of a table function.
+pub fn planned_sql(func: &str, session: &dyn Session, sql: &str) -> Result<Arc<dyn TableProvider>> {
+    let Some(state) = session.as_any().downcast_ref::<SessionState>() else {
+        return plan_err!("{func} needs a DataFusion SessionState to plan its query");
+    };
+    let plan = poll_once(func, state.create_logical_plan(sql))?;
+    Ok(Arc::new(PlannedTable::new(plan)))
+}
+
+/// The SQL `lifecycle_by_period` runs, with `{{table}}`, `{{granularity}}`, `{{as_of_filter}}`,
+/// `{{last_period}}` and `{{step}}`.
+pub const LIFECYCLE_BY_PERIOD_SQL: &str =
+    include_str!("../../sql/functions/lifecycle_by_period.sql");
+
+pub static LIFECYCLE_BY_PERIOD_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    scalar_doc(
+        "PostHog's lifecycle on purchases, per period: for each customer, the distinct periods with at least one \
+         order; in each, the customer is `new` (its first period), `returning` (it also ordered in the previous \
+         period) or `resurrecting` (otherwise), and it is `dormant` in the single period right after each active \
+         period in which it has no order. Output `period` (UTC period start, TIMESTAMP), `status`, `customers` \
+         (dormant counts are positive; charts draw them negative), ordered by period then status, with every \
+         period from the first order to `as_of` (or the last order) and all four statuses present (0 when none). \
+         Orders after `as_of` are ignored. The table needs `customer_id` and `order_ts`; the query is \
+         `sql/functions/lifecycle_by_period.sql`.",
+        "lifecycle_by_period(table, granularity [, as_of])",
+        "SELECT period, status, customers FROM lifecycle_by_period('purchases', 'quarter', TIMESTAMP '2024-12-31')\nWHERE period >= TIMESTAMP '2024-07-01' ORDER BY period, status;",
+    )
+    .with_argument("table", "name of a table with customer_id and order_ts (TIMESTAMP or DATE)")
+    .with_argument("granularity", "'day', 'week' (ISO, Monday), 'month', 'quarter' or 'year'")
+    .with_argument("as_of", "optional constant TIMESTAMP or DATE: last period shown; later orders ignored")
+    .build()
+});
+
+#[derive(Debug)]
+pub struct LifecycleByPeriod;
+
+impl TableFunctionImpl for LifecycleByPeriod {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        const G: &str = "lifecycle_by_period";
+        let exprs = args.exprs();
+        let session = args.session();
+        if !(2..=3).contains(&exprs.len()) {
+            return plan_err!(
+                "{G} takes 2 or 3 arguments (table, granularity [, as_of]), got {}",
+                exprs.len()
+            );
+        }
+        let table = string_arg(G, "table", &exprs[0], session)?;
+        let granularity: Granularity = string_arg(G, "granularity", &exprs[1], session)?.parse()?;
+        let provider = resolve_table(G, &table, session)?;
+        require_columns(G, &table, provider.as_ref(), &["customer_id", "order_ts"])?;
+        check_temporal(
+            G,
+            "order_ts",
+            provider.schema().field_with_name("order_ts")?.data_type(),
+        )?;
+        let (filter, last) = match exprs.get(2) {
+            Some(e) => {
+                let v = constant_arg(G, "as_of", e, session)?;
+                check_temporal(G, "as_of", &v.data_type())?;
+                if v.is_null() {
+                    return plan_err!("{G}: argument 'as_of' must not be NULL");
+                }
+                let lit = timestamp_literal(&v)?;
+                (
+                    format!("AND order_ts <= {lit}"),
+                    format!("CAST(period_start('{granularity}', {lit}) AS TIMESTAMP)"),
+                )
+            }
+            None => (String::new(), "max(period)".to_string()),
         };
-        let plan = poll_once(F, state.create_logical_plan(&sql))?;
-        Ok(Arc::new(PlannedTable::new(plan)))
+        let step = match granularity {
+            Granularity::Day => "1 day",
+            Granularity::Week => "7 days",
+            Granularity::Month => "1 month",
+            Granularity::Quarter => "3 months",
+            Granularity::Year => "1 year",
+        };
+        let sql = LIFECYCLE_BY_PERIOD_SQL
+            .replace("{{table}}", &quote_ident(&table))
+            .replace("{{granularity}}", &granularity.to_string())
+            .replace("{{as_of_filter}}", &filter)
+            .replace("{{last_period}}", &last)
+            .replace("{{step}}", step);
+        planned_sql(G, session, &sql)
     }
 }
 

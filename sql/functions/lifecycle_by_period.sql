@@ -1,0 +1,54 @@
+-- lifecycle_by_period(table, granularity [, as_of]): PostHog's lifecycle on purchases.
+--
+-- The table function substitutes {{table}}, {{granularity}}, {{as_of_filter}},
+-- {{last_period}} and {{step}} (the period length as an interval) and runs this query.
+--
+-- For each customer, the distinct periods with at least one order (at or before as_of). In each
+-- such period the customer is 'new' (its first period), 'returning' (it also ordered in the
+-- previous period) or 'resurrecting' (otherwise); it is 'dormant' in the single period right after
+-- each active period in which it has no order. Every period from the first order to as_of (or the
+-- last order) appears with all four statuses (0 when none). Periods are UTC period starts.
+WITH active AS (
+    SELECT DISTINCT customer_id,
+           CAST(period_start('{{granularity}}', order_ts) AS TIMESTAMP) AS period
+    FROM {{table}}
+    WHERE order_ts IS NOT NULL {{as_of_filter}}
+),
+bounds AS (
+    SELECT min(period) AS first_period, {{last_period}} AS last_period FROM active
+),
+periods AS (
+    SELECT unnest(generate_series(first_period, last_period, INTERVAL '{{step}}')) AS period
+    FROM bounds
+    WHERE first_period IS NOT NULL
+),
+neighbours AS (
+    SELECT customer_id,
+           period,
+           lag(period) OVER (PARTITION BY customer_id ORDER BY period) AS previous_active,
+           lead(period) OVER (PARTITION BY customer_id ORDER BY period) AS next_active
+    FROM active
+),
+statuses AS (
+    SELECT period,
+           CASE WHEN previous_active IS NULL THEN 'new'
+                WHEN previous_active = period - INTERVAL '{{step}}' THEN 'returning'
+                ELSE 'resurrecting' END AS status
+    FROM neighbours
+    UNION ALL
+    SELECT period + INTERVAL '{{step}}' AS period, 'dormant' AS status
+    FROM neighbours
+    WHERE next_active IS NULL OR next_active <> period + INTERVAL '{{step}}'
+),
+counts AS (
+    SELECT period, status, count(*) AS customers FROM statuses GROUP BY period, status
+),
+grid AS (
+    SELECT p.period, s.status
+    FROM periods p
+    CROSS JOIN (VALUES ('dormant'), ('new'), ('resurrecting'), ('returning')) AS s(status)
+)
+SELECT g.period, g.status, coalesce(c.customers, 0) AS customers
+FROM grid g
+LEFT JOIN counts c ON c.period = g.period AND c.status = g.status
+ORDER BY g.period, g.status
