@@ -30,6 +30,7 @@ pub mod period;
 pub mod retention;
 pub mod rfm;
 pub mod segment;
+pub mod sequence;
 pub mod special;
 pub mod stage;
 pub mod time;
@@ -63,6 +64,8 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         funnel::window_funnel_udaf(),
         funnel::window_funnel_times_udaf(),
         lead::lead_score_udaf(),
+        sequence::sequence_match_udaf(),
+        sequence::sequence_count_udaf(),
     ]
 }
 

@@ -1,0 +1,835 @@
+//! `sequence_match(pattern, ts, cond1, ...)` and `sequence_count(pattern, ts, cond1, ...)`:
+//! ClickHouse's `sequenceMatch(pattern)(ts, cond...)` and `sequenceCount`.
+//!
+//! Kernel: a group's events are the rows where at least one condition holds, as (timestamp,
+//! bitmask of conditions), sorted by timestamp (ties by bitmask; ClickHouse leaves their order
+//! unspecified). The pattern (`(?N)`, `.`, `.*`, `(?t<=S)`, `(?t<S)`, `(?t>=S)`, `(?t>S)`,
+//! `(?t==S)`, S in seconds) is matched anywhere in the events, as ClickHouse does: a DFA for
+//! patterns without time conditions, otherwise a backtracking matcher (at most 1,000,000 steps
+//! per match, then an error). `sequence_count` counts non-overlapping matches.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt32Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32Type};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
+};
+use datafusion::physical_expr::expressions::Literal;
+
+use crate::common::{GroupLog, list_array};
+use crate::doc::aggregate_doc;
+use crate::time::{TickUnit, check_temporal, ticks_of};
+
+pub const MAX_CONDITIONS: usize = 32;
+
+pub mod kernel {
+    /// Steps a backtracking match may take (ClickHouse's `sequence_match_max_iterations`).
+    pub const MAX_ITERATIONS: usize = 1_000_000;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Action {
+        /// Condition index (0-based).
+        Event(u32),
+        Any,
+        Star,
+        TimeLe(i64),
+        TimeLt(i64),
+        TimeGe(i64),
+        TimeGt(i64),
+        TimeEq(i64),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Pattern {
+        /// Actions, starting with the implicit leading `.*`.
+        pub actions: Vec<Action>,
+        pub has_time: bool,
+        /// Conditions the pattern names (bitmask).
+        pub conditions: u32,
+        /// DFA states: (has_star, transition), transition None / Some(None) any / Some(Some(k)).
+        dfa: Vec<(bool, Option<Option<u32>>)>,
+    }
+
+    impl Pattern {
+        /// Parses ClickHouse's pattern syntax for `conditions` conditions; time values are in
+        /// seconds and are multiplied by `ticks_per_second`.
+        pub fn parse(p: &str, conditions: usize, ticks_per_second: i64) -> Result<Pattern, String> {
+            let mut actions = vec![Action::Star];
+            let mut dfa: Vec<(bool, Option<Option<u32>>)> = vec![(true, None)];
+            let (mut has_time, mut mask) = (false, 0u32);
+            let b = p.as_bytes();
+            let mut i = 0;
+            let number = |i: &mut usize| -> Option<u64> {
+                let start = *i;
+                while *i < b.len() && b[*i].is_ascii_digit() {
+                    *i += 1;
+                }
+                p[start..*i].parse().ok()
+            };
+            while i < b.len() {
+                let at = i;
+                let err = |m: &str| format!("{m} at position {at} of pattern '{p}'");
+                if p[i..].starts_with("(?") {
+                    i += 2;
+                    if p[i..].starts_with('t') {
+                        i += 1;
+                        let ops: [(&str, fn(i64) -> Action); 5] = [
+                            ("<=", Action::TimeLe),
+                            ("<", Action::TimeLt),
+                            (">=", Action::TimeGe),
+                            (">", Action::TimeGt),
+                            ("==", Action::TimeEq),
+                        ];
+                        let Some((op, make)) = ops.iter().find(|(op, _)| p[i..].starts_with(op))
+                        else {
+                            return Err(err("unknown time condition (use <, <=, >, >= or ==)"));
+                        };
+                        i += op.len();
+                        let secs =
+                            number(&mut i).ok_or_else(|| err("expected a number of seconds"))?;
+                        if !matches!(
+                            actions.last(),
+                            Some(Action::Event(_) | Action::Any | Action::Star)
+                        ) {
+                            return Err(err("a time condition must follow an event condition"));
+                        }
+                        has_time = true;
+                        let ticks = i64::try_from(secs)
+                            .unwrap_or(i64::MAX)
+                            .saturating_mul(ticks_per_second);
+                        actions.push(make(ticks));
+                    } else {
+                        let n = number(&mut i).ok_or_else(|| err("expected a condition number"))?;
+                        if n == 0 || n as usize > conditions {
+                            return Err(err(&format!(
+                                "condition number {n} is out of range 1..{conditions}"
+                            )));
+                        }
+                        let k = (n - 1) as u32;
+                        actions.push(Action::Event(k));
+                        dfa.last_mut().expect("a state").1 = Some(Some(k));
+                        dfa.push((false, None));
+                        mask |= 1 << k;
+                    }
+                    if !p[i..].starts_with(')') {
+                        return Err(format!("expected ')' at position {i} of pattern '{p}'"));
+                    }
+                    i += 1;
+                } else if p[i..].starts_with(".*") {
+                    i += 2;
+                    actions.push(Action::Star);
+                    dfa.last_mut().expect("a state").0 = true;
+                } else if p[i..].starts_with('.') {
+                    i += 1;
+                    actions.push(Action::Any);
+                    dfa.last_mut().expect("a state").1 = Some(None);
+                    dfa.push((false, None));
+                } else {
+                    return Err(err("unexpected character"));
+                }
+            }
+            Ok(Pattern {
+                actions,
+                has_time,
+                conditions: mask,
+                dfa,
+            })
+        }
+
+        /// DFA match over `events[start..]` (patterns without time conditions).
+        fn dfa_match(&self, events: &[(i64, u32)]) -> bool {
+            let n = self.dfa.len();
+            let mut active = vec![false; n];
+            let mut next = vec![false; n];
+            active[0] = true;
+            let mut n_active = 1;
+            for &(_, bits) in events {
+                if n_active == 0 || active[n - 1] {
+                    break;
+                }
+                n_active = 0;
+                next.iter_mut().for_each(|v| *v = false);
+                for s in 0..n {
+                    if !active[s] {
+                        continue;
+                    }
+                    match self.dfa[s].1 {
+                        None => {}
+                        Some(None) => {
+                            next[s + 1] = true;
+                            n_active += 1;
+                        }
+                        Some(Some(k)) => {
+                            if bits & (1 << k) != 0 {
+                                next[s + 1] = true;
+                                n_active += 1;
+                            }
+                        }
+                    }
+                    if self.dfa[s].0 {
+                        next[s] = true;
+                        n_active += 1;
+                    }
+                }
+                std::mem::swap(&mut active, &mut next);
+            }
+            active[n - 1]
+        }
+
+        /// Backtracking match from `*pos`; leaves `*pos` after the match (or one past where it
+        /// started), as ClickHouse's `backtrackingMatch`.
+        fn backtrack_match(&self, events: &[(i64, u32)], pos: &mut usize) -> Result<bool, String> {
+            let acts = &self.actions;
+            let end = events.len();
+            let begin = *pos;
+            let (mut a, mut e, mut base) = (0usize, *pos, *pos);
+            let mut stack: Vec<(usize, usize, usize)> = vec![];
+            let backtrack = |stack: &mut Vec<(usize, usize, usize)>,
+                             a: &mut usize,
+                             e: &mut usize,
+                             base: &mut usize| {
+                while let Some((a0, e0, b0)) = stack.pop() {
+                    *a = a0;
+                    *e = e0 + 1;
+                    *base = b0;
+                    if *e != end {
+                        return true;
+                    }
+                }
+                false
+            };
+            let mut steps = 0usize;
+            while a < acts.len() && e < end {
+                let (ts, bits) = events[e];
+                let base_ts = events[base].0;
+                match acts[a] {
+                    Action::Event(k) => {
+                        if bits & (1 << k) != 0 {
+                            base = e;
+                            a += 1;
+                            e += 1;
+                        } else if !backtrack(&mut stack, &mut a, &mut e, &mut base) {
+                            break;
+                        }
+                    }
+                    Action::Any => {
+                        base = e;
+                        a += 1;
+                        e += 1;
+                    }
+                    Action::Star => {
+                        stack.push((a, e, base));
+                        base = e;
+                        a += 1;
+                    }
+                    Action::TimeLe(d) | Action::TimeLt(d) => {
+                        let ok = match acts[a] {
+                            Action::TimeLe(_) => ts <= base_ts.saturating_add(d),
+                            _ => ts < base_ts.saturating_add(d),
+                        };
+                        if ok {
+                            stack.push((a, e, base));
+                            base = e;
+                            a += 1;
+                        } else if !backtrack(&mut stack, &mut a, &mut e, &mut base) {
+                            break;
+                        }
+                    }
+                    Action::TimeGe(d) | Action::TimeGt(d) | Action::TimeEq(d) => {
+                        let limit = base_ts.saturating_add(d);
+                        let ok = match acts[a] {
+                            Action::TimeGe(_) => ts >= limit,
+                            Action::TimeGt(_) => ts > limit,
+                            _ => ts == limit,
+                        };
+                        if ok {
+                            stack.push((a, e, base));
+                            base = e;
+                            a += 1;
+                        } else {
+                            e += 1;
+                            if e == end && !backtrack(&mut stack, &mut a, &mut e, &mut base) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                steps += 1;
+                if steps > MAX_ITERATIONS {
+                    return Err(format!(
+                        "pattern application proves too difficult, exceeding {MAX_ITERATIONS} steps"
+                    ));
+                }
+            }
+            // Trailing actions that match the empty sequence.
+            while a < acts.len()
+                && matches!(
+                    acts[a],
+                    Action::Star | Action::TimeLe(_) | Action::TimeLt(_) | Action::TimeGe(0)
+                )
+            {
+                a += 1;
+            }
+            if e == begin {
+                e += 1;
+            }
+            *pos = e;
+            Ok(a == acts.len())
+        }
+
+        /// Whether the deterministic parts (runs of `(?N)` and `.`) occur in order: a quick
+        /// necessary condition before backtracking.
+        fn could_match(&self, events: &[(i64, u32)]) -> bool {
+            let mut e = 0usize;
+            let mut part: Vec<Action> = vec![];
+            let check = |part: &[Action], e: &mut usize| -> bool {
+                if part.is_empty() {
+                    return true;
+                }
+                let mut init = *e;
+                let mut k = 0;
+                while k < part.len() && *e < events.len() {
+                    let ok = match part[k] {
+                        Action::Event(c) => events[*e].1 & (1 << c) != 0,
+                        _ => true,
+                    };
+                    if ok {
+                        *e += 1;
+                        k += 1;
+                    } else {
+                        init += 1;
+                        *e = init;
+                        k = 0;
+                    }
+                }
+                k == part.len()
+            };
+            for act in &self.actions {
+                match act {
+                    Action::Event(_) | Action::Any => part.push(*act),
+                    _ => {
+                        if !check(&part, &mut e) {
+                            return false;
+                        }
+                        part.clear();
+                    }
+                }
+            }
+            check(&part, &mut e)
+        }
+
+        /// `sequence_match` of sorted events; `seen` is the bitmask of conditions that held.
+        pub fn matches(&self, events: &[(i64, u32)], seen: u32) -> Result<bool, String> {
+            if self.conditions & seen != self.conditions {
+                return Ok(false);
+            }
+            if self.has_time {
+                Ok(self.could_match(events) && self.backtrack_match(events, &mut 0)?)
+            } else {
+                Ok(self.dfa_match(events))
+            }
+        }
+
+        /// `sequence_count` of sorted events.
+        pub fn count(&self, events: &[(i64, u32)], seen: u32) -> Result<u64, String> {
+            if self.conditions & seen != self.conditions || !self.could_match(events) {
+                return Ok(0);
+            }
+            let (mut pos, mut n) = (0usize, 0u64);
+            while pos < events.len() && self.backtrack_match(events, &mut pos)? {
+                n += 1;
+            }
+            Ok(n)
+        }
+    }
+
+    /// Sorts a group's events by timestamp, ties by bitmask, and returns the conditions seen.
+    pub fn prepare(events: &mut [(i64, u32)]) -> u32 {
+        events.sort_unstable();
+        events.iter().fold(0, |m, e| m | e.1)
+    }
+}
+
+use kernel::Pattern;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SequenceOutput {
+    Match,
+    Count,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SequenceUdaf {
+    output: SequenceOutput,
+    signature: Signature,
+}
+
+const PATTERN_SYNTAX: &str = "Pattern syntax (ClickHouse's): `(?N)` an event matching condition N; `.` any one event; `.*` any \
+number of events; `(?t<=S)`, `(?t<S)`, `(?t>=S)`, `(?t>S)`, `(?t==S)` the time in seconds between the events on either \
+side. Only rows where at least one condition holds are events; they are ordered by timestamp (ties by which conditions \
+hold; ClickHouse leaves ties unordered). The pattern may match anywhere. A match needing more than 1,000,000 steps is \
+an error, as in ClickHouse. `ts` may be any timestamp unit or a DATE; NULL conditions are false; NULL `ts` rows are \
+ignored.";
+
+static MATCH_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    aggregate_doc(
+        &format!("Whether the group's events contain the pattern, as ClickHouse's `sequenceMatch(pattern)(ts, cond1, ...)`. {PATTERN_SYNTAX}"),
+        "sequence_match(pattern, ts, cond1, ..., condN)",
+        "SELECT customer_id, sequence_match('(?1).*(?2)(?t<=3600)(?3)', event_ts, event_type = 'view', event_type = 'cart', event_type = 'checkout') AS fast_checkout\nFROM (VALUES (1, TIMESTAMP '2024-01-01 10:00:00', 'view'), (1, TIMESTAMP '2024-01-01 10:05:00', 'cart'), (1, TIMESTAMP '2024-01-01 10:20:00', 'checkout'))\n     AS e(customer_id, event_ts, event_type)\nGROUP BY customer_id;",
+    )
+    .with_argument("pattern", "constant pattern string")
+    .with_argument("ts", "TIMESTAMP (any unit) or DATE of each event")
+    .with_argument("cond1, ..., condN", "BOOLEAN conditions (1 to 32), referred to as (?1) ... (?N)")
+    .build()
+});
+
+static COUNT_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    aggregate_doc(
+        &format!("How many non-overlapping times the group's events contain the pattern, as ClickHouse's `sequenceCount(pattern)(ts, cond1, ...)`. {PATTERN_SYNTAX}"),
+        "sequence_count(pattern, ts, cond1, ..., condN)",
+        "SELECT customer_id, sequence_count('(?1)(?2)', event_ts, event_type = 'cart', event_type = 'purchase') AS cart_then_buy\nFROM (VALUES (1, TIMESTAMP '2024-01-01', 'cart'), (1, TIMESTAMP '2024-01-02', 'purchase'), (1, TIMESTAMP '2024-01-03', 'cart'), (1, TIMESTAMP '2024-01-04', 'purchase'))\n     AS e(customer_id, event_ts, event_type)\nGROUP BY customer_id;",
+    )
+    .with_argument("pattern", "constant pattern string")
+    .with_argument("ts", "TIMESTAMP (any unit) or DATE of each event")
+    .with_argument("cond1, ..., condN", "BOOLEAN conditions (1 to 32)")
+    .build()
+});
+
+impl SequenceUdaf {
+    pub fn new(output: SequenceOutput) -> Self {
+        Self {
+            output,
+            signature: Signature::user_defined(Volatility::Immutable),
+        }
+    }
+
+    fn groups(&self, args: &AccumulatorArgs) -> Result<SequenceGroups> {
+        let name = self.name();
+        let unit = TickUnit::common(&[args.expr_fields[1].data_type()])?;
+        let Some(pattern) = args.exprs[0]
+            .downcast_ref::<Literal>()
+            .and_then(|l| l.value().try_as_str().flatten().map(str::to_string))
+        else {
+            return plan_err!("{name}: argument 'pattern' must be a constant string");
+        };
+        let conditions = args.exprs.len() - 2;
+        let pattern = match Pattern::parse(&pattern, conditions, unit.per_second()) {
+            Ok(p) => p,
+            Err(e) => return plan_err!("{name}: {e}"),
+        };
+        Ok(SequenceGroups {
+            output: self.output,
+            unit,
+            conditions,
+            pattern,
+            events: GroupLog::default(),
+            groups: 0,
+        })
+    }
+}
+
+impl AggregateUDFImpl for SequenceUdaf {
+    fn name(&self) -> &str {
+        match self.output {
+            SequenceOutput::Match => "sequence_match",
+            SequenceOutput::Count => "sequence_count",
+        }
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let name = self.name();
+        let n = arg_types.len();
+        if n < 3 || n - 2 > MAX_CONDITIONS {
+            return plan_err!(
+                "{name} takes a pattern, a timestamp and 1 to {MAX_CONDITIONS} conditions (pattern, ts, cond1, ...), got {n} arguments"
+            );
+        }
+        if !matches!(
+            arg_types[0],
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            return plan_err!(
+                "{name}: argument 'pattern' must be a string, got {}",
+                arg_types[0]
+            );
+        }
+        check_temporal(name, "ts", &arg_types[1])?;
+        let mut out = vec![arg_types[0].clone(), arg_types[1].clone()];
+        for (i, t) in arg_types[2..].iter().enumerate() {
+            if !matches!(t, DataType::Boolean | DataType::Null) {
+                return plan_err!("{name}: condition {} must be BOOLEAN, got {t}", i + 1);
+            }
+            out.push(DataType::Boolean);
+        }
+        Ok(out)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(match self.output {
+            SequenceOutput::Match => DataType::Boolean,
+            SequenceOutput::Count => DataType::Int64,
+        })
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
+        Ok(vec![
+            Arc::new(Field::new(
+                format!("{}[ts]", args.name),
+                list(DataType::Int64),
+                true,
+            )),
+            Arc::new(Field::new(
+                format!("{}[conditions]", args.name),
+                list(DataType::UInt32),
+                true,
+            )),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(Box::new(SequenceAccumulator {
+            inner: self.groups(&args)?,
+        }))
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::new(self.groups(&args)?))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        Some(match self.output {
+            SequenceOutput::Match => &MATCH_DOC,
+            SequenceOutput::Count => &COUNT_DOC,
+        })
+    }
+}
+
+struct SequenceGroups {
+    output: SequenceOutput,
+    unit: TickUnit,
+    conditions: usize,
+    pattern: Pattern,
+    events: GroupLog<(i64, u32)>,
+    groups: usize,
+}
+
+impl SequenceGroups {
+    fn for_each_event(
+        &self,
+        values: &[ArrayRef],
+        filter: Option<&BooleanArray>,
+        mut f: impl FnMut(usize, i64, u32),
+    ) -> Result<()> {
+        let (ts, ts_nulls) = ticks_of(&values[1], self.unit)?;
+        let conds: Vec<&BooleanArray> = values[2..2 + self.conditions]
+            .iter()
+            .map(|v| v.as_boolean())
+            .collect();
+        for row in 0..ts.len() {
+            if ts_nulls.as_ref().is_some_and(|m| m.is_null(row))
+                || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+            {
+                continue;
+            }
+            let mut bits = 0u32;
+            for (k, c) in conds.iter().enumerate() {
+                if c.is_valid(row) && c.value(row) {
+                    bits |= 1 << k;
+                }
+            }
+            if bits != 0 {
+                f(row, ts[row], bits);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef> {
+        let n = offsets.len() - 1;
+        let name = match self.output {
+            SequenceOutput::Match => "sequence_match",
+            SequenceOutput::Count => "sequence_count",
+        };
+        let mut matches = Vec::with_capacity(n);
+        let mut counts = Vec::with_capacity(n);
+        for g in 0..n {
+            let events = &mut flat[offsets[g]..offsets[g + 1]];
+            let seen = kernel::prepare(events);
+            let r = match self.output {
+                SequenceOutput::Match => {
+                    self.pattern.matches(events, seen).map(|m| matches.push(m))
+                }
+                SequenceOutput::Count => self
+                    .pattern
+                    .count(events, seen)
+                    .map(|c| counts.push(c as i64)),
+            };
+            if let Err(e) = r {
+                return exec_err!("{name}: {e}");
+            }
+        }
+        Ok(match self.output {
+            SequenceOutput::Match => Arc::new(BooleanArray::from(matches)),
+            SequenceOutput::Count => Arc::new(Int64Array::from(counts)),
+        })
+    }
+
+    fn state_arrays(offsets: &[usize], flat: &[(i64, u32)]) -> Vec<ArrayRef> {
+        vec![
+            list_array(
+                offsets,
+                Arc::new(Int64Array::from_iter_values(flat.iter().map(|e| e.0))),
+            ),
+            list_array(
+                offsets,
+                Arc::new(UInt32Array::from_iter_values(flat.iter().map(|e| e.1))),
+            ),
+        ]
+    }
+
+    fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
+        let ts: &ListArray = values[0].as_list::<i32>();
+        let bits: &ListArray = values[1].as_list::<i32>();
+        let tv = ts.values().as_primitive::<Int64Type>();
+        let bv = bits.values().as_primitive::<UInt32Type>();
+        let offsets = ts.value_offsets();
+        for row in 0..ts.len() {
+            let g = group_of(row);
+            for k in offsets[row] as usize..offsets[row + 1] as usize {
+                self.events.push(g, (tv.value(k), bv.value(k)));
+            }
+        }
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i64, u32)>) {
+        let n = match emit_to {
+            EmitTo::All => self.groups,
+            EmitTo::First(k) => k,
+        };
+        self.groups -= n;
+        self.events.take(emit_to, n)
+    }
+}
+
+impl GroupsAccumulator for SequenceGroups {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups = self.groups.max(total_num_groups);
+        let mut events = std::mem::take(&mut self.events);
+        let r = self.for_each_event(values, opt_filter, |row, ts, bits| {
+            events.push(group_indices[row], (ts, bits))
+        });
+        self.events = events;
+        r
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.groups = self.groups.max(total_num_groups);
+        self.merge_states(values, |row| group_indices[row]);
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let (offsets, mut flat) = self.take(emit_to);
+        self.finish(&offsets, &mut flat)
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let (offsets, flat) = self.take(emit_to);
+        Ok(Self::state_arrays(&offsets, &flat))
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        let n = values[1].len();
+        let mut log = GroupLog::default();
+        self.for_each_event(values, opt_filter, |row, ts, bits| {
+            log.push(row, (ts, bits))
+        })?;
+        let (offsets, flat) = log.take(EmitTo::All, n);
+        Ok(Self::state_arrays(&offsets, &flat))
+    }
+
+    fn size(&self) -> usize {
+        self.events.size()
+    }
+}
+
+struct SequenceAccumulator {
+    inner: SequenceGroups,
+}
+
+impl std::fmt::Debug for SequenceAccumulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SequenceAccumulator").finish()
+    }
+}
+
+impl Accumulator for SequenceAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let groups = vec![0usize; values[1].len()];
+        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.inner.groups = 1;
+        self.inner.merge_states(states, |_| 0);
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let flat = self.inner.events.values().to_vec();
+        SequenceGroups::state_arrays(&[0, flat.len()], &flat)
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let mut flat = self.inner.events.values().to_vec();
+        ScalarValue::try_from_array(&self.inner.finish(&[0, flat.len()], &mut flat)?, 0)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self) + self.inner.size()
+    }
+}
+
+pub fn sequence_match_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(SequenceUdaf::new(
+        SequenceOutput::Match,
+    )))
+}
+
+pub fn sequence_count_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(SequenceUdaf::new(
+        SequenceOutput::Count,
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kernel::*;
+
+    /// Events given as (ts, conditions as 1-based numbers).
+    fn ev(list: &[(i64, &[u32])]) -> Vec<(i64, u32)> {
+        list.iter()
+            .map(|(t, cs)| (*t, cs.iter().fold(0, |m, c| m | 1 << (c - 1))))
+            .collect()
+    }
+
+    fn m(p: &str, n: usize, events: &[(i64, &[u32])]) -> bool {
+        let mut e = ev(events);
+        let seen = prepare(&mut e);
+        Pattern::parse(p, n, 1).unwrap().matches(&e, seen).unwrap()
+    }
+
+    fn c(p: &str, n: usize, events: &[(i64, &[u32])]) -> u64 {
+        let mut e = ev(events);
+        let seen = prepare(&mut e);
+        Pattern::parse(p, n, 1).unwrap().count(&e, seen).unwrap()
+    }
+
+    #[test]
+    fn patterns_by_hand() {
+        let abc: &[(i64, &[u32])] = &[(1, &[1]), (2, &[2]), (3, &[3])];
+        assert!(m("(?1)(?2)", 3, abc));
+        assert!(m("(?1)(?3)", 3, &[(1, &[1]), (3, &[3])]));
+        // Adjacent: (?1)(?3) does not skip the (?2) event; .* does.
+        assert!(!m("(?1)(?3)", 3, abc));
+        assert!(m("(?1).*(?3)", 3, abc));
+        assert!(m("(?1).(?3)", 3, abc));
+        assert!(!m("(?2)(?1)", 3, abc));
+        // Unsorted input is sorted by time.
+        assert!(m("(?1)(?2)(?3)", 3, &[(3, &[3]), (1, &[1]), (2, &[2])]));
+        // A condition never seen: no match.
+        assert!(!m("(?1).*(?3)", 3, &[(1, &[1]), (2, &[2])]));
+        // One event matching two conditions.
+        assert!(m("(?1)", 2, &[(5, &[1, 2])]));
+        assert!(!m("(?1)(?2)", 2, &[(5, &[1, 2])]));
+        // Time constraints (seconds): 2 within 10 s of 1.
+        assert!(m("(?1)(?t<=10)(?2)", 2, &[(0, &[1]), (10, &[2])]));
+        assert!(!m("(?1)(?t<=10)(?2)", 2, &[(0, &[1]), (11, &[2])]));
+        assert!(!m("(?1)(?t<10)(?2)", 2, &[(0, &[1]), (10, &[2])]));
+        assert!(m("(?1)(?t>10)(?2)", 2, &[(0, &[1]), (11, &[2])]));
+        assert!(!m("(?1)(?t>10)(?2)", 2, &[(0, &[1]), (10, &[2])]));
+        assert!(m("(?1)(?t>=10)(?2)", 2, &[(0, &[1]), (10, &[2])]));
+        assert!(m("(?1)(?t==10)(?2)", 2, &[(0, &[1]), (10, &[2])]));
+        assert!(!m("(?1)(?t==10)(?2)", 2, &[(0, &[1]), (9, &[2])]));
+        // A later first event can start the timed match.
+        assert!(m(
+            "(?1)(?t<=5)(?2)",
+            2,
+            &[(0, &[1]), (20, &[1]), (24, &[2])]
+        ));
+        // No events.
+        assert!(!m("(?1)", 1, &[]));
+    }
+
+    #[test]
+    fn counts_by_hand() {
+        let ev2: &[(i64, &[u32])] = &[(1, &[1]), (2, &[2]), (3, &[1]), (4, &[2]), (5, &[1])];
+        assert_eq!(c("(?1)(?2)", 2, ev2), 2);
+        assert_eq!(c("(?1)", 2, ev2), 3);
+        assert_eq!(c("(?1).*(?2)", 2, ev2), 2);
+        assert_eq!(c("(?2)(?1)(?2)", 2, ev2), 1);
+        assert_eq!(c("(?1)(?t<=1)(?2)", 2, ev2), 2);
+        assert_eq!(c("(?1)(?2)", 2, &[(1, &[1])]), 0);
+    }
+
+    #[test]
+    fn pattern_errors() {
+        assert!(
+            Pattern::parse("(?3)", 2, 1)
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            Pattern::parse("(?1", 2, 1)
+                .unwrap_err()
+                .contains("expected ')'")
+        );
+        assert!(
+            Pattern::parse("(?1)(?t~5)(?2)", 2, 1)
+                .unwrap_err()
+                .contains("unknown time condition")
+        );
+        assert!(
+            Pattern::parse("x", 2, 1)
+                .unwrap_err()
+                .contains("unexpected character")
+        );
+        assert!(Pattern::parse("(?t<5)(?t<5)", 2, 1).is_err());
+    }
+}
