@@ -102,9 +102,43 @@ pub fn customers_schema() -> SchemaRef {
     ]))
 }
 
-/// One chunk of customers and their purchases, column by column.
+pub const EVENT_TYPES: [&str; 5] = ["visit", "view", "cart", "checkout", "purchase"];
+
+pub fn events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("session_id", DataType::Int64, false),
+        Field::new(
+            "event_ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("event_type", DataType::Utf8, false),
+    ]))
+}
+
+/// Generated tables, batch by batch.
+#[derive(Debug, Default)]
+pub struct Tables {
+    pub customers: Vec<RecordBatch>,
+    pub purchases: Vec<RecordBatch>,
+    pub events: Vec<RecordBatch>,
+}
+
+/// One chunk's batches.
+struct Batches {
+    customers: RecordBatch,
+    purchases: RecordBatch,
+    events: RecordBatch,
+}
+
+/// One chunk of customers, their purchases and their site events, column by column.
 #[derive(Default)]
 struct Chunk {
+    e_customer: Vec<i64>,
+    e_session: Vec<i64>,
+    e_ts: Vec<i64>,
+    e_type: Vec<&'static str>,
     c_id: Vec<i64>,
     c_signup: Vec<i64>,
     c_channel: Vec<&'static str>,
@@ -116,7 +150,16 @@ struct Chunk {
 }
 
 impl Chunk {
-    fn batches(self) -> Result<(RecordBatch, RecordBatch)> {
+    fn batches(self) -> Result<Batches> {
+        let events = RecordBatch::try_new(
+            events_schema(),
+            vec![
+                Arc::new(Int64Array::from(self.e_customer)) as ArrayRef,
+                Arc::new(Int64Array::from(self.e_session)),
+                Arc::new(TimestampMicrosecondArray::from(self.e_ts)),
+                Arc::new(StringArray::from(self.e_type)),
+            ],
+        )?;
         let customers = RecordBatch::try_new(
             customers_schema(),
             vec![
@@ -135,7 +178,92 @@ impl Chunk {
                 Arc::new(Float64Array::from(self.p_amount)),
             ],
         )?;
-        Ok((customers, purchases))
+        Ok(Batches {
+            customers,
+            purchases,
+            events,
+        })
+    }
+
+    /// One session of `kinds` (indices into EVENT_TYPES) starting at `start`, one to a few
+    /// minutes apart, clipped to `end`; a purchase session ends exactly at the order's instant.
+    fn session(&mut self, cid: i64, session: i64, times: &[(i64, usize)]) {
+        for &(t, k) in times {
+            self.e_customer.push(cid);
+            self.e_session.push(session);
+            self.e_ts.push(t);
+            self.e_type.push(EVENT_TYPES[k]);
+        }
+    }
+}
+
+const MICROS_PER_MINUTE: f64 = 60_000_000.0;
+
+/// Site events of one customer, from its own random stream: before each purchase a session
+/// visit -> view(s) -> cart -> checkout -> purchase ending at the order's instant; besides, browsing
+/// sessions that stop at visit, view, cart or checkout (about 2 before a first purchase, 1.5 per
+/// purchase after it, 3 for a prospect over its life), uniformly over the customer's time.
+fn simulate_events(
+    c: &mut Chunk,
+    rng: &mut ChaCha8Rng,
+    cid: i64,
+    signup: i64,
+    end: i64,
+    orders: &[i64],
+) {
+    let mut session = cid * 1_000_000;
+    let minutes = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| {
+        (rng.random_range(lo..hi) * MICROS_PER_MINUTE) as i64
+    };
+    for &t in orders {
+        session += 1;
+        let checkout = t - minutes(rng, 0.5, 3.0);
+        let cart = checkout - minutes(rng, 1.0, 10.0);
+        let views = rng.random_range(1..4);
+        let mut times = vec![];
+        let mut v = cart;
+        for _ in 0..views {
+            v -= minutes(rng, 1.0, 8.0);
+            times.push((v, 1));
+        }
+        times.push((v - minutes(rng, 0.2, 2.0), 0));
+        times.reverse();
+        times.extend([(cart, 2), (checkout, 3), (t, 4)]);
+        c.session(cid, session, &times);
+    }
+    // Browsing sessions that do not convert.
+    let spans: Vec<(i64, i64, f64)> = match (orders.first(), orders.last()) {
+        (Some(&first), Some(_)) => vec![
+            (signup, first, 2.0),
+            (first, end, 1.5 * orders.len() as f64),
+        ],
+        _ => vec![(signup, end, 3.0)],
+    };
+    for (lo, hi, mean) in spans {
+        if hi <= lo {
+            continue;
+        }
+        let n = rand_distr::Poisson::new(mean).map_or(0, |p| p.sample(rng) as usize);
+        for _ in 0..n {
+            session += 1;
+            let start = rng.random_range(lo..hi);
+            let depth = match rng.random::<f64>() {
+                x if x < 0.35 => 1,
+                x if x < 0.75 => 2,
+                x if x < 0.93 => 3,
+                _ => 4,
+            };
+            let mut t = start;
+            let mut times = vec![];
+            for k in 0..depth {
+                if t >= end {
+                    break;
+                }
+                times.push((t, k));
+                t += minutes(rng, 0.5, 6.0);
+            }
+            c.session(cid, session, &times);
+        }
     }
 }
 
@@ -181,46 +309,46 @@ impl Simulator {
                 .push(CHANNELS[rng.random_range(0..CHANNELS.len())]);
             c.c_country
                 .push(COUNTRIES[rng.random_range(0..COUNTRIES.len())]);
-            if rng.random::<f64>() >= self.opts.process.buyer_share {
-                continue;
-            }
-            let lambda = self.rate.sample(&mut rng).max(1e-6);
-            let p = self.dropout.sample(&mut rng);
-            let nu = self.spend_rate.sample(&mut rng).max(1e-9);
-            let spend = Gamma::new(self.opts.process.p_spend, 1.0 / nu).expect("valid gamma");
-            let between = Exp::new(lambda).expect("positive rate");
-            let mut t = signup as f64 + self.first_delay.sample(&mut rng) * MICROS_PER_DAY;
-            let mut k = 0i64;
-            while t < end as f64 {
-                c.p_customer.push(cid);
-                c.p_order.push(cid * 100_000 + k);
-                c.p_ts.push(t as i64);
-                c.p_amount
-                    .push((spend.sample(&mut rng) * 100.0).round() / 100.0);
-                k += 1;
-                // BG/NBD: the customer may drop out after each repeat purchase (not after the
-                // first one, which starts the observation).
-                if (k >= 2 && rng.random::<f64>() < p) || k >= 99_999 {
-                    break;
+            let first_order = c.p_ts.len();
+            if rng.random::<f64>() < self.opts.process.buyer_share {
+                let lambda = self.rate.sample(&mut rng).max(1e-6);
+                let p = self.dropout.sample(&mut rng);
+                let nu = self.spend_rate.sample(&mut rng).max(1e-9);
+                let spend = Gamma::new(self.opts.process.p_spend, 1.0 / nu).expect("valid gamma");
+                let between = Exp::new(lambda).expect("positive rate");
+                let mut t = signup as f64 + self.first_delay.sample(&mut rng) * MICROS_PER_DAY;
+                let mut k = 0i64;
+                while t < end as f64 {
+                    c.p_customer.push(cid);
+                    c.p_order.push(cid * 100_000 + k);
+                    c.p_ts.push(t as i64);
+                    c.p_amount
+                        .push((spend.sample(&mut rng) * 100.0).round() / 100.0);
+                    k += 1;
+                    // BG/NBD: the customer may drop out after each repeat purchase (not after the
+                    // first one, which starts the observation).
+                    if (k >= 2 && rng.random::<f64>() < p) || k >= 99_999 {
+                        break;
+                    }
+                    t += between.sample(&mut rng) * MICROS_PER_DAY;
                 }
-                t += between.sample(&mut rng) * MICROS_PER_DAY;
             }
+            let orders = c.p_ts[first_order..].to_vec();
+            let mut erng = ChaCha8Rng::seed_from_u64(
+                self.opts.seed ^ id.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0xE7E7,
+            );
+            simulate_events(&mut c, &mut erng, cid, signup, end, &orders);
         }
         c
     }
 
-    /// Simulates customers in chunks, calling `sink(customers, purchases)` for each.
-    pub fn run(
-        &self,
-        chunk_size: u64,
-        mut sink: impl FnMut(u64, RecordBatch, RecordBatch) -> Result<()>,
-    ) -> Result<()> {
+    /// Simulates customers in chunks, calling `sink(batches)` for each.
+    fn run(&self, chunk_size: u64, mut sink: impl FnMut(Batches) -> Result<()>) -> Result<()> {
         let n = self.opts.customers;
         let mut lo = 1;
         while lo <= n {
             let hi = (lo + chunk_size).min(n + 1);
-            let (customers, purchases) = self.chunk(lo..hi).batches()?;
-            sink(hi - lo, customers, purchases)?;
+            sink(self.chunk(lo..hi).batches()?)?;
             lo = hi;
         }
         Ok(())
@@ -228,28 +356,27 @@ impl Simulator {
 }
 
 /// Batches of a whole (small) generated dataset, for the embedded sample and tests.
-pub fn generate_batches(
-    opts: GenerateOptions,
-    chunk: u64,
-) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+pub fn generate_batches(opts: GenerateOptions, chunk: u64) -> Result<Tables> {
     let sim = Simulator::new(opts)?;
-    let (mut cs, mut ps) = (vec![], vec![]);
-    sim.run(chunk, |_, c, p| {
-        cs.push(c);
-        ps.push(p);
+    let mut t = Tables::default();
+    sim.run(chunk, |b| {
+        t.customers.push(b.customers);
+        t.purchases.push(b.purchases);
+        t.events.push(b.events);
         Ok(())
     })?;
-    Ok((cs, ps))
+    Ok(t)
 }
 
-/// Writes `DIR/purchases/part-K.parquet` and `DIR/customers/part-K.parquet`, customers split
-/// into `files` contiguous ranges. `progress(customers_done)` is called after each chunk.
+/// Writes `DIR/{customers,purchases,events}/part-K.parquet`, customers split into `files`
+/// contiguous ranges. `progress(customers_done)` is called after each chunk. Returns the numbers
+/// of customers, purchases and events.
 pub fn write_parquet(
     opts: GenerateOptions,
     out: &Path,
     files: u64,
     mut progress: impl FnMut(u64),
-) -> Result<(u64, u64)> {
+) -> Result<(u64, u64, u64)> {
     let files = files.max(1);
     let sim = Simulator::new(opts.clone())?;
     let props = WriterProperties::builder()
@@ -261,10 +388,10 @@ pub fn write_parquet(
         std::fs::create_dir_all(&d)?;
         Ok(d)
     };
-    let (pdir, cdir) = (dir("purchases")?, dir("customers")?);
+    let (pdir, cdir, edir) = (dir("purchases")?, dir("customers")?, dir("events")?);
     let per_file = opts.customers.div_ceil(files).max(1);
     let chunk = per_file.clamp(1, 100_000);
-    let (mut n_customers, mut n_purchases) = (0u64, 0u64);
+    let (mut n_customers, mut n_purchases, mut n_events) = (0u64, 0u64, 0u64);
     let mut file_no = 0u64;
     let mut done_in_file = 0u64;
     let open = |d: &Path, k: u64, schema: SchemaRef| -> Result<ArrowWriter<File>> {
@@ -273,29 +400,35 @@ pub fn write_parquet(
     };
     let mut cw = open(&cdir, 0, customers_schema())?;
     let mut pw = open(&pdir, 0, purchases_schema())?;
+    let mut ew = open(&edir, 0, events_schema())?;
     // Chunks never straddle files: the simulator runs file by file.
     while n_customers < opts.customers {
         let lo = n_customers + 1;
         let hi = (lo + chunk.min(per_file - done_in_file)).min(opts.customers + 1);
-        let (c, p) = sim.chunk(lo..hi).batches()?;
-        n_purchases += p.num_rows() as u64;
-        cw.write(&c)?;
-        pw.write(&p)?;
+        let b = sim.chunk(lo..hi).batches()?;
+        n_purchases += b.purchases.num_rows() as u64;
+        n_events += b.events.num_rows() as u64;
+        cw.write(&b.customers)?;
+        pw.write(&b.purchases)?;
+        ew.write(&b.events)?;
         n_customers += hi - lo;
         done_in_file += hi - lo;
         progress(n_customers);
         if done_in_file == per_file && n_customers < opts.customers {
             cw.close()?;
             pw.close()?;
+            ew.close()?;
             file_no += 1;
             done_in_file = 0;
             cw = open(&cdir, file_no, customers_schema())?;
             pw = open(&pdir, file_no, purchases_schema())?;
+            ew = open(&edir, file_no, events_schema())?;
         }
     }
     cw.close()?;
     pw.close()?;
-    Ok((n_customers, n_purchases))
+    ew.close()?;
+    Ok((n_customers, n_purchases, n_events))
 }
 
 /// Parses `YYYY-MM-DD` or an RFC 3339 timestamp into microseconds since the epoch (UTC).
@@ -328,20 +461,21 @@ mod tests {
 
     #[test]
     fn deterministic_whatever_the_chunking() {
-        let (c1, p1) = generate_batches(opts(500), 37).unwrap();
-        let (c2, p2) = generate_batches(opts(500), 500).unwrap();
+        let a = generate_batches(opts(500), 37).unwrap();
+        let b = generate_batches(opts(500), 500).unwrap();
         let cat = |b: &[RecordBatch]| {
             datafusion::arrow::compute::concat_batches(&b[0].schema(), b).unwrap()
         };
-        assert_eq!(cat(&c1), cat(&c2));
-        assert_eq!(cat(&p1), cat(&p2));
+        assert_eq!(cat(&a.customers), cat(&b.customers));
+        assert_eq!(cat(&a.purchases), cat(&b.purchases));
+        assert_eq!(cat(&a.events), cat(&b.events));
     }
 
     #[test]
     fn purchases_within_range_and_after_signup() {
         let o = opts(300);
-        let (_, ps) = generate_batches(o.clone(), 100).unwrap();
-        for b in ps {
+        let t = generate_batches(o.clone(), 100).unwrap();
+        for b in t.purchases {
             let ts = b
                 .column(2)
                 .as_any()
@@ -351,5 +485,42 @@ mod tests {
                 assert!(*t >= o.start_us && *t < o.end_us);
             }
         }
+    }
+
+    #[test]
+    fn every_purchase_has_its_purchase_event_and_session() {
+        let t = generate_batches(opts(400), 100).unwrap();
+        let cat = |b: &[RecordBatch]| {
+            datafusion::arrow::compute::concat_batches(&b[0].schema(), b).unwrap()
+        };
+        let (p, e) = (cat(&t.purchases), cat(&t.events));
+        let col = |b: &RecordBatch, i: usize| -> Vec<i64> {
+            let c = b.column(i);
+            if let Some(a) = c.as_any().downcast_ref::<Int64Array>() {
+                return a.values().to_vec();
+            }
+            c.as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        let kinds = e.column(3).as_any().downcast_ref::<StringArray>().unwrap();
+        let mut purchase_events: Vec<(i64, i64)> = col(&e, 0)
+            .into_iter()
+            .zip(col(&e, 2))
+            .enumerate()
+            .filter(|(i, _)| kinds.value(*i) == "purchase")
+            .map(|(_, x)| x)
+            .collect();
+        let mut orders: Vec<(i64, i64)> = col(&p, 0).into_iter().zip(col(&p, 2)).collect();
+        purchase_events.sort();
+        orders.sort();
+        assert_eq!(purchase_events, orders);
+        // Prospects browse too, and events never pass the end of the range.
+        let o = opts(400);
+        assert!(col(&e, 2).iter().all(|t| *t < o.end_us));
+        assert!(e.num_rows() > 3 * p.num_rows());
+        assert!(kinds.iter().all(|k| EVENT_TYPES.contains(&k.unwrap())));
     }
 }

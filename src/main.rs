@@ -70,7 +70,7 @@ enum Command {
         /// Number of customers.
         #[arg(long)]
         customers: u64,
-        /// Output directory; writes DIR/purchases/*.parquet and DIR/customers/*.parquet.
+        /// Output directory; writes DIR/{customers,purchases,events}/*.parquet.
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 42)]
@@ -153,9 +153,12 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             } else {
                 indicatif::ProgressBar::hidden()
             };
-            let (c, p) = write_parquet(opts, &out, files, |done| bar.set_position(done))?;
+            let (c, p, e) = write_parquet(opts, &out, files, |done| bar.set_position(done))?;
             bar.finish_and_clear();
-            eprintln!("wrote {c} customers and {p} purchases to {}", out.display());
+            eprintln!(
+                "wrote {c} customers, {p} purchases and {e} events to {}",
+                out.display()
+            );
             Ok(())
         }
         Command::Serve {

@@ -16,7 +16,8 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
 use crate::generate::{
-    GenerateOptions, Process, customers_schema, generate_batches, parse_date_us, purchases_schema,
+    GenerateOptions, Process, customers_schema, events_schema, generate_batches, parse_date_us,
+    purchases_schema,
 };
 
 pub const SAMPLE_CUSTOMERS: u64 = 12_000;
@@ -45,21 +46,25 @@ fn partitions(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
 
 /// Registers the sample's `purchases` and `customers` tables.
 pub fn register(ctx: &SessionContext) -> Result<()> {
-    let (customers, purchases) = generate_batches(sample_options(), 1_000)?;
+    let t = generate_batches(sample_options(), 1_000)?;
     let n = ctx.copied_config().target_partitions().max(1);
     ctx.register_table(
         "purchases",
         Arc::new(MemTable::try_new(
             purchases_schema(),
-            partitions(purchases, n),
+            partitions(t.purchases, n),
         )?),
+    )?;
+    ctx.register_table(
+        "events",
+        Arc::new(MemTable::try_new(events_schema(), partitions(t.events, n))?),
     )?;
     ctx.register_table("cdnow", Arc::new(cdnow_table()?))?;
     ctx.register_table(
         "customers",
         Arc::new(MemTable::try_new(
             customers_schema(),
-            partitions(customers, n),
+            partitions(t.customers, n),
         )?),
     )?;
     Ok(())

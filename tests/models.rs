@@ -274,7 +274,7 @@ async fn bgnbd_fit_recovers_simulated_parameters() {
         buyer_share: 1.0,
         ..Process::default()
     };
-    let (_, purchases) = generate_batches(
+    let purchases = generate_batches(
         GenerateOptions {
             customers: 20_000,
             seed: 2024,
@@ -284,7 +284,8 @@ async fn bgnbd_fit_recovers_simulated_parameters() {
         },
         5_000,
     )
-    .unwrap();
+    .unwrap()
+    .purchases;
     for parts in [1, 4] {
         let ctx = session(parts, &[]).await;
         let schema = purchases[0].schema();
