@@ -2,6 +2,7 @@
 
 pub mod generate;
 pub mod output;
+pub mod report;
 pub mod sample;
 pub mod server;
 pub mod session;

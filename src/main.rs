@@ -85,6 +85,39 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         files: u64,
     },
+    /// Cohort, lifecycle, growth, value and funnel reports (terminal, CSV, JSON or HTML).
+    Report {
+        /// Which report.
+        #[arg(value_enum)]
+        kind: lifecycle::report::Kind,
+        /// Register a table: NAME=PATH (reports read purchases, customers and events).
+        #[arg(long = "table", value_name = "NAME=PATH")]
+        tables: Vec<TableSpec>,
+        /// Period of cohorts, stages and growth.
+        #[arg(long, value_enum, default_value = "month")]
+        period: lifecycle::report::Period,
+        /// Judge everything at this date or timestamp (default: the latest order or event).
+        #[arg(long, value_name = "TS")]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: lifecycle::report::ReportFormat,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Funnel steps: event types in order (funnel report).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "visit,view,cart,checkout,purchase"
+        )]
+        steps: Vec<String>,
+        /// Funnel window: 7d, 12h, 30m or seconds (funnel report).
+        #[arg(long, default_value = "7d", value_parser = lifecycle::report::parse_window)]
+        window: f64,
+        /// Bound query memory (e.g. 512M, 2G).
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
+        memory_limit: Option<usize>,
+    },
     /// Print the function reference (Markdown), generated from the functions' documentation.
     Docs,
 }
@@ -208,6 +241,38 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 shutdown_grace: std::time::Duration::from_secs(10),
             };
             lifecycle::server::serve(ctx, opts, None, lifecycle::server::shutdown_signal()).await
+        }
+        Command::Report {
+            kind,
+            tables,
+            period,
+            as_of,
+            format,
+            out,
+            steps,
+            window,
+            memory_limit,
+        } => {
+            let ctx = build_session(&SessionOptions {
+                tables,
+                memory_limit,
+                target_partitions: None,
+            })
+            .await?;
+            let opts = lifecycle::report::ReportOptions {
+                kind,
+                period,
+                as_of,
+                format,
+                out,
+                steps: steps
+                    .into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                window_seconds: window,
+            };
+            lifecycle::report::run(&ctx, &opts).await
         }
         Command::Docs => {
             print!("{}", lifecycle_udfs::function_docs());

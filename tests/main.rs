@@ -6,5 +6,6 @@ mod common;
 mod equivalence;
 mod models;
 mod registration;
+mod report;
 mod server;
 mod slt;

@@ -1,0 +1,814 @@
+//! `lifecycle report KIND`: cohort, lifecycle, growth, value and funnel reports. Each kind is
+//! shipped SQL (`sql/reports/*.sql`, runnable as is in `lifecycle sql`) whose marked literals
+//! (`'month' /* @period */`, `TIMESTAMP '...' /* @as_of */`, ...) take the command's options,
+//! plus the blocks it is drawn with; [`render`] draws every kind.
+
+pub mod model;
+pub mod render;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+
+use model::{Bars, Block, Dataset, Fmt, Heatmap, Lines, Report, Table, Value, distinct, pivot};
+pub use render::{ReportFormat, render};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Cohort,
+    Lifecycle,
+    Growth,
+    Value,
+    Funnel,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Cohort => "cohort",
+            Kind::Lifecycle => "lifecycle",
+            Kind::Growth => "growth",
+            Kind::Value => "value",
+            Kind::Funnel => "funnel",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+    Quarter,
+}
+
+impl Period {
+    fn name(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::Quarter => "quarter",
+        }
+    }
+
+    fn step(self) -> &'static str {
+        match self {
+            Period::Day => "1 day",
+            Period::Week => "7 days",
+            Period::Month => "1 month",
+            Period::Quarter => "3 months",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub kind: Kind,
+    pub period: Period,
+    /// A timestamp or date literal; default: the latest order (event, for funnels).
+    pub as_of: Option<String>,
+    pub format: ReportFormat,
+    pub out: Option<PathBuf>,
+    /// Funnel steps (event types), in order.
+    pub steps: Vec<String>,
+    /// Funnel window in seconds.
+    pub window_seconds: f64,
+}
+
+pub const COHORT_SQL: &str = include_str!("../../sql/reports/cohort.sql");
+pub const LIFECYCLE_SQL: &str = include_str!("../../sql/reports/lifecycle.sql");
+pub const TRANSITIONS_SQL: &str = include_str!("../../sql/reports/lifecycle_transitions.sql");
+pub const GROWTH_SQL: &str = include_str!("../../sql/reports/growth.sql");
+pub const VALUE_SQL: &str = include_str!("../../sql/reports/value.sql");
+pub const VALUE_DISTRIBUTION_SQL: &str = include_str!("../../sql/reports/value_distribution.sql");
+pub const VALUE_TOP_SQL: &str = include_str!("../../sql/reports/value_top.sql");
+pub const FUNNEL_SQL: &str = include_str!("../../sql/reports/funnel.sql");
+
+/// Parses a funnel window: `7d`, `12h`, `30m`, `90s` or plain seconds.
+pub fn parse_window(s: &str) -> std::result::Result<f64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('d') => (&t[..t.len() - 1], 86400.0),
+        Some('h') => (&t[..t.len() - 1], 3600.0),
+        Some('m') => (&t[..t.len() - 1], 60.0),
+        Some('s') => (&t[..t.len() - 1], 1.0),
+        _ => (t, 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v * mult),
+        _ => Err(format!(
+            "invalid window '{s}': expected e.g. 7d, 12h, 30m or 3600"
+        )),
+    }
+}
+
+/// Replaces the SQL literal just before each `/* @name */` marker (a quoted string with an
+/// optional TIMESTAMP / DATE / INTERVAL keyword, or a number) with `value`.
+pub fn substitute(sql: &str, name: &str, value: &str) -> String {
+    let marker = format!("/* @{name} */");
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(pos) = rest.find(&marker) {
+        let before = rest[..pos].trim_end();
+        let start = literal_start(before);
+        out.push_str(&before[..start]);
+        out.push_str(value);
+        out.push(' ');
+        out.push_str(&marker);
+        rest = &rest[pos + marker.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn literal_start(before: &str) -> usize {
+    let b = before.as_bytes();
+    if b.last() == Some(&b'\'') {
+        let open = before[..b.len() - 1].rfind('\'').unwrap_or(0);
+        let head = before[..open].trim_end();
+        for kw in ["TIMESTAMP", "DATE", "INTERVAL"] {
+            if head.to_ascii_uppercase().ends_with(kw) {
+                return head.len() - kw.len();
+            }
+        }
+        return open;
+    }
+    before
+        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or(0, |i| i + 1)
+}
+
+/// Replaces the text between `/* @name */` and `/* @end_name */`.
+pub fn substitute_range(sql: &str, name: &str, value: &str) -> String {
+    let (open, close) = (format!("/* @{name} */"), format!("/* @end_{name} */"));
+    match (sql.find(&open), sql.find(&close)) {
+        (Some(a), Some(b)) if a < b => format!("{}{open} {value} {}", &sql[..a], &sql[b..]),
+        _ => sql.to_string(),
+    }
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+struct Runner<'a> {
+    ctx: &'a SessionContext,
+    spinner: indicatif::ProgressBar,
+}
+
+impl Runner<'_> {
+    async fn run(&self, name: &str, sql: &str) -> Result<Dataset> {
+        self.spinner.set_message(format!("running {name}"));
+        let df = self.ctx.sql(sql).await.map_err(|e| context(name, e))?;
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(|e| context(name, e))?;
+        Ok(Dataset {
+            name: name.to_string(),
+            schema,
+            batches,
+        })
+    }
+}
+
+fn context(name: &str, e: DataFusionError) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "report query '{name}': {}",
+        crate::shell::error_line(&e)
+    ))
+}
+
+/// The tables each kind needs, with the columns it reads.
+fn needs(kind: Kind) -> &'static [(&'static str, &'static [&'static str])] {
+    const P: (&str, &[&str]) = ("purchases", &["customer_id", "order_ts", "amount"]);
+    match kind {
+        Kind::Cohort | Kind::Growth | Kind::Value => &[P],
+        Kind::Lifecycle => &[P, ("customers", &["customer_id", "signup_ts"])],
+        Kind::Funnel => &[("events", &["customer_id", "event_ts", "event_type"])],
+    }
+}
+
+async fn check_tables(ctx: &SessionContext, kind: Kind) -> Result<()> {
+    for (table, cols) in needs(kind) {
+        let Ok(t) = ctx.table_provider(*table).await else {
+            return Err(DataFusionError::Plan(format!(
+                "the {} report needs a table '{table}' with columns {} (register it with --table {table}=PATH)",
+                kind.name(),
+                cols.join(", ")
+            )));
+        };
+        for c in *cols {
+            if t.schema().field_with_name(c).is_err() {
+                return Err(DataFusionError::Plan(format!(
+                    "table '{table}' has no column '{c}' (the report needs {})",
+                    cols.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a report and writes it.
+pub async fn run(ctx: &SessionContext, opts: &ReportOptions) -> Result<()> {
+    let report = build(ctx, opts).await?;
+    match &opts.out {
+        Some(path) => {
+            let mut f = std::fs::File::create(path).map_err(|e| {
+                DataFusionError::Execution(format!("cannot write {}: {e}", path.display()))
+            })?;
+            render(&report, opts.format, &mut f)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            render(&report, opts.format, &mut lock)?;
+            lock.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds a report (queries and blocks) without writing it.
+pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report> {
+    check_tables(ctx, opts.kind).await?;
+    let spinner = if std::io::stderr().is_terminal() {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let runner = Runner { ctx, spinner };
+    let (ts_col, table) = match opts.kind {
+        Kind::Funnel => ("event_ts", "events"),
+        _ => ("order_ts", "purchases"),
+    };
+    // The as_of literal: the option (validated by the engine) or the latest order / event.
+    let as_of = match &opts.as_of {
+        Some(a) => {
+            let d = runner
+                .run(
+                    "as_of",
+                    &format!("SELECT CAST({} AS TIMESTAMP) AS as_of", sql_string(a)),
+                )
+                .await
+                .map_err(|_| {
+                    DataFusionError::Plan(format!(
+                        "--as-of '{a}' is not a date or timestamp (e.g. 2024-12-31)"
+                    ))
+                })?;
+            d.rows()?.first().map(|r| r[0].clone())
+        }
+        None => runner
+            .run(
+                "latest",
+                &format!("SELECT CAST(max({ts_col}) AS TIMESTAMP) AS latest FROM {table}"),
+            )
+            .await?
+            .rows()?
+            .first()
+            .map(|r| r[0].clone()),
+    };
+    let title = match opts.kind {
+        Kind::Cohort => "Cohort retention",
+        Kind::Lifecycle => "Customers by lifecycle stage",
+        Kind::Growth => "Growth: new, returning, resurrecting and dormant customers",
+        Kind::Value => "Customer value (BG/NBD and Gamma-Gamma)",
+        Kind::Funnel => "Pre-purchase funnel",
+    };
+    let mut report = Report {
+        title: title.to_string(),
+        subtitle: String::new(),
+        datasets: vec![],
+        blocks: vec![],
+        notice: None,
+    };
+    let as_of = match as_of {
+        Some(Value::Text(t)) => t,
+        _ => {
+            report.subtitle = format!("table '{table}'");
+            report.notice = Some(format!("No rows in '{table}': the report is empty."));
+            runner.spinner.finish_and_clear();
+            return Ok(report);
+        }
+    };
+    let as_of_lit = format!("TIMESTAMP {}", sql_string(&as_of.replace('T', " ")));
+    let params = |sql: &str| {
+        let s = substitute(sql, "as_of", &as_of_lit);
+        let s = substitute(&s, "period", &sql_string(opts.period.name()));
+        substitute(&s, "step", &format!("INTERVAL '{}'", opts.period.step()))
+    };
+    report.subtitle = format!(
+        "as of {}, by {}",
+        as_of.replace('T', " "),
+        opts.period.name()
+    );
+    match opts.kind {
+        Kind::Cohort => cohort(&runner, &mut report, &params(COHORT_SQL)).await?,
+        Kind::Growth => growth(&runner, &mut report, &params(GROWTH_SQL)).await?,
+        Kind::Lifecycle => {
+            lifecycle(
+                &runner,
+                &mut report,
+                &params(LIFECYCLE_SQL),
+                &params(TRANSITIONS_SQL),
+            )
+            .await?
+        }
+        Kind::Value => {
+            report.subtitle = format!("as of {}; time in days", as_of.replace('T', " "));
+            value(
+                &runner,
+                &mut report,
+                [
+                    &params(VALUE_SQL),
+                    &params(VALUE_DISTRIBUTION_SQL),
+                    &params(VALUE_TOP_SQL),
+                ],
+            )
+            .await?
+        }
+        Kind::Funnel => {
+            if opts.steps.is_empty() || opts.steps.len() > 32 {
+                return Err(DataFusionError::Plan(
+                    "--steps takes 1 to 32 event types".into(),
+                ));
+            }
+            let conds: Vec<String> = opts
+                .steps
+                .iter()
+                .map(|s| format!("event_type = {}", sql_string(s)))
+                .collect();
+            let sql = substitute_range(&params(FUNNEL_SQL), "steps", &conds.join(", "));
+            let sql = substitute(&sql, "window", &format!("{}", opts.window_seconds));
+            let sql = substitute(&sql, "n_steps", &opts.steps.len().to_string());
+            report.subtitle = format!(
+                "as of {}; window {}",
+                as_of.replace('T', " "),
+                model::human_seconds(opts.window_seconds)
+            );
+            funnel(&runner, &mut report, &sql, &opts.steps).await?
+        }
+    }
+    runner.spinner.finish_and_clear();
+    Ok(report)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or(String::new(), |x| Fmt::Percent.show(x))
+}
+
+async fn cohort(r: &Runner<'_>, report: &mut Report, sql: &str) -> Result<()> {
+    let d = r.run("cohort", sql).await?;
+    let rows = d.rows()?;
+    report.datasets.push(d);
+    if rows.is_empty() {
+        report.notice = Some("No cohorts: the report is empty.".into());
+        return Ok(());
+    }
+    let cohorts = distinct(&rows, 0);
+    let periods: Vec<String> = {
+        let max = rows
+            .iter()
+            .filter_map(|r| r[1].num())
+            .fold(0.0f64, f64::max) as usize;
+        (0..=max).map(|p| p.to_string()).collect()
+    };
+    let sizes: Vec<String> = cohorts
+        .iter()
+        .map(|c| {
+            let n = rows
+                .iter()
+                .find(|r| r[0].text() == *c)
+                .and_then(|r| r[2].num())
+                .unwrap_or(0.0);
+            format!("{c} ({n:.0})")
+        })
+        .collect();
+    let grid = |col: usize| -> Vec<Vec<Option<f64>>> {
+        let mut g = vec![vec![None; periods.len()]; cohorts.len()];
+        for r in &rows {
+            let i = cohorts
+                .iter()
+                .position(|c| *c == r[0].text())
+                .expect("cohort");
+            let p = r[1].num().unwrap_or(0.0) as usize;
+            g[i][p] = r[col].num();
+        }
+        g
+    };
+    let retention = grid(4);
+    let curve: Vec<Option<f64>> = (0..periods.len())
+        .map(|p| {
+            let v: Vec<f64> = retention.iter().filter_map(|r| r[p]).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        })
+        .collect();
+    report.blocks.push(Block::Heatmap(Heatmap {
+        title: "Retention: share of each cohort buying in each period (blank: not yet observable)"
+            .into(),
+        row_labels: sizes.clone(),
+        col_labels: periods.clone(),
+        cells: retention,
+        format: Fmt::Percent,
+    }));
+    report.blocks.push(Block::Heatmap(Heatmap {
+        title: "Revenue per cohort customer in each period".into(),
+        row_labels: sizes,
+        col_labels: periods.clone(),
+        cells: grid(6),
+        format: Fmt::Money,
+    }));
+    report.blocks.push(Block::Lines(Lines {
+        title: "Average retention curve (mean over cohorts observed at each period)".into(),
+        x_labels: periods,
+        series: vec![("average retention".into(), curve)],
+        format: Fmt::Percent,
+    }));
+    report.blocks.push(Block::Table(Table {
+        title: "Numbers".into(),
+        columns: [
+            "cohort",
+            "period",
+            "cohort size",
+            "active",
+            "retention",
+            "revenue",
+            "revenue / customer",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r[0].text(),
+                    r[1].text(),
+                    r[2].num().map_or(String::new(), |v| Fmt::Count.show(v)),
+                    r[3].num().map_or(String::new(), |v| Fmt::Count.show(v)),
+                    pct(r[4].num()),
+                    r[5].num().map_or(String::new(), |v| format!("{v:.2}")),
+                    r[6].num().map_or(String::new(), |v| format!("{v:.2}")),
+                ]
+            })
+            .collect(),
+    }));
+    Ok(())
+}
+
+/// Long rows (period, series, count) as stacked bars over periods and a wide table.
+fn period_series(
+    rows: &[Vec<Value>],
+    order: &[&str],
+    negative: &[&str],
+    title: &str,
+) -> (Bars, Table) {
+    let periods = distinct(rows, 0);
+    let present = distinct(rows, 1);
+    let mut names: Vec<String> = order
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|s| present.contains(s))
+        .collect();
+    names.extend(present.into_iter().filter(|s| !order.contains(&s.as_str())));
+    let values = pivot(rows, 0, 1, 2, &periods, &names);
+    let series: Vec<(String, Vec<f64>)> = names
+        .iter()
+        .zip(&values)
+        .map(|(n, v)| {
+            let sign = if negative.contains(&n.as_str()) {
+                -1.0
+            } else {
+                1.0
+            };
+            (
+                n.clone(),
+                v.iter().map(|x| sign * x.unwrap_or(0.0)).collect(),
+            )
+        })
+        .collect();
+    let mut columns = vec!["period".to_string()];
+    columns.extend(names.iter().cloned());
+    let table_rows = periods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = vec![p.clone()];
+            r.extend(values.iter().map(|v| Fmt::Count.show(v[i].unwrap_or(0.0))));
+            r
+        })
+        .collect();
+    (
+        Bars {
+            title: title.to_string(),
+            x_labels: periods,
+            series,
+            format: Fmt::Count,
+        },
+        Table {
+            title: "Numbers".into(),
+            columns,
+            rows: table_rows,
+        },
+    )
+}
+
+const STAGES: [&str; 7] = [
+    "prospect",
+    "new",
+    "repeat",
+    "loyal",
+    "reactivated",
+    "at_risk",
+    "churned",
+];
+
+async fn lifecycle(
+    r: &Runner<'_>,
+    report: &mut Report,
+    sql: &str,
+    transitions_sql: &str,
+) -> Result<()> {
+    let d = r.run("lifecycle", sql).await?;
+    let rows = d.rows()?;
+    report.datasets.push(d);
+    let t = r.run("transitions", transitions_sql).await?;
+    let trows = t.rows()?;
+    report.datasets.push(t);
+    if rows.is_empty() {
+        report.notice = Some("No customers: the report is empty.".into());
+        return Ok(());
+    }
+    let (bars, table) = period_series(
+        &rows,
+        &STAGES,
+        &[],
+        "Customers per lifecycle stage at the end of each period",
+    );
+    report.blocks.push(Block::Bars(bars));
+    report.blocks.push(Block::Table(table));
+    let prev: Vec<String> = STAGES
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|s| trows.iter().any(|r| r[0].text() == *s))
+        .collect();
+    let cur: Vec<String> = STAGES
+        .iter()
+        .map(|s| s.to_string())
+        .filter(|s| trows.iter().any(|r| r[1].text() == *s))
+        .collect();
+    let m = pivot(&trows, 1, 0, 2, &cur, &prev);
+    let mut columns = vec!["previous \\ now".to_string()];
+    columns.extend(cur.iter().cloned());
+    report.blocks.push(Block::Table(Table {
+        title: "Transitions between the last two periods (rows: stage at the end of the previous period; columns: now)".into(),
+        columns,
+        rows: prev
+            .iter()
+            .zip(&m)
+            .map(|(p, row)| {
+                let mut v = vec![p.clone()];
+                v.extend(row.iter().map(|x| Fmt::Count.show(x.unwrap_or(0.0))));
+                v
+            })
+            .collect(),
+    }));
+    Ok(())
+}
+
+async fn growth(r: &Runner<'_>, report: &mut Report, sql: &str) -> Result<()> {
+    let d = r.run("growth", sql).await?;
+    let rows = d.rows()?;
+    report.datasets.push(d);
+    if rows.is_empty() {
+        report.notice = Some("No purchases: the report is empty.".into());
+        return Ok(());
+    }
+    let (bars, table) = period_series(
+        &rows,
+        &["new", "returning", "resurrecting", "dormant"],
+        &["dormant"],
+        "Customers per period: new, returning, resurrecting (up) and dormant (down)",
+    );
+    report.blocks.push(Block::Bars(bars));
+    report.blocks.push(Block::Table(table));
+    Ok(())
+}
+
+fn table_of(d: &Dataset, title: &str, formats: &[Option<Fmt>]) -> Result<Table> {
+    Ok(Table {
+        title: title.to_string(),
+        columns: d.columns(),
+        rows: d
+            .rows()?
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .enumerate()
+                    .map(
+                        |(i, v)| match (formats.get(i).copied().flatten(), v.num()) {
+                            (Some(f), Some(x)) => f.show(x),
+                            _ => v.text(),
+                        },
+                    )
+                    .collect()
+            })
+            .collect(),
+    })
+}
+
+async fn value(r: &Runner<'_>, report: &mut Report, sql: [&str; 3]) -> Result<()> {
+    let seg = r.run("segments", sql[0]).await?;
+    let dist = r.run("distribution", sql[1]).await?;
+    let top = r.run("top_customers", sql[2]).await?;
+    if seg.num_rows() == 0 {
+        report.notice = Some("No customers with purchases: the report is empty.".into());
+        report.datasets.extend([seg, dist, top]);
+        return Ok(());
+    }
+    let drows = dist.rows()?;
+    for (measure, title, fmt) in [
+        (
+            "p_alive",
+            "Distribution of P(alive) (customers per tenth)",
+            Fmt::Ratio,
+        ),
+        (
+            "clv",
+            "Distribution of CLV (customers per tenth of the largest)",
+            Fmt::Money,
+        ),
+    ] {
+        let rows: Vec<&Vec<Value>> = drows.iter().filter(|r| r[0].text() == measure).collect();
+        report.blocks.push(Block::Bars(Bars {
+            title: title.to_string(),
+            x_labels: rows
+                .iter()
+                .map(|r| {
+                    r[2].num()
+                        .map_or(String::new(), |v| format!(">= {}", fmt.show(v)))
+                })
+                .collect(),
+            series: vec![(
+                "customers".into(),
+                rows.iter().map(|r| r[3].num().unwrap_or(0.0)).collect(),
+            )],
+            format: Fmt::Count,
+        }));
+    }
+    report.blocks.insert(
+        0,
+        Block::Table(table_of(
+            &seg,
+            "Segments",
+            &[
+                None,
+                Some(Fmt::Count),
+                Some(Fmt::Ratio),
+                Some(Fmt::Ratio),
+                Some(Fmt::Money),
+            ],
+        )?),
+    );
+    report.blocks.push(Block::Table(table_of(
+        &top,
+        "Top customers by CLV",
+        &[
+            None,
+            Some(Fmt::Count),
+            Some(Fmt::Count),
+            Some(Fmt::Count),
+            Some(Fmt::Money),
+            Some(Fmt::Ratio),
+            Some(Fmt::Ratio),
+            Some(Fmt::Money),
+        ],
+    )?));
+    report.datasets.extend([seg, dist, top]);
+    Ok(())
+}
+
+async fn funnel(r: &Runner<'_>, report: &mut Report, sql: &str, steps: &[String]) -> Result<()> {
+    let d = r.run("funnel", sql).await?;
+    let rows = d.rows()?;
+    report.datasets.push(d);
+    let counts: Vec<f64> = rows.iter().map(|r| r[1].num().unwrap_or(0.0)).collect();
+    if counts.first().copied().unwrap_or(0.0) == 0.0 {
+        report.notice = Some("No customer reached the first step: the report is empty.".into());
+        return Ok(());
+    }
+    report.blocks.push(Block::Bars(Bars {
+        title: "Customers reaching each step".into(),
+        x_labels: steps.to_vec(),
+        series: vec![("customers".into(), counts.clone())],
+        format: Fmt::Count,
+    }));
+    report.blocks.push(Block::Table(Table {
+        title: "Conversion".into(),
+        columns: [
+            "step",
+            "event",
+            "customers",
+            "of first step",
+            "drop-off from previous",
+            "median time from previous",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                vec![
+                    (i + 1).to_string(),
+                    steps.get(i).cloned().unwrap_or_default(),
+                    Fmt::Count.show(counts[i]),
+                    Fmt::Percent.show(counts[i] / counts[0]),
+                    if i == 0 || counts[i - 1] == 0.0 {
+                        String::new()
+                    } else {
+                        Fmt::Percent.show(1.0 - counts[i] / counts[i - 1])
+                    },
+                    r[2].num().map_or(String::new(), |v| Fmt::Seconds.show(v)),
+                ]
+            })
+            .collect(),
+    }));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_replace_the_literal_before_them() {
+        let sql = "f('purchases', 'month' /* @period */, TIMESTAMP '2024-12-31 23:59:59' /* @as_of */) + INTERVAL '1 month' /* @step */ + 604800 /* @window */";
+        let s = substitute(sql, "period", "'week'");
+        let s = substitute(&s, "as_of", "TIMESTAMP '2020-01-01 00:00:00'");
+        let s = substitute(&s, "step", "INTERVAL '7 days'");
+        let s = substitute(&s, "window", "3600");
+        assert_eq!(
+            s,
+            "f('purchases', 'week' /* @period */, TIMESTAMP '2020-01-01 00:00:00' /* @as_of */) + INTERVAL '7 days' /* @step */ + 3600 /* @window */"
+        );
+        let r = substitute_range("a(/* @steps */ x, y /* @end_steps */)", "steps", "z");
+        assert_eq!(r, "a(/* @steps */ z /* @end_steps */)");
+    }
+
+    #[test]
+    fn windows() {
+        assert_eq!(parse_window("7d"), Ok(604_800.0));
+        assert_eq!(parse_window("2h"), Ok(7200.0));
+        assert_eq!(parse_window("30m"), Ok(1800.0));
+        assert_eq!(parse_window("90"), Ok(90.0));
+        assert!(parse_window("soon").is_err());
+    }
+
+    #[test]
+    fn markers_only_in_sql_not_in_comments() {
+        for sql in [
+            COHORT_SQL,
+            LIFECYCLE_SQL,
+            TRANSITIONS_SQL,
+            GROWTH_SQL,
+            VALUE_SQL,
+            VALUE_DISTRIBUTION_SQL,
+            VALUE_TOP_SQL,
+            FUNNEL_SQL,
+        ] {
+            for line in sql.lines().filter(|l| l.trim_start().starts_with("--")) {
+                assert!(
+                    !line.contains("/* @"),
+                    "a marker in a comment would be substituted: {line}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_shipped_report_query_has_its_markers() {
+        for (sql, markers) in [
+            (COHORT_SQL, &["period", "as_of"][..]),
+            (LIFECYCLE_SQL, &["period", "as_of", "step"]),
+            (TRANSITIONS_SQL, &["period", "as_of"]),
+            (GROWTH_SQL, &["period", "as_of"]),
+            (VALUE_SQL, &["as_of"]),
+            (VALUE_DISTRIBUTION_SQL, &["as_of"]),
+            (VALUE_TOP_SQL, &["as_of"]),
+            (
+                FUNNEL_SQL,
+                &["as_of", "window", "n_steps", "steps", "end_steps"],
+            ),
+        ] {
+            for m in markers {
+                assert!(sql.contains(&format!("/* @{m} */")), "{m}");
+            }
+        }
+    }
+}
