@@ -71,6 +71,8 @@ pub struct GenerateOptions {
     pub start_us: i64,
     pub end_us: i64,
     pub process: Process,
+    /// Also simulate the site events (the `events` table).
+    pub events: bool,
 }
 
 pub const CHANNELS: [&str; 5] = ["organic", "paid_search", "social", "referral", "email"];
@@ -337,7 +339,9 @@ impl Simulator {
             let mut erng = ChaCha8Rng::seed_from_u64(
                 self.opts.seed ^ id.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0xE7E7,
             );
-            simulate_events(&mut c, &mut erng, cid, signup, end, &orders);
+            if self.opts.events {
+                simulate_events(&mut c, &mut erng, cid, signup, end, &orders);
+            }
         }
         c
     }
@@ -388,7 +392,12 @@ pub fn write_parquet(
         std::fs::create_dir_all(&d)?;
         Ok(d)
     };
-    let (pdir, cdir, edir) = (dir("purchases")?, dir("customers")?, dir("events")?);
+    let (pdir, cdir) = (dir("purchases")?, dir("customers")?);
+    let edir = if opts.events {
+        Some(dir("events")?)
+    } else {
+        None
+    };
     let per_file = opts.customers.div_ceil(files).max(1);
     let chunk = per_file.clamp(1, 100_000);
     let (mut n_customers, mut n_purchases, mut n_events) = (0u64, 0u64, 0u64);
@@ -400,7 +409,10 @@ pub fn write_parquet(
     };
     let mut cw = open(&cdir, 0, customers_schema())?;
     let mut pw = open(&pdir, 0, purchases_schema())?;
-    let mut ew = open(&edir, 0, events_schema())?;
+    let mut ew = edir
+        .as_ref()
+        .map(|d| open(d, 0, events_schema()))
+        .transpose()?;
     // Chunks never straddle files: the simulator runs file by file.
     while n_customers < opts.customers {
         let lo = n_customers + 1;
@@ -410,24 +422,33 @@ pub fn write_parquet(
         n_events += b.events.num_rows() as u64;
         cw.write(&b.customers)?;
         pw.write(&b.purchases)?;
-        ew.write(&b.events)?;
+        if let Some(w) = ew.as_mut() {
+            w.write(&b.events)?;
+        }
         n_customers += hi - lo;
         done_in_file += hi - lo;
         progress(n_customers);
         if done_in_file == per_file && n_customers < opts.customers {
             cw.close()?;
             pw.close()?;
-            ew.close()?;
+            if let Some(w) = ew.take() {
+                w.close()?;
+            }
             file_no += 1;
             done_in_file = 0;
             cw = open(&cdir, file_no, customers_schema())?;
             pw = open(&pdir, file_no, purchases_schema())?;
-            ew = open(&edir, file_no, events_schema())?;
+            ew = edir
+                .as_ref()
+                .map(|d| open(d, file_no, events_schema()))
+                .transpose()?;
         }
     }
     cw.close()?;
     pw.close()?;
-    ew.close()?;
+    if let Some(w) = ew {
+        w.close()?;
+    }
     Ok((n_customers, n_purchases, n_events))
 }
 
@@ -456,6 +477,7 @@ mod tests {
             start_us: parse_date_us("2022-01-01").unwrap(),
             end_us: parse_date_us("2025-01-01").unwrap(),
             process: Process::default(),
+            events: true,
         }
     }
 

@@ -84,6 +84,9 @@ enum Command {
         /// Number of files per table.
         #[arg(long, default_value_t = 8)]
         files: u64,
+        /// Skip the site events table (events/), which is about 6 rows per purchase.
+        #[arg(long)]
+        no_events: bool,
     },
     /// Cohort, lifecycle, growth, value and funnel reports (terminal, CSV, JSON or HTML).
     Report {
@@ -165,6 +168,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             start,
             end,
             files,
+            no_events,
         } => {
             let bad = |e: String| datafusion::error::DataFusionError::Configuration(e);
             let opts = GenerateOptions {
@@ -173,6 +177,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 start_us: parse_date_us(&start).map_err(bad)?,
                 end_us: parse_date_us(&end).map_err(bad)?,
                 process: Process::default(),
+                events: !no_events,
             };
             let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 let b = indicatif::ProgressBar::new(customers);

@@ -32,6 +32,7 @@ pub fn sample_options() -> GenerateOptions {
         start_us: parse_date_us(SAMPLE_START).expect("valid date"),
         end_us: parse_date_us(SAMPLE_END).expect("valid date"),
         process: Process::default(),
+        events: true,
     }
 }
 

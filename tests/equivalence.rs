@@ -18,6 +18,7 @@ fn generate(dir: &Path, customers: u64, files: u64) {
             start_us: parse_date_us("2022-01-01").unwrap(),
             end_us: parse_date_us("2024-07-01").unwrap(),
             process: Process::default(),
+            events: true,
         },
         dir,
         files,

@@ -151,6 +151,7 @@ fn generate(dir: &Path, customers: u64, files: u64, process: Process) {
             start_us: parse_date_us("2022-01-01").unwrap(),
             end_us: parse_date_us("2024-07-01").unwrap(),
             process,
+            events: false,
         },
         dir,
         files,
@@ -281,6 +282,7 @@ async fn bgnbd_fit_recovers_simulated_parameters() {
             start_us: parse_date_us("2023-01-01").unwrap(),
             end_us: parse_date_us("2024-01-01").unwrap(),
             process: truth,
+            events: true,
         },
         5_000,
     )

@@ -40,21 +40,19 @@ impl<const N: usize> Collapsed<N> {
         self.counts.is_empty()
     }
 
-    /// Distinct rows and weights, sorted by value (a deterministic order).
+    /// Distinct rows and weights in a deterministic order (by the values' bit patterns, which for
+    /// the non-negative inputs of the fits is numeric order; equal first values are adjacent).
     pub fn rows(&self) -> Vec<([f64; N], f64)> {
-        let mut v: Vec<([f64; N], f64)> = self
-            .counts
-            .iter()
-            .map(|(k, w)| (k.map(f64::from_bits), *w))
-            .collect();
-        v.sort_by(|a, b| {
-            a.0.iter()
-                .zip(&b.0)
-                .map(|(x, y)| x.total_cmp(y))
-                .find(|o| o.is_ne())
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        v
+        let mut v: Vec<([u64; N], f64)> = self.counts.iter().map(|(k, w)| (*k, *w)).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v.into_iter()
+            .map(|(k, w)| (k.map(f64::from_bits), w))
+            .collect()
+    }
+
+    /// Distinct rows and weights in no particular order (for partial states).
+    pub fn entries(&self) -> impl Iterator<Item = ([f64; N], f64)> + '_ {
+        self.counts.iter().map(|(k, w)| (k.map(f64::from_bits), *w))
     }
 
     /// Heap bytes, roughly.
@@ -87,7 +85,7 @@ pub struct Fit {
     pub iterations: usize,
 }
 
-/// Runs BFGS from each start and keeps the best converged minimum.
+/// Runs BFGS from each start in turn until one converges.
 fn fit_from_starts(
     name: &str,
     starts: &[Vec<f64>],
@@ -100,9 +98,8 @@ fn fit_from_starts(
     for s in starts {
         match bfgs(f, s, opts) {
             Ok(m) => {
-                if best.as_ref().is_none_or(|b| m.value < b.value) {
-                    best = Some(m);
-                }
+                best = Some(m);
+                break;
             }
             Err(e) => last_err = e,
         }
@@ -115,90 +112,250 @@ fn fit_from_starts(
     })
 }
 
+/// Evaluates `f` over fixed task ranges (on several threads for large inputs) and adds the
+/// partial results in task order, so sums do not depend on the thread count.
+fn par_sum<const K: usize>(
+    tasks: &[(usize, usize)],
+    rows: usize,
+    f: impl Fn(usize, usize) -> (f64, [f64; K]) + Sync,
+) -> (f64, [f64; K]) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(tasks.len());
+    let parts: Vec<(f64, [f64; K])> = if threads <= 1 || rows < 50_000 {
+        tasks.iter().map(|&(lo, hi)| f(lo, hi)).collect()
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<(f64, [f64; K])>>> =
+            tasks.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(lo, hi)) = tasks.get(k) else { break };
+                        *results[k].lock().expect("no panics") = Some(f(lo, hi));
+                    }
+                });
+            }
+        });
+        results
+            .into_iter()
+            .map(|m| m.into_inner().expect("no panics").expect("computed"))
+            .collect()
+    };
+    let (mut v, mut g) = (0.0, [0.0f64; K]);
+    for (pv, pg) in parts {
+        v += pv;
+        for k in 0..K {
+            g[k] += pg[k];
+        }
+    }
+    (v, g)
+}
+
+/// Runs of equal first values in sorted rows, and about 16 tasks of whole runs with similar row
+/// counts.
+fn runs_and_tasks<const N: usize>(
+    rows: &[([f64; N], f64)],
+) -> (Vec<(f64, usize, usize)>, Vec<(usize, usize)>) {
+    let mut runs: Vec<(f64, usize, usize)> = vec![];
+    for (i, (r, _)) in rows.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if run.0 == r[0] => run.2 = i + 1,
+            _ => runs.push((r[0], i, i + 1)),
+        }
+    }
+    let target = rows.len().div_ceil(16).max(1);
+    let mut tasks = vec![];
+    let (mut lo, mut acc) = (0usize, 0usize);
+    for (k, r) in runs.iter().enumerate() {
+        acc += r.2 - r.1;
+        if acc >= target {
+            tasks.push((lo, k + 1));
+            lo = k + 1;
+            acc = 0;
+        }
+    }
+    if lo < runs.len() {
+        tasks.push((lo, runs.len()));
+    }
+    (runs, tasks)
+}
+
+/// Fits on an evenly spaced subsample of large inputs first; its optimum and curvature
+/// warm-start the full fit. None when the input is small or the warm fit fails.
+fn warm_fit(
+    rows: usize,
+    total: f64,
+    starts: &[Vec<f64>],
+    sample: &mut dyn FnMut(&[f64], &mut [f64]) -> f64,
+    full: &mut dyn FnMut(&[f64], &mut [f64]) -> f64,
+    opts: Options,
+) -> Option<Fit> {
+    if rows <= 40_000 {
+        return None;
+    }
+    let w = starts.iter().find_map(|s| bfgs(sample, s, opts).ok())?;
+    let m = crate::optimize::bfgs_from(full, &w.x, Some(&w.inverse_hessian), opts).ok()?;
+    Some(Fit {
+        params: m.x.iter().map(|v| v.exp()).collect(),
+        log_likelihood: -m.value * total,
+        iterations: m.iterations,
+    })
+}
+
+/// Every `rows / 20_000`-th row, for the warm start.
+fn subsample<const N: usize>(rows: &[([f64; N], f64)]) -> Vec<([f64; N], f64)> {
+    rows.iter()
+        .step_by((rows.len() / 20_000).max(1))
+        .cloned()
+        .collect()
+}
+
 pub mod bgnbd {
     use super::*;
 
-    /// Rows grouped by frequency: the per-frequency terms are computed once per evaluation.
+    /// Rows grouped by frequency (the per-frequency terms are computed once per evaluation), with
+    /// `t` and `tx` as indices into their distinct values (whose logarithms are computed once per
+    /// evaluation: day-granular data has a few thousand distinct values among millions of rows).
     struct Data {
-        /// (frequency, start, end) runs into `tx`, `t`, `w`.
+        /// (frequency, start, end) runs into the row vectors.
         runs: Vec<(f64, usize, usize)>,
-        tx: Vec<f64>,
-        t: Vec<f64>,
+        t_idx: Vec<u32>,
+        tx_idx: Vec<u32>,
         w: Vec<f64>,
+        t_vals: Vec<f64>,
+        tx_vals: Vec<f64>,
         total: f64,
+        /// Run ranges evaluated as one task each (fixed, so sums do not depend on thread count).
+        chunks: Vec<(usize, usize)>,
+    }
+
+    fn distinct_index(values: impl Iterator<Item = f64> + Clone) -> (Vec<f64>, Vec<u32>) {
+        let mut d: Vec<f64> = values.clone().collect();
+        d.sort_by(f64::total_cmp);
+        d.dedup();
+        let idx = values
+            .map(|v| d.binary_search_by(|p| p.total_cmp(&v)).expect("present") as u32)
+            .collect();
+        (d, idx)
     }
 
     fn prepare(rows: &[([f64; 3], f64)]) -> Data {
-        let mut d = Data {
-            runs: vec![],
-            tx: Vec::with_capacity(rows.len()),
-            t: Vec::with_capacity(rows.len()),
-            w: Vec::with_capacity(rows.len()),
-            total: 0.0,
-        };
-        for (i, ([x, tx, t], w)) in rows.iter().enumerate() {
-            match d.runs.last_mut() {
-                Some(r) if r.0 == *x => r.2 = i + 1,
-                _ => d.runs.push((*x, i, i + 1)),
-            }
-            d.tx.push(*tx);
-            d.t.push(*t);
-            d.w.push(*w);
-            d.total += w;
+        let (runs, chunks) = runs_and_tasks(rows);
+        let (t_vals, t_idx) = distinct_index(rows.iter().map(|r| r.0[2]));
+        let (tx_vals, tx_idx) = distinct_index(rows.iter().map(|r| r.0[1]));
+        let w: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        Data {
+            runs,
+            t_idx,
+            tx_idx,
+            total: w.iter().sum(),
+            w,
+            t_vals,
+            tx_vals,
+            chunks,
         }
-        d
     }
 
-    /// Mean negative log-likelihood at log-parameters `lp` = ln(r, alpha, a, b), with its gradient
-    /// with respect to `lp`.
-    fn objective(d: &Data, lp: &[f64], grad: &mut [f64]) -> f64 {
-        let [r, alpha, a, b] = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
+    /// Per-evaluation tables: ln(alpha + v) and 1 / (alpha + v) for the distinct t and tx.
+    struct Tables {
+        ln_t: Vec<f64>,
+        inv_t: Vec<f64>,
+        ln_tx: Vec<f64>,
+        inv_tx: Vec<f64>,
+    }
+
+    /// Log-likelihood and gradient (with respect to r, alpha, a, b) of the runs `runs`.
+    fn partial(
+        d: &Data,
+        tb: &Tables,
+        p: [f64; 4],
+        runs: &[(f64, usize, usize)],
+    ) -> (f64, [f64; 4]) {
+        let [r, alpha, a, b] = p;
         let (ln_alpha, ln_a) = (alpha.ln(), a.ln());
         let (lg_r, lg_ab, lg_b) = (ln_gamma(r), ln_gamma(a + b), ln_gamma(b));
         let (dg_r, dg_ab, dg_b) = (digamma(r), digamma(a + b), digamma(b));
         let mut ll = 0.0;
         let mut g = [0.0f64; 4];
-        for &(x, lo, hi) in &d.runs {
+        for &(x, lo, hi) in runs {
             let rx = r + x;
             let a1 = ln_gamma(rx) - lg_r + r * ln_alpha;
             let a2 = lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x);
-            let d_a1_r = digamma(rx) - dg_r + ln_alpha;
-            let d_a1_alpha = r / alpha;
             let dg_abx = digamma(a + b + x);
-            let d_a2_a = dg_ab - dg_abx;
-            let d_a2_b = dg_ab + digamma(b + x) - dg_b - dg_abx;
-            let ln_b_x1 = (b + x - 1.0).ln();
             let mut run_w = 0.0;
-            for i in lo..hi {
-                let (tx, t, w) = (d.tx[i], d.t[i], d.w[i]);
-                run_w += w;
-                let l_t = (alpha + t).ln();
-                let a3 = -rx * l_t;
-                if x > 0.0 {
-                    let l_tx = (alpha + tx).ln();
-                    let a4 = ln_a - ln_b_x1 - rx * l_tx;
-                    let m = a3.max(a4);
-                    let (e3, e4) = ((a3 - m).exp(), (a4 - m).exp());
-                    let s = e3 + e4;
-                    ll += w * (m + s.ln());
-                    let (w3, w4) = (e3 / s, e4 / s);
-                    g[0] -= w * (w3 * l_t + w4 * l_tx);
-                    g[1] -= w * rx * (w3 / (alpha + t) + w4 / (alpha + tx));
-                    g[2] += w * w4 / a;
-                    g[3] -= w * w4 / (b + x - 1.0);
-                } else {
-                    ll += w * a3;
-                    g[0] -= w * l_t;
-                    g[1] -= w * rx / (alpha + t);
+            if x > 0.0 {
+                let c4 = ln_a - (b + x - 1.0).ln();
+                let inv_bx1 = 1.0 / (b + x - 1.0);
+                let (mut s_ll, mut s_r, mut s_alpha, mut s_w4) = (0.0, 0.0, 0.0, 0.0);
+                for i in lo..hi {
+                    let (ti, xi, w) = (d.t_idx[i] as usize, d.tx_idx[i] as usize, d.w[i]);
+                    run_w += w;
+                    let a3 = -rx * tb.ln_t[ti];
+                    let a4 = c4 - rx * tb.ln_tx[xi];
+                    // ln(e^a3 + e^a4) and the weights of the two terms.
+                    let diff = a4 - a3;
+                    let e = (-diff.abs()).exp();
+                    let (w3, w4) = if diff > 0.0 {
+                        (e / (1.0 + e), 1.0 / (1.0 + e))
+                    } else {
+                        (1.0 / (1.0 + e), e / (1.0 + e))
+                    };
+                    s_ll += w * (a3.max(a4) + e.ln_1p());
+                    s_r -= w * (w3 * tb.ln_t[ti] + w4 * tb.ln_tx[xi]);
+                    s_alpha -= w * (w3 * tb.inv_t[ti] + w4 * tb.inv_tx[xi]);
+                    s_w4 += w * w4;
                 }
+                ll += s_ll;
+                g[0] += s_r;
+                g[1] += rx * s_alpha;
+                g[2] += s_w4 / a;
+                g[3] -= s_w4 * inv_bx1;
+            } else {
+                let (mut s_lt, mut s_inv) = (0.0, 0.0);
+                for i in lo..hi {
+                    let (ti, w) = (d.t_idx[i] as usize, d.w[i]);
+                    run_w += w;
+                    s_lt += w * tb.ln_t[ti];
+                    s_inv += w * tb.inv_t[ti];
+                }
+                ll -= rx * s_lt;
+                g[0] -= s_lt;
+                g[1] -= rx * s_inv;
             }
             ll += run_w * (a1 + a2);
-            g[0] += run_w * d_a1_r;
-            g[1] += run_w * d_a1_alpha;
-            g[2] += run_w * d_a2_a;
-            g[3] += run_w * d_a2_b;
+            g[0] += run_w * (digamma(rx) - dg_r + ln_alpha);
+            g[1] += run_w * r / alpha;
+            g[2] += run_w * (dg_ab - dg_abx);
+            g[3] += run_w * (dg_ab + digamma(b + x) - dg_b - dg_abx);
         }
-        let p = [r, alpha, a, b];
+        (ll, g)
+    }
+
+    /// Mean negative log-likelihood at log-parameters `lp` = ln(r, alpha, a, b), with its gradient
+    /// with respect to `lp`. Large inputs are evaluated on several threads; the partial sums are
+    /// added in a fixed order.
+    fn objective(d: &Data, lp: &[f64], grad: &mut [f64]) -> f64 {
+        let p = [lp[0].exp(), lp[1].exp(), lp[2].exp(), lp[3].exp()];
+        let alpha = p[1];
+        let table = |vals: &[f64]| -> (Vec<f64>, Vec<f64>) {
+            vals.iter()
+                .map(|v| ((alpha + v).ln(), 1.0 / (alpha + v)))
+                .unzip()
+        };
+        let (ln_t, inv_t) = table(&d.t_vals);
+        let (ln_tx, inv_tx) = table(&d.tx_vals);
+        let tb = Tables {
+            ln_t,
+            inv_t,
+            ln_tx,
+            inv_tx,
+        };
+        let (ll, g) = par_sum::<4>(&d.chunks, d.w.len(), |lo, hi| {
+            partial(d, &tb, p, &d.runs[lo..hi])
+        });
         for k in 0..4 {
             grad[k] = -g[k] * p[k] / d.total;
         }
@@ -210,26 +367,36 @@ pub mod bgnbd {
         objective(&prepare(rows), lp, grad)
     }
 
-    /// Maximum-likelihood (r, alpha, a, b).
+    /// Maximum-likelihood (r, alpha, a, b). Large inputs are first fitted on an evenly spaced
+    /// subsample, whose optimum and curvature warm-start the full fit; cold starts are the
+    /// fallback.
     pub fn fit(data: &Collapsed<3>) -> Result<Fit, String> {
         if data.is_empty() {
             return Err("bgnbd_fit needs at least one customer".into());
         }
-        let d = prepare(&data.rows());
-        let mean_t = d.t.iter().zip(&d.w).map(|(t, w)| t * w).sum::<f64>() / d.total;
+        let rows = data.rows();
+        let d = prepare(&rows);
+        let mean_t = rows.iter().map(|([_, _, t], w)| t * w).sum::<f64>() / d.total;
         let la = mean_t.max(1e-3).ln();
         let starts = [
             vec![0.0, 0.0, 0.0, 0.0],
             vec![0.0, la, 0.0, 0.0],
             vec![-1.0, la - 1.0, 0.0, 1.0],
         ];
-        fit_from_starts(
-            "bgnbd_fit",
-            &starts,
+        let opts = Options::default();
+        let mut f = |lp: &[f64], g: &mut [f64]| objective(&d, lp, g);
+        let ds = prepare(&subsample(&rows));
+        if let Some(fit) = warm_fit(
+            rows.len(),
             d.total,
-            &mut |lp, g| objective(&d, lp, g),
-            Options::default(),
-        )
+            &starts,
+            &mut |lp, g| objective(&ds, lp, g),
+            &mut f,
+            opts,
+        ) {
+            return Ok(fit);
+        }
+        fit_from_starts("bgnbd_fit", &starts, d.total, &mut f, opts)
     }
 
     /// Log-likelihood of one row (for tests and reporting).
@@ -362,30 +529,62 @@ pub mod gamma_gamma {
         x > 0.0 && m > 0.0 && x.is_finite() && m.is_finite()
     }
 
-    fn objective(rows: &[([f64; 2], f64)], total: f64, lp: &[f64], grad: &mut [f64]) -> f64 {
+    /// Rows grouped by frequency, with ln(m) and x m precomputed.
+    struct Data {
+        runs: Vec<(f64, usize, usize)>,
+        tasks: Vec<(usize, usize)>,
+        ln_m: Vec<f64>,
+        xm: Vec<f64>,
+        w: Vec<f64>,
+        total: f64,
+    }
+
+    fn prepare(rows: &[([f64; 2], f64)]) -> Data {
+        let (runs, tasks) = runs_and_tasks(rows);
+        let w: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        Data {
+            runs,
+            tasks,
+            ln_m: rows.iter().map(|([_, m], _)| m.ln()).collect(),
+            xm: rows.iter().map(|([x, m], _)| x * m).collect(),
+            total: w.iter().sum(),
+            w,
+        }
+    }
+
+    /// Mean negative log-likelihood at ln(p, q, v) and its gradient, as
+    /// `lifetimes.GammaGammaFitter._negative_log_likelihood`: per row
+    /// `lnΓ(px+q) - lnΓ(px) - lnΓ(q) + q ln v + (px-1) ln m + px ln x - (px+q) ln(xm+v)`.
+    fn objective(d: &Data, lp: &[f64], grad: &mut [f64]) -> f64 {
         let [p, q, v] = [lp[0].exp(), lp[1].exp(), lp[2].exp()];
         let (lg_q, dg_q, ln_v) = (ln_gamma(q), digamma(q), v.ln());
-        let (mut ll, mut g) = (0.0, [0.0f64; 3]);
-        for ([x, m], w) in rows {
-            let (x, m, w) = (*x, *m, *w);
-            let px = p * x;
-            let (ln_m, ln_x, ln_xmv) = (m.ln(), x.ln(), (x * m + v).ln());
-            let dg_pxq = digamma(px + q);
-            ll += w
-                * (ln_gamma(px + q) - ln_gamma(px) - lg_q
-                    + q * ln_v
-                    + (px - 1.0) * ln_m
-                    + px * ln_x
-                    - (px + q) * ln_xmv);
-            g[0] += w * x * (dg_pxq - digamma(px) + ln_m + ln_x - ln_xmv);
-            g[1] += w * (dg_pxq - dg_q + ln_v - ln_xmv);
-            g[2] += w * (q / v - (px + q) / (x * m + v));
-        }
+        let (ll, g) = par_sum::<3>(&d.tasks, d.w.len(), |lo, hi| {
+            let (mut ll, mut g) = (0.0, [0.0f64; 3]);
+            for &(x, a, b) in &d.runs[lo..hi] {
+                let px = p * x;
+                let (dg_pxq, ln_x) = (digamma(px + q), x.ln());
+                let c = ln_gamma(px + q) - ln_gamma(px) - lg_q + q * ln_v + px * ln_x;
+                let (mut sw, mut s_lnm, mut s_l, mut s_inv) = (0.0, 0.0, 0.0, 0.0);
+                for i in a..b {
+                    let w = d.w[i];
+                    let u = d.xm[i] + v;
+                    sw += w;
+                    s_lnm += w * d.ln_m[i];
+                    s_l += w * u.ln();
+                    s_inv += w / u;
+                }
+                ll += sw * c + (px - 1.0) * s_lnm - (px + q) * s_l;
+                g[0] += x * (sw * (dg_pxq - digamma(px) + ln_x) + s_lnm - s_l);
+                g[1] += sw * (dg_pxq - dg_q + ln_v) - s_l;
+                g[2] += sw * q / v - (px + q) * s_inv;
+            }
+            (ll, g)
+        });
         let pr = [p, q, v];
         for k in 0..3 {
-            grad[k] = -g[k] * pr[k] / total;
+            grad[k] = -g[k] * pr[k] / d.total;
         }
-        -ll / total
+        -ll / d.total
     }
 
     /// Maximum-likelihood (p, q, v).
@@ -397,20 +596,27 @@ pub mod gamma_gamma {
             );
         }
         let rows = data.rows();
-        let total: f64 = rows.iter().map(|r| r.1).sum();
-        let mean_m = rows.iter().map(|([_, m], w)| m * w).sum::<f64>() / total;
+        let d = prepare(&rows);
+        let mean_m = rows.iter().map(|([_, m], w)| m * w).sum::<f64>() / d.total;
         let lm = mean_m.ln();
         let starts = [vec![0.0, 0.0, 0.0], vec![0.0, 0.0, lm], vec![1.0, 1.0, lm]];
-        fit_from_starts(
-            "gamma_gamma_fit",
+        let opts = Options {
+            gtol: 1e-11,
+            ..Options::default()
+        };
+        let mut f = |lp: &[f64], g: &mut [f64]| objective(&d, lp, g);
+        let ds = prepare(&subsample(&rows));
+        if let Some(fit) = warm_fit(
+            rows.len(),
+            d.total,
             &starts,
-            total,
-            &mut |lp, g| objective(&rows, total, lp, g),
-            Options {
-                gtol: 1e-11,
-                ..Options::default()
-            },
-        )
+            &mut |lp, g| objective(&ds, lp, g),
+            &mut f,
+            opts,
+        ) {
+            return Ok(fit);
+        }
+        fit_from_starts("gamma_gamma_fit", &starts, d.total, &mut f, opts)
     }
 
     /// E[spend per transaction | x, m], as
@@ -664,6 +870,28 @@ mod simulation {
             c.add([x, tx, t_obs], 1.0);
         }
         c
+    }
+
+    /// Large inputs take the warm-start path (subsample first): the answer is still the full
+    /// data's optimum (zero gradient there).
+    #[test]
+    fn warm_started_fit_is_the_full_optimum() {
+        let data = simulate([0.7, 8.0, 0.8, 2.5], 60_000, 9);
+        assert!(data.len() > 40_000);
+        let fit = bgnbd::fit(&data).unwrap();
+        let lp: Vec<f64> = fit.params.iter().map(|v| v.ln()).collect();
+        let mut g = [0.0; 4];
+        bgnbd::objective_on_rows(&data.rows(), &lp, &mut g);
+        assert!(g.iter().all(|v| v.abs() < 1e-7), "{g:?}");
+        let mut gg = Collapsed::<2>::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..50_000 {
+            let x = rng.random_range(1..20) as f64;
+            let m: f64 = Gamma::new(4.0, 10.0).unwrap().sample(&mut rng);
+            gg.add([x, m], 1.0);
+        }
+        let fit = gamma_gamma::fit(&gg).unwrap();
+        assert!(fit.params.iter().all(|v| v.is_finite() && *v > 0.0));
     }
 
     /// The truth lies inside the fit's 99.9% likelihood-ratio region (chi-square with 4 degrees

@@ -255,7 +255,7 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let rows = self.data.rows();
+        let rows: Vec<([f64; N], f64)> = self.data.entries().collect();
         let values =
             Float64Array::from_iter_values(rows.iter().flat_map(|(r, _)| r.iter().copied()));
         let weights = Float64Array::from_iter_values(rows.iter().map(|(_, w)| *w));
@@ -272,6 +272,7 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
+        let t0 = std::time::Instant::now();
         let fields = self.model.fields();
         if self.data.is_empty() {
             return ScalarValue::try_from(DataType::Struct(fields));
@@ -285,6 +286,15 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
             Ok(f) => f,
             Err(e) => return exec_err!("{e}"),
         };
+        if std::env::var_os("LIFECYCLE_TRACE_FIT").is_some() {
+            eprintln!(
+                "{}: {} distinct rows, fitted in {:?} ({} iterations)",
+                self.model.fit_name(),
+                self.data.len(),
+                t0.elapsed(),
+                fit.iterations
+            );
+        }
         let mut cols: Vec<ArrayRef> = fit
             .params
             .iter()

@@ -29,6 +29,8 @@ pub struct Minimum {
     pub value: f64,
     pub iterations: usize,
     pub gradient_norm: f64,
+    /// The final inverse-Hessian approximation (row-major), to warm-start a related problem.
+    pub inverse_hessian: Vec<f64>,
 }
 
 fn norm_inf(g: &[f64]) -> f64 {
@@ -45,6 +47,17 @@ pub fn bfgs(
     x0: &[f64],
     opts: Options,
 ) -> Result<Minimum, String> {
+    bfgs_from(f, x0, None, opts)
+}
+
+/// Minimises `f` from `x0`, with an initial inverse-Hessian approximation when given (e.g. from
+/// the fit of a subsample).
+pub fn bfgs_from(
+    f: &mut dyn FnMut(&[f64], &mut [f64]) -> f64,
+    x0: &[f64],
+    h0: Option<&[f64]>,
+    opts: Options,
+) -> Result<Minimum, String> {
     let n = x0.len();
     let mut x = x0.to_vec();
     let mut g = vec![0.0; n];
@@ -58,6 +71,10 @@ pub fn bfgs(
         h[i * n + i] = 1.0;
     }
     let mut first = true;
+    if let Some(h0) = h0.filter(|h| h.len() == n * n && h.iter().all(|v| v.is_finite())) {
+        h.copy_from_slice(h0);
+        first = false;
+    }
     let (mut xn, mut gn, mut d) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     for it in 0..opts.max_iterations {
         let gnorm = norm_inf(&g);
@@ -67,6 +84,7 @@ pub fn bfgs(
                 value: fx,
                 iterations: it,
                 gradient_norm: gnorm,
+                inverse_hessian: h,
             });
         }
         for i in 0..n {
@@ -108,6 +126,7 @@ pub fn bfgs(
                         value: fx,
                         iterations: it,
                         gradient_norm: gnorm,
+                        inverse_hessian: h,
                     });
                 }
                 return Err(format!(
@@ -152,6 +171,7 @@ pub fn bfgs(
                 value: fx,
                 iterations: it + 1,
                 gradient_norm,
+                inverse_hessian: h,
             });
         }
     }
