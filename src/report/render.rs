@@ -21,11 +21,12 @@ pub fn render(report: &Report, format: ReportFormat, out: &mut dyn Write) -> Res
     match format {
         ReportFormat::Table => out.write_all(text(report).as_bytes())?,
         ReportFormat::Html => out.write_all(html(report).as_bytes())?,
-        ReportFormat::Csv => match report.datasets.first() {
+        ReportFormat::Csv => {
             // The report's main dataset, in long form.
-            Some(d) => write_batches(&d.schema, &d.batches, Format::Csv, out)?,
-            None => {}
-        },
+            if let Some(d) = report.datasets.first() {
+                write_batches(&d.schema, &d.batches, Format::Csv, out)?;
+            }
+        }
         ReportFormat::Json => {
             write!(
                 out,
@@ -275,6 +276,7 @@ fn y_of(v: f64, lo: f64, hi: f64, top: f64, bottom: f64) -> f64 {
     bottom - (v - lo) / (hi - lo) * (bottom - top)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn axis(s: &mut String, lo: f64, hi: f64, fmt: Fmt, left: f64, right: f64, top: f64, bottom: f64) {
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;

@@ -63,7 +63,7 @@ impl<const N: usize> Collapsed<N> {
 
 /// Checks one (frequency, recency, t) row of a BG/NBD or Pareto/NBD fit.
 pub fn check_frt(x: f64, tx: f64, t: f64) -> Result<(), String> {
-    if !(x >= 0.0 && tx >= 0.0 && t >= 0.0) || !(x.is_finite() && tx.is_finite() && t.is_finite()) {
+    if !(x >= 0.0 && tx >= 0.0 && t >= 0.0 && x.is_finite() && tx.is_finite() && t.is_finite()) {
         return Err(format!(
             "frequency, recency and t must be finite and >= 0, got ({x}, {tx}, {t})"
         ));
@@ -112,6 +112,11 @@ fn fit_from_starts(
     })
 }
 
+/// A partial log-likelihood and gradient.
+type Partial<const K: usize> = (f64, [f64; K]);
+/// Runs of equal frequency (value, first row, end row) and tasks (ranges of runs).
+type RunsAndTasks = (Vec<(f64, usize, usize)>, Vec<(usize, usize)>);
+
 /// Evaluates `f` over fixed task ranges (on several threads for large inputs) and adds the
 /// partial results in task order, so sums do not depend on the thread count.
 fn par_sum<const K: usize>(
@@ -126,7 +131,7 @@ fn par_sum<const K: usize>(
         tasks.iter().map(|&(lo, hi)| f(lo, hi)).collect()
     } else {
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<(f64, [f64; K])>>> =
+        let results: Vec<std::sync::Mutex<Option<Partial<K>>>> =
             tasks.iter().map(|_| std::sync::Mutex::new(None)).collect();
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -156,9 +161,7 @@ fn par_sum<const K: usize>(
 
 /// Runs of equal first values in sorted rows, and about 16 tasks of whole runs with similar row
 /// counts.
-fn runs_and_tasks<const N: usize>(
-    rows: &[([f64; N], f64)],
-) -> (Vec<(f64, usize, usize)>, Vec<(usize, usize)>) {
+fn runs_and_tasks<const N: usize>(rows: &[([f64; N], f64)]) -> RunsAndTasks {
     let mut runs: Vec<(f64, usize, usize)> = vec![];
     for (i, (r, _)) in rows.iter().enumerate() {
         match runs.last_mut() {
@@ -630,6 +633,7 @@ pub mod gamma_gamma {
 /// Discounted customer lifetime value over `months` months, as
 /// `lifetimes.GammaGammaFitter.customer_lifetime_value` with `freq='D'` (BG/NBD fitted on days):
 /// the sum over months i of `value x (E[N(30 i)] - E[N(30 (i-1))]) / (1 + rate)^i`.
+#[allow(clippy::too_many_arguments)] // the arguments of lifetimes' customer_lifetime_value
 pub fn clv(
     bg: &[f64; 4],
     gg: &[f64; 3],

@@ -668,14 +668,9 @@ mod tests {
     #[test]
     fn step_times_follow_the_chain() {
         let m = Modes::default();
-        let (l, t) = funnel(
-            &mut vec![(0, 1), (1, 2), (50, 1), (55, 2), (58, 3)],
-            3,
-            10,
-            m,
-        );
+        let (l, t) = funnel(&mut [(0, 1), (1, 2), (50, 1), (55, 2), (58, 3)], 3, 10, m);
         assert_eq!((l, t), (3, vec![50, 55, 58]));
-        let (l, t) = funnel(&mut vec![(0, 1), (1, 2), (100, 1)], 3, 10, m);
+        let (l, t) = funnel(&mut [(0, 1), (1, 2), (100, 1)], 3, 10, m);
         assert_eq!((l, t), (2, vec![0, 1]));
     }
 

@@ -79,7 +79,8 @@ pub mod kernel {
                     i += 2;
                     if p[i..].starts_with('t') {
                         i += 1;
-                        let ops: [(&str, fn(i64) -> Action); 5] = [
+                        type TimeOp = (&'static str, fn(i64) -> Action);
+                        let ops: [TimeOp; 5] = [
                             ("<=", Action::TimeLe),
                             ("<", Action::TimeLt),
                             (">=", Action::TimeGe),
@@ -165,12 +166,11 @@ pub mod kernel {
                             next[s + 1] = true;
                             n_active += 1;
                         }
-                        Some(Some(k)) => {
-                            if bits & (1 << k) != 0 {
-                                next[s + 1] = true;
-                                n_active += 1;
-                            }
+                        Some(Some(k)) if bits & (1 << k) != 0 => {
+                            next[s + 1] = true;
+                            n_active += 1;
                         }
+                        Some(Some(_)) => {}
                     }
                     if self.dfa[s].0 {
                         next[s] = true;
