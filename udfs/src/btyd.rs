@@ -235,14 +235,19 @@ pub mod bgnbd {
         chunks: Vec<(usize, usize)>,
     }
 
-    fn distinct_index(values: impl Iterator<Item = f64> + Clone) -> (Vec<f64>, Vec<u32>) {
-        let mut d: Vec<f64> = values.clone().collect();
-        d.sort_by(f64::total_cmp);
-        d.dedup();
+    /// The distinct values (in first-seen order) and each value's index among them.
+    fn distinct_index(values: impl Iterator<Item = f64>) -> (Vec<f64>, Vec<u32>) {
+        let mut seen: HashMap<u64, u32> = HashMap::default();
+        let mut distinct = vec![];
         let idx = values
-            .map(|v| d.binary_search_by(|p| p.total_cmp(&v)).expect("present") as u32)
+            .map(|v| {
+                *seen.entry(v.to_bits()).or_insert_with(|| {
+                    distinct.push(v);
+                    (distinct.len() - 1) as u32
+                })
+            })
             .collect();
-        (d, idx)
+        (distinct, idx)
     }
 
     fn prepare(rows: &[([f64; 3], f64)]) -> Data {
@@ -377,8 +382,12 @@ pub mod bgnbd {
         if data.is_empty() {
             return Err("bgnbd_fit needs at least one customer".into());
         }
+        let t0 = std::time::Instant::now();
         let rows = data.rows();
         let d = prepare(&rows);
+        if std::env::var_os("LIFECYCLE_TRACE_FIT").is_some() {
+            eprintln!("bgnbd_fit: rows sorted and indexed in {:?}", t0.elapsed());
+        }
         let mean_t = rows.iter().map(|([_, _, t], w)| t * w).sum::<f64>() / d.total;
         let la = mean_t.max(1e-3).ln();
         let starts = [
