@@ -12,21 +12,20 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray, UInt8Array,
-};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit, UInt8Type};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
-    Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, GroupsAccumulator, Signature,
+    Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::common::{GroupLog, list_array};
+use crate::common::list_array;
 use crate::doc::aggregate_doc;
+use crate::events::{self, EventAccumulator, EventAggregate, EventGroups};
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
 /// Most conditions a funnel takes (as ClickHouse).
@@ -73,7 +72,7 @@ pub mod kernel {
     /// The funnel level reached by one group's events (`(ts, index)`, index 1..=steps, 0 for a
     /// row matching nothing) and the timestamps of the chain's steps. Sorts `events`.
     pub fn funnel(
-        events: &mut [(i64, u8)],
+        events: &mut [(i64, u32)],
         steps: usize,
         window: i64,
         m: Modes,
@@ -227,7 +226,7 @@ impl WindowFunnel {
         }
     }
 
-    fn groups(&self, args: &AccumulatorArgs) -> Result<FunnelGroups> {
+    fn groups(&self, args: &AccumulatorArgs) -> Result<EventGroups<Funnel>> {
         let name = self.name();
         let n = args.exprs.len();
         let has_mode = is_string(args.expr_fields[n - 1].data_type());
@@ -240,16 +239,14 @@ impl WindowFunnel {
         } else {
             Modes::default()
         };
-        Ok(FunnelGroups {
+        Ok(EventGroups::new(Funnel {
             output: self.output,
             unit,
             ts_type: args.expr_fields[1].data_type().clone(),
             steps,
             window,
             modes,
-            events: GroupLog::default(),
-            groups: 0,
-        })
+        }))
     }
 }
 
@@ -319,25 +316,11 @@ impl AggregateUDFImpl for WindowFunnel {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
-        Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[ts]", args.name),
-                list(DataType::Int64),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[step]", args.name),
-                list(DataType::UInt8),
-                true,
-            )),
-        ])
+        Ok(events::state_fields(args.name))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(FunnelAccumulator {
-            inner: self.groups(&args)?,
-        }))
+        Ok(Box::new(EventAccumulator(self.groups(&args)?)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -359,25 +342,24 @@ impl AggregateUDFImpl for WindowFunnel {
     }
 }
 
-struct FunnelGroups {
+/// The funnel over a group's (timestamp, step) events.
+struct Funnel {
     output: FunnelOutput,
     unit: TickUnit,
     ts_type: DataType,
     steps: usize,
     window: i64,
     modes: Modes,
-    events: GroupLog<(i64, u8)>,
-    groups: usize,
 }
 
-impl FunnelGroups {
-    /// Feeds every event of the batch to `f(row, ts, step)`: one per matching condition, in
-    /// condition order, and a step-0 event for a row matching none in strict_order mode.
-    fn for_each_event(
+impl EventAggregate for Funnel {
+    /// One event per matching condition (tag = its 1-based index), and a tag-0 event for a row
+    /// matching none in strict_order mode.
+    fn events(
         &self,
         values: &[ArrayRef],
         filter: Option<&BooleanArray>,
-        mut f: impl FnMut(usize, i64, u8),
+        f: &mut dyn FnMut(usize, i64, u32),
     ) -> Result<()> {
         let (ts, ts_nulls) = ticks_of(&values[1], self.unit)?;
         let conds: Vec<&BooleanArray> = values[2..2 + self.steps]
@@ -393,7 +375,7 @@ impl FunnelGroups {
             let mut any = false;
             for (k, c) in conds.iter().enumerate() {
                 if c.is_valid(row) && c.value(row) {
-                    f(row, ts[row], (k + 1) as u8);
+                    f(row, ts[row], (k + 1) as u32);
                     any = true;
                 }
             }
@@ -404,7 +386,7 @@ impl FunnelGroups {
         Ok(())
     }
 
-    fn finish(&self, offsets: &[usize], flat: &mut [(i64, u8)]) -> Result<ArrayRef> {
+    fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef> {
         let n = offsets.len() - 1;
         let results = (0..n).map(|g| {
             kernel::funnel(
@@ -431,140 +413,6 @@ impl FunnelGroups {
             }
         })
     }
-
-    fn state_arrays(offsets: &[usize], flat: &[(i64, u8)]) -> Vec<ArrayRef> {
-        vec![
-            list_array(
-                offsets,
-                Arc::new(Int64Array::from_iter_values(flat.iter().map(|e| e.0))),
-            ),
-            list_array(
-                offsets,
-                Arc::new(UInt8Array::from_iter_values(flat.iter().map(|e| e.1))),
-            ),
-        ]
-    }
-
-    fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
-        let ts: &ListArray = values[0].as_list::<i32>();
-        let steps: &ListArray = values[1].as_list::<i32>();
-        let tv = ts.values().as_primitive::<Int64Type>();
-        let sv = steps.values().as_primitive::<UInt8Type>();
-        let offsets = ts.value_offsets();
-        for row in 0..ts.len() {
-            let g = group_of(row);
-            for k in offsets[row] as usize..offsets[row + 1] as usize {
-                self.events.push(g, (tv.value(k), sv.value(k)));
-            }
-        }
-    }
-
-    fn take(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i64, u8)>) {
-        let n = match emit_to {
-            EmitTo::All => self.groups,
-            EmitTo::First(k) => k,
-        };
-        self.groups -= n;
-        self.events.take(emit_to, n)
-    }
-}
-
-impl GroupsAccumulator for FunnelGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
-        let mut events = std::mem::take(&mut self.events);
-        let r = self.for_each_event(values, opt_filter, |row, ts, step| {
-            events.push(group_indices[row], (ts, step))
-        });
-        self.events = events;
-        r
-    }
-
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
-        self.merge_states(values, |row| group_indices[row]);
-        Ok(())
-    }
-
-    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (offsets, mut flat) = self.take(emit_to);
-        self.finish(&offsets, &mut flat)
-    }
-
-    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (offsets, flat) = self.take(emit_to);
-        Ok(Self::state_arrays(&offsets, &flat))
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        let n = values[1].len();
-        let mut log = GroupLog::default();
-        self.for_each_event(values, opt_filter, |row, ts, step| {
-            log.push(row, (ts, step))
-        })?;
-        let (offsets, flat) = log.take(EmitTo::All, n);
-        Ok(Self::state_arrays(&offsets, &flat))
-    }
-
-    fn size(&self) -> usize {
-        self.events.size()
-    }
-}
-
-/// One group; evaluating does not consume the events (window frames evaluate repeatedly).
-struct FunnelAccumulator {
-    inner: FunnelGroups,
-}
-
-impl std::fmt::Debug for FunnelAccumulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FunnelAccumulator").finish()
-    }
-}
-
-impl Accumulator for FunnelAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0usize; values[1].len()];
-        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.inner.groups = 1;
-        self.inner.merge_states(states, |_| 0);
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let flat = self.inner.events.values().to_vec();
-        FunnelGroups::state_arrays(&[0, flat.len()], &flat)
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let mut flat = self.inner.events.values().to_vec();
-        ScalarValue::try_from_array(&self.inner.finish(&[0, flat.len()], &mut flat)?, 0)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.inner.size()
-    }
 }
 
 pub fn window_funnel_udaf() -> Arc<AggregateUDF> {
@@ -583,7 +431,7 @@ pub fn window_funnel_times_udaf() -> Arc<AggregateUDF> {
 mod tests {
     use super::kernel::*;
 
-    fn level(events: &[(i64, u8)], steps: usize, window: i64, mode: &str) -> usize {
+    fn level(events: &[(i64, u32)], steps: usize, window: i64, mode: &str) -> usize {
         funnel(
             &mut events.to_vec(),
             steps,

@@ -21,6 +21,7 @@ mod doc;
 
 pub mod btyd;
 pub mod cohort;
+pub mod events;
 pub mod funnel;
 pub mod lead;
 pub mod models;

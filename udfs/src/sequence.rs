@@ -10,20 +10,18 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt32Array,
-};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
-    Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, GroupsAccumulator, Signature,
+    Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::common::{GroupLog, list_array};
 use crate::doc::aggregate_doc;
+use crate::events::{self, EventAccumulator, EventAggregate, EventGroups};
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
 pub const MAX_CONDITIONS: usize = 32;
@@ -409,7 +407,7 @@ impl SequenceUdaf {
         }
     }
 
-    fn groups(&self, args: &AccumulatorArgs) -> Result<SequenceGroups> {
+    fn groups(&self, args: &AccumulatorArgs) -> Result<EventGroups<Sequence>> {
         let name = self.name();
         let unit = TickUnit::common(&[args.expr_fields[1].data_type()])?;
         let Some(pattern) = args.exprs[0]
@@ -423,14 +421,12 @@ impl SequenceUdaf {
             Ok(p) => p,
             Err(e) => return plan_err!("{name}: {e}"),
         };
-        Ok(SequenceGroups {
+        Ok(EventGroups::new(Sequence {
             output: self.output,
             unit,
             conditions,
             pattern,
-            events: GroupLog::default(),
-            groups: 0,
-        })
+        }))
     }
 }
 
@@ -482,25 +478,11 @@ impl AggregateUDFImpl for SequenceUdaf {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
-        Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[ts]", args.name),
-                list(DataType::Int64),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[conditions]", args.name),
-                list(DataType::UInt32),
-                true,
-            )),
-        ])
+        Ok(events::state_fields(args.name))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SequenceAccumulator {
-            inner: self.groups(&args)?,
-        }))
+        Ok(Box::new(EventAccumulator(self.groups(&args)?)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -522,21 +504,21 @@ impl AggregateUDFImpl for SequenceUdaf {
     }
 }
 
-struct SequenceGroups {
+/// The pattern over a group's (timestamp, conditions bitmask) events.
+struct Sequence {
     output: SequenceOutput,
     unit: TickUnit,
     conditions: usize,
     pattern: Pattern,
-    events: GroupLog<(i64, u32)>,
-    groups: usize,
 }
 
-impl SequenceGroups {
-    fn for_each_event(
+impl EventAggregate for Sequence {
+    /// One event per row where at least one condition holds (tag = the conditions' bitmask).
+    fn events(
         &self,
         values: &[ArrayRef],
         filter: Option<&BooleanArray>,
-        mut f: impl FnMut(usize, i64, u32),
+        f: &mut dyn FnMut(usize, i64, u32),
     ) -> Result<()> {
         let (ts, ts_nulls) = ticks_of(&values[1], self.unit)?;
         let conds: Vec<&BooleanArray> = values[2..2 + self.conditions]
@@ -590,139 +572,6 @@ impl SequenceGroups {
             SequenceOutput::Match => Arc::new(BooleanArray::from(matches)),
             SequenceOutput::Count => Arc::new(Int64Array::from(counts)),
         })
-    }
-
-    fn state_arrays(offsets: &[usize], flat: &[(i64, u32)]) -> Vec<ArrayRef> {
-        vec![
-            list_array(
-                offsets,
-                Arc::new(Int64Array::from_iter_values(flat.iter().map(|e| e.0))),
-            ),
-            list_array(
-                offsets,
-                Arc::new(UInt32Array::from_iter_values(flat.iter().map(|e| e.1))),
-            ),
-        ]
-    }
-
-    fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
-        let ts: &ListArray = values[0].as_list::<i32>();
-        let bits: &ListArray = values[1].as_list::<i32>();
-        let tv = ts.values().as_primitive::<Int64Type>();
-        let bv = bits.values().as_primitive::<UInt32Type>();
-        let offsets = ts.value_offsets();
-        for row in 0..ts.len() {
-            let g = group_of(row);
-            for k in offsets[row] as usize..offsets[row + 1] as usize {
-                self.events.push(g, (tv.value(k), bv.value(k)));
-            }
-        }
-    }
-
-    fn take(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i64, u32)>) {
-        let n = match emit_to {
-            EmitTo::All => self.groups,
-            EmitTo::First(k) => k,
-        };
-        self.groups -= n;
-        self.events.take(emit_to, n)
-    }
-}
-
-impl GroupsAccumulator for SequenceGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
-        let mut events = std::mem::take(&mut self.events);
-        let r = self.for_each_event(values, opt_filter, |row, ts, bits| {
-            events.push(group_indices[row], (ts, bits))
-        });
-        self.events = events;
-        r
-    }
-
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
-        self.merge_states(values, |row| group_indices[row]);
-        Ok(())
-    }
-
-    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (offsets, mut flat) = self.take(emit_to);
-        self.finish(&offsets, &mut flat)
-    }
-
-    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (offsets, flat) = self.take(emit_to);
-        Ok(Self::state_arrays(&offsets, &flat))
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        let n = values[1].len();
-        let mut log = GroupLog::default();
-        self.for_each_event(values, opt_filter, |row, ts, bits| {
-            log.push(row, (ts, bits))
-        })?;
-        let (offsets, flat) = log.take(EmitTo::All, n);
-        Ok(Self::state_arrays(&offsets, &flat))
-    }
-
-    fn size(&self) -> usize {
-        self.events.size()
-    }
-}
-
-struct SequenceAccumulator {
-    inner: SequenceGroups,
-}
-
-impl std::fmt::Debug for SequenceAccumulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SequenceAccumulator").finish()
-    }
-}
-
-impl Accumulator for SequenceAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0usize; values[1].len()];
-        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.inner.groups = 1;
-        self.inner.merge_states(states, |_| 0);
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let flat = self.inner.events.values().to_vec();
-        SequenceGroups::state_arrays(&[0, flat.len()], &flat)
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let mut flat = self.inner.events.values().to_vec();
-        ScalarValue::try_from_array(&self.inner.finish(&[0, flat.len()], &mut flat)?, 0)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.inner.size()
     }
 }
 
