@@ -14,50 +14,85 @@ use datafusion::common::HashMap;
 use crate::optimize::{Minimum, Options, bfgs, numeric_gradient};
 use crate::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp};
 
-/// Identical rows collapsed into weights. Keys are the values' bit patterns (with -0.0 as 0.0).
+/// Rows with weights, collapsed into distinct rows when read. Rows are appended as they come
+/// (no hashing per row); [`Collapsed::rows`] sorts them by the values' bit patterns (with -0.0 as
+/// 0.0) and adds up the weights of identical rows, so the result does not depend on arrival order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Collapsed<const N: usize> {
-    counts: HashMap<[u64; N], f64>,
+    entries: Vec<([u64; N], f64)>,
 }
 
 impl<const N: usize> Collapsed<N> {
     pub fn add(&mut self, row: [f64; N], weight: f64) {
         let key = row.map(|v| if v == 0.0 { 0u64 } else { v.to_bits() });
-        *self.counts.entry(key).or_insert(0.0) += weight;
+        self.entries.push((key, weight));
     }
 
     pub fn merge(&mut self, other: &Self) {
-        for (k, w) in &other.counts {
-            *self.counts.entry(*k).or_insert(0.0) += w;
-        }
+        self.entries.extend_from_slice(&other.entries);
     }
 
-    pub fn len(&self) -> usize {
-        self.counts.len()
+    /// Rows added (before collapsing).
+    pub fn raw_len(&self) -> usize {
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Distinct rows and weights in a deterministic order (by the values' bit patterns, which for
-    /// the non-negative inputs of the fits is numeric order; equal first values are adjacent).
+    /// Distinct rows and their summed weights in a deterministic order (by the values' bit
+    /// patterns, which for the non-negative inputs of the fits is numeric order; equal first
+    /// values are adjacent). Large inputs are sorted in two halves on two threads, then merged.
     pub fn rows(&self) -> Vec<([f64; N], f64)> {
-        let mut v: Vec<([u64; N], f64)> = self.counts.iter().map(|(k, w)| (*k, *w)).collect();
-        v.sort_unstable_by_key(|e| e.0);
-        v.into_iter()
-            .map(|(k, w)| (k.map(f64::from_bits), w))
-            .collect()
+        let mut v = self.entries.clone();
+        let sorted: Vec<([u64; N], f64)> = if v.len() > 200_000 {
+            let mid = v.len() / 2;
+            let (a, b) = v.split_at_mut(mid);
+            std::thread::scope(|s| {
+                s.spawn(|| a.sort_unstable_by_key(|e| e.0));
+                b.sort_unstable_by_key(|e| e.0);
+            });
+            let (a, b) = v.split_at(mid);
+            let mut out = Vec::with_capacity(v.len());
+            let (mut i, mut j) = (0, 0);
+            while i < a.len() || j < b.len() {
+                if j == b.len() || (i < a.len() && a[i].0 <= b[j].0) {
+                    out.push(a[i]);
+                    i += 1;
+                } else {
+                    out.push(b[j]);
+                    j += 1;
+                }
+            }
+            out
+        } else {
+            v.sort_unstable_by_key(|e| e.0);
+            v
+        };
+        let mut out: Vec<([f64; N], f64)> = Vec::new();
+        let mut last: Option<[u64; N]> = None;
+        for (k, w) in sorted {
+            if last == Some(k) {
+                out.last_mut().expect("a previous row").1 += w;
+            } else {
+                out.push((k.map(f64::from_bits), w));
+                last = Some(k);
+            }
+        }
+        out
     }
 
-    /// Distinct rows and weights in no particular order (for partial states).
+    /// The rows and weights as added (for partial states).
     pub fn entries(&self) -> impl Iterator<Item = ([f64; N], f64)> + '_ {
-        self.counts.iter().map(|(k, w)| (k.map(f64::from_bits), *w))
+        self.entries
+            .iter()
+            .map(|(k, w)| (k.map(f64::from_bits), *w))
     }
 
-    /// Heap bytes, roughly.
+    /// Heap bytes.
     pub fn size(&self) -> usize {
-        self.counts.capacity() * (8 * N + 8 + 8)
+        self.entries.capacity() * size_of::<([u64; N], f64)>()
     }
 }
 
@@ -890,7 +925,7 @@ mod simulation {
     #[test]
     fn warm_started_fit_is_the_full_optimum() {
         let data = simulate([0.7, 8.0, 0.8, 2.5], 60_000, 9);
-        assert!(data.len() > 40_000);
+        assert!(data.rows().len() > 40_000);
         let fit = bgnbd::fit(&data).unwrap();
         let lp: Vec<f64> = fit.params.iter().map(|v| v.ln()).collect();
         let mut g = [0.0; 4];

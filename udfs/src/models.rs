@@ -288,9 +288,9 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
         };
         if std::env::var_os("LIFECYCLE_TRACE_FIT").is_some() {
             eprintln!(
-                "{}: {} distinct rows, fitted in {:?} ({} iterations)",
+                "{}: {} rows, fitted in {:?} ({} iterations)",
                 self.model.fit_name(),
-                self.data.len(),
+                self.data.raw_len(),
                 t0.elapsed(),
                 fit.iterations
             );
