@@ -120,10 +120,11 @@ impl<V: Copy + Default> GroupLog<V> {
     }
 
     /// Takes the entries of groups `emit_to` (of `n` groups emitted) out, bucketed by group:
-    /// `values[offsets[g]..offsets[g + 1]]` are group g's, in arrival order. Remaining groups are
-    /// renumbered from 0.
+    /// `values[offsets[g]..offsets[g + 1]]` are group g's, in no particular order. Remaining
+    /// groups are renumbered from 0. The bucketing permutes the entries in place (an American
+    /// flag sort), so emitting allocates no second copy of the log.
     pub fn take(&mut self, emit_to: EmitTo, n: usize) -> (Vec<usize>, Vec<V>) {
-        let (groups, values) = match emit_to {
+        let (mut groups, mut values) = match emit_to {
             EmitTo::All => (
                 std::mem::take(&mut self.groups),
                 std::mem::take(&mut self.values),
@@ -152,14 +153,23 @@ impl<V: Copy + Default> GroupLog<V> {
         for g in 0..n {
             offsets[g + 1] += offsets[g];
         }
-        let mut next = offsets.clone();
-        let mut flat = vec![V::default(); values.len()];
-        for (g, v) in groups.iter().zip(values) {
-            let slot = &mut next[*g as usize];
-            flat[*slot] = v;
-            *slot += 1;
+        let mut next: Vec<usize> = offsets[..n].to_vec();
+        for g in 0..n {
+            let end = offsets[g + 1];
+            while next[g] < end {
+                let i = next[g];
+                let dest = groups[i] as usize;
+                if dest == g {
+                    next[g] += 1;
+                } else {
+                    let j = next[dest];
+                    groups.swap(i, j);
+                    values.swap(i, j);
+                    next[dest] += 1;
+                }
+            }
         }
-        (offsets, flat)
+        (offsets, values)
     }
 }
 
@@ -178,4 +188,41 @@ pub fn list_array(
         values,
         None,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_log_buckets_every_entry_by_group() {
+        let mut log = GroupLog::<u32>::default();
+        // Entry value = group * 1000 + sequence number, in a scrambled group order.
+        let groups = [3usize, 0, 2, 3, 1, 0, 3, 2, 2, 0, 4, 3];
+        for (k, g) in groups.iter().enumerate() {
+            log.push(*g, (*g * 1000 + k) as u32);
+        }
+        let (offsets, values) = log.take(EmitTo::All, 5);
+        assert_eq!(offsets, vec![0, 3, 4, 7, 11, 12]);
+        for g in 0..5 {
+            let mut got: Vec<u32> = values[offsets[g]..offsets[g + 1]].to_vec();
+            got.sort();
+            let want: Vec<u32> = groups
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x == g)
+                .map(|(k, _)| (g * 1000 + k) as u32)
+                .collect();
+            assert_eq!(got, want, "group {g}");
+        }
+        // Emitting the first groups keeps and renumbers the rest.
+        let mut log = GroupLog::<u32>::default();
+        for (k, g) in groups.iter().enumerate() {
+            log.push(*g, k as u32);
+        }
+        let (offsets, _) = log.take(EmitTo::First(2), 2);
+        assert_eq!(offsets, vec![0, 3, 4]);
+        let (offsets, _) = log.take(EmitTo::All, 3);
+        assert_eq!(offsets, vec![0, 3, 7, 8]);
+    }
 }

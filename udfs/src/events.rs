@@ -25,7 +25,7 @@ pub trait EventAggregate: Send + Sync + 'static {
     ) -> Result<()>;
 
     /// The answers of groups `0..offsets.len() - 1`, whose events are
-    /// `flat[offsets[g]..offsets[g + 1]]` in arrival order (to be sorted as the aggregate needs).
+    /// `flat[offsets[g]..offsets[g + 1]]` in no particular order (the aggregate sorts them as it needs).
     fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef>;
 }
 
