@@ -112,9 +112,13 @@ pub fn bfgs_from(
                 xn[i] = x[i] + step * d[i];
             }
             fnew = f(&xn, &mut gn);
+            // Sufficient decrease (Armijo); or, near the optimum where the decrease is below the
+            // objective's rounding noise, a step that keeps the value and shrinks the gradient.
+            let noise = 1e-13 * fx.abs().max(1.0);
             if fnew.is_finite()
                 && gn.iter().all(|v| v.is_finite())
-                && fnew <= fx + 1e-4 * step * slope
+                && (fnew <= fx + 1e-4 * step * slope
+                    || ((fnew - fx).abs() <= noise && norm_inf(&gn) < gnorm))
             {
                 break;
             }
