@@ -94,6 +94,29 @@ pub fn poll_once<T>(func: &str, fut: impl std::future::Future<Output = Result<T>
     }
 }
 
+/// A scalar function's arguments as arrays, and how to return its result: a scalar when every
+/// argument was a scalar, else an array.
+pub fn scalar_args(
+    args: &[datafusion::logical_expr::ColumnarValue],
+) -> Result<(Vec<datafusion::arrow::array::ArrayRef>, bool)> {
+    use datafusion::logical_expr::ColumnarValue;
+    let all_scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    Ok((ColumnarValue::values_to_arrays(args)?, all_scalar))
+}
+
+/// The result of a scalar function (see [`scalar_args`]).
+pub fn scalar_result(
+    arr: datafusion::arrow::array::ArrayRef,
+    all_scalar: bool,
+) -> Result<datafusion::logical_expr::ColumnarValue> {
+    use datafusion::logical_expr::ColumnarValue;
+    Ok(if all_scalar {
+        ColumnarValue::Scalar(ScalarValue::try_from_array(&arr, 0)?)
+    } else {
+        ColumnarValue::Array(arr)
+    })
+}
+
 /// Per-group values of aggregates that must see every row of a group (distinct days, funnel
 /// events): one flat log of (group, value) entries for all groups, no per-group allocation.
 /// Emitting buckets the entries by group with a counting sort (O(entries)).

@@ -337,11 +337,7 @@ impl ScalarUDFImpl for LeadStage {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (arrays, all_scalar) = crate::common::scalar_args(&args.args)?;
         let cols: Vec<&Float64Array> = arrays
             .iter()
             .map(|a| a.as_primitive::<Float64Type>())
@@ -361,11 +357,7 @@ impl ScalarUDFImpl for LeadStage {
             out.push(Some(kernel::stage(cols[0].value(i), t)));
         }
         let arr: ArrayRef = Arc::new(StringArray::from(out));
-        Ok(if all_scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&arr, 0)?)
-        } else {
-            ColumnarValue::Array(arr)
-        })
+        crate::common::scalar_result(arr, all_scalar)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

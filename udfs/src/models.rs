@@ -592,11 +592,7 @@ impl ScalarUDFImpl for PredictionUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let func = self.name();
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (arrays, all_scalar) = crate::common::scalar_args(&args.args)?;
         let n = arrays.first().map_or(0, |a| a.len());
         let (specs, _) = self.what.args();
         let mut params = vec![];
@@ -638,11 +634,7 @@ impl ScalarUDFImpl for PredictionUdf {
             }
         }
         let arr: ArrayRef = Arc::new(Float64Array::from(out));
-        Ok(if all_scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&arr, 0)?)
-        } else {
-            ColumnarValue::Array(arr)
-        })
+        crate::common::scalar_result(arr, all_scalar)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

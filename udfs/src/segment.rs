@@ -4,7 +4,7 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
@@ -85,11 +85,7 @@ impl ScalarUDFImpl for RfmSegment {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let all_scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let (arrays, all_scalar) = crate::common::scalar_args(&args.args)?;
         let (r, f) = (
             arrays[0].as_primitive::<Int64Type>(),
             arrays[1].as_primitive::<Int64Type>(),
@@ -112,11 +108,7 @@ impl ScalarUDFImpl for RfmSegment {
             }
         }
         let arr: ArrayRef = Arc::new(StringArray::from(out));
-        Ok(if all_scalar {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&arr, 0)?)
-        } else {
-            ColumnarValue::Array(arr)
-        })
+        crate::common::scalar_result(arr, all_scalar)
     }
 
     fn documentation(&self) -> Option<&Documentation> {
