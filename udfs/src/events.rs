@@ -13,6 +13,7 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
 use crate::common::{GroupLog, list_array};
+use crate::time::{TickUnit, ticks_of};
 
 /// An aggregate over each group's (timestamp, tag) events.
 pub trait EventAggregate: Send + Sync + 'static {
@@ -27,6 +28,38 @@ pub trait EventAggregate: Send + Sync + 'static {
     /// The answers of groups `0..offsets.len() - 1`, whose events are
     /// `flat[offsets[g]..offsets[g + 1]]` in no particular order (the aggregate sorts them as it needs).
     fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef>;
+}
+
+/// Walks the rows of `(ts, cond1, ..., condN)` arguments (`values[1]` the timestamps,
+/// `values[2..2 + conditions]` the conditions) that have a timestamp and pass the FILTER, calling
+/// `f(row, ticks, mask)` with the bitmask of the conditions that hold (NULL counts as false).
+pub fn for_each_condition_row(
+    values: &[ArrayRef],
+    unit: TickUnit,
+    conditions: usize,
+    filter: Option<&BooleanArray>,
+    mut f: impl FnMut(usize, i64, u32),
+) -> Result<()> {
+    let (ts, ts_nulls) = ticks_of(&values[1], unit)?;
+    let conds: Vec<&BooleanArray> = values[2..2 + conditions]
+        .iter()
+        .map(|v| v.as_boolean())
+        .collect();
+    for row in 0..ts.len() {
+        if ts_nulls.as_ref().is_some_and(|m| m.is_null(row))
+            || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
+        {
+            continue;
+        }
+        let mut mask = 0u32;
+        for (k, c) in conds.iter().enumerate() {
+            if c.is_valid(row) && c.value(row) {
+                mask |= 1 << k;
+            }
+        }
+        f(row, ts[row], mask);
+    }
+    Ok(())
 }
 
 /// The partial-state fields: timestamps and tags, one list each per group.

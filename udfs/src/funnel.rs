@@ -12,7 +12,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -26,7 +26,7 @@ use datafusion::physical_expr::expressions::Literal;
 use crate::common::list_array;
 use crate::doc::aggregate_doc;
 use crate::events::{self, EventAccumulator, EventAggregate, EventGroups};
-use crate::time::{TickUnit, check_temporal, ticks_of};
+use crate::time::{TickUnit, check_temporal};
 
 /// Most conditions a funnel takes (as ClickHouse).
 pub const MAX_STEPS: usize = 32;
@@ -361,29 +361,19 @@ impl EventAggregate for Funnel {
         filter: Option<&BooleanArray>,
         f: &mut dyn FnMut(usize, i64, u32),
     ) -> Result<()> {
-        let (ts, ts_nulls) = ticks_of(&values[1], self.unit)?;
-        let conds: Vec<&BooleanArray> = values[2..2 + self.steps]
-            .iter()
-            .map(|v| v.as_boolean())
-            .collect();
-        for row in 0..ts.len() {
-            if ts_nulls.as_ref().is_some_and(|m| m.is_null(row))
-                || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-            {
-                continue;
+        events::for_each_condition_row(values, self.unit, self.steps, filter, |row, ts, mask| {
+            if mask == 0 {
+                if self.modes.strict_order {
+                    f(row, ts, 0);
+                }
+                return;
             }
-            let mut any = false;
-            for (k, c) in conds.iter().enumerate() {
-                if c.is_valid(row) && c.value(row) {
-                    f(row, ts[row], (k + 1) as u32);
-                    any = true;
+            for k in 0..self.steps {
+                if mask & (1 << k) != 0 {
+                    f(row, ts, (k + 1) as u32);
                 }
             }
-            if !any && self.modes.strict_order {
-                f(row, ts[row], 0);
-            }
-        }
-        Ok(())
+        })
     }
 
     fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef> {

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
@@ -22,7 +22,7 @@ use datafusion::physical_expr::expressions::Literal;
 
 use crate::doc::aggregate_doc;
 use crate::events::{self, EventAccumulator, EventAggregate, EventGroups};
-use crate::time::{TickUnit, check_temporal, ticks_of};
+use crate::time::{TickUnit, check_temporal};
 
 pub const MAX_CONDITIONS: usize = 32;
 
@@ -520,28 +520,17 @@ impl EventAggregate for Sequence {
         filter: Option<&BooleanArray>,
         f: &mut dyn FnMut(usize, i64, u32),
     ) -> Result<()> {
-        let (ts, ts_nulls) = ticks_of(&values[1], self.unit)?;
-        let conds: Vec<&BooleanArray> = values[2..2 + self.conditions]
-            .iter()
-            .map(|v| v.as_boolean())
-            .collect();
-        for row in 0..ts.len() {
-            if ts_nulls.as_ref().is_some_and(|m| m.is_null(row))
-                || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-            {
-                continue;
-            }
-            let mut bits = 0u32;
-            for (k, c) in conds.iter().enumerate() {
-                if c.is_valid(row) && c.value(row) {
-                    bits |= 1 << k;
+        events::for_each_condition_row(
+            values,
+            self.unit,
+            self.conditions,
+            filter,
+            |row, ts, mask| {
+                if mask != 0 {
+                    f(row, ts, mask);
                 }
-            }
-            if bits != 0 {
-                f(row, ts[row], bits);
-            }
-        }
-        Ok(())
+            },
+        )
     }
 
     fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef> {
