@@ -216,3 +216,101 @@ async fn documented_examples_run_on_the_sample() {
     }
     assert!(examples >= 6, "{examples} examples");
 }
+
+/// The default-mode funnel level written as plain SQL: the longest prefix of steps visit, cart,
+/// purchase with a chain t_visit <= t_cart <= t_purchase <= t_visit + window (every event has one
+/// type, so the (timestamp, step) order is the timestamp order).
+fn funnel_sql(window_us: i64) -> String {
+    format!(
+        "WITH e AS (SELECT customer_id AS c, CAST(event_ts AS BIGINT) AS t, event_type AS k FROM events),
+         a AS (SELECT c, t FROM e WHERE k = 'visit'),
+         b AS (SELECT c, t FROM e WHERE k = 'cart'),
+         p AS (SELECT c, t FROM e WHERE k = 'purchase'),
+         ab AS (SELECT a.c, a.t AS t0, b.t AS t1 FROM a JOIN b ON a.c = b.c AND b.t >= a.t AND b.t <= a.t + {window_us}),
+         l1 AS (SELECT DISTINCT c FROM a),
+         l2 AS (SELECT DISTINCT c FROM ab),
+         l3 AS (SELECT DISTINCT ab.c FROM ab JOIN p ON ab.c = p.c AND p.t >= ab.t1 AND p.t <= ab.t0 + {window_us})
+         SELECT u.c, CASE WHEN l3.c IS NOT NULL THEN 3 WHEN l2.c IS NOT NULL THEN 2
+                          WHEN l1.c IS NOT NULL THEN 1 ELSE 0 END
+         FROM (SELECT DISTINCT c FROM e) u LEFT JOIN l1 ON l1.c = u.c LEFT JOIN l2 ON l2.c = u.c
+              LEFT JOIN l3 ON l3.c = u.c ORDER BY 1"
+    )
+}
+
+const FUNNEL_STEPS: &str =
+    "event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'";
+
+/// window_funnel (whose default mode settles a customer at the last step and forgets its events)
+/// against plain SQL, on events in the generator's order (each customer's purchase sessions, then
+/// browsing sessions at random times, all in one file) and in time order with every customer
+/// spread over four files (partial states of one customer merged from several partitions); the
+/// strict modes, step times and sequences give the same answers from both layouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_funnel_equals_plain_sql_across_layouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen_dir = tmp.path().join("gen");
+    generate(&gen_dir, 1_500, 3);
+    let events = gen_dir.join("events");
+    let spread = tmp.path().join("spread");
+    std::fs::create_dir(&spread).unwrap();
+    let ctx = session(1, &[("events", events.to_str().unwrap())]).await;
+    for k in 0..4 {
+        query(
+            &ctx,
+            &format!(
+                "COPY (SELECT * FROM events WHERE session_id % 4 = {k} ORDER BY event_ts)
+                 TO '{}/part-{k}.parquet' STORED AS PARQUET",
+                spread.display()
+            ),
+        )
+        .await;
+    }
+
+    let mut answers = vec![];
+    for dir in [&events, &spread] {
+        for partitions in [1, 4] {
+            let ctx = session(partitions, &[("events", dir.to_str().unwrap())]).await;
+            for window_s in [3_600i64, 3 * 86_400] {
+                let levels = query(
+                    &ctx,
+                    &format!(
+                        "SELECT customer_id, window_funnel({window_s}, {FUNNEL_STEPS}) FROM events
+                         GROUP BY customer_id ORDER BY 1"
+                    ),
+                )
+                .await;
+                assert_eq!(
+                    levels,
+                    query(&ctx, &funnel_sql(window_s * 1_000_000)).await,
+                    "window {window_s} s, {partitions} partitions, {}",
+                    dir.display()
+                );
+                let reached: Vec<&str> = levels.iter().map(|r| r[1].as_str()).collect();
+                for level in ["1", "2", "3"] {
+                    assert!(reached.contains(&level), "some customer at level {level}");
+                }
+            }
+            let others = query(
+                &ctx,
+                &format!(
+                    "SELECT customer_id,
+                       window_funnel(86400, {FUNNEL_STEPS}, 'strict_order'),
+                       window_funnel(86400, {FUNNEL_STEPS}, 'strict_deduplication'),
+                       window_funnel(86400, {FUNNEL_STEPS}, 'strict_increase'),
+                       window_funnel_times(86400, {FUNNEL_STEPS}),
+                       sequence_match('(?1)(?2)(?3)', event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'),
+                       sequence_count('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase')
+                     FROM events GROUP BY customer_id ORDER BY 1"
+                ),
+            )
+            .await;
+            answers.push(others);
+        }
+    }
+    for a in &answers[1..] {
+        assert_eq!(
+            a, &answers[0],
+            "same answers from both layouts and partitions"
+        );
+    }
+}

@@ -142,12 +142,40 @@ impl<V: Copy + Default> GroupLog<V> {
         self.groups.capacity() * 4 + self.values.capacity() * size_of::<V>()
     }
 
+    /// Entries in the log.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Keeps only the entries of groups for which `keep(group)` holds, in place, in order.
+    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let mut w = 0;
+        for r in 0..self.values.len() {
+            let g = self.groups[r];
+            if keep(g) {
+                self.groups[w] = g;
+                self.values[w] = self.values[r];
+                w += 1;
+            }
+        }
+        self.groups.truncate(w);
+        self.values.truncate(w);
+    }
+
     /// Takes the entries of groups `emit_to` (of `n` groups emitted) out, bucketed by group:
     /// `values[offsets[g]..offsets[g + 1]]` are group g's, in no particular order. Remaining
     /// groups are renumbered from 0. The bucketing permutes the entries in place (an American
     /// flag sort), so emitting allocates no second copy of the log.
     pub fn take(&mut self, emit_to: EmitTo, n: usize) -> (Vec<usize>, Vec<V>) {
-        let (mut groups, mut values) = match emit_to {
+        let (mut groups, mut values) = self.take_raw(emit_to, n);
+        let offsets = bucket_in_place(&mut groups, &mut values, n);
+        (offsets, values)
+    }
+
+    /// Takes the entries of groups `emit_to` (of `n` groups emitted) out as they were logged:
+    /// (group of each entry, entry). Remaining groups are renumbered from 0.
+    pub fn take_raw(&mut self, emit_to: EmitTo, n: usize) -> (Vec<u32>, Vec<V>) {
+        match emit_to {
             EmitTo::All => (
                 std::mem::take(&mut self.groups),
                 std::mem::take(&mut self.values),
@@ -168,32 +196,43 @@ impl<V: Copy + Default> GroupLog<V> {
                 self.values = rest_v;
                 (mine_g, mine_v)
             }
-        };
-        let mut offsets = vec![0usize; n + 1];
-        for g in &groups {
-            offsets[*g as usize + 1] += 1;
         }
-        for g in 0..n {
-            offsets[g + 1] += offsets[g];
-        }
-        let mut next: Vec<usize> = offsets[..n].to_vec();
-        for g in 0..n {
-            let end = offsets[g + 1];
-            while next[g] < end {
-                let i = next[g];
-                let dest = groups[i] as usize;
-                if dest == g {
-                    next[g] += 1;
-                } else {
-                    let j = next[dest];
-                    groups.swap(i, j);
-                    values.swap(i, j);
-                    next[dest] += 1;
-                }
+    }
+}
+
+/// Per-group start offsets (`n + 1` of them) of entries whose groups are `groups`.
+pub fn group_offsets(groups: &[u32], n: usize) -> Vec<usize> {
+    let mut offsets = vec![0usize; n + 1];
+    for g in groups {
+        offsets[*g as usize + 1] += 1;
+    }
+    for g in 0..n {
+        offsets[g + 1] += offsets[g];
+    }
+    offsets
+}
+
+/// Buckets `values` by `groups` (of `n` groups) in place, an American flag sort: afterwards
+/// `values[offsets[g]..offsets[g + 1]]` are group g's, in no particular order.
+pub fn bucket_in_place<V>(groups: &mut [u32], values: &mut [V], n: usize) -> Vec<usize> {
+    let offsets = group_offsets(groups, n);
+    let mut next: Vec<usize> = offsets[..n].to_vec();
+    for g in 0..n {
+        let end = offsets[g + 1];
+        while next[g] < end {
+            let i = next[g];
+            let dest = groups[i] as usize;
+            if dest == g {
+                next[g] += 1;
+            } else {
+                let j = next[dest];
+                groups.swap(i, j);
+                values.swap(i, j);
+                next[dest] += 1;
             }
         }
-        (offsets, values)
     }
+    offsets
 }
 
 /// Builds a List array from per-group offsets and a flat values array.

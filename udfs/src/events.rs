@@ -1,23 +1,34 @@
-//! The adapter shared by the event-sequence aggregates (`window_funnel`, `sequence_match`, ...):
-//! each group's events are (timestamp, tag) pairs kept in one flat [`GroupLog`]; partial states
-//! are two lists per group; the aggregate itself only says which events a batch holds and what a
-//! group's events answer.
+//! The adapter shared by the event-sequence aggregates (`window_funnel`, `sequence_match`, ...).
+//!
+//! A group's events are (timestamp, tag) pairs. Events from input rows go to one flat
+//! [`GroupLog`] of 12-byte entries; partial states (two lists per group and a flag) merged in the
+//! final phase are not copied: their list arrays are kept whole and the group keeps references
+//! to its rows, so the final phase holds each event once, in the arrays the partial phase made.
+//! On emit, each group's events are gathered into one scratch buffer and handed to the
+//! aggregate, which says what they answer ([`EventAggregate::finish`]).
+//!
+//! An aggregate may also settle a group's answer before all its events are seen (the funnel in
+//! its default mode, once the last step is reached): the adapter then feeds each event to the
+//! group's streaming state as it arrives, stops keeping a settled group's events, drops the ones
+//! it kept, and passes a settled group on as a flag without events.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt32Array,
 };
+use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32Type};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
-use crate::common::{GroupLog, list_array};
+use crate::common::{GroupLog, bucket_in_place, group_offsets, list_array, resize, row_mask};
+use crate::funnel::kernel::Progress;
 use crate::time::{TickUnit, ticks_of};
 
 /// An aggregate over each group's (timestamp, tag) events.
 pub trait EventAggregate: Send + Sync + 'static {
-    /// Feeds every event of the batch to `f(row, ts, tag)`.
+    /// Feeds every event of the batch to `f(row, ts, tag)`, rows in increasing order.
     fn events(
         &self,
         values: &[ArrayRef],
@@ -25,14 +36,28 @@ pub trait EventAggregate: Send + Sync + 'static {
         f: &mut dyn FnMut(usize, i64, u32),
     ) -> Result<()>;
 
-    /// The answers of groups `0..offsets.len() - 1`, whose events are
-    /// `flat[offsets[g]..offsets[g + 1]]` in no particular order (the aggregate sorts them as it needs).
-    fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef>;
+    /// The answers of the emitted groups `0..events.groups()`; `events.get(g)` is group g's
+    /// events in no particular order (the aggregate sorts them as it needs), or `None` when the
+    /// group's answer is settled.
+    fn finish(&self, events: &mut GroupEvents<'_>) -> Result<ArrayRef>;
+
+    /// How many `i64` slots of streaming state a group has beside its [`Progress`]; 0 (the
+    /// default) when the aggregate never settles an answer early.
+    fn progress_slots(&self) -> usize {
+        0
+    }
+
+    /// Feeds one event to a group's streaming state; true once the group's answer can no longer
+    /// change, whatever events arrive later.
+    fn feed(&self, _progress: &mut Progress, _slots: &mut [i64], _ts: i64, _tag: u32) -> bool {
+        false
+    }
 }
 
 /// Walks the rows of `(ts, cond1, ..., condN)` arguments (`values[1]` the timestamps,
 /// `values[2..2 + conditions]` the conditions) that have a timestamp and pass the FILTER, calling
 /// `f(row, ticks, mask)` with the bitmask of the conditions that hold (NULL counts as false).
+/// The masks are built column by column from the conditions' bitmaps.
 pub fn for_each_condition_row(
     values: &[ArrayRef],
     unit: TickUnit,
@@ -41,28 +66,34 @@ pub fn for_each_condition_row(
     mut f: impl FnMut(usize, i64, u32),
 ) -> Result<()> {
     let (ts, ts_nulls) = ticks_of(&values[1], unit)?;
-    let conds: Vec<&BooleanArray> = values[2..2 + conditions]
-        .iter()
-        .map(|v| v.as_boolean())
-        .collect();
-    for row in 0..ts.len() {
-        if ts_nulls.as_ref().is_some_and(|m| m.is_null(row))
-            || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-        {
-            continue;
+    let mut masks = vec![0u32; ts.len()];
+    for (k, c) in values[2..2 + conditions].iter().enumerate() {
+        let c = c.as_boolean();
+        let holds = match c.nulls() {
+            Some(n) => c.values() & n.inner(),
+            None => c.values().clone(),
+        };
+        for row in holds.set_indices() {
+            masks[row] |= 1 << k;
         }
-        let mut mask = 0u32;
-        for (k, c) in conds.iter().enumerate() {
-            if c.is_valid(row) && c.value(row) {
-                mask |= 1 << k;
+    }
+    match row_mask(filter, &[ts_nulls.as_ref()]) {
+        None => {
+            for (row, (&t, &m)) in ts.iter().zip(&masks).enumerate() {
+                f(row, t, m);
             }
         }
-        f(row, ts[row], mask);
+        Some(valid) => {
+            for row in valid.valid_indices() {
+                f(row, ts[row], masks[row]);
+            }
+        }
     }
     Ok(())
 }
 
-/// The partial-state fields: timestamps and tags, one list each per group.
+/// The partial-state fields: timestamps and tags, one list each per group, and whether the
+/// group's answer is settled (then both lists are empty).
 pub fn state_fields(name: &str) -> Vec<FieldRef> {
     let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
     vec![
@@ -76,59 +107,441 @@ pub fn state_fields(name: &str) -> Vec<FieldRef> {
             list(DataType::UInt32),
             true,
         )),
+        Arc::new(Field::new(
+            format!("{name}[settled]"),
+            DataType::Boolean,
+            true,
+        )),
     ]
 }
 
-fn state_arrays(offsets: &[usize], flat: &[(i64, u32)]) -> Vec<ArrayRef> {
-    vec![
-        list_array(
-            offsets,
-            Arc::new(Int64Array::from_iter_values(flat.iter().map(|e| e.0))),
-        ),
-        list_array(
-            offsets,
-            Arc::new(UInt32Array::from_iter_values(flat.iter().map(|e| e.1))),
-        ),
-    ]
+/// One logged event: the timestamp's two halves and the tag, 12 bytes aligned to 4 (a
+/// `(i64, u32)` pair takes 16).
+#[derive(Debug, Clone, Copy, Default)]
+struct Ev([u32; 3]);
+
+impl Ev {
+    #[inline]
+    fn new(ts: i64, tag: u32) -> Self {
+        let u = ts as u64;
+        Ev([u as u32, (u >> 32) as u32, tag])
+    }
+
+    #[inline]
+    fn get(self) -> (i64, u32) {
+        (
+            (((self.0[1] as u64) << 32) | self.0[0] as u64) as i64,
+            self.0[2],
+        )
+    }
+}
+
+/// The lists of one merged partial-state batch, kept whole; `live` counts the references to
+/// its rows not yet emitted.
+#[derive(Clone)]
+struct Chunk {
+    offsets: OffsetBuffer<i32>,
+    ts: ScalarBuffer<i64>,
+    tags: ScalarBuffer<u32>,
+    live: usize,
+}
+
+impl Chunk {
+    fn bytes(&self) -> usize {
+        self.offsets.inner().inner().len() + self.ts.inner().len() + self.tags.inner().len()
+    }
+
+    fn range(&self, row: u32) -> std::ops::Range<usize> {
+        let r = row as usize;
+        self.offsets[r] as usize..self.offsets[r + 1] as usize
+    }
+}
+
+/// A group's reference to one row of a merged chunk.
+#[derive(Debug, Clone, Copy)]
+struct Ref {
+    group: u32,
+    chunk: u32,
+    row: u32,
+}
+
+/// The events of the groups an emit takes, as kept: the log's entries (with their groups), the
+/// merged rows' references bucketed by group, and which groups are settled.
+struct Parts {
+    log_groups: Vec<u32>,
+    log: Vec<Ev>,
+    ref_offsets: Vec<usize>,
+    refs: Vec<(u32, u32)>,
+    chunks: Vec<Option<Chunk>>,
+    settled: Vec<bool>,
+}
+
+impl Parts {
+    fn chunk_rows(&self, g: usize) -> impl Iterator<Item = (&Chunk, u32)> {
+        self.refs[self.ref_offsets[g]..self.ref_offsets[g + 1]]
+            .iter()
+            .map(|&(c, row)| {
+                (
+                    self.chunks[c as usize].as_ref().expect("referenced chunk"),
+                    row,
+                )
+            })
+    }
+
+    /// Buckets the log by group in place, for gathering one group at a time.
+    fn into_taken(mut self) -> Taken {
+        let n = self.settled.len();
+        let log_offsets = bucket_in_place(&mut self.log_groups, &mut self.log, n);
+        Taken {
+            log_offsets,
+            parts: self,
+        }
+    }
+
+    /// The partial state: each group's events written once, straight into the state's
+    /// arrays (log entries in the order logged, then the merged rows').
+    fn into_state(mut self) -> Vec<ArrayRef> {
+        let n = self.settled.len();
+        let log_counts = group_offsets(&self.log_groups, n);
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0usize);
+        for g in 0..n {
+            let merged: usize = self
+                .chunk_rows(g)
+                .map(|(ch, row)| ch.range(row).len())
+                .sum();
+            offsets.push(offsets[g] + log_counts[g + 1] - log_counts[g] + merged);
+        }
+        let total = offsets[n];
+        let (mut ts, mut tags) = (vec![0i64; total], vec![0u32; total]);
+        let mut next = offsets[..n].to_vec();
+        for (g, e) in self.log_groups.iter().zip(&self.log) {
+            let pos = &mut next[*g as usize];
+            (ts[*pos], tags[*pos]) = e.get();
+            *pos += 1;
+        }
+        (self.log_groups, self.log) = (vec![], vec![]);
+        for (g, pos) in next.iter_mut().enumerate() {
+            for (ch, row) in self.chunk_rows(g) {
+                let r = ch.range(row);
+                let len = r.len();
+                ts[*pos..*pos + len].copy_from_slice(&ch.ts[r.clone()]);
+                tags[*pos..*pos + len].copy_from_slice(&ch.tags[r]);
+                *pos += len;
+            }
+        }
+        vec![
+            list_array(&offsets, Arc::new(Int64Array::from(ts))),
+            list_array(&offsets, Arc::new(UInt32Array::from(tags))),
+            Arc::new(BooleanArray::from(self.settled)),
+        ]
+    }
+}
+
+/// [`Parts`] with the log bucketed by group.
+struct Taken {
+    log_offsets: Vec<usize>,
+    parts: Parts,
+}
+
+impl Taken {
+    fn groups(&self) -> usize {
+        self.parts.settled.len()
+    }
+
+    /// Calls `f(ts, tag)` for every event of group `g`.
+    #[inline]
+    fn for_each(&self, g: usize, mut f: impl FnMut(i64, u32)) {
+        for e in &self.parts.log[self.log_offsets[g]..self.log_offsets[g + 1]] {
+            let (ts, tag) = e.get();
+            f(ts, tag);
+        }
+        for (ch, row) in self.parts.chunk_rows(g) {
+            for k in ch.range(row) {
+                f(ch.ts[k], ch.tags[k]);
+            }
+        }
+    }
+}
+
+/// Each emitted group's events, gathered one group at a time into a reused buffer.
+pub struct GroupEvents<'a> {
+    taken: &'a Taken,
+    scratch: Vec<(i64, u32)>,
+}
+
+impl GroupEvents<'_> {
+    /// The number of groups emitted.
+    pub fn groups(&self) -> usize {
+        self.taken.groups()
+    }
+
+    /// Group `g`'s events in no particular order, or `None` when its answer is settled.
+    pub fn get(&mut self, g: usize) -> Option<&mut [(i64, u32)]> {
+        if self.taken.parts.settled[g] {
+            return None;
+        }
+        self.scratch.clear();
+        let scratch = &mut self.scratch;
+        self.taken.for_each(g, |ts, tag| scratch.push((ts, tag)));
+        Some(&mut self.scratch)
+    }
+}
+
+/// Counting sort of `items` by `key` into `n` buckets: (offsets, items bucketed).
+fn bucket<T: Copy>(items: &[T], n: usize, key: impl Fn(&T) -> usize) -> (Vec<usize>, Vec<T>) {
+    let mut offsets = vec![0usize; n + 1];
+    for it in items {
+        offsets[key(it) + 1] += 1;
+    }
+    for g in 0..n {
+        offsets[g + 1] += offsets[g];
+    }
+    let mut next = offsets[..n].to_vec();
+    let mut out = Vec::with_capacity(items.len());
+    let spare = out.spare_capacity_mut();
+    for it in items {
+        let k = key(it);
+        spare[next[k]].write(*it);
+        next[k] += 1;
+    }
+    // SAFETY: the offsets count every item once, so the writes above fill 0..items.len().
+    unsafe { out.set_len(items.len()) };
+    (offsets, out)
+}
+
+/// Per-group streaming state of an aggregate that settles answers early (all empty when
+/// `slots` is 0), and how many of the log's events belong to settled groups.
+#[derive(Default)]
+struct Settling {
+    /// `agg.progress_slots()`.
+    slots: usize,
+    progress: Vec<Progress>,
+    starts: Vec<i64>,
+    /// Events each group has in the log.
+    logged: Vec<u32>,
+    dropped: usize,
+}
+
+impl Settling {
+    fn grow(&mut self, groups: usize) {
+        if self.slots > 0 {
+            resize(&mut self.progress, groups, Progress::default());
+            resize(&mut self.starts, groups * self.slots, 0);
+            resize(&mut self.logged, groups, 0);
+        }
+    }
+
+    fn settled(&self, g: usize) -> bool {
+        self.slots > 0 && self.progress[g].settled
+    }
+
+    /// Feeds one event of group `g` to its streaming state; true once the group is settled.
+    #[inline]
+    fn feed<A: EventAggregate>(&mut self, agg: &A, g: usize, ts: i64, tag: u32) -> bool {
+        let p = &mut self.progress[g];
+        if p.settled {
+            return true;
+        }
+        let starts = &mut self.starts[g * self.slots..(g + 1) * self.slots];
+        if agg.feed(p, starts, ts, tag) {
+            self.dropped += self.logged[g] as usize;
+            return true;
+        }
+        false
+    }
+
+    /// Keeps one event of group `g` in `log`, unless the group is settled.
+    #[inline]
+    fn push<A: EventAggregate>(
+        &mut self,
+        agg: &A,
+        log: &mut GroupLog<Ev>,
+        g: usize,
+        ts: i64,
+        tag: u32,
+    ) {
+        if self.slots == 0 {
+            log.push(g, Ev::new(ts, tag));
+            return;
+        }
+        if self.progress[g].settled {
+            return;
+        }
+        log.push(g, Ev::new(ts, tag));
+        self.logged[g] += 1;
+        self.feed(agg, g, ts, tag);
+    }
+
+    /// Settles group `g` (its partial state said so).
+    fn settle(&mut self, g: usize) {
+        let p = &mut self.progress[g];
+        if !p.settled {
+            p.settled = true;
+            self.dropped += self.logged[g] as usize;
+        }
+    }
+
+    /// Forgets settled groups' events from `log`, when forced or once they are most of it.
+    fn compact(&mut self, log: &mut GroupLog<Ev>, force: bool) {
+        if self.dropped > 0 && (force || self.dropped * 2 > log.len()) {
+            let progress = &self.progress;
+            log.retain(|g| !progress[g as usize].settled);
+            self.dropped = 0;
+        }
+    }
+
+    /// Takes the first `n` groups' flags out (`emit_to` says whether that is all of them).
+    fn take(&mut self, emit_to: EmitTo, n: usize) -> Vec<bool> {
+        if self.slots == 0 {
+            return vec![false; n];
+        }
+        let taken = emit_to.take_needed(&mut self.progress);
+        emit_to.take_needed(&mut self.logged);
+        self.starts.drain(..n * self.slots);
+        taken.iter().map(|p| p.settled).collect()
+    }
 }
 
 /// The groups accumulator of an [`EventAggregate`].
 pub struct EventGroups<A> {
     agg: A,
-    log: GroupLog<(i64, u32)>,
+    log: GroupLog<Ev>,
+    chunks: Vec<Option<Chunk>>,
+    refs: Vec<Ref>,
+    /// Bytes of the chunks kept.
+    chunk_bytes: usize,
     groups: usize,
+    settling: Settling,
 }
 
 impl<A: EventAggregate> EventGroups<A> {
     pub fn new(agg: A) -> Self {
         Self {
+            settling: Settling {
+                slots: agg.progress_slots(),
+                ..Settling::default()
+            },
             agg,
             log: GroupLog::default(),
+            chunks: vec![],
+            refs: vec![],
+            chunk_bytes: 0,
             groups: 0,
         }
     }
 
+    fn grow(&mut self, total_num_groups: usize) {
+        self.groups = self.groups.max(total_num_groups);
+        self.settling.grow(self.groups);
+    }
+
+    /// Merges partial states: settled groups are settled, other rows are kept by reference
+    /// (and fed to the streaming state, when the aggregate has one).
     fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
         let ts: &ListArray = values[0].as_list::<i32>();
         let tags: &ListArray = values[1].as_list::<i32>();
-        let tv = ts.values().as_primitive::<Int64Type>();
-        let gv = tags.values().as_primitive::<UInt32Type>();
-        let offsets = ts.value_offsets();
+        let settled = values[2].as_boolean();
+        let chunk = Chunk {
+            offsets: ts.offsets().clone(),
+            ts: ts.values().as_primitive::<Int64Type>().values().clone(),
+            tags: tags.values().as_primitive::<UInt32Type>().values().clone(),
+            live: 0,
+        };
+        let c = self.chunks.len() as u32;
+        let mut live = 0;
+        let st = &mut self.settling;
         for row in 0..ts.len() {
             let g = group_of(row);
-            for k in offsets[row] as usize..offsets[row + 1] as usize {
-                self.log.push(g, (tv.value(k), gv.value(k)));
+            if settled.is_valid(row) && settled.value(row) {
+                st.settle(g);
+                continue;
             }
+            let range = chunk.range(row as u32);
+            if range.is_empty() || st.settled(g) {
+                continue;
+            }
+            if st.slots > 0
+                && range
+                    .clone()
+                    .any(|k| st.feed(&self.agg, g, chunk.ts[k], chunk.tags[k]))
+            {
+                continue;
+            }
+            self.refs.push(Ref {
+                group: g as u32,
+                chunk: c,
+                row: row as u32,
+            });
+            live += 1;
         }
+        if live > 0 {
+            self.chunk_bytes += chunk.bytes();
+            self.chunks.push(Some(Chunk { live, ..chunk }));
+        }
+        st.compact(&mut self.log, false);
     }
 
-    fn take(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i64, u32)>) {
+    /// Takes the first `n` groups' references out (the rest renumbered), bucketed by group;
+    /// chunks no longer referenced are let go.
+    fn take_refs(
+        &mut self,
+        n: usize,
+        settled: &[bool],
+    ) -> (Vec<usize>, Vec<(u32, u32)>, Vec<Option<Chunk>>) {
+        let mut mine = vec![];
+        let mut rest = vec![];
+        for r in self.refs.drain(..) {
+            if (r.group as usize) < n {
+                if !settled[r.group as usize] {
+                    mine.push(r);
+                }
+                if let Some(ch) = self.chunks[r.chunk as usize].as_mut() {
+                    ch.live -= 1;
+                }
+            } else {
+                rest.push(Ref {
+                    group: r.group - n as u32,
+                    ..r
+                });
+            }
+        }
+        self.refs = rest;
+        let chunks = self.chunks.clone();
+        for slot in &mut self.chunks {
+            if slot.as_ref().is_some_and(|ch| ch.live == 0) {
+                self.chunk_bytes -= slot.take().map_or(0, |ch| ch.bytes());
+            }
+        }
+        if self.chunks.iter().all(Option::is_none) {
+            self.chunks.clear();
+        }
+        let (offsets, refs) = bucket(&mine, n, |r| r.group as usize);
+        (
+            offsets,
+            refs.iter().map(|r| (r.chunk, r.row)).collect(),
+            chunks,
+        )
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Parts {
         let n = match emit_to {
             EmitTo::All => self.groups,
             EmitTo::First(k) => k,
         };
         self.groups -= n;
-        self.log.take(emit_to, n)
+        self.settling.compact(&mut self.log, true);
+        let settled = self.settling.take(emit_to, n);
+        let (log_groups, log) = self.log.take_raw(emit_to, n);
+        let (ref_offsets, refs, chunks) = self.take_refs(n, &settled);
+        Parts {
+            log_groups,
+            log,
+            ref_offsets,
+            refs,
+            chunks,
+            settled,
+        }
     }
 }
 
@@ -140,11 +553,13 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
-        let log = &mut self.log;
-        self.agg.events(values, opt_filter, &mut |row, ts, tag| {
-            log.push(group_indices[row], (ts, tag))
-        })
+        self.grow(total_num_groups);
+        let (agg, log, st) = (&self.agg, &mut self.log, &mut self.settling);
+        agg.events(values, opt_filter, &mut |row, ts, tag| {
+            st.push(agg, log, group_indices[row], ts, tag)
+        })?;
+        st.compact(log, false);
+        Ok(())
     }
 
     fn merge_batch(
@@ -153,19 +568,21 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
+        self.grow(total_num_groups);
         self.merge_states(values, |row| group_indices[row]);
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (offsets, mut flat) = self.take(emit_to);
-        self.agg.finish(&offsets, &mut flat)
+        let taken = self.take(emit_to).into_taken();
+        self.agg.finish(&mut GroupEvents {
+            taken: &taken,
+            scratch: vec![],
+        })
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (offsets, flat) = self.take(emit_to);
-        Ok(state_arrays(&offsets, &flat))
+        Ok(self.take(emit_to).into_state())
     }
 
     fn convert_to_state(
@@ -173,17 +590,35 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
+        // Each row is its own group; rows arrive in increasing order, so the events are
+        // already bucketed.
         let n = values.first().map_or(0, |v| v.len());
-        let mut log = GroupLog::default();
-        self.agg.events(values, opt_filter, &mut |row, ts, tag| {
-            log.push(row, (ts, tag))
+        let mut counts = vec![0usize; n + 1];
+        let (mut ts, mut tags) = (vec![], vec![]);
+        self.agg.events(values, opt_filter, &mut |row, t, tag| {
+            counts[row + 1] += 1;
+            ts.push(t);
+            tags.push(tag);
         })?;
-        let (offsets, flat) = log.take(EmitTo::All, n);
-        Ok(state_arrays(&offsets, &flat))
+        for r in 0..n {
+            counts[r + 1] += counts[r];
+        }
+        Ok(vec![
+            list_array(&counts, Arc::new(Int64Array::from(ts))),
+            list_array(&counts, Arc::new(UInt32Array::from(tags))),
+            Arc::new(BooleanArray::from(vec![false; n])),
+        ])
     }
 
     fn size(&self) -> usize {
+        let st = &self.settling;
         self.log.size()
+            + self.chunk_bytes
+            + self.refs.capacity() * size_of::<Ref>()
+            + self.chunks.capacity() * size_of::<Option<Chunk>>()
+            + st.progress.capacity() * size_of::<Progress>()
+            + st.starts.capacity() * 8
+            + st.logged.capacity() * 4
     }
 }
 
@@ -197,6 +632,30 @@ impl<A> std::fmt::Debug for EventAccumulator<A> {
     }
 }
 
+impl<A: EventAggregate> EventAccumulator<A> {
+    /// The only group's events, without taking them.
+    fn current(&mut self) -> Parts {
+        let g = &mut self.0;
+        g.grow(1);
+        g.settling.compact(&mut g.log, true);
+        let settled = g.settling.settled(0);
+        let (log, refs) = if settled {
+            (vec![], vec![])
+        } else {
+            let refs = g.refs.iter().map(|r| (r.chunk, r.row)).collect();
+            (g.log.values().to_vec(), refs)
+        };
+        Parts {
+            log_groups: vec![0; log.len()],
+            log,
+            ref_offsets: vec![0, refs.len()],
+            refs,
+            chunks: g.chunks.clone(),
+            settled: vec![settled],
+        }
+    }
+}
+
 impl<A: EventAggregate> Accumulator for EventAccumulator<A> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let groups = vec![0usize; values.first().map_or(0, |v| v.len())];
@@ -204,22 +663,26 @@ impl<A: EventAggregate> Accumulator for EventAccumulator<A> {
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.0.groups = 1;
+        self.0.grow(1);
         self.0.merge_states(states, |_| 0);
         Ok(())
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let flat = self.0.log.values().to_vec();
-        state_arrays(&[0, flat.len()], &flat)
+        self.current()
+            .into_state()
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let mut flat = self.0.log.values().to_vec();
-        ScalarValue::try_from_array(&self.0.agg.finish(&[0, flat.len()], &mut flat)?, 0)
+        let taken = self.current().into_taken();
+        let answer = self.0.agg.finish(&mut GroupEvents {
+            taken: &taken,
+            scratch: vec![],
+        })?;
+        ScalarValue::try_from_array(&answer, 0)
     }
 
     fn size(&self) -> usize {

@@ -25,7 +25,7 @@ use datafusion::physical_expr::expressions::Literal;
 
 use crate::common::list_array;
 use crate::doc::aggregate_doc;
-use crate::events::{self, EventAccumulator, EventAggregate, EventGroups};
+use crate::events::{self, EventAccumulator, EventAggregate, EventGroups, GroupEvents};
 use crate::time::{TickUnit, check_temporal};
 
 /// Most conditions a funnel takes (as ClickHouse).
@@ -137,6 +137,71 @@ pub mod kernel {
             }
         }
         answer(reached(&level), &paths)
+    }
+
+    /// The default mode's walk fed one event at a time: `starts[e]` is the first timestamp of
+    /// the latest chain that reached level `e + 1` (valid for `e < *reached`). Fed a group's
+    /// events in (timestamp, index) order it is [`funnel`]'s walk, so it reaches the level
+    /// [`funnel`] returns. Fed any sorted subsequence of them it finds only real chains, and in
+    /// the default mode more events never lower the level, so once `*reached == steps` the
+    /// group's answer is settled whatever else arrives: the caller skips events older than the
+    /// last one it fed (see [`Progress`]) and forgets a settled group's events. Returns whether
+    /// the level is settled.
+    pub fn advance(
+        starts: &mut [i64],
+        reached: &mut usize,
+        window: i64,
+        ts: i64,
+        index: u32,
+    ) -> bool {
+        let steps = starts.len();
+        let e = index as usize;
+        if e == 0 || e > steps {
+            return *reached == steps;
+        }
+        let e = e - 1;
+        if e == 0 {
+            starts[0] = ts;
+            *reached = (*reached).max(1);
+        } else if e <= *reached && ts <= starts[e - 1].saturating_add(window) {
+            starts[e] = starts[e - 1];
+            *reached = (*reached).max(e + 1);
+        }
+        *reached == steps
+    }
+
+    /// One group's streaming state for [`advance`]: the last event fed (events older than it
+    /// are left to the sorted evaluation) and the level reached; `starts` live beside it in a
+    /// flat vector of `steps` per group.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Progress {
+        pub last: (i64, u32),
+        pub reached: u8,
+        pub settled: bool,
+    }
+
+    impl Default for Progress {
+        fn default() -> Self {
+            Self {
+                last: (i64::MIN, 0),
+                reached: 0,
+                settled: false,
+            }
+        }
+    }
+
+    impl Progress {
+        /// Feeds one event (skipped when older than the last one fed); true once settled.
+        #[inline]
+        pub fn feed(&mut self, starts: &mut [i64], window: i64, ts: i64, index: u32) -> bool {
+            if (ts, index) >= self.last {
+                self.last = (ts, index);
+                let mut reached = self.reached as usize;
+                self.settled = advance(starts, &mut reached, window, ts, index);
+                self.reached = reached as u8;
+            }
+            self.settled
+        }
     }
 }
 
@@ -376,15 +441,12 @@ impl EventAggregate for Funnel {
         })
     }
 
-    fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef> {
-        let n = offsets.len() - 1;
-        let results = (0..n).map(|g| {
-            kernel::funnel(
-                &mut flat[offsets[g]..offsets[g + 1]],
-                self.steps,
-                self.window,
-                self.modes,
-            )
+    fn finish(&self, events: &mut GroupEvents<'_>) -> Result<ArrayRef> {
+        let n = events.groups();
+        let results = (0..n).map(|g| match events.get(g) {
+            // Only the level is ever settled early (see `progress_slots`).
+            None => (self.steps, vec![]),
+            Some(evs) => kernel::funnel(evs, self.steps, self.window, self.modes),
         });
         Ok(match self.output {
             FunnelOutput::Level => Arc::new(results.map(|(l, _)| l as i32).collect::<Int32Array>()),
@@ -402,6 +464,21 @@ impl EventAggregate for Funnel {
                 list_array(&offs, values)
             }
         })
+    }
+
+    /// The level in the default mode settles once the last step is reached (more events never
+    /// lower it); the other modes can lower it, and the step times can still change.
+    fn progress_slots(&self) -> usize {
+        if self.output == FunnelOutput::Level && self.modes == Modes::default() {
+            self.steps
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn feed(&self, progress: &mut kernel::Progress, slots: &mut [i64], ts: i64, tag: u32) -> bool {
+        progress.feed(slots, self.window, ts, tag)
     }
 }
 
@@ -510,6 +587,68 @@ mod tests {
         assert_eq!((l, t), (3, vec![50, 55, 58]));
         let (l, t) = funnel(&mut [(0, 1), (1, 2), (100, 1)], 3, 10, m);
         assert_eq!((l, t), (2, vec![0, 1]));
+    }
+
+    /// Feeds events in the given order to a fresh [`Progress`]: (reached, settled).
+    fn stream(events: &[(i64, u32)], steps: usize, window: i64) -> (usize, bool) {
+        let mut p = Progress::default();
+        let mut starts = vec![0i64; steps];
+        for &(ts, idx) in events {
+            p.feed(&mut starts, window, ts, idx);
+        }
+        (p.reached as usize, p.settled)
+    }
+
+    #[test]
+    fn streaming_walk_by_hand() {
+        // In order: the same level as the sorted walk, settled at the last step.
+        assert_eq!(stream(&[(1, 1), (2, 2), (3, 3)], 3, 10), (3, true));
+        assert_eq!(stream(&[(0, 1), (5, 2), (11, 3)], 3, 10), (2, false));
+        // A restart that completes: the chain from the second A.
+        assert_eq!(
+            stream(&[(0, 1), (50, 1), (55, 2), (58, 3)], 3, 10),
+            (3, true)
+        );
+        // Same-instant steps fed in index order chain, as the sorted walk.
+        assert_eq!(stream(&[(5, 1), (5, 2)], 2, 0), (2, true));
+        // Out of order: C(2) then A(0) B(1): A and B are older than C and skipped, so nothing
+        // chains here; the sorted evaluation of the kept events answers 3.
+        assert_eq!(stream(&[(2, 3), (0, 1), (1, 2)], 3, 10), (0, false));
+        // B(5) before A(5) at the same instant: A is older in (ts, index) order, skipped.
+        assert_eq!(stream(&[(5, 2), (5, 1)], 2, 10), (0, false));
+        // Once settled, later events change nothing.
+        assert_eq!(stream(&[(1, 1), (2, 2), (0, 1), (9, 9)], 2, 10), (2, true));
+        // One condition settles at its first event.
+        assert_eq!(stream(&[(7, 1)], 1, 0), (1, true));
+    }
+
+    proptest::proptest! {
+        /// Fed a group's events in sorted order, the streaming walk reaches what the sorted walk
+        /// returns; fed them in any order, it never claims more, and when it settles the sorted
+        /// walk over all the events (however many more arrive) is at the last step.
+        #[test]
+        fn streaming_walk_is_sound(
+            events in proptest::collection::vec((0i64..40, 1u32..5), 0..30),
+            more in proptest::collection::vec((0i64..40, 1u32..5), 0..10),
+            steps in 1usize..5,
+            window in 0i64..15,
+        ) {
+            let events: Vec<(i64, u32)> =
+                events.into_iter().filter(|e| e.1 as usize <= steps).collect();
+            let want = level(&events, steps, window, "");
+            let mut sorted = events.clone();
+            sorted.sort();
+            let (reached, settled) = stream(&sorted, steps, window);
+            proptest::prop_assert_eq!(reached, want);
+            proptest::prop_assert_eq!(settled, want == steps);
+            let (reached, settled) = stream(&events, steps, window);
+            proptest::prop_assert!(reached <= want);
+            if settled {
+                let all: Vec<(i64, u32)> = events.iter().chain(&more).cloned()
+                    .filter(|e| e.1 as usize <= steps).collect();
+                proptest::prop_assert_eq!(level(&all, steps, window, ""), steps);
+            }
+        }
     }
 
     #[test]

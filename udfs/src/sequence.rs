@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::expressions::Literal;
 
 use crate::doc::aggregate_doc;
-use crate::events::{self, EventAccumulator, EventAggregate, EventGroups};
+use crate::events::{self, EventAccumulator, EventAggregate, EventGroups, GroupEvents};
 use crate::time::{TickUnit, check_temporal};
 
 pub const MAX_CONDITIONS: usize = 32;
@@ -533,8 +533,8 @@ impl EventAggregate for Sequence {
         )
     }
 
-    fn finish(&self, offsets: &[usize], flat: &mut [(i64, u32)]) -> Result<ArrayRef> {
-        let n = offsets.len() - 1;
+    fn finish(&self, events: &mut GroupEvents<'_>) -> Result<ArrayRef> {
+        let n = events.groups();
         let name = match self.output {
             SequenceOutput::Match => "sequence_match",
             SequenceOutput::Count => "sequence_count",
@@ -542,7 +542,8 @@ impl EventAggregate for Sequence {
         let mut matches = Vec::with_capacity(n);
         let mut counts = Vec::with_capacity(n);
         for g in 0..n {
-            let events = &mut flat[offsets[g]..offsets[g + 1]];
+            // Sequences never settle early, so every group has its events.
+            let events = events.get(g).unwrap_or(&mut []);
             let seen = kernel::prepare(events);
             let r = match self.output {
                 SequenceOutput::Match => {
