@@ -1,6 +1,7 @@
 //! Criterion benches: every aggregate over 1 million rows and 100,000 groups (customers), next to
 //! the floor `count(*), sum(amount) GROUP BY customer_id` on the same data, the summary and a
-//! BG/NBD fit over it, and `cohort_retention(..., 'month')`.
+//! BG/NBD fit over it, and `cohort_retention(..., 'month')`; the event aggregates over the
+//! embedded sample's 1.2M site events, next to their floors.
 //!
 //! `cargo bench --bench aggregates`
 
@@ -106,6 +107,40 @@ fn bench(c: &mut Criterion) {
     for (name, sql) in queries {
         group.bench_function(name, |b| {
             b.iter(|| rt.block_on(async { ctx.sql(sql).await.unwrap().collect().await.unwrap() }))
+        });
+    }
+    group.finish();
+
+    // The embedded sample's site events: about 1.2M events of 12,000 customers (about 100 each),
+    // as the generator writes them (each customer's events together).
+    let steps = "event_ts, event_type = 'visit', event_type = 'view', event_type = 'cart', event_type = 'checkout', event_type = 'purchase'";
+    let funnels = [
+        (
+            "floor_count",
+            "SELECT customer_id, count(*) FROM events GROUP BY customer_id".to_string(),
+        ),
+        (
+            "floor_conditions",
+            "SELECT customer_id, bool_or(event_type = 'visit'), bool_or(event_type = 'view'), bool_or(event_type = 'cart'), bool_or(event_type = 'checkout'), bool_or(event_type = 'purchase') FROM events GROUP BY customer_id".to_string(),
+        ),
+        (
+            "window_funnel",
+            format!("SELECT customer_id, window_funnel(604800, {steps}) FROM events GROUP BY customer_id"),
+        ),
+        (
+            "window_funnel_strict_order",
+            format!("SELECT customer_id, window_funnel(604800, {steps}, 'strict_order') FROM events GROUP BY customer_id"),
+        ),
+        (
+            "sequence_count",
+            "SELECT customer_id, sequence_count('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase') FROM events GROUP BY customer_id".to_string(),
+        ),
+    ];
+    let mut group = c.benchmark_group("sample_events");
+    group.sample_size(10);
+    for (name, sql) in funnels {
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(async { ctx.sql(&sql).await.unwrap().collect().await.unwrap() }))
         });
     }
     group.finish();

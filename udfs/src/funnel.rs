@@ -233,7 +233,10 @@ static LEVEL_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          (each step strictly after the previous one), `allow_reentry` (with strict_order: early later steps are \
          skipped instead of stopping). Beyond ClickHouse: `ts` may be a timestamp of any unit or a DATE (ClickHouse \
          rejects 64-bit timestamps), and `window_seconds` may be fractional. NULL conditions count as false; rows \
-         with a NULL `ts` are ignored. ClickHouse's `strict_once` mode is not supported.",
+         with a NULL `ts` are ignored. ClickHouse's `strict_once` mode is not supported. Memory: like ClickHouse, \
+         a group keeps the events matching a condition until it is evaluated, except that in the default mode a \
+         group that has reached the last step is settled (more events cannot lower its level) and keeps nothing \
+         more; the strict modes and `window_funnel_times` keep every matching event.",
         "window_funnel(window_seconds, ts, cond1, ..., condN [, mode])",
         "SELECT level, count(*) AS customers FROM (\n  SELECT customer_id, window_funnel(7 * 86400, event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase') AS level\n  FROM (VALUES (1, TIMESTAMP '2024-01-01 10:00:00', 'visit'), (1, TIMESTAMP '2024-01-02 09:00:00', 'cart'),\n               (1, TIMESTAMP '2024-01-03 09:00:00', 'purchase'), (2, TIMESTAMP '2024-01-01 10:00:00', 'visit'))\n       AS e(customer_id, event_ts, event_type)\n  GROUP BY customer_id)\nGROUP BY level ORDER BY level;",
     )
@@ -680,6 +683,142 @@ mod tests {
                 v.reverse();
                 assert_eq!(level(&v, 3, 6, mode), want, "{mode} {cut}");
             }
+        }
+    }
+}
+
+/// The adapter end to end: events split over partial accumulators (each group in several),
+/// their states merged into a final one, emitted in two parts; and one accumulator over
+/// everything. Every group's answer must be the kernel's over all of its events.
+#[cfg(test)]
+mod adapter_tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray, TimestampSecondArray};
+    use datafusion::arrow::datatypes::{Int32Type, Int64Type};
+    use datafusion::logical_expr::EmitTo;
+
+    const GROUPS: usize = 6;
+    const STEPS: usize = 3;
+
+    fn agg(mode: &str, output: FunnelOutput) -> Funnel {
+        let ts_type = DataType::Timestamp(TimeUnit::Second, None);
+        Funnel {
+            output,
+            unit: TickUnit::common(&[&ts_type]).unwrap(),
+            ts_type,
+            steps: STEPS,
+            window: 5,
+            modes: Modes::parse(mode).unwrap(),
+        }
+    }
+
+    /// The arguments of `window_funnel(5, ts, step = 1, step = 2, step = 3)` for `rows` of
+    /// (group, ts, step), step 0 matching nothing.
+    fn batch(rows: &[(usize, i64, u32)]) -> (Vec<ArrayRef>, Vec<usize>) {
+        let mut values: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![5; rows.len()])),
+            Arc::new(TimestampSecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
+        ];
+        for k in 1..=STEPS as u32 {
+            values.push(Arc::new(BooleanArray::from_iter(
+                rows.iter().map(|r| Some(r.2 == k)),
+            )));
+        }
+        (values, rows.iter().map(|r| r.0).collect())
+    }
+
+    /// Each group's answer as (level, step times), in group order.
+    fn answers(out: &[ArrayRef], output: FunnelOutput) -> Vec<(usize, Vec<i64>)> {
+        let mut v = vec![];
+        for a in out {
+            for i in 0..a.len() {
+                v.push(match output {
+                    FunnelOutput::Level => {
+                        (a.as_primitive::<Int32Type>().value(i) as usize, vec![])
+                    }
+                    FunnelOutput::Times => {
+                        let l = a.as_list::<i32>().value(i);
+                        let t: Vec<i64> = datafusion::arrow::compute::cast(&l, &DataType::Int64)
+                            .unwrap()
+                            .as_primitive::<Int64Type>()
+                            .values()
+                            .to_vec();
+                        (t.len(), t)
+                    }
+                });
+            }
+        }
+        v
+    }
+
+    fn run(rows: &[(usize, i64, u32)], parts: &[usize], mode: &str, output: FunnelOutput) {
+        let want: Vec<(usize, Vec<i64>)> = (0..GROUPS)
+            .map(|g| {
+                let mut ev: Vec<(i64, u32)> = rows
+                    .iter()
+                    .filter(|r| r.0 == g && (r.2 > 0 || mode.contains("strict_order")))
+                    .map(|r| (r.1, r.2))
+                    .collect();
+                let (l, t) = kernel::funnel(&mut ev, STEPS, 5, Modes::parse(mode).unwrap());
+                (
+                    l,
+                    if output == FunnelOutput::Times {
+                        t
+                    } else {
+                        vec![]
+                    },
+                )
+            })
+            .collect();
+
+        // DataFusion tells every accumulator how many groups there are on each call; an empty
+        // first batch registers all of them here.
+        let fresh = || {
+            let mut acc = EventGroups::new(agg(mode, output));
+            let (values, groups) = batch(&[]);
+            acc.update_batch(&values, &groups, None, GROUPS).unwrap();
+            acc
+        };
+        // One accumulator over everything, in batches of 7 rows.
+        let mut single = fresh();
+        for chunk in rows.chunks(7) {
+            let (values, groups) = batch(chunk);
+            single.update_batch(&values, &groups, None, GROUPS).unwrap();
+        }
+        let got = answers(&[single.evaluate(EmitTo::All).unwrap()], output);
+        assert_eq!(got, want, "single, {mode}");
+
+        // Partial accumulators (row i goes to parts[i]), merged, emitted in two parts.
+        let mut partials: Vec<EventGroups<Funnel>> = (0..3).map(|_| fresh()).collect();
+        for (row, part) in rows.iter().zip(parts) {
+            let (values, groups) = batch(std::slice::from_ref(row));
+            partials[*part]
+                .update_batch(&values, &groups, None, GROUPS)
+                .unwrap();
+        }
+        let mut fin = EventGroups::new(agg(mode, output));
+        let all: Vec<usize> = (0..GROUPS).collect();
+        for p in &mut partials {
+            let state = p.state(EmitTo::All).unwrap();
+            fin.merge_batch(&state, &all, GROUPS).unwrap();
+        }
+        let first = fin.evaluate(EmitTo::First(2)).unwrap();
+        let rest = fin.evaluate(EmitTo::All).unwrap();
+        assert_eq!(answers(&[first, rest], output), want, "merged, {mode}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn answers_do_not_depend_on_how_rows_are_split(
+            rows in proptest::collection::vec((0usize..GROUPS, 0i64..30, 0u32..=STEPS as u32), 0..60),
+            parts in proptest::collection::vec(0usize..3, 60),
+        ) {
+            for mode in ["", "strict_order", "strict_deduplication", "strict_increase"] {
+                run(&rows, &parts, mode, FunnelOutput::Level);
+            }
+            run(&rows, &parts, "", FunnelOutput::Times);
         }
     }
 }
