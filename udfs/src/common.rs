@@ -142,26 +142,6 @@ impl<V: Copy + Default> GroupLog<V> {
         self.groups.capacity() * 4 + self.values.capacity() * size_of::<V>()
     }
 
-    /// Entries in the log.
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// Keeps only the entries of groups for which `keep(group)` holds, in place, in order.
-    pub fn retain(&mut self, keep: impl Fn(u32) -> bool) {
-        let mut w = 0;
-        for r in 0..self.values.len() {
-            let g = self.groups[r];
-            if keep(g) {
-                self.groups[w] = g;
-                self.values[w] = self.values[r];
-                w += 1;
-            }
-        }
-        self.groups.truncate(w);
-        self.values.truncate(w);
-    }
-
     /// Takes the entries of groups `emit_to` (of `n` groups emitted) out, bucketed by group:
     /// `values[offsets[g]..offsets[g + 1]]` are group g's, in no particular order. Remaining
     /// groups are renumbered from 0. The bucketing permutes the entries in place (an American
@@ -215,6 +195,16 @@ pub fn group_offsets(groups: &[u32], n: usize) -> Vec<usize> {
 /// Buckets `values` by `groups` (of `n` groups) in place, an American flag sort: afterwards
 /// `values[offsets[g]..offsets[g + 1]]` are group g's, in no particular order.
 pub fn bucket_in_place<V>(groups: &mut [u32], values: &mut [V], n: usize) -> Vec<usize> {
+    bucket_in_place_with(groups, n, |i, j| values.swap(i, j))
+}
+
+/// [`bucket_in_place`] for entries kept in several vectors: `swap(i, j)` swaps entries i and j
+/// of each of them (`groups` is swapped here).
+pub fn bucket_in_place_with(
+    groups: &mut [u32],
+    n: usize,
+    mut swap: impl FnMut(usize, usize),
+) -> Vec<usize> {
     let offsets = group_offsets(groups, n);
     let mut next: Vec<usize> = offsets[..n].to_vec();
     for g in 0..n {
@@ -227,7 +217,7 @@ pub fn bucket_in_place<V>(groups: &mut [u32], values: &mut [V], n: usize) -> Vec
             } else {
                 let j = next[dest];
                 groups.swap(i, j);
-                values.swap(i, j);
+                swap(i, j);
                 next[dest] += 1;
             }
         }

@@ -1,9 +1,11 @@
 //! The adapter shared by the event-sequence aggregates (`window_funnel`, `sequence_match`, ...).
 //!
 //! A group's events are (timestamp, tag) pairs. Events from input rows go to one flat
-//! [`GroupLog`] of 12-byte entries; partial states (two lists per group and a flag) merged in the
-//! final phase are not copied: their list arrays are kept whole and the group keeps references
-//! to its rows, so the final phase holds each event once, in the arrays the partial phase made.
+//! [`EventLog`] (group, timestamp and tag vectors side by side); emitting the partial state
+//! buckets them by group in place and hands the timestamp and tag vectors to Arrow as the state's
+//! lists, without a copy. Partial states merged in the final phase are not copied either: their
+//! list arrays are kept whole and the group keeps references to its rows, so the final phase
+//! holds each event once, in the arrays the partial phase made.
 //! On emit, each group's events are gathered into one scratch buffer and handed to the
 //! aggregate, which says what they answer ([`EventAggregate::finish`]).
 //!
@@ -22,7 +24,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32T
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
-use crate::common::{GroupLog, bucket_in_place, group_offsets, list_array, resize, row_mask};
+use crate::common::{bucket_in_place_with, group_offsets, list_array, resize, row_mask};
 use crate::funnel::kernel::Progress;
 use crate::time::{TickUnit, ticks_of};
 
@@ -115,24 +117,75 @@ pub fn state_fields(name: &str) -> Vec<FieldRef> {
     ]
 }
 
-/// One logged event: the timestamp's two halves and the tag, 12 bytes aligned to 4 (a
-/// `(i64, u32)` pair takes 16).
-#[derive(Debug, Clone, Copy, Default)]
-struct Ev([u32; 3]);
+/// Every group's events from input rows, as three vectors side by side: (group, timestamp, tag).
+#[derive(Debug, Default)]
+pub struct EventLog {
+    groups: Vec<u32>,
+    ts: Vec<i64>,
+    tags: Vec<u32>,
+}
 
-impl Ev {
+impl EventLog {
     #[inline]
-    fn new(ts: i64, tag: u32) -> Self {
-        let u = ts as u64;
-        Ev([u as u32, (u >> 32) as u32, tag])
+    fn push(&mut self, group: usize, ts: i64, tag: u32) {
+        self.groups.push(group as u32);
+        self.ts.push(ts);
+        self.tags.push(tag);
     }
 
-    #[inline]
-    fn get(self) -> (i64, u32) {
-        (
-            (((self.0[1] as u64) << 32) | self.0[0] as u64) as i64,
-            self.0[2],
-        )
+    fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn size(&self) -> usize {
+        self.groups.capacity() * 4 + self.ts.capacity() * 8 + self.tags.capacity() * 4
+    }
+
+    /// Keeps only the events of groups for which `keep(group)` holds, in place, in order.
+    fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        let mut w = 0;
+        for r in 0..self.groups.len() {
+            let g = self.groups[r];
+            if keep(g) {
+                self.groups[w] = g;
+                self.ts[w] = self.ts[r];
+                self.tags[w] = self.tags[r];
+                w += 1;
+            }
+        }
+        self.groups.truncate(w);
+        self.ts.truncate(w);
+        self.tags.truncate(w);
+    }
+
+    /// Takes the events of groups `emit_to` (of `n` emitted) out as logged; the remaining groups
+    /// are renumbered from 0.
+    fn take(&mut self, emit_to: EmitTo, n: usize) -> EventLog {
+        match emit_to {
+            EmitTo::All => std::mem::take(self),
+            EmitTo::First(_) => {
+                let (mut mine, mut rest) = (EventLog::default(), EventLog::default());
+                for k in 0..self.len() {
+                    let g = self.groups[k] as usize;
+                    if g < n {
+                        mine.push(g, self.ts[k], self.tags[k]);
+                    } else {
+                        rest.push(g - n, self.ts[k], self.tags[k]);
+                    }
+                }
+                *self = rest;
+                mine
+            }
+        }
+    }
+
+    /// Buckets the events by group (of `n`) in place; returns the groups' offsets.
+    fn bucket(&mut self, n: usize) -> Vec<usize> {
+        let (ts, tags) = (&mut self.ts, &mut self.tags);
+        bucket_in_place_with(&mut self.groups, n, |i, j| {
+            ts.swap(i, j);
+            tags.swap(i, j);
+        })
     }
 }
 
@@ -168,8 +221,7 @@ struct Ref {
 /// The events of the groups an emit takes, as kept: the log's entries (with their groups), the
 /// merged rows' references bucketed by group, and which groups are settled.
 struct Parts {
-    log_groups: Vec<u32>,
-    log: Vec<Ev>,
+    log: EventLog,
     ref_offsets: Vec<usize>,
     refs: Vec<(u32, u32)>,
     chunks: Vec<Option<Chunk>>,
@@ -190,19 +242,30 @@ impl Parts {
 
     /// Buckets the log by group in place, for gathering one group at a time.
     fn into_taken(mut self) -> Taken {
-        let n = self.settled.len();
-        let log_offsets = bucket_in_place(&mut self.log_groups, &mut self.log, n);
+        let log_offsets = self.log.bucket(self.settled.len());
         Taken {
             log_offsets,
             parts: self,
         }
     }
 
-    /// The partial state: each group's events written once, straight into the state's
-    /// arrays (log entries in the order logged, then the merged rows').
+    /// The partial state. With no merged rows (the partial phase), the log bucketed in place
+    /// *is* the state: its timestamp and tag vectors become the lists' values without a copy.
+    /// Otherwise each group's events are written once into new arrays (log entries in the order
+    /// logged, then the merged rows').
     fn into_state(mut self) -> Vec<ArrayRef> {
         let n = self.settled.len();
-        let log_counts = group_offsets(&self.log_groups, n);
+        let settled = Arc::new(BooleanArray::from(std::mem::take(&mut self.settled)));
+        if self.refs.is_empty() {
+            let offsets = self.log.bucket(n);
+            let EventLog { ts, tags, .. } = self.log;
+            return vec![
+                list_array(&offsets, Arc::new(Int64Array::from(ts))),
+                list_array(&offsets, Arc::new(UInt32Array::from(tags))),
+                settled,
+            ];
+        }
+        let log_counts = group_offsets(&self.log.groups, n);
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0usize);
         for g in 0..n {
@@ -215,12 +278,12 @@ impl Parts {
         let total = offsets[n];
         let (mut ts, mut tags) = (vec![0i64; total], vec![0u32; total]);
         let mut next = offsets[..n].to_vec();
-        for (g, e) in self.log_groups.iter().zip(&self.log) {
-            let pos = &mut next[*g as usize];
-            (ts[*pos], tags[*pos]) = e.get();
+        for k in 0..self.log.len() {
+            let pos = &mut next[self.log.groups[k] as usize];
+            (ts[*pos], tags[*pos]) = (self.log.ts[k], self.log.tags[k]);
             *pos += 1;
         }
-        (self.log_groups, self.log) = (vec![], vec![]);
+        self.log = EventLog::default();
         for (g, pos) in next.iter_mut().enumerate() {
             for (ch, row) in self.chunk_rows(g) {
                 let r = ch.range(row);
@@ -233,7 +296,7 @@ impl Parts {
         vec![
             list_array(&offsets, Arc::new(Int64Array::from(ts))),
             list_array(&offsets, Arc::new(UInt32Array::from(tags))),
-            Arc::new(BooleanArray::from(self.settled)),
+            settled,
         ]
     }
 }
@@ -252,9 +315,9 @@ impl Taken {
     /// Calls `f(ts, tag)` for every event of group `g`.
     #[inline]
     fn for_each(&self, g: usize, mut f: impl FnMut(i64, u32)) {
-        for e in &self.parts.log[self.log_offsets[g]..self.log_offsets[g + 1]] {
-            let (ts, tag) = e.get();
-            f(ts, tag);
+        let log = &self.parts.log;
+        for k in self.log_offsets[g]..self.log_offsets[g + 1] {
+            f(log.ts[k], log.tags[k]);
         }
         for (ch, row) in self.parts.chunk_rows(g) {
             for k in ch.range(row) {
@@ -356,19 +419,19 @@ impl Settling {
     fn push<A: EventAggregate>(
         &mut self,
         agg: &A,
-        log: &mut GroupLog<Ev>,
+        log: &mut EventLog,
         g: usize,
         ts: i64,
         tag: u32,
     ) {
         if self.slots == 0 {
-            log.push(g, Ev::new(ts, tag));
+            log.push(g, ts, tag);
             return;
         }
         if self.progress[g].settled {
             return;
         }
-        log.push(g, Ev::new(ts, tag));
+        log.push(g, ts, tag);
         self.logged[g] += 1;
         self.feed(agg, g, ts, tag);
     }
@@ -383,7 +446,7 @@ impl Settling {
     }
 
     /// Forgets settled groups' events from `log`, when forced or once they are most of it.
-    fn compact(&mut self, log: &mut GroupLog<Ev>, force: bool) {
+    fn compact(&mut self, log: &mut EventLog, force: bool) {
         if self.dropped > 0 && (force || self.dropped * 2 > log.len()) {
             let progress = &self.progress;
             log.retain(|g| !progress[g as usize].settled);
@@ -406,7 +469,7 @@ impl Settling {
 /// The groups accumulator of an [`EventAggregate`].
 pub struct EventGroups<A> {
     agg: A,
-    log: GroupLog<Ev>,
+    log: EventLog,
     chunks: Vec<Option<Chunk>>,
     refs: Vec<Ref>,
     /// Bytes of the chunks kept.
@@ -423,7 +486,7 @@ impl<A: EventAggregate> EventGroups<A> {
                 ..Settling::default()
             },
             agg,
-            log: GroupLog::default(),
+            log: EventLog::default(),
             chunks: vec![],
             refs: vec![],
             chunk_bytes: 0,
@@ -532,10 +595,9 @@ impl<A: EventAggregate> EventGroups<A> {
         self.groups -= n;
         self.settling.compact(&mut self.log, true);
         let settled = self.settling.take(emit_to, n);
-        let (log_groups, log) = self.log.take_raw(emit_to, n);
+        let log = self.log.take(emit_to, n);
         let (ref_offsets, refs, chunks) = self.take_refs(n, &settled);
         Parts {
-            log_groups,
             log,
             ref_offsets,
             refs,
@@ -640,13 +702,16 @@ impl<A: EventAggregate> EventAccumulator<A> {
         g.settling.compact(&mut g.log, true);
         let settled = g.settling.settled(0);
         let (log, refs) = if settled {
-            (vec![], vec![])
+            (EventLog::default(), vec![])
         } else {
-            let refs = g.refs.iter().map(|r| (r.chunk, r.row)).collect();
-            (g.log.values().to_vec(), refs)
+            let log = EventLog {
+                groups: g.log.groups.clone(),
+                ts: g.log.ts.clone(),
+                tags: g.log.tags.clone(),
+            };
+            (log, g.refs.iter().map(|r| (r.chunk, r.row)).collect())
         };
         Parts {
-            log_groups: vec![0; log.len()],
             log,
             ref_offsets: vec![0, refs.len()],
             refs,
