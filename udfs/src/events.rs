@@ -200,8 +200,12 @@ struct Chunk {
 }
 
 impl Chunk {
+    /// The bytes of the rows' events (a sliced list shares its values with other slices, so
+    /// only the referenced range counts).
     fn bytes(&self) -> usize {
-        self.offsets.inner().inner().len() + self.ts.inner().len() + self.tags.inner().len()
+        let events = (self.offsets.last().copied().unwrap_or(0)
+            - self.offsets.first().copied().unwrap_or(0)) as usize;
+        self.offsets.inner().inner().len() + events * (size_of::<i64>() + size_of::<u32>())
     }
 
     fn range(&self, row: u32) -> std::ops::Range<usize> {
@@ -209,6 +213,9 @@ impl Chunk {
         self.offsets[r] as usize..self.offsets[r + 1] as usize
     }
 }
+
+/// Emitted groups' references bucketed by group: (offsets, (chunk, row) of each, the chunks).
+type TakenRefs = (Vec<usize>, Vec<(u32, u32)>, Vec<Option<Chunk>>);
 
 /// A group's reference to one row of a merged chunk.
 #[derive(Debug, Clone, Copy)]
@@ -545,13 +552,9 @@ impl<A: EventAggregate> EventGroups<A> {
         st.compact(&mut self.log, false);
     }
 
-    /// Takes the first `n` groups' references out (the rest renumbered), bucketed by group;
-    /// chunks no longer referenced are let go.
-    fn take_refs(
-        &mut self,
-        n: usize,
-        settled: &[bool],
-    ) -> (Vec<usize>, Vec<(u32, u32)>, Vec<Option<Chunk>>) {
+    /// Takes the first `n` groups' references out (the rest renumbered), bucketed by group:
+    /// (offsets, (chunk, row) of each, the chunks); chunks no longer referenced are let go.
+    fn take_refs(&mut self, n: usize, settled: &[bool]) -> TakenRefs {
         let mut mine = vec![];
         let mut rest = vec![];
         for r in self.refs.drain(..) {
