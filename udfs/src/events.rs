@@ -35,7 +35,7 @@ pub trait EventAggregate: Send + Sync + 'static {
         &self,
         values: &[ArrayRef],
         filter: Option<&BooleanArray>,
-        f: &mut dyn FnMut(usize, i64, u32),
+        f: &mut impl FnMut(usize, i64, u32),
     ) -> Result<()>;
 
     /// The answers of the emitted groups `0..events.groups()`; `events.get(g)` is group g's

@@ -427,7 +427,7 @@ impl EventAggregate for Funnel {
         &self,
         values: &[ArrayRef],
         filter: Option<&BooleanArray>,
-        f: &mut dyn FnMut(usize, i64, u32),
+        f: &mut impl FnMut(usize, i64, u32),
     ) -> Result<()> {
         events::for_each_condition_row(values, self.unit, self.steps, filter, |row, ts, mask| {
             if mask == 0 {

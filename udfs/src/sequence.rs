@@ -518,7 +518,7 @@ impl EventAggregate for Sequence {
         &self,
         values: &[ArrayRef],
         filter: Option<&BooleanArray>,
-        f: &mut dyn FnMut(usize, i64, u32),
+        f: &mut impl FnMut(usize, i64, u32),
     ) -> Result<()> {
         events::for_each_condition_row(
             values,
