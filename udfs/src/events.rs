@@ -358,25 +358,17 @@ impl GroupEvents<'_> {
     }
 }
 
-/// Counting sort of `items` by `key` into `n` buckets: (offsets, items bucketed).
-fn bucket<T: Copy>(items: &[T], n: usize, key: impl Fn(&T) -> usize) -> (Vec<usize>, Vec<T>) {
-    let mut offsets = vec![0usize; n + 1];
-    for it in items {
-        offsets[key(it) + 1] += 1;
-    }
-    for g in 0..n {
-        offsets[g + 1] += offsets[g];
-    }
+/// Counting sort of references by group (of `n`): (offsets, (chunk, row) of each).
+fn bucket_refs(refs: &[Ref], n: usize) -> (Vec<usize>, Vec<(u32, u32)>) {
+    let groups: Vec<u32> = refs.iter().map(|r| r.group).collect();
+    let offsets = group_offsets(&groups, n);
     let mut next = offsets[..n].to_vec();
-    let mut out = Vec::with_capacity(items.len());
-    let spare = out.spare_capacity_mut();
-    for it in items {
-        let k = key(it);
-        spare[next[k]].write(*it);
-        next[k] += 1;
+    let mut out = vec![(0u32, 0u32); refs.len()];
+    for r in refs {
+        let pos = &mut next[r.group as usize];
+        out[*pos] = (r.chunk, r.row);
+        *pos += 1;
     }
-    // SAFETY: the offsets count every item once, so the writes above fill 0..items.len().
-    unsafe { out.set_len(items.len()) };
     (offsets, out)
 }
 
@@ -582,12 +574,8 @@ impl<A: EventAggregate> EventGroups<A> {
         if self.chunks.iter().all(Option::is_none) {
             self.chunks.clear();
         }
-        let (offsets, refs) = bucket(&mine, n, |r| r.group as usize);
-        (
-            offsets,
-            refs.iter().map(|r| (r.chunk, r.row)).collect(),
-            chunks,
-        )
+        let (offsets, refs) = bucket_refs(&mine, n);
+        (offsets, refs, chunks)
     }
 
     fn take(&mut self, emit_to: EmitTo) -> Parts {
