@@ -241,7 +241,7 @@ const FUNNEL_STEPS: &str =
     "event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'";
 
 /// window_funnel (whose default mode settles a customer at the last step and forgets its events)
-/// against plain SQL, on events in the generator's order (each customer's purchase sessions, then
+/// and lead_score against plain SQL, on events in the generator's order (each customer's purchase sessions, then
 /// browsing sessions at random times, all in one file) and in time order with every customer
 /// spread over four files (partial states of one customer merged from several partitions); the
 /// strict modes, step times and sequences give the same answers from both layouts.
@@ -290,6 +290,30 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
                     assert!(reached.contains(&level), "some customer at level {level}");
                 }
             }
+            // lead_score against the same sum written out, from the same layouts.
+            let score = |f: &str| {
+                format!(
+                    "SELECT customer_id, round({f}, 6) FROM (SELECT customer_id, event_ts,
+                       CASE event_type WHEN 'visit' THEN 1 WHEN 'view' THEN 2 WHEN 'cart' THEN 5
+                                       WHEN 'checkout' THEN 8 ELSE 0 END AS p FROM events)
+                     GROUP BY customer_id ORDER BY 1"
+                )
+            };
+            let as_of = "TIMESTAMP '2023-06-30 00:00:00'";
+            assert_eq!(
+                query(&ctx, &score(&format!("lead_score(p, event_ts, {as_of}, 30)"))).await,
+                query(
+                    &ctx,
+                    &score(&format!(
+                        "sum(CASE WHEN event_ts <= {as_of} THEN p * power(0.5,
+                           (date_part('epoch', {as_of}) - date_part('epoch', event_ts)) / 86400 / 30)
+                           ELSE 0 END)"
+                    ))
+                )
+                .await,
+                "lead_score, {partitions} partitions, {}",
+                dir.display()
+            );
             let others = query(
                 &ctx,
                 &format!(
