@@ -154,7 +154,7 @@ impl<V: Copy + Default> GroupLog<V> {
 
     /// Takes the entries of groups `emit_to` (of `n` groups emitted) out as they were logged:
     /// (group of each entry, entry). Remaining groups are renumbered from 0.
-    pub fn take_raw(&mut self, emit_to: EmitTo, n: usize) -> (Vec<u32>, Vec<V>) {
+    fn take_raw(&mut self, emit_to: EmitTo, n: usize) -> (Vec<u32>, Vec<V>) {
         match emit_to {
             EmitTo::All => (
                 std::mem::take(&mut self.groups),
