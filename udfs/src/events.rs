@@ -413,7 +413,8 @@ impl Settling {
         false
     }
 
-    /// Keeps one event of group `g` in `log`, unless the group is settled.
+    /// Keeps one event of group `g` in `log` and feeds it to the group's streaming state, unless
+    /// the group is settled (only when `slots > 0`).
     #[inline]
     fn push<A: EventAggregate>(
         &mut self,
@@ -423,10 +424,6 @@ impl Settling {
         ts: i64,
         tag: u32,
     ) {
-        if self.slots == 0 {
-            log.push(g, ts, tag);
-            return;
-        }
         if self.progress[g].settled {
             return;
         }
@@ -608,6 +605,11 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
     ) -> Result<()> {
         self.grow(total_num_groups);
         let (agg, log, st) = (&self.agg, &mut self.log, &mut self.settling);
+        if st.slots == 0 {
+            return agg.events(values, opt_filter, &mut |row, ts, tag| {
+                log.push(group_indices[row], ts, tag)
+            });
+        }
         agg.events(values, opt_filter, &mut |row, ts, tag| {
             st.push(agg, log, group_indices[row], ts, tag)
         })?;
