@@ -1,6 +1,8 @@
 //! The `lifecycle` binary's library: one session builder and the front ends that use it.
 
 pub mod generate;
+pub mod limits;
+pub mod linger;
 pub mod output;
 pub mod report;
 pub mod sample;

@@ -125,10 +125,29 @@ enum Command {
     Docs,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    // Queries are planned and executed on the runtime's workers and on the thread driving the
+    // shell or server; each gets a stack that every expression the depth limit allows fits in
+    // (lifecycle::limits), instead of the 2 MiB that a deep expression overflows.
+    let stack = lifecycle::limits::THREAD_STACK_BYTES;
+    let driver = std::thread::Builder::new()
+        .name("lifecycle-main".into())
+        .stack_size(stack)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_stack_size(stack)
+                .build()
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            runtime.block_on(run(cli))
+        });
+    let result = match driver.map(|t| t.join()) {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => return ExitCode::from(101),
+        Err(e) => Err(datafusion::error::DataFusionError::External(Box::new(e))),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {}", error_line(&e));

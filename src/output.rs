@@ -1,10 +1,14 @@
 //! Result printing: `table` (aligned text), `csv`, `json` (one array of objects) and `ndjson`.
 //! CSV and NDJSON stream batch by batch; `table` and `json` need the whole result's shape.
+//! In `table` and `csv`, a nested value (STRUCT, LIST, MAP) is written as JSON text in its cell,
+//! as DuckDB does; `json` and `ndjson` nest it natively.
 
 use std::io::Write;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -16,6 +20,61 @@ pub enum Format {
     Csv,
     Json,
     Ndjson,
+}
+
+fn is_nested(t: &DataType) -> bool {
+    t.is_nested() || matches!(t, DataType::Map(_, _))
+}
+
+/// The schema with nested columns as text (see [`nested_as_json`]).
+pub fn json_text_schema(schema: &SchemaRef) -> SchemaRef {
+    if !schema.fields().iter().any(|f| is_nested(f.data_type())) {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if is_nested(f.data_type()) {
+                Field::new(f.name(), DataType::Utf8, true)
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The batch with every nested column (STRUCT, LIST, MAP) as JSON text, one value per cell
+/// (NULL stays NULL), for the formats that have no nesting (CSV, the text table).
+pub fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
+    use datafusion::arrow::json::writer::{EncoderOptions, make_encoder};
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| is_nested(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let options = EncoderOptions::default().with_explicit_nulls(true);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if !is_nested(field.data_type()) {
+            columns.push(column.clone());
+            continue;
+        }
+        let mut encoder = make_encoder(field, column.as_ref(), &options)?;
+        let mut text = StringBuilder::with_capacity(column.len(), column.len() * 16);
+        let mut buf = Vec::new();
+        for i in 0..column.len() {
+            if encoder.is_null(i) {
+                text.append_null();
+            } else {
+                buf.clear();
+                encoder.encode(i, &mut buf);
+                text.append_value(String::from_utf8_lossy(&buf));
+            }
+        }
+        columns.push(Arc::new(text.finish()));
+    }
+    Ok(RecordBatch::try_new(json_text_schema(&schema), columns)?)
 }
 
 /// Writes a stream of batches in `format`; returns the number of rows.
@@ -44,11 +103,11 @@ pub async fn write_stream(
             while let Some(b) = stream.next().await {
                 let b = b?;
                 rows += b.num_rows();
-                w.write(&b)?;
+                w.write(&nested_as_json(&b)?)?;
                 any = true;
             }
             if !any {
-                w.write(&RecordBatch::new_empty(schema.clone()))?;
+                w.write(&RecordBatch::new_empty(json_text_schema(&schema)))?;
             }
         }
         Format::Ndjson => {
@@ -75,10 +134,14 @@ pub fn write_batches(
     match format {
         Format::Table => {
             if batches.iter().all(|b| b.num_rows() == 0) {
-                let empty = RecordBatch::new_empty(schema.clone());
+                let empty = RecordBatch::new_empty(json_text_schema(schema));
                 writeln!(out, "{}", pretty_format_batches(&[empty])?)?;
             } else {
-                writeln!(out, "{}", pretty_format_batches(batches)?)?;
+                let text = batches
+                    .iter()
+                    .map(nested_as_json)
+                    .collect::<Result<Vec<_>>>()?;
+                writeln!(out, "{}", pretty_format_batches(&text)?)?;
             }
         }
         Format::Csv => {
@@ -86,10 +149,10 @@ pub fn write_batches(
                 .with_header(true)
                 .build(&mut *out);
             if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(schema.clone()))?;
+                w.write(&RecordBatch::new_empty(json_text_schema(schema)))?;
             }
             for b in batches {
-                w.write(b)?;
+                w.write(&nested_as_json(b)?)?;
             }
         }
         Format::Json => {

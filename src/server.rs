@@ -81,6 +81,8 @@ pub struct LifecycleFlightSql {
     /// Each query's own memory budget (`--memory-limit` / `--max-concurrent-queries`), so one
     /// query over its share fails alone instead of starving the others.
     query_memory: Option<usize>,
+    /// What an out-of-memory error adds: that the pool it names is the query's share.
+    memory_share: Arc<Option<String>>,
 }
 
 fn status(e: DataFusionError) -> Status {
@@ -277,11 +279,22 @@ impl LifecycleFlightSql {
         memory_limit: Option<usize>,
     ) -> Self {
         let slots = max_concurrent_queries.max(1);
+        let query_memory = memory_limit.map(|m| (m / slots).max(1));
+        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+        let memory_share = memory_limit.zip(query_memory).map(|(m, q)| {
+            format!(
+                "each query may use {:.1} MiB: --memory-limit {:.1} MiB divided by \
+                 --max-concurrent-queries {slots}",
+                mib(q),
+                mib(m)
+            )
+        });
         Self {
             ctx,
             token: token.map(Into::into),
             permits: Arc::new(Semaphore::new(slots)),
-            query_memory: memory_limit.map(|m| (m / slots).max(1)),
+            query_memory,
+            memory_share: Arc::new(memory_share),
         }
     }
 
@@ -301,33 +314,9 @@ impl LifecycleFlightSql {
             .build())
     }
 
-    /// Refuses a call without the right credentials.
-    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.token else {
-            return Ok(());
-        };
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if let Some(t) = header.strip_prefix("Bearer ")
-            && t == token.as_ref()
-        {
-            return Ok(());
-        }
-        if let Some((_, pass)) = basic_credentials(header)
-            && pass == token.as_ref()
-        {
-            return Ok(());
-        }
-        Err(Status::unauthenticated(
-            "missing or invalid credentials: send 'authorization: Bearer <token>'",
-        ))
-    }
-
     /// Plans SQL read-only, with parameters bound when given.
     async fn plan(&self, sql: &str, params: Option<&RecordBatch>) -> Result<LogicalPlan, Status> {
+        crate::limits::check_expression_depth(sql).map_err(status)?;
         let state = self.ctx.state();
         let plan = state.create_logical_plan(sql).await.map_err(status)?;
         read_only().verify_plan(&plan).map_err(|e| {
@@ -357,9 +346,20 @@ impl LifecycleFlightSql {
             .map_err(|_| Status::unavailable("server is shutting down"))?;
         let df = DataFrame::new(self.query_state()?, plan);
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream: SendableRecordBatchStream = df.execute_stream().await.map_err(status)?;
+        let share = self.memory_share.clone();
+        let explain = move |e: DataFusionError| {
+            let st = status(e);
+            match (&*share, st.code()) {
+                (Some(note), tonic::Code::ResourceExhausted) => {
+                    Status::resource_exhausted(format!("{} ({note})", st.message()))
+                }
+                _ => st,
+            }
+        };
+        let stream: SendableRecordBatchStream =
+            df.execute_stream().await.map_err(explain.clone())?;
         let tracked = Tracked {
-            inner: Box::pin(stream.map_err(|e| FlightError::from(status(e)))),
+            inner: Box::pin(stream.map_err(move |e| FlightError::from(explain(e)))),
             _permit: permit,
             client: request
                 .remote_addr()
@@ -412,7 +412,6 @@ impl LifecycleFlightSql {
         schema: SchemaRef,
         ticket: Vec<u8>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
         Ok(Response::new(Self::info(
             &schema,
             ticket,
@@ -442,6 +441,47 @@ impl LifecycleFlightSql {
             }
         }
         Ok(out)
+    }
+}
+
+/// Equality of two secrets in time that depends on their lengths only, not on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether request metadata carries the token: `authorization: Bearer <token>`, or Basic with the
+/// token as the password (any user).
+fn authorized(token: &str, metadata: &tonic::metadata::MetadataMap) -> bool {
+    let header = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if let Some(t) = header.strip_prefix("Bearer ") {
+        return constant_time_eq(t.as_bytes(), token.as_bytes());
+    }
+    basic_credentials(header)
+        .is_some_and(|(_, pass)| constant_time_eq(pass.as_bytes(), token.as_bytes()))
+}
+
+/// Checks the token on every call before the call's message is even decoded (a tonic
+/// interceptor runs on the request headers): without valid credentials, every method,
+/// `list_actions` and a garbage ticket included, answers Unauthenticated and nothing else.
+#[derive(Clone)]
+struct Authenticate {
+    token: Option<Arc<str>>,
+}
+
+impl tonic::service::Interceptor for Authenticate {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        match &self.token {
+            Some(token) if !authorized(token, request.metadata()) => Err(Status::unauthenticated(
+                "missing or invalid credentials: send 'authorization: Bearer <token>'",
+            )),
+            _ => Ok(request),
+        }
     }
 }
 
@@ -478,16 +518,9 @@ impl FlightSqlService for LifecycleFlightSql {
         let token = match &self.token {
             None => String::new(),
             Some(token) => {
-                let header = request
-                    .metadata()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let ok = match basic_credentials(header) {
-                    Some((_, pass)) => pass == token.as_ref(),
-                    None => header.strip_prefix("Bearer ") == Some(token.as_ref()),
-                };
-                if !ok {
+                // The interceptor has checked it already; checked again so the handshake never
+                // hands the token out on its own.
+                if !authorized(token, request.metadata()) {
                     return Err(Status::unauthenticated("invalid credentials"));
                 }
                 token.to_string()
@@ -513,7 +546,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
         let plan = self.plan(&query.query, None).await?;
         let schema = plan.schema().as_arrow().clone();
         let ticket = TicketStatementQuery {
@@ -532,7 +564,6 @@ impl FlightSqlService for LifecycleFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("invalid statement ticket"))?;
         let plan = self.plan(&sql, None).await?;
@@ -544,7 +575,6 @@ impl FlightSqlService for LifecycleFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.check(&request)?;
         let (sql, params) = decode_handle(&cmd.prepared_statement_handle)?;
         let plan = self.plan(&sql, params.as_ref()).await?;
         let schema = plan.schema().as_arrow().clone();
@@ -557,7 +587,6 @@ impl FlightSqlService for LifecycleFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let (sql, params) = decode_handle(&cmd.prepared_statement_handle)?;
         let plan = self.plan(&sql, params.as_ref()).await?;
         self.execute(plan, &sql, &request).await
@@ -568,7 +597,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        self.check(&request)?;
         let plan = self.plan(&query.query, None).await?;
         let dataset: Schema = plan.schema().as_arrow().clone();
         let param_types = plan.get_parameter_types().map_err(status)?;
@@ -608,7 +636,6 @@ impl FlightSqlService for LifecycleFlightSql {
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        self.check(&request)?;
         let (sql, _) = decode_handle(&cmd.prepared_statement_handle)?;
         let batches: Vec<RecordBatch> =
             arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
@@ -658,7 +685,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let mut b = query.into_builder();
         for c in self.ctx.catalog_names() {
             b.append(c);
@@ -680,7 +706,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let mut b = query.into_builder();
         let catalogs = self.ctx.state().catalog_list().clone();
         for c in catalogs.catalog_names() {
@@ -707,7 +732,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let mut b = query.into_builder();
         for (c, s, t, p) in self.tables().await? {
             b.append(&c, &s, &t, table_type_name(p.table_type()), &p.schema())
@@ -730,7 +754,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetTableTypes,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let mut b = query.into_builder();
         let mut seen = HashSet::new();
         for name in ["TABLE", "VIEW", "LOCAL TEMPORARY"] {
@@ -755,7 +778,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetSqlInfo,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let b = query.into_builder(&SQL_INFO);
         Self::batch_stream(b.schema(), b.build())
     }
@@ -774,7 +796,6 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         let b = query.into_builder(&XDBC_INFO);
         Self::batch_stream(b.schema(), b.build())
     }
@@ -784,7 +805,6 @@ impl FlightSqlService for LifecycleFlightSql {
         request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<DoGetStream>, Status> {
-        self.check(&request)?;
         Err(Status::unimplemented(format!(
             "unsupported ticket: {}",
             message.type_url
@@ -832,13 +852,17 @@ pub async fn serve(
         opts.max_concurrent_queries,
         opts.memory_limit,
     );
+    let auth = Authenticate {
+        token: opts.token.as_deref().map(Into::into),
+    };
+    let lingering = crate::linger::Lingering::default();
     // Graceful shutdown: stop accepting, let streams in flight finish for `shutdown_grace`, then
     // cancel them (dropping the server drops their streams and so their queries).
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = builder
-        .add_service(FlightServiceServer::new(service))
+        .add_service(FlightServiceServer::with_interceptor(service, auth))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            lingering.incoming(listener),
             async move {
                 shutdown.await;
                 eprintln!("lifecycle Flight SQL server stopping: finishing queries in flight");
@@ -856,6 +880,9 @@ pub async fn serve(
             }
         } => eprintln!("lifecycle Flight SQL server: cancelled queries still running after {grace:?}"),
     }
+    // Connections whose last responses are still on their way to the client close once the
+    // client has read them (or the grace period ends).
+    lingering.wait(grace).await;
     eprintln!("lifecycle Flight SQL server stopped");
     Ok(())
 }

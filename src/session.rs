@@ -123,6 +123,9 @@ pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &str) -> R
             "table '{name}': '{path}' does not exist"
         )));
     }
+    if !is_glob && !path.contains("://") {
+        check_parquet_files(name, local)?;
+    }
     // A directory is read as every Parquet file below it; a single file whatever its extension.
     let (url_path, extension) = if local.is_dir() {
         (format!("{}/", path.trim_end_matches('/')), ".parquet")
@@ -141,6 +144,49 @@ pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &str) -> R
     let table = ListingTable::try_new(config).map_err(wrap)?;
     ctx.register_table(name, Arc::new(table))?;
     Ok(())
+}
+
+/// Checks that a local file (or every `.parquet` file below a directory) starts with Parquet's
+/// magic bytes. The size a file reports is not enough: `/proc` files report 0 bytes (and would
+/// read as an empty table), and an empty or truncated file is not Parquet either.
+fn check_parquet_files(name: &str, path: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    if path.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| {
+            DataFusionError::Plan(format!(
+                "table '{name}': cannot list '{}': {e}",
+                path.display()
+            ))
+        })?;
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() || p.extension().is_some_and(|x| x == "parquet") {
+                check_parquet_files(name, &p)?;
+            }
+        }
+        return Ok(());
+    }
+    let not_parquet = |why: String| {
+        DataFusionError::Plan(format!(
+            "table '{name}': '{}' is not a Parquet file ({why})",
+            path.display()
+        ))
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| not_parquet(format!("cannot open it: {e}")))?;
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match file.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => return Err(not_parquet(format!("cannot read it: {e}"))),
+        }
+    }
+    match got {
+        0 => Err(not_parquet("it is empty".into())),
+        4 if &magic == b"PAR1" => Ok(()),
+        _ => Err(not_parquet("it does not start with the PAR1 magic bytes".into())),
+    }
 }
 
 #[cfg(test)]

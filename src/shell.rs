@@ -1,5 +1,7 @@
 //! `lifecycle sql`: the SQL shell. Batch mode (`-c`, `-f`) stops at the first error with a non-zero
-//! exit code; the REPL prints the error and carries on.
+//! exit code; the REPL prints the error and carries on. Fed from a pipe or a file instead of a
+//! terminal, the REPL also runs a last statement that has no ';', and exits non-zero when any
+//! statement failed or the input is not UTF-8 text (as sqlite3 does), so scripts notice.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +69,7 @@ impl Shell {
         let dialect = dialect_from_str(&dialect_name).ok_or_else(|| {
             DataFusionError::Configuration(format!("unknown SQL dialect {dialect_name}"))
         })?;
+        crate::limits::check_expression_depth(sql)?;
         let statements = DFParser::parse_sql_with_dialect(sql, dialect.as_ref())?;
         for statement in statements {
             let started = Instant::now();
@@ -75,6 +78,15 @@ impl Shell {
             let plan = state.statement_to_plan(statement).await?;
             let df = self.ctx.execute_logical_plan(plan).await?;
             let stream = df.execute_stream().await?;
+            // SET, CREATE VIEW and other statements without a result print nothing (psql and
+            // datafusion-cli print no empty frame either).
+            if stream.schema().fields().is_empty() {
+                let mut stream = stream;
+                while let Some(b) = futures::StreamExt::next(&mut stream).await {
+                    b?;
+                }
+                continue;
+            }
             let rows = write_stream(stream, self.format, out).await?;
             if self.timing {
                 eprintln!(
@@ -222,8 +234,13 @@ impl Shell {
                 }
             })
         };
-        println!("Lifecycle SQL shell. End statements with ';'. \\? for help, \\q to quit.");
+        let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+        if interactive {
+            println!("Lifecycle SQL shell. End statements with ';'. \\? for help, \\q to quit.");
+        }
         let mut buf = String::new();
+        let mut failed = 0usize;
+        let mut input_error = None;
         loop {
             let prompt = if buf.is_empty() {
                 "lifecycle> "
@@ -239,7 +256,10 @@ impl Shell {
                         match self.run_command(line.trim(), &mut out).await {
                             Ok(Next::Quit) => break,
                             Ok(Next::Continue) => {}
-                            Err(e) => eprintln!("Error: {}", error_line(&e)),
+                            Err(e) => {
+                                failed += 1;
+                                eprintln!("Error: {}", error_line(&e))
+                            }
                         }
                         continue;
                     }
@@ -250,15 +270,32 @@ impl Shell {
                     }
                     let sql = std::mem::take(&mut buf);
                     let _ = editor.add_history_entry(sql.trim_end());
-                    self.run_interruptible(&sql, &interrupts).await;
+                    if !self.run_interruptible(&sql, &interrupts).await {
+                        failed += 1;
+                    }
                 }
                 Err(ReadlineError::Interrupted) => {
                     // Ctrl-C at the prompt drops the statement being typed.
                     buf.clear();
                 }
-                Err(ReadlineError::Eof) => break,
+                Err(ReadlineError::Eof) => {
+                    // Input from a pipe or file may end without a last ';': run that statement
+                    // (on a terminal, Ctrl-D with a half-typed statement just leaves).
+                    if !interactive && !is_blank_sql(&buf) {
+                        let sql = std::mem::take(&mut buf);
+                        if !self.run_interruptible(&sql, &interrupts).await {
+                            failed += 1;
+                        }
+                    }
+                    break;
+                }
                 Err(e) => {
-                    eprintln!("Error: {e}");
+                    input_error = Some(match e {
+                        ReadlineError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                            "the input is not UTF-8 text; stopped reading".to_string()
+                        }
+                        other => format!("cannot read input: {other}"),
+                    });
                     break;
                 }
             }
@@ -267,20 +304,36 @@ impl Shell {
         if let Some(h) = &history {
             let _ = editor.save_history(h);
         }
+        if let Some(e) = input_error {
+            return Err(DataFusionError::Plan(e));
+        }
+        if !interactive && failed > 0 {
+            return Err(DataFusionError::Plan(format!(
+                "{failed} statement{} failed (see above)",
+                if failed == 1 { "" } else { "s" }
+            )));
+        }
         Ok(())
     }
 
     /// Runs SQL until it finishes or Ctrl-C cancels it (dropping the query's streams).
-    async fn run_interruptible(&mut self, sql: &str, interrupts: &tokio::sync::Notify) {
+    /// Returns whether it succeeded.
+    async fn run_interruptible(&mut self, sql: &str, interrupts: &tokio::sync::Notify) -> bool {
         let mut out = std::io::stdout();
         let result = tokio::select! {
             r = self.run_sql(sql, &mut out) => Some(r),
             _ = interrupts.notified() => None,
         };
         match result {
-            Some(Ok(())) => {}
-            Some(Err(e)) => eprintln!("Error: {}", error_line(&e)),
-            None => eprintln!("Query cancelled."),
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                eprintln!("Error: {}", error_line(&e));
+                false
+            }
+            None => {
+                eprintln!("Query cancelled.");
+                false
+            }
         }
     }
 }

@@ -14,11 +14,15 @@
 --   rfm_segment                             R x F segment of quintile scores: R by days since the
 --                                           last order (R5 = most recent), F by frequency; ties
 --                                           broken by customer_id
+--   models_converged                        both fits converged; when not (too little data, e.g.
+--                                           almost only one-time buyers), the predictions that
+--                                           need the failed fit are NULL, never impossible numbers
 WITH per_customer AS (
     SELECT customer_id,
            rfm_summary(order_ts, amount, {{as_of}}) AS s,
            lifecycle_stage(order_ts, {{as_of}}) AS stage
     FROM {{table}}
+    WHERE customer_id IS NOT NULL
     GROUP BY customer_id
 ),
 summary AS (
@@ -47,10 +51,14 @@ SELECT c.customer_id,
        c.recency,
        c.t,
        c.monetary_value,
-       bgnbd_p_alive(m.bg, c.frequency, c.recency, c.t) AS p_alive,
-       bgnbd_expected_purchases(m.bg, {{horizon_days}}, c.frequency, c.recency, c.t) AS expected_purchases,
-       gamma_gamma_expected_value(m.gg, c.frequency, c.monetary_value) AS expected_value,
-       clv(m.bg, m.gg, c.frequency, c.recency, c.t, c.monetary_value, {{months}}) AS clv,
+       CASE WHEN m.bg.converged THEN bgnbd_p_alive(m.bg, c.frequency, c.recency, c.t) END AS p_alive,
+       CASE WHEN m.bg.converged
+            THEN bgnbd_expected_purchases(m.bg, {{horizon_days}}, c.frequency, c.recency, c.t) END AS expected_purchases,
+       CASE WHEN m.gg.converged
+            THEN gamma_gamma_expected_value(m.gg, c.frequency, c.monetary_value) END AS expected_value,
+       CASE WHEN m.bg.converged AND m.gg.converged
+            THEN clv(m.bg, m.gg, c.frequency, c.recency, c.t, c.monetary_value, {{months}}) END AS clv,
        c.stage,
-       rfm_segment(c.r_score, c.f_score) AS rfm_segment
+       rfm_segment(c.r_score, c.f_score) AS rfm_segment,
+       coalesce(m.bg.converged AND m.gg.converged, false) AS models_converged
 FROM scored c CROSS JOIN models m

@@ -7,12 +7,14 @@
 -- such period the customer is 'new' (its first period), 'returning' (it also ordered in the
 -- previous period) or 'resurrecting' (otherwise); it is 'dormant' in the single period right after
 -- each active period in which it has no order. Every period from the first order to as_of (or the
--- last order) appears with all four statuses (0 when none). Periods are UTC period starts.
+-- last order) appears with all four statuses (0 when none). Periods are UTC period starts, as
+-- TIMESTAMP in microseconds (which holds every DATE). Rows with a NULL customer_id or order_ts
+-- are ignored, as in every lifecycle table function.
 WITH active AS (
     SELECT DISTINCT customer_id,
-           CAST(period_start('{{granularity}}', order_ts) AS TIMESTAMP) AS period
+           arrow_cast(period_start('{{granularity}}', order_ts), 'Timestamp(Microsecond, None)') AS period
     FROM {{table}}
-    WHERE order_ts IS NOT NULL {{as_of_filter}}
+    WHERE customer_id IS NOT NULL AND order_ts IS NOT NULL {{as_of_filter}}
 ),
 bounds AS (
     SELECT min(period) AS first_period, {{last_period}} AS last_period FROM active

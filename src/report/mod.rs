@@ -256,12 +256,33 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                     "as_of",
                     &format!("SELECT CAST({} AS TIMESTAMP) AS as_of", sql_string(a)),
                 )
-                .await
-                .map_err(|_| {
-                    DataFusionError::Plan(format!(
-                        "--as-of '{a}' is not a date or timestamp (e.g. 2024-12-31)"
-                    ))
-                })?;
+                .await;
+            let d = match d {
+                Ok(d) => d,
+                Err(e) => {
+                    // A real date that a nanosecond timestamp cannot hold (the reports' SQL
+                    // compares in TIMESTAMP) gets its own message.
+                    let is_date = runner
+                        .run(
+                            "as_of",
+                            &format!("SELECT CAST({} AS DATE) AS d", sql_string(a)),
+                        )
+                        .await
+                        .is_ok();
+                    return Err(DataFusionError::Plan(if is_date {
+                        format!(
+                            "--as-of '{a}' is outside the range reports support: \
+                             1677-09-22 to 2262-04-11 (nanosecond timestamps)"
+                        )
+                    } else {
+                        format!(
+                            "--as-of '{a}' is not a date or timestamp (e.g. 2024-12-31 or \
+                             '2024-12-31 18:00:00'): {}",
+                            crate::shell::error_line(&e)
+                        )
+                    }));
+                }
+            };
             d.rows()?.first().map(|r| r[0].clone())
         }
         None => runner

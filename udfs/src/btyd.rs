@@ -6,17 +6,57 @@
 //! Fits collapse identical rows into weights ([`Collapsed`]), sort them (so the answer does not
 //! depend on row order or partitioning), and minimise the mean negative log-likelihood in
 //! log-parameter space with BFGS ([`crate::optimize`]); the BG/NBD and Gamma-Gamma gradients are
-//! analytic, the Pareto/NBD one is numeric. Several starting points are tried and the best
-//! converged one wins; if none converges, the fit is an error.
+//! analytic, the Pareto/NBD one is numeric. Several starting points are tried and the first
+//! converged one wins; if none converges (degenerate data, e.g. almost every customer bought once,
+//! where the likelihood is maximised at a boundary of the parameter space), the best point
+//! reached is returned with `converged = false`.
 
 use datafusion::common::HashMap;
 
 use crate::optimize::{Minimum, Options, bfgs, numeric_gradient};
 use crate::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp};
 
-/// Sorts by `key`, large inputs in two halves on two threads, then merged.
+/// Helper threads that every fit in the process shares: at most one fewer than the cores, so
+/// fits running in several concurrent queries (a server) never oversubscribe the machine. A fit
+/// always works on its calling thread too; it borrows helpers only when some are free.
+static SPARE_THREADS: std::sync::OnceLock<std::sync::atomic::AtomicUsize> =
+    std::sync::OnceLock::new();
+
+/// Helper threads borrowed from [`SPARE_THREADS`], given back on drop.
+struct Helpers(usize);
+
+impl Helpers {
+    fn borrow(want: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        let spare = SPARE_THREADS.get_or_init(|| {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            std::sync::atomic::AtomicUsize::new(cores.saturating_sub(1))
+        });
+        let mut got = 0;
+        let _ = spare.fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+            got = free.min(want);
+            Some(free - got)
+        });
+        Helpers(got)
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        if let Some(spare) = SPARE_THREADS.get() {
+            spare.fetch_add(self.0, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
+/// Sorts by `key`, large inputs in two halves on two threads (when a helper is free), then merged.
 fn sort_two_threads<T: Copy + Send, K: Ord>(mut v: Vec<T>, key: impl Fn(&T) -> K + Sync) -> Vec<T> {
     if v.len() <= 200_000 {
+        v.sort_unstable_by_key(|e| key(e));
+        return v;
+    }
+    let helpers = Helpers::borrow(1);
+    if helpers.0 == 0 {
         v.sort_unstable_by_key(|e| key(e));
         return v;
     }
@@ -168,9 +208,24 @@ pub struct Fit {
     pub params: Vec<f64>,
     pub log_likelihood: f64,
     pub iterations: usize,
+    /// False when the optimiser stopped without meeting its gradient test: the parameters are
+    /// the best point reached (often at a boundary), and predictions from them are not reliable.
+    pub converged: bool,
 }
 
-/// Runs BFGS from each start in turn until one converges.
+impl Fit {
+    fn from_minimum(m: &Minimum, total_weight: f64) -> Self {
+        Fit {
+            params: m.x.iter().map(|v| v.exp()).collect(),
+            log_likelihood: -m.value * total_weight,
+            iterations: m.iterations,
+            converged: m.converged,
+        }
+    }
+}
+
+/// Runs BFGS from each start in turn until one converges; when none does, the best point
+/// reached (lowest objective) with `converged = false`.
 fn fit_from_starts(
     name: &str,
     starts: &[Vec<f64>],
@@ -182,19 +237,18 @@ fn fit_from_starts(
     let mut last_err = String::new();
     for s in starts {
         match bfgs(f, s, opts) {
+            Ok(m) if m.converged => return Ok(Fit::from_minimum(&m, total_weight)),
             Ok(m) => {
-                best = Some(m);
-                break;
+                let finite = m.value.is_finite() && m.x.iter().all(|v| v.exp().is_finite());
+                if finite && best.as_ref().is_none_or(|b| m.value < b.value) {
+                    best = Some(m);
+                }
             }
             Err(e) => last_err = e,
         }
     }
-    let m = best.ok_or_else(|| format!("{name} did not converge: {last_err}"))?;
-    Ok(Fit {
-        params: m.x.iter().map(|v| v.exp()).collect(),
-        log_likelihood: -m.value * total_weight,
-        iterations: m.iterations,
-    })
+    let m = best.ok_or_else(|| format!("{name} failed: {last_err}"))?;
+    Ok(Fit::from_minimum(&m, total_weight))
 }
 
 /// A partial log-likelihood and gradient.
@@ -209,25 +263,30 @@ fn par_sum<const K: usize>(
     rows: usize,
     f: impl Fn(usize, usize) -> (f64, [f64; K]) + Sync,
 ) -> (f64, [f64; K]) {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(tasks.len());
-    let parts: Vec<(f64, [f64; K])> = if threads <= 1 || rows < 50_000 {
+    let helpers = if rows < 50_000 {
+        Helpers(0)
+    } else {
+        Helpers::borrow(tasks.len().saturating_sub(1))
+    };
+    let parts: Vec<(f64, [f64; K])> = if helpers.0 == 0 {
         tasks.iter().map(|&(lo, hi)| f(lo, hi)).collect()
     } else {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<std::sync::Mutex<Option<Partial<K>>>> =
             tasks.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| {
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(lo, hi)) = tasks.get(k) else { break };
-                        *results[k].lock().expect("no panics") = Some(f(lo, hi));
-                    }
-                });
+        let work = || {
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(lo, hi)) = tasks.get(k) else { break };
+                *results[k].lock().expect("no panics") = Some(f(lo, hi));
             }
+        };
+        std::thread::scope(|s| {
+            for _ in 0..helpers.0 {
+                s.spawn(work);
+            }
+            // The calling thread works too.
+            work();
         });
         results
             .into_iter()
@@ -284,13 +343,13 @@ fn warm_fit(
     if rows <= 40_000 {
         return None;
     }
-    let w = starts.iter().find_map(|s| bfgs(sample, s, opts).ok())?;
-    let m = crate::optimize::bfgs_from(full, &w.x, Some(&w.inverse_hessian), opts).ok()?;
-    Some(Fit {
-        params: m.x.iter().map(|v| v.exp()).collect(),
-        log_likelihood: -m.value * total,
-        iterations: m.iterations,
-    })
+    let w = starts
+        .iter()
+        .find_map(|s| bfgs(sample, s, opts).ok().filter(|m| m.converged))?;
+    let m = crate::optimize::bfgs_from(full, &w.x, Some(&w.inverse_hessian), opts)
+        .ok()
+        .filter(|m| m.converged)?;
+    Some(Fit::from_minimum(&m, total))
 }
 
 /// Every `rows / 20_000`-th row, for the warm start.

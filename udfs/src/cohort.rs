@@ -31,10 +31,12 @@ use datafusion::catalog::TableProvider;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::{
-    Column, DataFusionError, JoinType, Result, ScalarValue, TableReference, exec_err, plan_err,
+    Column, DataFusionError, JoinType, ResolvedTableReference, Result, ScalarValue, TableReference,
+    exec_err, plan_err,
 };
 use datafusion::datasource::TableType;
 use datafusion::datasource::provider_as_source;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::functions::core::expr_fn::{get_field, named_struct};
 use datafusion::functions_aggregate::expr_fn::{array_agg, count, max, min, sum};
 use datafusion::functions_aggregate::min_max::max_udaf;
@@ -113,11 +115,7 @@ pub fn resolve_table(
     name: &str,
     session: &dyn Session,
 ) -> Result<Arc<dyn TableProvider>> {
-    let reference = TableReference::parse_str(name);
-    let opts = &session.config_options().catalog;
-    let resolved = reference
-        .clone()
-        .resolve(&opts.default_catalog, &opts.default_schema);
+    let resolved = table_reference(name, session);
     let schema = session
         .catalog_list()
         .catalog(&resolved.catalog)
@@ -142,6 +140,121 @@ pub fn resolve_table(
             )
         }
     }
+}
+
+/// A table name as every lifecycle table function reads it: like the SQL planner, an unquoted
+/// name is case-insensitive (`'Purchases'` is `purchases`), a double-quoted part keeps its case
+/// and may hold dots (`'"My.Table"'`), and `schema.table` / `catalog.schema.table` qualify it.
+pub fn table_reference(name: &str, session: &dyn Session) -> ResolvedTableReference {
+    let opts = &session.config_options().catalog;
+    TableReference::parse_str(name).resolve(&opts.default_catalog, &opts.default_schema)
+}
+
+/// The fully qualified, quoted SQL name of a table argument (see [`table_reference`]), for the
+/// shipped SQL a table function plans.
+pub fn quoted_table(name: &str, session: &dyn Session) -> String {
+    let r = table_reference(name, session);
+    [&*r.catalog, &*r.schema, &*r.table]
+        .iter()
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// An instant in nanoseconds since the epoch, wide enough for every DATE and timestamp.
+fn instant_ns(v: &ScalarValue) -> Result<Option<i128>> {
+    Ok(match v {
+        ScalarValue::Date32(d) => d.map(|d| d as i128 * 86_400_000_000_000),
+        ScalarValue::Date64(d) => d.map(|d| d as i128 * 1_000_000),
+        ScalarValue::TimestampSecond(t, _) => t.map(|t| t as i128 * 1_000_000_000),
+        ScalarValue::TimestampMillisecond(t, _) => t.map(|t| t as i128 * 1_000_000),
+        ScalarValue::TimestampMicrosecond(t, _) => t.map(|t| t as i128 * 1_000),
+        ScalarValue::TimestampNanosecond(t, _) => t.map(|t| t as i128),
+        ScalarValue::Null => None,
+        other => return plan_err!("expected a TIMESTAMP or DATE, got {}", other.data_type()),
+    })
+}
+
+/// `order_ts <= as_of`, exactly, for a column of type `ts_type`: the latest value of the
+/// column's own type at or before `as_of` (so no cast of either side can overflow or round), or
+/// TRUE / FALSE when `as_of` is beyond the type's range (a DATE 9999-12-31 next to nanosecond
+/// timestamps, which end in 2262).
+pub enum AsOfBound {
+    Always,
+    Never,
+    AtOrBefore(ScalarValue),
+}
+
+pub fn as_of_bound(ts_type: &DataType, as_of: &ScalarValue) -> Result<AsOfBound> {
+    use datafusion::arrow::datatypes::TimeUnit;
+    let Some(ns) = instant_ns(as_of)? else {
+        return plan_err!("as_of must not be NULL");
+    };
+    let per: i128 = match ts_type {
+        DataType::Date32 => 86_400_000_000_000,
+        DataType::Date64 | DataType::Timestamp(TimeUnit::Millisecond, _) => 1_000_000,
+        DataType::Timestamp(TimeUnit::Second, _) => 1_000_000_000,
+        DataType::Timestamp(TimeUnit::Microsecond, _) => 1_000,
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => 1,
+        DataType::Null => return Ok(AsOfBound::Always),
+        other => return plan_err!("expected a TIMESTAMP or DATE column, got {other}"),
+    };
+    let bound = ns.div_euclid(per);
+    let (lo, hi) = match ts_type {
+        DataType::Date32 => (i32::MIN as i128, i32::MAX as i128),
+        _ => (i64::MIN as i128, i64::MAX as i128),
+    };
+    if bound >= hi {
+        return Ok(AsOfBound::Always);
+    }
+    if bound < lo {
+        return Ok(AsOfBound::Never);
+    }
+    let v = match ts_type {
+        DataType::Date32 => ScalarValue::Date32(Some(bound as i32)),
+        _ => ScalarValue::Int64(Some(bound as i64)).cast_to(ts_type)?,
+    };
+    Ok(AsOfBound::AtOrBefore(v))
+}
+
+impl AsOfBound {
+    /// The condition on `column` as an expression.
+    pub fn expr(&self, column: Expr) -> Expr {
+        match self {
+            AsOfBound::Always => lit(true),
+            AsOfBound::Never => lit(false),
+            AsOfBound::AtOrBefore(v) => column.lt_eq(lit(v.clone())),
+        }
+    }
+
+    /// The condition on `column` as SQL text.
+    pub fn sql(&self, column: &str) -> Result<String> {
+        Ok(match self {
+            AsOfBound::Always => "TRUE".into(),
+            AsOfBound::Never => "FALSE".into(),
+            AsOfBound::AtOrBefore(v) => format!("{column} <= {}", instant_sql(v)?),
+        })
+    }
+}
+
+/// A constant DATE or timestamp as SQL text that plans back to the same value and type (any
+/// unit, any time zone, any year): `arrow_cast` of its integer ticks.
+pub fn instant_sql(v: &ScalarValue) -> Result<String> {
+    let t = v.data_type();
+    let int = match t {
+        DataType::Date32 => DataType::Int32,
+        DataType::Date64 | DataType::Timestamp(_, _) => DataType::Int64,
+        other => return plan_err!("expected a TIMESTAMP or DATE, got {other}"),
+    };
+    let ticks = v.cast_to(&int)?;
+    if ticks.is_null() {
+        return plan_err!("expected a non-NULL TIMESTAMP or DATE");
+    }
+    let sql_int = if int == DataType::Int32 { "INT" } else { "BIGINT" };
+    Ok(format!(
+        "arrow_cast(CAST({ticks} AS {sql_int}), '{}')",
+        t.to_string().replace('\'', "''")
+    ))
 }
 
 /// Checks that the table has the named columns, naming the first missing one.
@@ -200,7 +313,7 @@ impl TableFunctionImpl for CohortRetention {
         if !(amount_type.is_numeric() || amount_type.is_null()) {
             return plan_err!("{F}: column 'amount' must be numeric, got {amount_type}");
         }
-        let plan = cohort_plan(provider, granularity, as_of)?;
+        let plan = cohort_plan(provider, &ts_type, granularity, as_of)?;
         Ok(Arc::new(PlannedTable::new(plan)))
     }
 }
@@ -212,6 +325,7 @@ fn plan_err_ctx(e: DataFusionError) -> DataFusionError {
 /// Builds the plan described in the module docs.
 pub fn cohort_plan(
     provider: Arc<dyn TableProvider>,
+    ts_type: &DataType,
     granularity: Granularity,
     as_of: Option<ScalarValue>,
 ) -> Result<LogicalPlan> {
@@ -224,7 +338,7 @@ pub fn cohort_plan(
         .is_not_null()
         .and(col("order_ts").is_not_null());
     if let Some(a) = &as_of {
-        filter = filter.and(col("order_ts").lt_eq(lit(a.clone())));
+        filter = filter.and(as_of_bound(ts_type, a)?.expr(col("order_ts")));
     }
     let base = LogicalPlanBuilder::scan("t", provider_as_source(provider), None)?
         .filter(filter)?
@@ -382,9 +496,31 @@ impl TableProvider for PlannedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.view.scan(state, projection, filters, limit).await
+        // The view is planned (and physically optimised) here, and the calling query's
+        // optimiser then runs again over the result. A second join-selection pass must not meet
+        // a hash join that already holds a dynamic filter (DataFusion 55 refuses to swap its
+        // inputs then: "Cannot swap HashJoinExec inputs after dynamic filters have been
+        // constructed", seen on tiny Parquet files with exact statistics), so the inner
+        // planning leaves join dynamic filters to the outer pass, which adds them after its own
+        // join selection.
+        let Some(session_state) = state.as_any().downcast_ref::<SessionState>() else {
+            return self.view.scan(state, projection, filters, limit).await;
+        };
+        let mut config = session_state.config().clone();
+        config
+            .options_mut()
+            .optimizer
+            .enable_join_dynamic_filter_pushdown = false;
+        let inner = SessionStateBuilder::new_from_existing(session_state.clone())
+            .with_config(config)
+            .build();
+        self.view.scan(&inner, projection, filters, limit).await
     }
 }
+
+/// The most periods a triangle may span (its earliest cohort to its end): a triangle of P
+/// periods has up to P (P + 1) / 2 rows, so 5,000 periods (13 years of days) is 12.5M rows.
+pub const MAX_TRIANGLE_PERIODS: i64 = 5_000;
 
 fn fill_fields(cohort: &DataType) -> Fields {
     Fields::from(vec![
@@ -443,9 +579,14 @@ impl ScalarUDFImpl for CohortFill {
         for row in 0..cells.len() {
             let n = match last.is_valid(row).then(|| last.value(row)) {
                 Some(v) if v >= 0 => {
-                    if v >= 1_000_000 {
+                    if v >= MAX_TRIANGLE_PERIODS {
                         return exec_err!(
-                            "cohort_retention: {v} periods is more than the 1,000,000 supported; use a coarser granularity"
+                            "cohort_retention: the triangle would span {} periods (cohort {} to the end), \
+                             more than the {MAX_TRIANGLE_PERIODS} a triangle may have (up to {} rows); use a \
+                             coarser granularity, an earlier as_of, or filter the table",
+                            v + 1,
+                            ScalarValue::try_from_array(&cohorts, row)?,
+                            MAX_TRIANGLE_PERIODS * (MAX_TRIANGLE_PERIODS + 1) / 2
                         );
                     }
                     v as usize + 1

@@ -119,6 +119,19 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
             options.extensions.insert(LifecycleOptions::default());
         }
     }
+    {
+        use datafusion::execution::FunctionRegistry;
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        if !state
+            .analyzer()
+            .function_rewrites()
+            .iter()
+            .any(|r| r.name() == "lifecycle_thresholds")
+        {
+            state.register_function_rewrite(Arc::new(stage::ThresholdsRewrite))?;
+        }
+    }
     for f in scalar_functions() {
         ctx.register_udf(f.as_ref().clone());
     }
@@ -144,6 +157,15 @@ impl LifecycleStateBuilderExt for SessionStateBuilder {
         scalars.extend(scalar_functions());
         let mut aggregates = self.aggregate_functions().take().unwrap_or_default();
         aggregates.extend(aggregate_functions());
+        let mut analyzer = self.analyzer().take().unwrap_or_default();
+        if !analyzer
+            .function_rewrites()
+            .iter()
+            .any(|r| r.name() == "lifecycle_thresholds")
+        {
+            analyzer.add_function_rewrite(Arc::new(stage::ThresholdsRewrite));
+        }
+        *self.analyzer() = Some(analyzer);
         let mut tables = self.table_functions().take().unwrap_or_default();
         for (name, f, _) in table_functions() {
             tables.insert(

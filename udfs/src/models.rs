@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StructArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray, StructArray,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
@@ -57,6 +59,7 @@ impl Model {
             .map(|n| Field::new(*n, DataType::Float64, true))
             .collect();
         f.push(Field::new("log_likelihood", DataType::Float64, true));
+        f.push(Field::new("converged", DataType::Boolean, true));
         Fields::from(f)
     }
 }
@@ -92,8 +95,10 @@ static BGNBD_FIT_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "Maximum-likelihood BG/NBD parameters (Fader, Hardie & Lee 2005) over all customers' `(frequency, recency, t)` \
          from `rfm_summary`, with the likelihood of `lifetimes.BetaGeoFitter` (no penalizer). Identical rows are \
          collapsed into weights, then BFGS with analytic gradients runs in log-parameter space from several starts; \
-         `log_likelihood` is summed over customers. Non-convergence is an error. NULL rows are skipped; negative \
-         values or recency > t are errors. The time unit of the parameters is the unit of recency and t.",
+         `log_likelihood` is summed over customers. NULL rows are skipped; negative \
+         values or recency > t are errors. The time unit of the parameters is the unit of recency and t. The struct's `converged` is false when the optimiser stopped without meeting its gradient test (degenerate \
+         data such as almost only one-time buyers, where the likelihood peaks at a boundary): the parameters are then \
+         the best point reached and predictions from them are unreliable. Errors are kept for invalid input.",
         "bgnbd_fit(frequency, recency, t)",
         "WITH s AS (SELECT rfm_summary(order_ts, amount, TIMESTAMP '1997-09-30', 'week') AS s FROM cdnow GROUP BY customer_id)\nSELECT bgnbd_fit(s.frequency, s.recency, s.t) AS p FROM s;",
     )
@@ -108,7 +113,9 @@ static PARETO_FIT_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "Maximum-likelihood Pareto/NBD parameters `(r, alpha, s, beta)` with the likelihood of \
          `lifetimes.ParetoNBDFitter` (no penalizer), from `rfm_summary`'s `(frequency, recency, t)`. Rows are \
          collapsed into weights; BFGS in log-parameter space (numeric gradient; the Gaussian hypergeometric \
-         function by its series, or Euler's integral where the series converges slowly). Non-convergence is an error.",
+         function by its series, or Euler's integral where the series converges slowly). The struct's `converged` is false when the optimiser stopped without meeting its gradient test (degenerate \
+         data such as almost only one-time buyers, where the likelihood peaks at a boundary): the parameters are then \
+         the best point reached and predictions from them are unreliable. Errors are kept for invalid input.",
         "pareto_nbd_fit(frequency, recency, t)",
         "WITH s AS (SELECT rfm_summary(order_ts, amount, TIMESTAMP '1997-09-30', 'week') AS s FROM cdnow GROUP BY customer_id)\nSELECT pareto_nbd_fit(s.frequency, s.recency, s.t) AS p FROM s;",
     )
@@ -123,7 +130,9 @@ static GG_FIT_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "Maximum-likelihood Gamma-Gamma spend parameters `(p, q, v)` with the likelihood of \
          `lifetimes.GammaGammaFitter` (no penalizer), from `rfm_summary`'s `(frequency, monetary_value)`. Rows with \
          frequency = 0 or monetary_value <= 0 are skipped, as lifetimes requires. BFGS with analytic gradients, \
-         converged tightly (gradient < 1e-11).",
+         converged tightly (gradient < 1e-11). The struct's `converged` is false when the optimiser stopped without meeting its gradient test (degenerate \
+         data such as almost only one-time buyers, where the likelihood peaks at a boundary): the parameters are then \
+         the best point reached and predictions from them are unreliable. Errors are kept for invalid input.",
         "gamma_gamma_fit(frequency, monetary_value)",
         "WITH s AS (SELECT rfm_summary(order_ts, amount, TIMESTAMP '1997-09-30', 'week') AS s FROM cdnow GROUP BY customer_id)\nSELECT gamma_gamma_fit(s.frequency, s.monetary_value) AS p FROM s;",
     )
@@ -301,6 +310,7 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
             .map(|v| Arc::new(Float64Array::from(vec![*v])) as ArrayRef)
             .collect();
         cols.push(Arc::new(Float64Array::from(vec![fit.log_likelihood])));
+        cols.push(Arc::new(BooleanArray::from(vec![fit.converged])));
         Ok(ScalarValue::Struct(Arc::new(StructArray::new(
             fields, cols, None,
         ))))
@@ -629,7 +639,9 @@ impl ScalarUDFImpl for PredictionUdf {
             }
             let refs: Vec<&[f64]> = p_row.iter().map(|v| v.as_slice()).collect();
             match self.what.compute(&refs, &n_row) {
-                Ok(v) => out.push(Some(v)),
+                // Degenerate parameters (a fit at a boundary) can make the closed forms negative
+                // or infinite: such a prediction is NULL, never an impossible number.
+                Ok(v) => out.push((v.is_finite() && v >= 0.0).then_some(v)),
                 Err(e) => return exec_err!("{func}: {e}"),
             }
         }

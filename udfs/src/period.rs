@@ -199,7 +199,9 @@ static PERIOD_START_DOC: LazyLock<Documentation> =
         scalar_doc(
         "Start of the calendar period (UTC) containing `ts`, like `date_trunc` but with the same \
          period rules as `period_diff` and `cohort_retention` (ISO weeks start on Monday). Returns \
-         the type of `ts`; a DATE argument gives a TIMESTAMP.",
+         the type of `ts`; a DATE argument gives a TIMESTAMP in microseconds, which holds every DATE. A \
+         period that starts before the earliest value of the type (the year of 1677-09-22 in \
+         nanoseconds) is an error, never a wrapped value.",
         "period_start(granularity, ts)",
         "SELECT period_start('quarter', TIMESTAMP '2024-08-15 10:00:00');\n-- 2024-07-01T00:00:00",
     )
@@ -213,7 +215,8 @@ pub fn period_start_type(t: &DataType) -> DataType {
     match t {
         DataType::Timestamp(u, tz) => DataType::Timestamp(*u, tz.clone()),
         DataType::Date64 => DataType::Timestamp(TimeUnit::Millisecond, None),
-        _ => DataType::Timestamp(TimeUnit::Nanosecond, None),
+        // Microseconds hold every DATE (nanoseconds end in 1677 and 2262).
+        _ => DataType::Timestamp(TimeUnit::Microsecond, None),
     }
 }
 
@@ -258,17 +261,22 @@ impl ScalarUDFImpl for PeriodStart {
         };
         let unit_t = TickUnit { unit: *unit };
         let (ticks, nulls) = ticks_of(&ts, unit_t)?;
-        let per_day = unit_t.per_day();
         let values: Vec<Option<i64>> = (0..rows)
             .map(|i| {
                 if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
-                    return None;
+                    return Ok(None);
                 }
-                let g = if constant.is_some() { g[0] } else { g[i] }?;
+                let Some(g) = (if constant.is_some() { g[0] } else { g[i] }) else {
+                    return Ok(None);
+                };
                 let day = unit_t.day_of(ticks[i]);
-                Some(g.period_start_day(g.period_index(day)) * per_day)
+                // The start of a period can be before the earliest value of the unit (the year
+                // of 1677-09-22 in nanoseconds): an error, never a wrapped value.
+                unit_t
+                    .ticks_of_day(g.period_start_day(g.period_index(day)))
+                    .map(Some)
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let tz = tz.clone();
         let out: ArrayRef = match unit {
             TimeUnit::Second => {

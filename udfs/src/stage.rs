@@ -355,20 +355,10 @@ impl AggregateUDFImpl for StageUdaf {
     }
 
     fn simplify(&self) -> Option<AggregateFunctionSimplification> {
-        Some(Box::new(|func: AggregateFunction, ctx| {
-            if func.params.args.len() != 2 {
-                return Ok(Expr::AggregateFunction(func));
-            }
-            let o = LifecycleOptions::from_config(ctx.config_options());
-            let mut func = func;
-            for v in [
-                o.churn_days,
-                o.at_risk_days,
-                o.loyal_window_days,
-                o.loyal_min_orders,
-            ] {
-                func.params.args.push(lit(v as i64));
-            }
+        // The aggregate form also gets the thresholds here when the session has no
+        // [`ThresholdsRewrite`] (a context that registered the functions one by one).
+        Some(Box::new(|mut func: AggregateFunction, ctx| {
+            append_thresholds(&mut func.params.args, ctx.config_options());
             Ok(Expr::AggregateFunction(func))
         }))
     }
@@ -377,6 +367,68 @@ impl AggregateUDFImpl for StageUdaf {
         Some(match self.output {
             StageOutput::Stage => &STAGE_DOC,
             StageOutput::ChurnFlag => &CHURN_DOC,
+        })
+    }
+}
+
+/// Appends the session's thresholds to a two-argument call (explicit thresholds stay).
+fn append_thresholds(args: &mut Vec<Expr>, config: &datafusion::config::ConfigOptions) -> bool {
+    if args.len() != 2 {
+        return false;
+    }
+    let o = LifecycleOptions::from_config(config);
+    for v in [
+        o.churn_days,
+        o.at_risk_days,
+        o.loyal_window_days,
+        o.loyal_min_orders,
+    ] {
+        args.push(lit(v as i64));
+    }
+    true
+}
+
+/// Gives `lifecycle_stage(ts, as_of)` and `churn_flag(ts, as_of)` the session's `lifecycle.*`
+/// thresholds as constant arguments, in the aggregate form and in the window form
+/// (`... OVER (PARTITION BY customer_id)`), when the query is analysed. DataFusion's aggregate
+/// `simplify` hook does not reach aggregates used as window functions, so this is a function
+/// rewrite (an analyzer step), which also keeps the expressions' output names. A plan thereby
+/// carries the thresholds it was planned with (a cluster's executors need no session options).
+#[derive(Debug)]
+pub struct ThresholdsRewrite;
+
+impl datafusion::logical_expr::expr_rewriter::FunctionRewrite for ThresholdsRewrite {
+    fn name(&self) -> &str {
+        "lifecycle_thresholds"
+    }
+
+    fn rewrite(
+        &self,
+        expr: Expr,
+        _schema: &datafusion::common::DFSchema,
+        config: &datafusion::config::ConfigOptions,
+    ) -> Result<datafusion::common::tree_node::Transformed<Expr>> {
+        use datafusion::common::tree_node::Transformed;
+        use datafusion::logical_expr::expr::WindowFunctionDefinition;
+        let is_stage = |name: &str| name == "lifecycle_stage" || name == "churn_flag";
+        Ok(match expr {
+            Expr::AggregateFunction(mut f) if is_stage(f.func.name()) => {
+                if append_thresholds(&mut f.params.args, config) {
+                    Transformed::yes(Expr::AggregateFunction(f))
+                } else {
+                    Transformed::no(Expr::AggregateFunction(f))
+                }
+            }
+            Expr::WindowFunction(mut w)
+                if matches!(&w.fun, WindowFunctionDefinition::AggregateUDF(u) if is_stage(u.name())) =>
+            {
+                if append_thresholds(&mut w.params.args, config) {
+                    Transformed::yes(Expr::WindowFunction(w))
+                } else {
+                    Transformed::no(Expr::WindowFunction(w))
+                }
+            }
+            other => Transformed::no(other),
         })
     }
 }

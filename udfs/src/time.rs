@@ -162,17 +162,58 @@ impl TickUnit {
             .saturating_mul(self.per_day())
     }
 
-    /// The finest unit among the given temporal types (dates count as seconds).
+    /// The unit a function compares the given temporal types in: the finest among them (dates
+    /// count as seconds), except that DATEs next to nanosecond timestamps are compared in
+    /// microseconds. Nanoseconds only reach 1677-09-21..2262-04-11, while DATEs such as
+    /// 1600-01-01 or the "open-ended" 9999-12-31 are common; microseconds hold every DATE, and
+    /// nanosecond values are converted exactly (one with a sub-microsecond part is an error,
+    /// never rounded).
     pub fn common(types: &[&DataType]) -> Result<Self> {
         let mut best = TimeUnit::Second;
+        let mut has_date = false;
         for t in types {
             let u = temporal_unit(t)?;
+            has_date |= matches!(t, DataType::Date32 | DataType::Date64);
             if rank(&u) > rank(&best) {
                 best = u;
             }
         }
+        if has_date && best == TimeUnit::Nanosecond {
+            best = TimeUnit::Microsecond;
+        }
         Ok(TickUnit { unit: best })
     }
+
+    /// The SQL name of the unit's timestamp type, for messages.
+    pub fn type_name(self) -> &'static str {
+        match self.unit {
+            TimeUnit::Second => "TIMESTAMP(s)",
+            TimeUnit::Millisecond => "TIMESTAMP(ms)",
+            TimeUnit::Microsecond => "TIMESTAMP(us)",
+            TimeUnit::Nanosecond => "TIMESTAMP(ns)",
+        }
+    }
+
+    /// `day` (days since epoch) as ticks, or a clear error when the unit cannot hold it.
+    pub fn ticks_of_day(self, day: i64) -> Result<i64> {
+        day.checked_mul(self.per_day())
+            .ok_or_else(|| out_of_range(day, self))
+    }
+}
+
+/// The error for a day that the unit's timestamps cannot represent.
+pub fn out_of_range(day: i64, unit: TickUnit) -> DataFusionError {
+    let (y, m, d) = civil_from_days(day);
+    DataFusionError::Execution(format!(
+        "date {y:04}-{m:02}-{d:02} is outside the range of {} values{}",
+        unit.type_name(),
+        if unit.unit == TimeUnit::Nanosecond {
+            " (1677-09-21 to 2262-04-11); cast nanosecond timestamps to microseconds, \
+             e.g. arrow_cast(ts, 'Timestamp(Microsecond, None)'), or compare with a DATE"
+        } else {
+            ""
+        }
+    ))
 }
 
 fn rank(u: &TimeUnit) -> u8 {
@@ -228,16 +269,39 @@ pub fn ticks_of(array: &ArrayRef, unit: TickUnit) -> Result<(Cow<'_, [i64]>, Opt
         if per_second == target {
             return Ok(Cow::Borrowed(values));
         }
-        let factor = target / per_second;
+        let is_null = |i: usize| nulls.is_some_and(|n| n.is_null(i));
         let mut out = Vec::with_capacity(values.len());
+        if per_second > target {
+            // Coarser target (nanoseconds next to DATEs): exact or an error, never rounded.
+            let divisor = per_second / target;
+            for (i, v) in values.iter().enumerate() {
+                if v % divisor == 0 {
+                    out.push(v / divisor);
+                } else if is_null(i) {
+                    out.push(0);
+                } else {
+                    return exec_err!(
+                        "timestamp {v} has a sub-{} part and cannot be compared exactly with a DATE; \
+                         truncate it first, e.g. date_trunc('second', ts)",
+                        match unit.unit {
+                            TimeUnit::Microsecond => "microsecond",
+                            TimeUnit::Millisecond => "millisecond",
+                            _ => "second",
+                        }
+                    );
+                }
+            }
+            return Ok(Cow::Owned(out));
+        }
+        let factor = target / per_second;
         for (i, v) in values.iter().enumerate() {
             match v.checked_mul(factor) {
                 Some(x) => out.push(x),
-                None if nulls.is_some_and(|n| n.is_null(i)) => out.push(0),
+                None if is_null(i) => out.push(0),
                 None => {
                     return exec_err!(
-                        "timestamp {v} is out of range when expressed in {:?}",
-                        unit.unit
+                        "timestamp {v} is out of range when expressed in {}",
+                        unit.type_name()
                     );
                 }
             }
@@ -284,7 +348,15 @@ pub fn ticks_of(array: &ArrayRef, unit: TickUnit) -> Result<(Cow<'_, [i64]>, Opt
         DataType::Date32 => {
             let per_day = unit.per_day();
             let days = array.as_primitive::<Date32Type>().values();
-            Cow::Owned(days.iter().map(|d| *d as i64 * per_day).collect())
+            let mut out = Vec::with_capacity(days.len());
+            for (i, d) in days.iter().enumerate() {
+                match (*d as i64).checked_mul(per_day) {
+                    Some(t) => out.push(t),
+                    None if nulls.as_ref().is_some_and(|n| n.is_null(i)) => out.push(0),
+                    None => return Err(out_of_range(*d as i64, unit)),
+                }
+            }
+            Cow::Owned(out)
         }
         DataType::Null => Cow::Owned(vec![0; array.len()]),
         other => return exec_err!("expected a TIMESTAMP or DATE array, got {other}"),

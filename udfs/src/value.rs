@@ -4,16 +4,19 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::Documentation;
 
-use crate::cohort::{PlannedTable, constant_arg, require_columns, resolve_table, string_arg};
+use crate::cohort::{
+    PlannedTable, as_of_bound, constant_arg, instant_sql, quoted_table, require_columns,
+    resolve_table, string_arg,
+};
 use crate::common::poll_once;
 use crate::doc::scalar_doc;
-use crate::time::{Granularity, TickUnit, check_temporal, civil_from_days, ticks_of};
+use crate::time::{Granularity, check_temporal};
 
 /// The SQL the function runs, with `{{table}}`, `{{as_of}}`, `{{horizon_days}}` and `{{months}}`.
 pub const CUSTOMER_VALUE_SQL: &str = include_str!("../../sql/functions/customer_value.sql");
@@ -24,11 +27,16 @@ const USAGE: &str = "customer_value(table, as_of [, horizon_days])";
 pub static CUSTOMER_VALUE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     scalar_doc(
         "One row per customer of `table` (columns `customer_id`, `order_ts`, `amount`) with orders at or before \
-         `as_of`: `customer_id, frequency, recency, t, monetary_value` (`rfm_summary` in days), `p_alive` and \
+         `as_of`: `customer_id, frequency, recency, t, monetary_value` (`rfm_summary` in days; rows with a NULL \
+         `customer_id` are ignored, as in every lifecycle table function), `p_alive` and \
          `expected_purchases` over the next `horizon_days` (default 365) from a BG/NBD model fitted on these \
          customers, `expected_value` per purchase from a Gamma-Gamma fit, `clv` over `horizon_days / 30` months \
-         (rounded; 1% monthly discount), `stage` (`lifecycle_stage` at `as_of`) and `rfm_segment` (quintile R by \
-         days since the last order, F by frequency, ties by customer_id). Unordered (add ORDER BY). The query is \
+         (rounded; 1% monthly discount), `stage` (`lifecycle_stage` at `as_of`), `rfm_segment` (quintile R by \
+         days since the last order, F by frequency, ties by customer_id) and `models_converged`. The fits need \
+         data that supports them: when a fit does not converge (for example a handful of customers, or almost \
+         only one-time buyers), `models_converged` is false and the predictions that need it are NULL; a \
+         prediction is never negative or infinite. A few hundred customers, some with repeat purchases, \
+         are a practical minimum. Unordered (add ORDER BY). The query is \
          `sql/functions/customer_value.sql`, readable and adaptable.",
         USAGE,
         "SELECT rfm_segment, count(*) AS customers, round(avg(p_alive), 3) AS avg_p_alive, round(sum(clv), 0) AS clv\nFROM customer_value('purchases', TIMESTAMP '2025-01-01')\nGROUP BY rfm_segment ORDER BY clv DESC;",
@@ -41,35 +49,6 @@ pub static CUSTOMER_VALUE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
 
 #[derive(Debug)]
 pub struct CustomerValue;
-
-/// A SQL identifier, quoted.
-fn quote_ident(name: &str) -> String {
-    name.split('.')
-        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// A constant instant as a SQL timestamp literal with nanoseconds (UTC).
-fn timestamp_literal(v: &ScalarValue) -> Result<String> {
-    let unit = TickUnit {
-        unit: TimeUnit::Nanosecond,
-    };
-    let array = v.to_array()?;
-    let (ticks, _) = ticks_of(&array, unit)?;
-    let ns = ticks[0];
-    let day = ns.div_euclid(unit.per_day());
-    let rest = ns.rem_euclid(unit.per_day());
-    let (y, m, d) = civil_from_days(day);
-    let secs = rest / 1_000_000_000;
-    Ok(format!(
-        "TIMESTAMP '{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09}'",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        rest % 1_000_000_000
-    ))
-}
 
 impl TableFunctionImpl for CustomerValue {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
@@ -112,8 +91,8 @@ impl TableFunctionImpl for CustomerValue {
         }
         let months = (horizon / 30.0).round().max(1.0);
         let sql = CUSTOMER_VALUE_SQL
-            .replace("{{table}}", &quote_ident(&table))
-            .replace("{{as_of}}", &timestamp_literal(&as_of)?)
+            .replace("{{table}}", &quoted_table(&table, session))
+            .replace("{{as_of}}", &instant_sql(&as_of)?)
             .replace("{{horizon_days}}", &format!("{horizon:?}"))
             .replace("{{months}}", &format!("{months:.0}"));
         planned_sql(F, session, &sql)
@@ -143,7 +122,8 @@ pub static LIFECYCLE_BY_PERIOD_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          period in which it has no order. Output `period` (UTC period start, TIMESTAMP), `status`, `customers` \
          (dormant counts are positive; charts draw them negative), ordered by period then status, with every \
          period from the first order to `as_of` (or the last order) and all four statuses present (0 when none). \
-         Orders after `as_of` are ignored. The table needs `customer_id` and `order_ts`; the query is \
+         Orders after `as_of` and rows with a NULL `customer_id` or `order_ts` are ignored. `period` is a \
+         TIMESTAMP in microseconds (it holds every DATE). The table needs `customer_id` and `order_ts`; the query is \
          `sql/functions/lifecycle_by_period.sql`.",
         "lifecycle_by_period(table, granularity [, as_of])",
         "SELECT period, status, customers FROM lifecycle_by_period('purchases', 'quarter', TIMESTAMP '2024-12-31')\nWHERE period >= TIMESTAMP '2024-07-01' ORDER BY period, status;",
@@ -172,11 +152,9 @@ impl TableFunctionImpl for LifecycleByPeriod {
         let granularity: Granularity = string_arg(G, "granularity", &exprs[1], session)?.parse()?;
         let provider = resolve_table(G, &table, session)?;
         require_columns(G, &table, provider.as_ref(), &["customer_id", "order_ts"])?;
-        check_temporal(
-            G,
-            "order_ts",
-            provider.schema().field_with_name("order_ts")?.data_type(),
-        )?;
+        let schema = provider.schema();
+        let ts_type = schema.field_with_name("order_ts")?.data_type();
+        check_temporal(G, "order_ts", ts_type)?;
         let (filter, last) = match exprs.get(2) {
             Some(e) => {
                 let v = constant_arg(G, "as_of", e, session)?;
@@ -184,10 +162,12 @@ impl TableFunctionImpl for LifecycleByPeriod {
                 if v.is_null() {
                     return plan_err!("{G}: argument 'as_of' must not be NULL");
                 }
-                let lit = timestamp_literal(&v)?;
                 (
-                    format!("AND order_ts <= {lit}"),
-                    format!("CAST(period_start('{granularity}', {lit}) AS TIMESTAMP)"),
+                    format!("AND {}", as_of_bound(ts_type, &v)?.sql("order_ts")?),
+                    format!(
+                        "arrow_cast(period_start('{granularity}', {}), 'Timestamp(Microsecond, None)')",
+                        instant_sql(&v)?
+                    ),
                 )
             }
             None => (String::new(), "max(period)".to_string()),
@@ -200,7 +180,7 @@ impl TableFunctionImpl for LifecycleByPeriod {
             Granularity::Year => "1 year",
         };
         let sql = LIFECYCLE_BY_PERIOD_SQL
-            .replace("{{table}}", &quote_ident(&table))
+            .replace("{{table}}", &quoted_table(&table, session))
             .replace("{{granularity}}", &granularity.to_string())
             .replace("{{as_of_filter}}", &filter)
             .replace("{{last_period}}", &last)
@@ -209,23 +189,3 @@ impl TableFunctionImpl for LifecycleByPeriod {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals() {
-        assert_eq!(quote_ident("purchases"), "\"purchases\"");
-        assert_eq!(quote_ident("s.t\"x"), "\"s\".\"t\"\"x\"");
-        let v = ScalarValue::TimestampMicrosecond(Some(1_735_689_600_000_001), None);
-        assert_eq!(
-            timestamp_literal(&v).unwrap(),
-            "TIMESTAMP '2025-01-01 00:00:00.000001000'"
-        );
-        let d = ScalarValue::Date32(Some(-1));
-        assert_eq!(
-            timestamp_literal(&d).unwrap(),
-            "TIMESTAMP '1969-12-31 00:00:00.000000000'"
-        );
-    }
-}
