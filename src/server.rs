@@ -595,7 +595,7 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        request: Request<arrow_flight::Action>,
+        _request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let plan = self.plan(&query.query, None).await?;
         let dataset: Schema = plan.schema().as_arrow().clone();
@@ -665,10 +665,10 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_action_close_prepared_statement(
         &self,
         _query: ActionClosePreparedStatementRequest,
-        request: Request<arrow_flight::Action>,
+        _request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
         // Handles are self-contained: nothing is held on the server.
-        self.check(&request)
+        Ok(())
     }
 
     async fn get_flight_info_catalogs(
@@ -683,7 +683,7 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut b = query.into_builder();
         for c in self.ctx.catalog_names() {
@@ -704,7 +704,7 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut b = query.into_builder();
         let catalogs = self.ctx.state().catalog_list().clone();
@@ -730,7 +730,7 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut b = query.into_builder();
         for (c, s, t, p) in self.tables().await? {
@@ -752,7 +752,7 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_get_table_types(
         &self,
         query: CommandGetTableTypes,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut b = query.into_builder();
         let mut seen = HashSet::new();
@@ -776,7 +776,7 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let b = query.into_builder(&SQL_INFO);
         Self::batch_stream(b.schema(), b.build())
@@ -794,7 +794,7 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn do_get_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let b = query.into_builder(&XDBC_INFO);
         Self::batch_stream(b.schema(), b.build())
@@ -802,7 +802,7 @@ impl FlightSqlService for LifecycleFlightSql {
 
     async fn do_get_fallback(
         &self,
-        request: Request<Ticket>,
+        _request: Request<Ticket>,
         message: Any,
     ) -> Result<Response<DoGetStream>, Status> {
         Err(Status::unimplemented(format!(

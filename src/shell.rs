@@ -317,7 +317,7 @@ impl Shell {
     }
 
     /// Runs SQL until it finishes or Ctrl-C cancels it (dropping the query's streams).
-    /// Returns whether it succeeded.
+    /// Returns false when the statement failed.
     async fn run_interruptible(&mut self, sql: &str, interrupts: &tokio::sync::Notify) -> bool {
         let mut out = std::io::stdout();
         let result = tokio::select! {
@@ -330,9 +330,10 @@ impl Shell {
                 eprintln!("Error: {}", error_line(&e));
                 false
             }
+            // Cancelled on purpose (Ctrl-C): not a failure.
             None => {
                 eprintln!("Query cancelled.");
-                false
+                true
             }
         }
     }

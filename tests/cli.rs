@@ -129,9 +129,24 @@ fn non_parquet_file_is_refused_clearly() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("table 'p': cannot read") && err.contains("as Parquet"),
+        err.contains("table 'p': ") && err.contains("is not a Parquet file"),
         "{err}"
     );
+    // Files that report no size (procfs) or are empty are not empty tables.
+    for path in ["/proc/self/environ".to_string(), {
+        let e = tmp.path().join("empty.parquet");
+        std::fs::write(&e, "").unwrap();
+        e.display().to_string()
+    }] {
+        let spec = format!("x={path}");
+        let o = lifecycle(&["sql", "--table", &spec, "-c", "SELECT count(*) FROM x"]);
+        assert!(!o.status.success(), "{path}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("table 'x': ") && err.contains("is not a Parquet file"),
+            "{path}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -177,11 +192,122 @@ fn repl_continues_after_errors() {
         )
         .unwrap();
     let o = child.wait_with_output().unwrap();
-    assert!(o.status.success());
+    // Piped input carries on after an error, and the exit status says one failed.
+    assert!(!o.status.success());
     let out = stdout(&o);
     assert!(out.contains("answer\n42"), "{out}");
     assert!(out.contains("still here"), "{out}");
     assert!(stderr(&o).contains("Error: "), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 statement failed"), "{}", stderr(&o));
+}
+
+/// The shell fed from a pipe, as `printf ... | lifecycle sql` does.
+fn piped(input: &[u8]) -> Output {
+    let mut child = spawn_repl();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn piped_input_runs_the_last_statement_and_fails_on_bad_input() {
+    // A last statement without ';' runs.
+    let o = piped(b"SELECT 1 AS a;\nSELECT 2 AS b");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "a\n1\nb\n2\n");
+    // An unterminated string is an error, not silently dropped.
+    let o = piped(b"SELECT 'unterminated;\n");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("Error: "), "{}", stderr(&o));
+    // Binary garbage is an input error with a non-zero exit.
+    let o = piped(b"SELECT 1;\n\xff\xfe\x00\x9c garbage\n");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
+}
+
+#[test]
+fn nested_values_are_json_text_in_csv_and_tables() {
+    let sql = "SELECT 7 AS id, named_struct('a', 1, 'b', [1, 2], 'c', CAST(NULL AS DOUBLE)) AS s, \
+               [named_struct('x', 'y')] AS l, CAST(NULL AS INT[]) AS n";
+    let o = lifecycle(&["sql", "--format", "csv", "-c", sql]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "id,s,l,n\n7,\"{\"\"a\"\":1,\"\"b\"\":[1,2],\"\"c\"\":null}\",\"[{\"\"x\"\":\"\"y\"\"}]\",\n"
+    );
+    let o = lifecycle(&["sql", "-c", sql]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(r#"{"a":1,"b":[1,2],"c":null}"#),
+        "{}",
+        stdout(&o)
+    );
+    // The functions that return structs print in CSV too.
+    let o = lifecycle(&[
+        "sql",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2025-01-01') AS s \
+         FROM purchases GROUP BY customer_id ORDER BY customer_id LIMIT 2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("customer_id,s\n") && out.contains("\"\"frequency\"\":"), "{out}");
+}
+
+#[test]
+fn statements_without_results_print_nothing() {
+    for format in ["csv", "table", "json", "ndjson"] {
+        let o = lifecycle(&[
+            "sql",
+            "--format",
+            format,
+            "-c",
+            "SET lifecycle.churn_days = 200; CREATE VIEW v AS SELECT 1 AS x",
+        ]);
+        assert!(o.status.success(), "{format}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{format}");
+    }
+}
+
+#[test]
+fn deep_expressions_are_refused_not_a_crash() {
+    let sum = |n: usize| format!("SELECT {} AS s", vec!["1"; n].join("+"));
+    let o = lifecycle(&["sql", "--format", "csv", "-c", &sum(1_000)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "s\n1000\n");
+    let tmp = tempfile::tempdir().unwrap();
+    for n in [10_000, 100_000] {
+        // (A 100,000-term statement is longer than one command-line argument may be.)
+        let f = tmp.path().join(format!("deep{n}.sql"));
+        std::fs::write(&f, sum(n)).unwrap();
+        let o = lifecycle(&["sql", "-f", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{n} terms: {}", stderr(&o));
+        assert!(stderr(&o).contains("too deep"), "{}", stderr(&o));
+    }
+    // The REPL carries on after refusing one.
+    let mut input = sum(100_000).into_bytes();
+    input.extend_from_slice(b";\nSELECT 'alive' AS s;\n");
+    let o = piped(&input);
+    assert!(stdout(&o).contains("alive"), "{}", stderr(&o));
+}
+
+#[test]
+fn report_as_of_out_of_range_says_so() {
+    let o = lifecycle(&["report", "cohort", "--as-of", "1600-01-01"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("outside the range reports support"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lifecycle(&["report", "cohort", "--as-of", "yesterday-ish"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not a date or timestamp"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod equivalence;
+mod hostile;
 mod models;
 mod registration;
 mod report;

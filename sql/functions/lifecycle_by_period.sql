@@ -19,10 +19,15 @@ WITH active AS (
 bounds AS (
     SELECT min(period) AS first_period, {{last_period}} AS last_period FROM active
 ),
+-- The series runs over DATEs: DataFusion's timestamp series is in nanoseconds, which end in 2262.
 periods AS (
-    SELECT unnest(generate_series(first_period, last_period, INTERVAL '{{step}}')) AS period
-    FROM bounds
-    WHERE first_period IS NOT NULL
+    SELECT arrow_cast(day, 'Timestamp(Microsecond, None)') AS period
+    FROM (
+        SELECT unnest(generate_series(CAST(first_period AS DATE), CAST(last_period AS DATE),
+                                      INTERVAL '{{step}}')) AS day
+        FROM bounds
+        WHERE first_period IS NOT NULL
+    )
 ),
 neighbours AS (
     SELECT customer_id,

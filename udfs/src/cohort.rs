@@ -36,7 +36,7 @@ use datafusion::common::{
 };
 use datafusion::datasource::TableType;
 use datafusion::datasource::provider_as_source;
-use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::execution::SessionState;
 use datafusion::functions::core::expr_fn::{get_field, named_struct};
 use datafusion::functions_aggregate::expr_fn::{array_agg, count, max, min, sum};
 use datafusion::functions_aggregate::min_max::max_udaf;
@@ -506,14 +506,14 @@ impl TableProvider for PlannedTable {
         let Some(session_state) = state.as_any().downcast_ref::<SessionState>() else {
             return self.view.scan(state, projection, filters, limit).await;
         };
-        let mut config = session_state.config().clone();
-        config
+        // (A cloned state with its own config: rebuilding one through SessionStateBuilder with a
+        // replaced config would register a fresh default catalog over the session's own.)
+        let mut inner = session_state.clone();
+        inner
+            .config_mut()
             .options_mut()
             .optimizer
             .enable_join_dynamic_filter_pushdown = false;
-        let inner = SessionStateBuilder::new_from_existing(session_state.clone())
-            .with_config(config)
-            .build();
         self.view.scan(&inner, projection, filters, limit).await
     }
 }
@@ -585,7 +585,11 @@ impl ScalarUDFImpl for CohortFill {
                              more than the {MAX_TRIANGLE_PERIODS} a triangle may have (up to {} rows); use a \
                              coarser granularity, an earlier as_of, or filter the table",
                             v + 1,
-                            ScalarValue::try_from_array(&cohorts, row)?,
+                            datafusion::arrow::util::display::ArrayFormatter::try_new(
+                                cohorts.as_ref(),
+                                &Default::default()
+                            )?
+                            .value(row),
                             MAX_TRIANGLE_PERIODS * (MAX_TRIANGLE_PERIODS + 1) / 2
                         );
                     }

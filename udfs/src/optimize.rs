@@ -136,6 +136,7 @@ pub fn bfgs_from(
                         iterations: it,
                         gradient_norm: gnorm,
                         inverse_hessian: h,
+                        converged: true,
                     });
                 }
                 return Ok(Minimum {

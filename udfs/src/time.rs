@@ -163,22 +163,23 @@ impl TickUnit {
     }
 
     /// The unit a function compares the given temporal types in: the finest among them (dates
-    /// count as seconds), except that DATEs next to nanosecond timestamps are compared in
-    /// microseconds. Nanoseconds only reach 1677-09-21..2262-04-11, while DATEs such as
-    /// 1600-01-01 or the "open-ended" 9999-12-31 are common; microseconds hold every DATE, and
-    /// nanosecond values are converted exactly (one with a sub-microsecond part is an error,
-    /// never rounded).
+    /// count as seconds), except that nanoseconds mixed with anything coarser (a DATE, or a
+    /// second / milli / microsecond timestamp) are compared in microseconds. Nanoseconds only
+    /// reach 1677-09-21..2262-04-11, while DATEs such as 1600-01-01 or the "open-ended"
+    /// 9999-12-31 are common in real data, and SQL's `TIMESTAMP '...'` literal is in
+    /// nanoseconds; microseconds hold every DATE, and nanosecond values are converted exactly
+    /// (one with a sub-microsecond part is an error, never rounded).
     pub fn common(types: &[&DataType]) -> Result<Self> {
         let mut best = TimeUnit::Second;
-        let mut has_date = false;
+        let mut coarser_than_ns = false;
         for t in types {
             let u = temporal_unit(t)?;
-            has_date |= matches!(t, DataType::Date32 | DataType::Date64);
+            coarser_than_ns |= !matches!(t, DataType::Null) && u != TimeUnit::Nanosecond;
             if rank(&u) > rank(&best) {
                 best = u;
             }
         }
-        if has_date && best == TimeUnit::Nanosecond {
+        if coarser_than_ns && best == TimeUnit::Nanosecond {
             best = TimeUnit::Microsecond;
         }
         Ok(TickUnit { unit: best })
@@ -281,8 +282,8 @@ pub fn ticks_of(array: &ArrayRef, unit: TickUnit) -> Result<(Cow<'_, [i64]>, Opt
                     out.push(0);
                 } else {
                     return exec_err!(
-                        "timestamp {v} has a sub-{} part and cannot be compared exactly with a DATE; \
-                         truncate it first, e.g. date_trunc('second', ts)",
+                        "timestamp {v} (nanoseconds) has a sub-{} part and cannot be compared exactly \
+                         with a coarser DATE or TIMESTAMP; truncate it first, e.g. date_trunc('second', ts)",
                         match unit.unit {
                             TimeUnit::Microsecond => "microsecond",
                             TimeUnit::Millisecond => "millisecond",
@@ -298,12 +299,7 @@ pub fn ticks_of(array: &ArrayRef, unit: TickUnit) -> Result<(Cow<'_, [i64]>, Opt
             match v.checked_mul(factor) {
                 Some(x) => out.push(x),
                 None if is_null(i) => out.push(0),
-                None => {
-                    return exec_err!(
-                        "timestamp {v} is out of range when expressed in {}",
-                        unit.type_name()
-                    );
-                }
+                None => return Err(out_of_range(v.div_euclid(per_second * SECONDS_PER_DAY), unit)),
             }
         }
         Ok(Cow::Owned(out))
