@@ -124,7 +124,10 @@ impl Connected for LingeringStream {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.as_ref().expect("open until dropped").connect_info()
+        self.inner
+            .as_ref()
+            .expect("open until dropped")
+            .connect_info()
     }
 }
 

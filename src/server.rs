@@ -861,14 +861,11 @@ pub async fn serve(
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let server = builder
         .add_service(FlightServiceServer::with_interceptor(service, auth))
-        .serve_with_incoming_shutdown(
-            lingering.incoming(listener),
-            async move {
-                shutdown.await;
-                eprintln!("lifecycle Flight SQL server stopping: finishing queries in flight");
-                let _ = stopping_tx.send(());
-            },
-        );
+        .serve_with_incoming_shutdown(lingering.incoming(listener), async move {
+            shutdown.await;
+            eprintln!("lifecycle Flight SQL server stopping: finishing queries in flight");
+            let _ = stopping_tx.send(());
+        });
     let grace = opts.shutdown_grace;
     tokio::select! {
         r = server => r.map_err(|e| external(format!("server error: {e}")))?,

@@ -172,7 +172,8 @@ fn check_parquet_files(name: &str, path: &std::path::Path) -> Result<()> {
             path.display()
         ))
     };
-    let mut file = std::fs::File::open(path).map_err(|e| not_parquet(format!("cannot open it: {e}")))?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| not_parquet(format!("cannot open it: {e}")))?;
     let mut magic = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -185,7 +186,9 @@ fn check_parquet_files(name: &str, path: &std::path::Path) -> Result<()> {
     match got {
         0 => Err(not_parquet("it is empty".into())),
         4 if &magic == b"PAR1" => Ok(()),
-        _ => Err(not_parquet("it does not start with the PAR1 magic bytes".into())),
+        _ => Err(not_parquet(
+            "it does not start with the PAR1 magic bytes".into(),
+        )),
     }
 }
 

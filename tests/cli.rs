@@ -252,7 +252,10 @@ fn nested_values_are_json_text_in_csv_and_tables() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.starts_with("customer_id,s\n") && out.contains("\"\"frequency\"\":"), "{out}");
+    assert!(
+        out.starts_with("customer_id,s\n") && out.contains("\"\"frequency\"\":"),
+        "{out}"
+    );
 }
 
 #[test]

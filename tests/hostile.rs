@@ -45,7 +45,9 @@ fn ts_array(t: &DataType, days: &[i64]) -> ArrayRef {
             };
             let v: Vec<i64> = secs.iter().map(|s| s * per).collect();
             let a: ArrayRef = match u {
-                TimeUnit::Second => Arc::new(TimestampSecondArray::from(v).with_timezone_opt(tz.clone())),
+                TimeUnit::Second => {
+                    Arc::new(TimestampSecondArray::from(v).with_timezone_opt(tz.clone()))
+                }
                 TimeUnit::Millisecond => {
                     Arc::new(TimestampMillisecondArray::from(v).with_timezone_opt(tz.clone()))
                 }
@@ -128,7 +130,9 @@ fn queries() -> Vec<String> {
             "SELECT lifecycle_stage(order_ts, {a}) OVER (PARTITION BY customer_id) FROM t"
         ));
         q.push(format!("SELECT * FROM cohort_retention('t', 'month', {a})"));
-        q.push(format!("SELECT * FROM lifecycle_by_period('t', 'year', {a})"));
+        q.push(format!(
+            "SELECT * FROM lifecycle_by_period('t', 'year', {a})"
+        ));
         q.push(format!("SELECT * FROM customer_value('t', {a})"));
     }
     q.push("SELECT * FROM cohort_retention('t', 'week')".into());
@@ -185,7 +189,10 @@ async fn every_function_over_unusual_files_gives_a_result_or_a_clear_error() {
                         Err(e) => {
                             errors += 1;
                             let m = lifecycle::shell::error_line(&e);
-                            if std::env::var_os("HOSTILE_PRINT").is_some() { eprintln!("ERR {t} {days:?}: {q}\n   -> {m}"); }
+                            // HOSTILE_PRINT=1 lists every error, to read them.
+                            if std::env::var_os("HOSTILE_PRINT").is_some() {
+                                eprintln!("ERR {t} {days:?}: {q}\n   -> {m}");
+                            }
                             if is_bug(&m) {
                                 bugs.push(format!("{t} {days:?} p{partitions}: {q}\n  -> {m}"));
                             }
@@ -247,12 +254,20 @@ async fn table_functions_over_tiny_parquet_files() {
                         "SELECT sum(cohort_size) FROM cohort_retention('purchases', '{g}'{as_of}) WHERE period = 0"
                     );
                     let got = crate::common::query(&ctx, &sql).await;
-                    assert_eq!(got[0][0], customers.to_string(), "{name} p{partitions}: {sql}");
+                    assert_eq!(
+                        got[0][0],
+                        customers.to_string(),
+                        "{name} p{partitions}: {sql}"
+                    );
                     let sql = format!(
                         "SELECT sum(customers) FROM lifecycle_by_period('purchases', '{g}'{as_of}) WHERE status = 'new'"
                     );
                     let got = crate::common::query(&ctx, &sql).await;
-                    assert_eq!(got[0][0], customers.to_string(), "{name} p{partitions}: {sql}");
+                    assert_eq!(
+                        got[0][0],
+                        customers.to_string(),
+                        "{name} p{partitions}: {sql}"
+                    );
                 }
             }
             let got = crate::common::query(

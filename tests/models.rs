@@ -223,7 +223,8 @@ async fn customer_value_rows_match_the_functions_composed_by_hand() {
                 "expected_value",
                 "clv",
                 "stage",
-                "rfm_segment"
+                "rfm_segment",
+                "models_converged"
             ]
         );
         // Quintiles: every R and F score holds a fifth of the customers (ntile), so segment sizes

@@ -823,6 +823,30 @@ pub fn clv(
 
 #[cfg(test)]
 mod tests {
+    /// Concurrent fits never hold more helper threads than the cores less one, and give them
+    /// all back.
+    #[test]
+    fn fits_share_a_bounded_pool_of_helpers() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let in_use = std::sync::atomic::AtomicUsize::new(0);
+        let peak = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    for _ in 0..200 {
+                        let h = Helpers::borrow(8);
+                        let now = in_use.fetch_add(h.0, std::sync::atomic::Ordering::SeqCst) + h.0;
+                        peak.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::yield_now();
+                        in_use.fetch_sub(h.0, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert!(peak.into_inner() <= cores.saturating_sub(1));
+        assert_eq!(Helpers::borrow(usize::MAX).0, cores.saturating_sub(1));
+    }
+
     use super::*;
     use crate::rfm::kernel::summarize;
     use crate::time::days_from_civil;

@@ -194,9 +194,8 @@ impl Default for PeriodStart {
     }
 }
 
-static PERIOD_START_DOC: LazyLock<Documentation> =
-    LazyLock::new(|| {
-        scalar_doc(
+static PERIOD_START_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    scalar_doc(
         "Start of the calendar period (UTC) containing `ts`, like `date_trunc` but with the same \
          period rules as `period_diff` and `cohort_retention` (ISO weeks start on Monday). Returns \
          the type of `ts`; a DATE argument gives a TIMESTAMP in microseconds, which holds every DATE. A \
@@ -208,7 +207,7 @@ static PERIOD_START_DOC: LazyLock<Documentation> =
     .with_argument("granularity", "'day', 'week', 'month', 'quarter' or 'year'")
     .with_argument("ts", "TIMESTAMP (any unit, with or without time zone) or DATE")
     .build()
-    });
+});
 
 /// Output type of `period_start` for an input type.
 pub fn period_start_type(t: &DataType) -> DataType {

@@ -419,9 +419,7 @@ impl datafusion::logical_expr::expr_rewriter::FunctionRewrite for ThresholdsRewr
                     Transformed::no(Expr::AggregateFunction(f))
                 }
             }
-            Expr::WindowFunction(mut w)
-                if matches!(&w.fun, WindowFunctionDefinition::AggregateUDF(u) if is_stage(u.name())) =>
-            {
+            Expr::WindowFunction(mut w) if matches!(&w.fun, WindowFunctionDefinition::AggregateUDF(u) if is_stage(u.name())) => {
                 if append_thresholds(&mut w.params.args, config) {
                     Transformed::yes(Expr::WindowFunction(w))
                 } else {

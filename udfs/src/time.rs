@@ -299,7 +299,12 @@ pub fn ticks_of(array: &ArrayRef, unit: TickUnit) -> Result<(Cow<'_, [i64]>, Opt
             match v.checked_mul(factor) {
                 Some(x) => out.push(x),
                 None if is_null(i) => out.push(0),
-                None => return Err(out_of_range(v.div_euclid(per_second * SECONDS_PER_DAY), unit)),
+                None => {
+                    return Err(out_of_range(
+                        v.div_euclid(per_second * SECONDS_PER_DAY),
+                        unit,
+                    ));
+                }
             }
         }
         Ok(Cow::Owned(out))

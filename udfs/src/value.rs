@@ -188,4 +188,3 @@ impl TableFunctionImpl for LifecycleByPeriod {
         planned_sql(G, session, &sql)
     }
 }
-
