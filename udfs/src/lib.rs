@@ -13,6 +13,7 @@ use std::sync::Arc;
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::Result;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -109,6 +110,14 @@ pub fn with_options(config: SessionConfig) -> SessionConfig {
     }
 }
 
+/// Whether the analyzer already gives `lifecycle_stage` / `churn_flag` the session thresholds.
+fn has_thresholds_rewrite(analyzer: &datafusion::optimizer::Analyzer) -> bool {
+    analyzer
+        .function_rewrites()
+        .iter()
+        .any(|r| r.name() == stage::ThresholdsRewrite.name())
+}
+
 /// Registers every lifecycle function and the `lifecycle.*` options on a context.
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
     {
@@ -123,12 +132,7 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
         use datafusion::execution::FunctionRegistry;
         let state = ctx.state_ref();
         let mut state = state.write();
-        if !state
-            .analyzer()
-            .function_rewrites()
-            .iter()
-            .any(|r| r.name() == "lifecycle_thresholds")
-        {
+        if !has_thresholds_rewrite(state.analyzer()) {
             state.register_function_rewrite(Arc::new(stage::ThresholdsRewrite))?;
         }
     }
@@ -158,11 +162,7 @@ impl LifecycleStateBuilderExt for SessionStateBuilder {
         let mut aggregates = self.aggregate_functions().take().unwrap_or_default();
         aggregates.extend(aggregate_functions());
         let mut analyzer = self.analyzer().take().unwrap_or_default();
-        if !analyzer
-            .function_rewrites()
-            .iter()
-            .any(|r| r.name() == "lifecycle_thresholds")
-        {
+        if !has_thresholds_rewrite(&analyzer) {
             analyzer.add_function_rewrite(Arc::new(stage::ThresholdsRewrite));
         }
         *self.analyzer() = Some(analyzer);
