@@ -319,7 +319,7 @@ async fn bgnbd_fit_recovers_simulated_parameters() {
                 .map(|k| b.column(k).as_primitive::<Float64Type>())
                 .collect();
             for i in 0..b.num_rows() {
-                ll_true += lifecycle_udfs::btyd::bgnbd::log_likelihood(
+                ll_true += lifecycle_udfs::models::btyd::bgnbd::log_likelihood(
                     &p,
                     c[0].value(i),
                     c[1].value(i),

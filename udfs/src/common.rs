@@ -11,6 +11,10 @@ use datafusion::logical_expr::EmitTo;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
+/// The most boolean conditions an aggregate takes (`retention`, `window_funnel` steps,
+/// `sequence_*`): each row's conditions are the bits of one `u32` mask.
+pub const MAX_CONDITIONS: usize = u32::BITS as usize;
+
 /// Checks the argument count of `func` against an inclusive range, with a message that says how
 /// the function is called.
 pub fn check_arity(func: &str, usage: &str, n: usize, min: usize, max: usize) -> Result<()> {

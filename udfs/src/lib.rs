@@ -20,23 +20,17 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 mod common;
 mod doc;
 
-pub mod btyd;
-pub mod cohort;
 pub mod events;
-pub mod funnel;
 pub mod lead;
 pub mod models;
-pub mod optimize;
 pub mod options;
 pub mod period;
 pub mod retention;
 pub mod rfm;
 pub mod segment;
-pub mod sequence;
-pub mod special;
 pub mod stage;
+pub mod table;
 pub mod time;
-pub mod value;
 
 pub use options::LifecycleOptions;
 
@@ -63,11 +57,11 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         models::bgnbd_fit_udaf(),
         models::pareto_nbd_fit_udaf(),
         models::gamma_gamma_fit_udaf(),
-        funnel::window_funnel_udaf(),
-        funnel::window_funnel_times_udaf(),
+        events::funnel::window_funnel_udaf(),
+        events::funnel::window_funnel_times_udaf(),
         lead::lead_score_udaf(),
-        sequence::sequence_match_udaf(),
-        sequence::sequence_count_udaf(),
+        events::sequence::sequence_match_udaf(),
+        events::sequence::sequence_count_udaf(),
     ]
 }
 
@@ -80,18 +74,18 @@ pub fn table_functions() -> Vec<(
     vec![
         (
             "cohort_retention",
-            Arc::new(cohort::CohortRetention),
-            &cohort::COHORT_RETENTION_DOC,
+            Arc::new(table::cohort_retention::CohortRetention),
+            &table::cohort_retention::COHORT_RETENTION_DOC,
         ),
         (
             "customer_value",
-            Arc::new(value::CustomerValue),
-            &value::CUSTOMER_VALUE_DOC,
+            Arc::new(table::customer_value::CustomerValue),
+            &table::customer_value::CUSTOMER_VALUE_DOC,
         ),
         (
             "lifecycle_by_period",
-            Arc::new(value::LifecycleByPeriod),
-            &value::LIFECYCLE_BY_PERIOD_DOC,
+            Arc::new(table::lifecycle_by_period::LifecycleByPeriod),
+            &table::lifecycle_by_period::LIFECYCLE_BY_PERIOD_DOC,
         ),
     ]
 }

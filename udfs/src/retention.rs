@@ -21,7 +21,7 @@ use datafusion::logical_expr::{
 use crate::common::{check_arity, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 
-pub const MAX_CONDITIONS: usize = 32;
+pub use crate::common::MAX_CONDITIONS;
 
 /// The pure kernel.
 pub mod kernel {

@@ -5,7 +5,7 @@
 //!
 //! Fits collapse identical rows into weights ([`Collapsed`]), sort them (so the answer does not
 //! depend on row order or partitioning), and minimise the mean negative log-likelihood in
-//! log-parameter space with BFGS ([`crate::optimize`]); the BG/NBD and Gamma-Gamma gradients are
+//! log-parameter space with BFGS ([`super::optimize`]); the BG/NBD and Gamma-Gamma gradients are
 //! analytic, the Pareto/NBD one is numeric. Several starting points are tried and the first
 //! converged one wins; if none converges (degenerate data, e.g. almost every customer bought once,
 //! where the likelihood is maximised at a boundary of the parameter space), the best point
@@ -13,8 +13,8 @@
 
 use datafusion::common::HashMap;
 
-use crate::optimize::{Minimum, Options, bfgs, numeric_gradient};
-use crate::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp};
+use super::optimize::{Minimum, Options, bfgs, numeric_gradient};
+use super::special::{digamma, ln_gamma, ln_hyp2f1, log_add_exp, log_sub_exp};
 
 /// Helper threads that every fit in the process shares: at most one fewer than the cores, so
 /// fits running in several concurrent queries (a server) never oversubscribe the machine. A fit
@@ -346,7 +346,7 @@ fn warm_fit(
     let w = starts
         .iter()
         .find_map(|s| bfgs(sample, s, opts).ok().filter(|m| m.converged))?;
-    let m = crate::optimize::bfgs_from(full, &w.x, Some(&w.inverse_hessian), opts)
+    let m = super::optimize::bfgs_from(full, &w.x, Some(&w.inverse_hessian), opts)
         .ok()
         .filter(|m| m.converged)?;
     Some(Fit::from_minimum(&m, total))
@@ -854,7 +854,7 @@ mod tests {
     /// The CDNOW sample summarised with lifetimes' rules: (frequency, recency, t) in weeks and
     /// monetary value, per customer, as_of 1997-09-30.
     fn cdnow() -> Vec<(f64, f64, f64, f64)> {
-        let text = include_str!("../../tests/data/cdnow/CDNOW_sample.txt");
+        let text = include_str!("../../../tests/data/cdnow/CDNOW_sample.txt");
         let mut by_customer: std::collections::BTreeMap<u32, Vec<(i32, f64)>> = Default::default();
         let as_of = days_from_civil(1997, 9, 30);
         for line in text.lines() {
@@ -960,7 +960,7 @@ mod tests {
         };
         let lp = p.map(f64::ln);
         let mut num = [0.0; 4];
-        crate::optimize::numeric_gradient(&mut |q| nll(q), &lp, 1e-6, &mut num);
+        crate::models::optimize::numeric_gradient(&mut |q| nll(q), &lp, 1e-6, &mut num);
         let mut ana = [0.0; 4];
         let d = c.rows();
         let data = bgnbd_objective_for_test(&d, &lp, &mut ana);

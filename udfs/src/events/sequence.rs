@@ -20,11 +20,11 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
+use super::{self as events, EventAccumulator, EventAggregate, EventGroups, GroupEvents};
 use crate::doc::aggregate_doc;
-use crate::events::{self, EventAccumulator, EventAggregate, EventGroups, GroupEvents};
 use crate::time::{TickUnit, check_temporal};
 
-pub const MAX_CONDITIONS: usize = 32;
+pub use crate::common::MAX_CONDITIONS;
 
 pub mod kernel {
     /// Steps a backtracking match may take (ClickHouse's `sequence_match_max_iterations`).
@@ -513,6 +513,8 @@ struct Sequence {
 }
 
 impl EventAggregate for Sequence {
+    type Progress = ();
+
     /// One event per row where at least one condition holds (tag = the conditions' bitmask).
     fn events(
         &self,

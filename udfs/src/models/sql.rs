@@ -1,4 +1,4 @@
-//! SQL adapters of the customer-base models ([`crate::btyd`]): the fits as aggregates returning a
+//! SQL adapters of the customer-base models ([`super::btyd`]): the fits as aggregates returning a
 //! parameter struct, and the predictions as scalar functions taking that struct, so
 //! `CROSS JOIN (SELECT bgnbd_fit(...) AS p FROM summary)` feeds every customer's row.
 
@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::btyd::{self, Collapsed, Fit, check_frt};
+use super::btyd::{self, Collapsed, Fit, check_frt};
 use crate::doc::{aggregate_doc, scalar_doc};
 
 /// The three models and their parameter names (the struct fields, in order).

@@ -23,13 +23,14 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
+use super::{self as events, EventAccumulator, EventAggregate, EventGroups, GroupEvents};
 use crate::common::list_array;
 use crate::doc::aggregate_doc;
-use crate::events::{self, EventAccumulator, EventAggregate, EventGroups, GroupEvents};
 use crate::time::{TickUnit, check_temporal};
 
 /// Most conditions a funnel takes (as ClickHouse).
-pub const MAX_STEPS: usize = 32;
+/// The most steps a funnel has (one bit each in an event's condition mask).
+pub const MAX_STEPS: usize = crate::common::MAX_CONDITIONS;
 
 pub mod kernel {
     use super::MAX_STEPS;
@@ -187,6 +188,16 @@ pub mod kernel {
                 reached: 0,
                 settled: false,
             }
+        }
+    }
+
+    impl super::super::Streaming for Progress {
+        fn settled(&self) -> bool {
+            self.settled
+        }
+
+        fn settle(&mut self) {
+            self.settled = true;
         }
     }
 
@@ -421,6 +432,8 @@ struct Funnel {
 }
 
 impl EventAggregate for Funnel {
+    type Progress = kernel::Progress;
+
     /// One event per matching condition (tag = its 1-based index), and a tag-0 event for a row
     /// matching none in strict_order mode.
     fn events(
@@ -480,7 +493,7 @@ impl EventAggregate for Funnel {
     }
 
     #[inline]
-    fn feed(&self, progress: &mut kernel::Progress, slots: &mut [i64], ts: i64, tag: u32) -> bool {
+    fn feed(&self, progress: &mut Self::Progress, slots: &mut [i64], ts: i64, tag: u32) -> bool {
         progress.feed(slots, self.window, ts, tag)
     }
 }

@@ -13,6 +13,10 @@
 //! its default mode, once the last step is reached): the adapter then feeds each event to the
 //! group's streaming state as it arrives, stops keeping a settled group's events, drops the ones
 //! it kept, and passes a settled group on as a flag without events.
+//!
+//! The aggregates built on it: [`funnel`] (`window_funnel`, `window_funnel_times`) and
+//! [`sequence`] (`sequence_match`, `sequence_count`). The adapter knows none of them: an
+//! aggregate's streaming state is its own type ([`EventAggregate::Progress`]).
 
 use std::sync::Arc;
 
@@ -25,11 +29,34 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
 use crate::common::{bucket_in_place_with, group_offsets, list_array, resize, row_mask};
-use crate::funnel::kernel::Progress;
 use crate::time::{TickUnit, ticks_of};
+
+pub mod funnel;
+pub mod sequence;
+
+/// A group's streaming state, for aggregates that can settle a group's answer early.
+pub trait Streaming: Default + Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// True once the group's answer can no longer change.
+    fn settled(&self) -> bool;
+
+    /// Marks the group settled (a partial state from another partition said so).
+    fn settle(&mut self);
+}
+
+/// The streaming state of an aggregate that never settles early.
+impl Streaming for () {
+    fn settled(&self) -> bool {
+        false
+    }
+
+    fn settle(&mut self) {}
+}
 
 /// An aggregate over each group's (timestamp, tag) events.
 pub trait EventAggregate: Send + Sync + 'static {
+    /// A group's streaming state (`()` for an aggregate that never settles early).
+    type Progress: Streaming;
+
     /// Feeds every event of the batch to `f(row, ts, tag)`, rows in increasing order.
     fn events(
         &self,
@@ -43,15 +70,22 @@ pub trait EventAggregate: Send + Sync + 'static {
     /// group's answer is settled.
     fn finish(&self, events: &mut GroupEvents<'_>) -> Result<ArrayRef>;
 
-    /// How many `i64` slots of streaming state a group has beside its [`Progress`]; 0 (the
-    /// default) when the aggregate never settles an answer early.
+    /// How many `i64` slots of streaming state a group has beside its
+    /// [`EventAggregate::Progress`]; 0 (the default) when the aggregate never settles an answer
+    /// early.
     fn progress_slots(&self) -> usize {
         0
     }
 
     /// Feeds one event to a group's streaming state; true once the group's answer can no longer
     /// change, whatever events arrive later.
-    fn feed(&self, _progress: &mut Progress, _slots: &mut [i64], _ts: i64, _tag: u32) -> bool {
+    fn feed(
+        &self,
+        _progress: &mut Self::Progress,
+        _slots: &mut [i64],
+        _ts: i64,
+        _tag: u32,
+    ) -> bool {
         false
     }
 }
@@ -374,35 +408,52 @@ fn bucket_refs(refs: &[Ref], n: usize) -> (Vec<usize>, Vec<(u32, u32)>) {
 
 /// Per-group streaming state of an aggregate that settles answers early (all empty when
 /// `slots` is 0), and how many of the log's events belong to settled groups.
-#[derive(Default)]
-struct Settling {
+struct Settling<P> {
     /// `agg.progress_slots()`.
     slots: usize,
-    progress: Vec<Progress>,
+    progress: Vec<P>,
     starts: Vec<i64>,
     /// Events each group has in the log.
     logged: Vec<u32>,
     dropped: usize,
 }
 
-impl Settling {
+impl<P> Default for Settling<P> {
+    fn default() -> Self {
+        Self {
+            slots: 0,
+            progress: vec![],
+            starts: vec![],
+            logged: vec![],
+            dropped: 0,
+        }
+    }
+}
+
+impl<P: Streaming> Settling<P> {
     fn grow(&mut self, groups: usize) {
         if self.slots > 0 {
-            resize(&mut self.progress, groups, Progress::default());
+            resize(&mut self.progress, groups, P::default());
             resize(&mut self.starts, groups * self.slots, 0);
             resize(&mut self.logged, groups, 0);
         }
     }
 
     fn settled(&self, g: usize) -> bool {
-        self.slots > 0 && self.progress[g].settled
+        self.slots > 0 && self.progress[g].settled()
     }
 
     /// Feeds one event of group `g` to its streaming state; true once the group is settled.
     #[inline]
-    fn feed<A: EventAggregate>(&mut self, agg: &A, g: usize, ts: i64, tag: u32) -> bool {
+    fn feed<A: EventAggregate<Progress = P>>(
+        &mut self,
+        agg: &A,
+        g: usize,
+        ts: i64,
+        tag: u32,
+    ) -> bool {
         let p = &mut self.progress[g];
-        if p.settled {
+        if p.settled() {
             return true;
         }
         let starts = &mut self.starts[g * self.slots..(g + 1) * self.slots];
@@ -416,7 +467,7 @@ impl Settling {
     /// Keeps one event of group `g` in `log` and feeds it to the group's streaming state, unless
     /// the group is settled (only when `slots > 0`).
     #[inline]
-    fn push<A: EventAggregate>(
+    fn push<A: EventAggregate<Progress = P>>(
         &mut self,
         agg: &A,
         log: &mut EventLog,
@@ -424,7 +475,7 @@ impl Settling {
         ts: i64,
         tag: u32,
     ) {
-        if self.progress[g].settled {
+        if self.progress[g].settled() {
             return;
         }
         log.push(g, ts, tag);
@@ -435,8 +486,8 @@ impl Settling {
     /// Settles group `g` (its partial state said so).
     fn settle(&mut self, g: usize) {
         let p = &mut self.progress[g];
-        if !p.settled {
-            p.settled = true;
+        if !p.settled() {
+            p.settle();
             self.dropped += self.logged[g] as usize;
         }
     }
@@ -445,7 +496,7 @@ impl Settling {
     fn compact(&mut self, log: &mut EventLog, force: bool) {
         if self.dropped > 0 && (force || self.dropped * 2 > log.len()) {
             let progress = &self.progress;
-            log.retain(|g| !progress[g as usize].settled);
+            log.retain(|g| !progress[g as usize].settled());
             self.dropped = 0;
         }
     }
@@ -458,12 +509,12 @@ impl Settling {
         let taken = emit_to.take_needed(&mut self.progress);
         emit_to.take_needed(&mut self.logged);
         self.starts.drain(..n * self.slots);
-        taken.iter().map(|p| p.settled).collect()
+        taken.iter().map(|p| p.settled()).collect()
     }
 }
 
 /// The groups accumulator of an [`EventAggregate`].
-pub struct EventGroups<A> {
+pub struct EventGroups<A: EventAggregate> {
     agg: A,
     log: EventLog,
     chunks: Vec<Option<Chunk>>,
@@ -471,7 +522,7 @@ pub struct EventGroups<A> {
     /// Bytes of the chunks kept.
     chunk_bytes: usize,
     groups: usize,
-    settling: Settling,
+    settling: Settling<A::Progress>,
 }
 
 impl<A: EventAggregate> EventGroups<A> {
@@ -671,7 +722,7 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
             + self.chunk_bytes
             + self.refs.capacity() * size_of::<Ref>()
             + self.chunks.capacity() * size_of::<Option<Chunk>>()
-            + st.progress.capacity() * size_of::<Progress>()
+            + st.progress.capacity() * size_of::<A::Progress>()
             + st.starts.capacity() * 8
             + st.logged.capacity() * 4
     }
@@ -679,9 +730,9 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
 
 /// The single-group accumulator: the groups accumulator with one group; evaluating does not
 /// consume the events (window frames evaluate repeatedly).
-pub struct EventAccumulator<A>(pub EventGroups<A>);
+pub struct EventAccumulator<A: EventAggregate>(pub EventGroups<A>);
 
-impl<A> std::fmt::Debug for EventAccumulator<A> {
+impl<A: EventAggregate> std::fmt::Debug for EventAccumulator<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventAccumulator").finish()
     }
