@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, BooleanArray};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, new_empty_array};
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::EmitTo;
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
+use datafusion_functions_aggregate_common::aggregate::groups_accumulator::nulls::filter_to_nulls;
 
 /// The most boolean conditions an aggregate takes (`retention`, `window_funnel` steps,
 /// `sequence_*`): each row's conditions are the bits of one `u32` mask.
@@ -62,15 +64,92 @@ pub fn row_mask(
     filter: Option<&BooleanArray>,
     nulls: &[Option<&NullBuffer>],
 ) -> Option<NullBuffer> {
-    let filter = filter.map(|f| match f.nulls() {
-        Some(n) => NullBuffer::new(f.values() & n.inner()),
-        None => NullBuffer::new(f.values().clone()),
-    });
-    let mut mask = filter;
+    let mut mask = filter.map(filter_to_nulls);
     for n in nulls {
         mask = NullBuffer::union(mask.as_ref(), *n);
     }
     mask
+}
+
+/// The `Accumulator` (one group, for aggregates without GROUP BY and window functions) of an
+/// aggregate whose state lives in its [`GroupsAccumulator`]: group 0 of it. Every family's
+/// single-group path is this one type, so the grouped and ungrouped answers cannot drift apart.
+///
+/// `state` and `evaluate` take group 0's state out (`EmitTo::All`); it is kept and merged back
+/// before anything else touches the accumulator (a window frame evaluates, then grows), so a
+/// partial aggregation's `state` costs nothing extra and `evaluate` one merge.
+pub struct OneGroup<G> {
+    inner: G,
+    taken: Option<Vec<ArrayRef>>,
+}
+
+impl<G: GroupsAccumulator> OneGroup<G> {
+    /// Wraps `inner`, with its group 0 created from empty inputs of the argument types (so an
+    /// aggregate over no rows answers as its empty group does).
+    pub fn new(mut inner: G, args: &AccumulatorArgs) -> Result<Self> {
+        let empty = args
+            .exprs
+            .iter()
+            .map(|e| Ok(new_empty_array(&e.data_type(args.schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        inner.update_batch(&empty, &[], None, 1)?;
+        Ok(Self { inner, taken: None })
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        if let Some(state) = self.taken.take() {
+            self.inner.merge_batch(&state, &[0], 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl<G> std::fmt::Debug for OneGroup<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneGroup").finish_non_exhaustive()
+    }
+}
+
+impl<G: GroupsAccumulator + Sync> Accumulator for OneGroup<G> {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.restore()?;
+        let groups = vec![0usize; values.first().map_or(0, |v| v.len())];
+        self.inner.update_batch(values, &groups, None, 1)
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.restore()?;
+        let groups = vec![0usize; states.first().map_or(0, |v| v.len())];
+        self.inner.merge_batch(states, &groups, 1)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.restore()?;
+        let state = self.inner.state(EmitTo::All)?;
+        let scalars = state
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect();
+        self.taken = Some(state);
+        scalars
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        self.restore()?;
+        let state = self.inner.state(EmitTo::All)?;
+        self.inner.merge_batch(&state, &[0], 1)?;
+        let answer = self.inner.evaluate(EmitTo::All)?;
+        self.taken = Some(state);
+        ScalarValue::try_from_array(&answer, 0)
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self)
+            + self.inner.size()
+            + self.taken.as_ref().map_or(0, |t| {
+                t.iter().map(|a| a.get_array_memory_size()).sum::<usize>()
+            })
+    }
 }
 
 /// Grows every state vector to `n` groups with its initial value.
@@ -135,11 +214,6 @@ impl<V: Copy + Default> GroupLog<V> {
     pub fn push(&mut self, group: usize, value: V) {
         self.groups.push(group as u32);
         self.values.push(value);
-    }
-
-    /// The values of group 0 when the log holds a single group (the `Accumulator` case).
-    pub fn values(&self) -> &[V] {
-        &self.values
     }
 
     pub fn size(&self) -> usize {

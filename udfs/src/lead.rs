@@ -8,14 +8,14 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Documentation, EmitTo,
     GroupsAccumulator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::common::{resize, row_mask, take};
+use crate::common::{OneGroup, resize, row_mask, take};
 use crate::doc::{aggregate_doc, scalar_doc};
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
@@ -113,9 +113,7 @@ impl AggregateUDFImpl for LeadScore {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(LeadAccumulator {
-            inner: groups(&args)?,
-        }))
+        Ok(Box::new(OneGroup::new(groups(&args)?, &args)?))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -246,42 +244,6 @@ impl GroupsAccumulator for LeadGroups {
 
     fn size(&self) -> usize {
         self.scores.capacity() * size_of::<Option<f64>>()
-    }
-}
-
-struct LeadAccumulator {
-    inner: LeadGroups,
-}
-
-impl std::fmt::Debug for LeadAccumulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeadAccumulator").finish()
-    }
-}
-
-impl Accumulator for LeadAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0usize; values[0].len()];
-        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0usize; states[0].len()];
-        GroupsAccumulator::merge_batch(&mut self.inner, states, &groups, 1)
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        Ok(ScalarValue::Float64(
-            self.inner.scores.first().copied().flatten(),
-        ))
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.inner.size()
     }
 }
 

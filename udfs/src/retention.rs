@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
     Signature, Volatility,
 };
 
-use crate::common::{check_arity, resize, row_mask, take};
+use crate::common::{OneGroup, check_arity, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 
 pub use crate::common::MAX_CONDITIONS;
@@ -157,10 +157,13 @@ impl AggregateUDFImpl for Retention {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(RetentionAccumulator {
-            state: 0,
-            n: args.exprs.len(),
-        }))
+        Ok(Box::new(OneGroup::new(
+            RetentionGroups {
+                states: vec![],
+                n: args.exprs.len(),
+            },
+            &args,
+        )?))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -183,40 +186,6 @@ impl AggregateUDFImpl for Retention {
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
-    }
-}
-
-#[derive(Debug)]
-struct RetentionAccumulator {
-    state: u32,
-    n: usize,
-}
-
-impl Accumulator for RetentionAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let state = &mut self.state;
-        for_each_true(values, None, |_, bit| kernel::update(state, bit));
-        Ok(())
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let s = states[0].as_primitive::<UInt32Type>();
-        for v in s.iter().flatten() {
-            self.state = kernel::merge(self.state, v);
-        }
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::UInt32(Some(self.state))])
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        ScalarValue::try_from_array(&finish_list(&[self.state], self.n), 0)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self)
     }
 }
 

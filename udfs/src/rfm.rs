@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::common::{GroupLog, check_arity, list_array, resize, row_mask, take};
+use crate::common::{GroupLog, OneGroup, check_arity, list_array, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
@@ -296,9 +296,7 @@ impl AggregateUDFImpl for RfmUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(RfmAccumulator {
-            inner: self.groups(&args)?,
-        }))
+        Ok(Box::new(OneGroup::new(self.groups(&args)?, &args)?))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -527,54 +525,6 @@ impl GroupsAccumulator for RfmGroups {
 
 /// The single-group accumulator is the groups accumulator with one group; evaluating does not
 /// consume it (window frames evaluate repeatedly).
-struct RfmAccumulator {
-    inner: RfmGroups,
-}
-
-impl std::fmt::Debug for RfmAccumulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RfmAccumulator").finish()
-    }
-}
-
-impl RfmAccumulator {
-    fn snapshot(&mut self) -> (Vec<usize>, Vec<(i32, f64)>, Vec<i64>) {
-        resize(&mut self.inner.as_of, 1, NONE);
-        let flat: Vec<(i32, f64)> = self.inner.orders.values().to_vec();
-        (vec![0, flat.len()], flat, self.inner.as_of.clone())
-    }
-}
-
-impl Accumulator for RfmAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0usize; values[0].len()];
-        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        resize(&mut self.inner.as_of, 1, NONE);
-        self.inner.merge_states(states, |_| 0);
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let (offsets, flat, as_of) = self.snapshot();
-        RfmGroups::state_arrays(&offsets, &flat, as_of)
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let (offsets, mut flat, as_of) = self.snapshot();
-        ScalarValue::try_from_array(&self.inner.finish(&offsets, &mut flat, &as_of), 0)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.inner.size()
-    }
-}
-
 pub fn rfm_summary_udaf() -> Arc<AggregateUDF> {
     Arc::new(AggregateUDF::new_from_impl(RfmUdaf::new(
         RfmOutput::Summary,

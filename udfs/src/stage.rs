@@ -15,7 +15,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::Result;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::function::{
     AccumulatorArgs, AggregateFunctionSimplification, StateFieldsArgs,
@@ -25,7 +25,9 @@ use datafusion::logical_expr::{
     Signature, Volatility, lit,
 };
 
-use crate::common::{check_arity, check_integer, literal_positive, resize, row_mask, take};
+use crate::common::{
+    OneGroup, check_arity, check_integer, literal_positive, resize, row_mask, take,
+};
 use crate::doc::aggregate_doc;
 use crate::options::LifecycleOptions;
 use crate::time::{TickUnit, check_temporal, ticks_of};
@@ -338,9 +340,7 @@ impl AggregateUDFImpl for StageUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(StageAccumulator {
-            inner: self.groups(&args)?,
-        }))
+        Ok(Box::new(OneGroup::new(self.groups(&args)?, &args)?))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -588,51 +588,6 @@ impl GroupsAccumulator for StageGroups {
 }
 
 /// The single-group accumulator is the groups accumulator with one group.
-struct StageAccumulator {
-    inner: StageGroups,
-}
-
-impl std::fmt::Debug for StageAccumulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StageAccumulator").finish()
-    }
-}
-
-impl Accumulator for StageAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0usize; values[0].len()];
-        GroupsAccumulator::update_batch(&mut self.inner, values, &groups, None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.inner.cols.resize(1);
-        self.inner.merge_states(states, |_| 0);
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.inner.cols.resize(1);
-        let s = self.inner.cols.get(0);
-        Ok(vec![
-            ScalarValue::Int64(Some(s.last)),
-            ScalarValue::Int64(Some(s.prev)),
-            ScalarValue::UInt64(Some(s.orders)),
-            ScalarValue::UInt64(Some(s.in_window)),
-            ScalarValue::Int64(Some(s.as_of)),
-        ])
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.inner.cols.resize(1);
-        let s = self.inner.cols.get(0);
-        ScalarValue::try_from_array(&self.inner.udaf.finish(&[s], &self.inner.th), 0)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self)
-    }
-}
-
 pub fn lifecycle_stage_udaf() -> Arc<AggregateUDF> {
     Arc::new(AggregateUDF::new_from_impl(StageUdaf::new(
         StageOutput::Stage,

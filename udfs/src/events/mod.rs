@@ -25,8 +25,8 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32Type};
-use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
+use datafusion::common::Result;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
 use crate::common::{bucket_in_place_with, group_offsets, list_array, resize, row_mask};
 use crate::time::{TickUnit, ticks_of};
@@ -725,76 +725,5 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
             + st.progress.capacity() * size_of::<A::Progress>()
             + st.starts.capacity() * 8
             + st.logged.capacity() * 4
-    }
-}
-
-/// The single-group accumulator: the groups accumulator with one group; evaluating does not
-/// consume the events (window frames evaluate repeatedly).
-pub struct EventAccumulator<A: EventAggregate>(pub EventGroups<A>);
-
-impl<A: EventAggregate> std::fmt::Debug for EventAccumulator<A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventAccumulator").finish()
-    }
-}
-
-impl<A: EventAggregate> EventAccumulator<A> {
-    /// The only group's events, without taking them.
-    fn current(&mut self) -> Parts {
-        let g = &mut self.0;
-        g.grow(1);
-        g.settling.compact(&mut g.log, true);
-        let settled = g.settling.settled(0);
-        let (log, refs) = if settled {
-            (EventLog::default(), vec![])
-        } else {
-            let log = EventLog {
-                groups: g.log.groups.clone(),
-                ts: g.log.ts.clone(),
-                tags: g.log.tags.clone(),
-            };
-            (log, g.refs.iter().map(|r| (r.chunk, r.row)).collect())
-        };
-        Parts {
-            log,
-            ref_offsets: vec![0, refs.len()],
-            refs,
-            chunks: g.chunks.clone(),
-            settled: vec![settled],
-        }
-    }
-}
-
-impl<A: EventAggregate> Accumulator for EventAccumulator<A> {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0usize; values.first().map_or(0, |v| v.len())];
-        GroupsAccumulator::update_batch(&mut self.0, values, &groups, None, 1)
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.0.grow(1);
-        self.0.merge_states(states, |_| 0);
-        Ok(())
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.current()
-            .into_state()
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let taken = self.current().into_taken();
-        let answer = self.0.agg.finish(&mut GroupEvents {
-            taken: &taken,
-            scratch: vec![],
-        })?;
-        ScalarValue::try_from_array(&answer, 0)
-    }
-
-    fn size(&self) -> usize {
-        size_of_val(self) + self.0.size()
     }
 }

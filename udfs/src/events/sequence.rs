@@ -20,7 +20,8 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::expressions::Literal;
 
-use super::{self as events, EventAccumulator, EventAggregate, EventGroups, GroupEvents};
+use super::{self as events, EventAggregate, EventGroups, GroupEvents};
+use crate::common::OneGroup;
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal};
 
@@ -482,7 +483,7 @@ impl AggregateUDFImpl for SequenceUdaf {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(EventAccumulator(self.groups(&args)?)))
+        Ok(Box::new(OneGroup::new(self.groups(&args)?, &args)?))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
