@@ -4,7 +4,7 @@
 # Generates CUSTOMERS customers (default 10 million: about 109 million purchases) without events,
 # then times, each query on its own: the floor (count, sum GROUP BY customer), lifecycle_stage,
 # rfm_summary and churn_risk grouped by customer, and bgnbd_fit / gamma_gamma_fit over the
-# materialised summary. LIFECYCLE_TRACE_FIT=1 prints the fits' own time (collapsed rows, iterations).
+# materialised summary. RUST_LOG=lifecycle_udfs=debug prints the fits' own time (collapsed rows, iterations).
 set -euo pipefail
 n="${1:-10000000}"
 dir="${2:-/tmp/lifecycle-models-$n}"
@@ -23,6 +23,6 @@ CREATE TABLE s AS SELECT rfm_summary(order_ts, amount, TIMESTAMP '2025-01-01') A
 SELECT bgnbd_fit(s.frequency, s.recency, s.t) AS p FROM s;
 SELECT gamma_gamma_fit(s.frequency, s.monetary_value) AS g FROM s;
 SQL
-LIFECYCLE_TRACE_FIT=1 /usr/bin/time -f "all queries: %e s, %M KB peak" \
+RUST_LOG=lifecycle_udfs=debug /usr/bin/time -f "all queries: %e s, %M KB peak" \
   "$bin" sql --table "purchases=$dir/purchases" --timing -f "$sql"
 rm -f "$sql"

@@ -3,6 +3,7 @@
 pub mod generate;
 pub mod limits;
 pub mod linger;
+pub mod logging;
 pub mod output;
 pub mod report;
 pub mod sample;

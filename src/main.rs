@@ -127,6 +127,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    lifecycle::logging::init();
     // Queries are planned and executed on the runtime's workers and on the thread driving the
     // shell or server; each gets a stack that every expression the depth limit allows fits in
     // (lifecycle::limits), instead of the 2 MiB that a deep expression overflows.

@@ -529,9 +529,7 @@ pub mod bgnbd {
         let t0 = std::time::Instant::now();
         let rows = data.rows();
         let d = prepare(&rows);
-        if std::env::var_os("LIFECYCLE_TRACE_FIT").is_some() {
-            eprintln!("bgnbd_fit: rows sorted and indexed in {:?}", t0.elapsed());
-        }
+        log::debug!("bgnbd_fit: rows sorted and indexed in {:?}", t0.elapsed());
         let mean_t = rows.iter().map(|([_, _, t], w)| t * w).sum::<f64>() / d.total;
         let la = mean_t.max(1e-3).ln();
         let starts = [
@@ -555,13 +553,11 @@ pub mod bgnbd {
             &mut f,
             opts,
         );
-        if std::env::var_os("LIFECYCLE_TRACE_FIT").is_some() {
-            eprintln!(
-                "bgnbd_fit: {} full evaluations in {:?}",
-                evals.get(),
-                t1.elapsed()
-            );
-        }
+        log::debug!(
+            "bgnbd_fit: {} full evaluations in {:?}",
+            evals.get(),
+            t1.elapsed()
+        );
         if let Some(fit) = warm {
             return Ok(fit);
         }

@@ -295,15 +295,13 @@ impl<const N: usize> Accumulator for FitAccumulator<N> {
             Ok(f) => f,
             Err(e) => return exec_err!("{e}"),
         };
-        if std::env::var_os("LIFECYCLE_TRACE_FIT").is_some() {
-            eprintln!(
-                "{}: {} rows, fitted in {:?} ({} iterations)",
-                self.model.fit_name(),
-                self.data.raw_len(),
-                t0.elapsed(),
-                fit.iterations
-            );
-        }
+        log::debug!(
+            "{}: {} rows, fitted in {:?} ({} iterations)",
+            self.model.fit_name(),
+            self.data.raw_len(),
+            t0.elapsed(),
+            fit.iterations
+        );
         let mut cols: Vec<ArrayRef> = fit
             .params
             .iter()
