@@ -12,4 +12,4 @@ pub mod session;
 pub mod shell;
 pub mod views;
 
-pub use session::{SessionOptions, TableSpec, build_session, parse_memory_size};
+pub use session::{SessionFlags, SessionOptions, TableSpec, build_session, parse_memory_size};

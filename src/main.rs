@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use lifecycle::generate::{GenerateOptions, Process, parse_date_us, write_parquet};
 use lifecycle::output::Format;
 use lifecycle::shell::{Shell, error_line};
-use lifecycle::{SessionOptions, TableSpec, build_session, parse_memory_size};
+use lifecycle::{SessionFlags, SessionOptions, build_session};
 
 #[derive(Parser)]
 #[command(
@@ -22,9 +22,8 @@ struct Cli {
 enum Command {
     /// SQL shell over Parquet files (the embedded sample when no --table is given).
     Sql {
-        /// Register a table: NAME=PATH, PATH a Parquet file, a directory of Parquet files, or a glob.
-        #[arg(long = "table", value_name = "NAME=PATH")]
-        tables: Vec<TableSpec>,
+        #[command(flatten)]
+        session: SessionFlags,
         /// Run SQL (several statements separated by ';') or a backslash command, then exit.
         #[arg(short = 'c', long = "command", value_name = "SQL")]
         commands: Vec<String>,
@@ -34,9 +33,6 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
-        /// Bound query memory (e.g. 512M, 2G); larger sorts and aggregations spill to disk.
-        #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
-        memory_limit: Option<usize>,
         /// Print row counts and elapsed time after each statement.
         #[arg(long)]
         timing: bool,
@@ -46,9 +42,8 @@ enum Command {
         /// Address to listen on (loopback by default).
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: std::net::SocketAddr,
-        /// Register a table: NAME=PATH (as for `sql`); the embedded sample when none is given.
-        #[arg(long = "table", value_name = "NAME=PATH")]
-        tables: Vec<TableSpec>,
+        #[command(flatten)]
+        session: SessionFlags,
         /// File holding the access token; every call must then carry `authorization: Bearer <token>`.
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
@@ -58,9 +53,6 @@ enum Command {
         /// TLS private key (PEM); needs --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
-        /// Bound query memory (e.g. 512M, 2G).
-        #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
-        memory_limit: Option<usize>,
         /// Queries running at once; more wait their turn (default: cores x 2).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_concurrent_queries: Option<u64>,
@@ -93,9 +85,8 @@ enum Command {
         /// Which report.
         #[arg(value_enum)]
         kind: lifecycle::report::Kind,
-        /// Register a table: NAME=PATH (reports read purchases, customers and events).
-        #[arg(long = "table", value_name = "NAME=PATH")]
-        tables: Vec<TableSpec>,
+        #[command(flatten)]
+        session: SessionFlags,
         /// Period of cohorts, stages and growth.
         #[arg(long, value_enum, default_value = "month")]
         period: lifecycle::report::Period,
@@ -117,9 +108,6 @@ enum Command {
         /// Funnel window: 7d, 12h, 30m or seconds (funnel report).
         #[arg(long, default_value = "7d", value_parser = lifecycle::report::parse_window)]
         window: f64,
-        /// Bound query memory (e.g. 512M, 2G).
-        #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
-        memory_limit: Option<usize>,
     },
     /// Print the function reference (Markdown), generated from the functions' documentation.
     Docs,
@@ -160,19 +148,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> datafusion::error::Result<()> {
     match cli.command {
         Command::Sql {
-            tables,
+            session,
             commands,
             files,
             format,
-            memory_limit,
             timing,
         } => {
-            let ctx = build_session(&SessionOptions {
-                tables,
-                memory_limit,
-                target_partitions: None,
-            })
-            .await?;
+            let ctx = build_session(&session.options()).await?;
             let mut shell = Shell::new(ctx, format);
             shell.timing = timing;
             if commands.is_empty() && files.is_empty() {
@@ -221,11 +203,10 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
         }
         Command::Serve {
             listen,
-            tables,
+            session,
             token_file,
             tls_cert,
             tls_key,
-            memory_limit,
             max_concurrent_queries,
         } => {
             let token = match token_file {
@@ -249,9 +230,8 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             };
             // The server bounds memory per query (see ServeOptions::memory_limit).
             let ctx = build_session(&SessionOptions {
-                tables,
                 memory_limit: None,
-                target_partitions: None,
+                ..session.options()
             })
             .await?;
             let cores = std::thread::available_parallelism()
@@ -262,28 +242,22 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 token,
                 tls: tls_cert.zip(tls_key),
                 max_concurrent_queries: max_concurrent_queries.map_or(cores * 2, |n| n as usize),
-                memory_limit,
+                memory_limit: session.memory_limit,
                 shutdown_grace: std::time::Duration::from_secs(10),
             };
             lifecycle::server::serve(ctx, opts, None, lifecycle::server::shutdown_signal()).await
         }
         Command::Report {
             kind,
-            tables,
+            session,
             period,
             as_of,
             format,
             out,
             steps,
             window,
-            memory_limit,
         } => {
-            let ctx = build_session(&SessionOptions {
-                tables,
-                memory_limit,
-                target_partitions: None,
-            })
-            .await?;
+            let ctx = build_session(&session.options()).await?;
             let opts = lifecycle::report::ReportOptions {
                 kind,
                 period,

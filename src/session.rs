@@ -72,6 +72,31 @@ pub fn parse_memory_size(s: &str) -> std::result::Result<usize, String> {
     Ok(bytes as usize)
 }
 
+/// The session flags every command that runs queries shares (`sql`, `serve`, `report`),
+/// flattened into each, so a new one (`--cluster`, object-store options) is added once.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SessionFlags {
+    /// Register a table: NAME=PATH, PATH a Parquet file, a directory of Parquet files, or a glob
+    /// (the embedded sample when none is given).
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    pub tables: Vec<TableSpec>,
+    /// Bound query memory (e.g. 512M, 2G): sorts, joins and aggregations spill to disk beyond it
+    /// (`serve` splits it between concurrent queries).
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
+    pub memory_limit: Option<usize>,
+}
+
+impl SessionFlags {
+    /// The session these flags describe (with the memory limit as one pool).
+    pub fn options(&self) -> SessionOptions {
+        SessionOptions {
+            tables: self.tables.clone(),
+            memory_limit: self.memory_limit,
+            target_partitions: None,
+        }
+    }
+}
+
 /// What a session is built from.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
