@@ -6,41 +6,38 @@
 //!   `SET`/transactions), so clients can read registered tables and nothing else.
 //! - Results stream batch by batch; a guard around each result stream releases the query's
 //!   concurrency permit and logs one line when the stream ends or the client goes away.
+//!
+//! Files: this one holds the service (planning, execution, the Flight SQL handlers) and `serve`;
+//! `auth` checks tokens, `handles` encodes prepared-statement handles, `metadata` answers the
+//! catalog calls' fixed data, `stream` guards result streams.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightServiceServer;
-use arrow_flight::sql::metadata::{
-    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
-};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult, Nullable,
-    ProstMessageExt, Searchable, SqlInfo, TicketStatementQuery, XdbcDataType,
+    CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
     SchemaAsIpc, Ticket,
 };
-use base64::Engine;
-use base64::prelude::BASE64_STANDARD_NO_PAD;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::catalog::TableProvider;
-use datafusion::common::{DataFusionError, ParamValues, ScalarValue};
-use datafusion::datasource::TableType;
+use datafusion::common::DataFusionError;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
@@ -48,12 +45,23 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use futures::{Stream, TryStreamExt};
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::shell::error_line;
+
+mod auth;
+mod handles;
+mod metadata;
+mod stream;
+
+use auth::{Authenticate, authorized};
+use handles::param_values;
+pub use handles::{decode_handle, encode_handle};
+use metadata::{SQL_INFO, XDBC_INFO, table_type_name};
+use stream::{DoGetStream, Tracked, first_chars};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -85,7 +93,7 @@ pub struct LifecycleFlightSql {
     memory_share: Arc<Option<String>>,
 }
 
-fn status(e: DataFusionError) -> Status {
+pub(super) fn status(e: DataFusionError) -> Status {
     let line = error_line(&e);
     match e.find_root() {
         DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(line),
@@ -104,172 +112,6 @@ fn read_only() -> SQLOptions {
         .with_allow_dml(false)
         .with_allow_statements(false)
 }
-
-const HANDLE_MAGIC: &[u8; 4] = b"LCP1";
-
-/// A prepared statement handle: magic, SQL length, SQL, then the bound parameters as an Arrow
-/// IPC stream (absent until parameters are bound).
-pub fn encode_handle(sql: &str, params: Option<&RecordBatch>) -> Result<Vec<u8>, Status> {
-    let mut out = Vec::with_capacity(8 + sql.len());
-    out.extend_from_slice(HANDLE_MAGIC);
-    out.extend_from_slice(&(sql.len() as u32).to_le_bytes());
-    out.extend_from_slice(sql.as_bytes());
-    if let Some(batch) = params {
-        let mut w = StreamWriter::try_new(&mut out, &batch.schema())
-            .map_err(|e| Status::internal(e.to_string()))?;
-        w.write(batch)
-            .map_err(|e| Status::internal(e.to_string()))?;
-        w.finish().map_err(|e| Status::internal(e.to_string()))?;
-    }
-    Ok(out)
-}
-
-pub fn decode_handle(handle: &[u8]) -> Result<(String, Option<RecordBatch>), Status> {
-    let bad = || Status::invalid_argument("invalid prepared statement handle");
-    if handle.len() < 8 || &handle[..4] != HANDLE_MAGIC {
-        return Err(bad());
-    }
-    let len = u32::from_le_bytes(handle[4..8].try_into().map_err(|_| bad())?) as usize;
-    let sql = handle.get(8..8 + len).ok_or_else(bad)?;
-    let sql = std::str::from_utf8(sql).map_err(|_| bad())?.to_string();
-    let rest = &handle[8 + len..];
-    let params = if rest.is_empty() {
-        None
-    } else {
-        let mut r =
-            datafusion::arrow::ipc::reader::StreamReader::try_new(rest, None).map_err(|_| bad())?;
-        r.next().transpose().map_err(|_| bad())?
-    };
-    Ok((sql, params))
-}
-
-/// The first row of a parameter batch as positional parameter values (`$1`, `$2`, ...).
-fn param_values(batch: &RecordBatch) -> Result<ParamValues, Status> {
-    if batch.num_rows() != 1 {
-        return Err(Status::invalid_argument(format!(
-            "bind exactly one row of parameters, got {}",
-            batch.num_rows()
-        )));
-    }
-    let values = batch
-        .columns()
-        .iter()
-        .map(|c| ScalarValue::try_from_array(c, 0))
-        .collect::<datafusion::error::Result<Vec<_>>>()
-        .map_err(status)?;
-    Ok(ParamValues::List(
-        values.into_iter().map(Into::into).collect(),
-    ))
-}
-
-static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
-    let mut b = SqlInfoDataBuilder::new();
-    b.append(SqlInfo::FlightSqlServerName, "Lifecycle");
-    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
-    b.append(SqlInfo::FlightSqlServerArrowVersion, "59.3");
-    b.append(SqlInfo::FlightSqlServerReadOnly, true);
-    b.append(SqlInfo::FlightSqlServerSql, true);
-    b.append(SqlInfo::FlightSqlServerSubstrait, false);
-    b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
-    b.append(SqlInfo::FlightSqlServerCancel, false);
-    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
-    b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
-    b.append(SqlInfo::SqlDdlCatalog, false);
-    b.append(SqlInfo::SqlDdlSchema, false);
-    b.append(SqlInfo::SqlDdlTable, false);
-    b.append(SqlInfo::SqlIdentifierCase, 1i32); // case insensitive
-    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(SqlInfo::SqlQuotedIdentifierCase, 3i32); // case sensitive
-    b.append(SqlInfo::SqlAllTablesAreSelectable, true);
-    b.append(SqlInfo::SqlNullOrdering, 1i32); // nulls sorted high? DataFusion: NULLS LAST for ASC
-    b.append(SqlInfo::SqlSupportsColumnAliasing, true);
-    b.append(SqlInfo::SqlNullPlusNullIsNull, true);
-    b.build().expect("valid SqlInfo")
-});
-
-static XDBC_INFO: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| {
-    let mut b = XdbcTypeInfoDataBuilder::new();
-    let mut add = |name: &str, t: XdbcDataType, prefix: Option<&str>| {
-        b.append(XdbcTypeInfo {
-            type_name: name.into(),
-            data_type: t,
-            column_size: None,
-            literal_prefix: prefix.map(Into::into),
-            literal_suffix: prefix.map(|_| "'".into()),
-            create_params: None,
-            nullable: Nullable::NullabilityNullable,
-            case_sensitive: matches!(t, XdbcDataType::XdbcVarchar),
-            searchable: Searchable::Full,
-            unsigned_attribute: None,
-            fixed_prec_scale: false,
-            auto_increment: None,
-            local_type_name: Some(name.into()),
-            minimum_scale: None,
-            maximum_scale: None,
-            sql_data_type: t,
-            datetime_subcode: None,
-            num_prec_radix: None,
-            interval_precision: None,
-        })
-    };
-    add("BOOLEAN", XdbcDataType::XdbcBit, None);
-    add("INTEGER", XdbcDataType::XdbcInteger, None);
-    add("BIGINT", XdbcDataType::XdbcBigint, None);
-    add("DOUBLE", XdbcDataType::XdbcDouble, None);
-    add("VARCHAR", XdbcDataType::XdbcVarchar, Some("'"));
-    add("DATE", XdbcDataType::XdbcDate, Some("DATE '"));
-    add(
-        "TIMESTAMP",
-        XdbcDataType::XdbcTimestamp,
-        Some("TIMESTAMP '"),
-    );
-    b.build().expect("valid XdbcTypeInfo")
-});
-
-/// A result stream that holds the query's permit and logs one line when it ends or is dropped.
-struct Tracked {
-    inner: Pin<Box<dyn Stream<Item = Result<RecordBatch, FlightError>> + Send>>,
-    _permit: OwnedSemaphorePermit,
-    client: String,
-    sql: String,
-    started: Instant,
-    rows: usize,
-    outcome: &'static str,
-}
-
-impl Stream for Tracked {
-    type Item = Result<RecordBatch, FlightError>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let p = self.inner.as_mut().poll_next(cx);
-        match &p {
-            Poll::Ready(Some(Ok(b))) => self.rows += b.num_rows(),
-            Poll::Ready(Some(Err(_))) => self.outcome = "error",
-            Poll::Ready(None) if self.outcome == "cancelled" => self.outcome = "ok",
-            _ => {}
-        }
-        p
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        eprintln!(
-            "query client={} rows={} duration={:.3}s outcome={} sql={:?}",
-            self.client,
-            self.rows,
-            self.started.elapsed().as_secs_f64(),
-            self.outcome,
-            self.sql
-        );
-    }
-}
-
-fn first_chars(sql: &str) -> String {
-    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    one_line.chars().take(100).collect()
-}
-
-type DoGetStream = Pin<Box<dyn Stream<Item = Result<arrow_flight::FlightData, Status>> + Send>>;
 
 impl LifecycleFlightSql {
     pub fn new(
@@ -441,66 +283,6 @@ impl LifecycleFlightSql {
             }
         }
         Ok(out)
-    }
-}
-
-/// Equality of two secrets in time that depends on their lengths only, not on where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Whether request metadata carries the token: `authorization: Bearer <token>`, or Basic with the
-/// token as the password (any user).
-fn authorized(token: &str, metadata: &tonic::metadata::MetadataMap) -> bool {
-    let header = metadata
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if let Some(t) = header.strip_prefix("Bearer ") {
-        return constant_time_eq(t.as_bytes(), token.as_bytes());
-    }
-    basic_credentials(header)
-        .is_some_and(|(_, pass)| constant_time_eq(pass.as_bytes(), token.as_bytes()))
-}
-
-/// Checks the token on every call before the call's message is even decoded (a tonic
-/// interceptor runs on the request headers): without valid credentials, every method,
-/// `list_actions` and a garbage ticket included, answers Unauthenticated and nothing else.
-#[derive(Clone)]
-struct Authenticate {
-    token: Option<Arc<str>>,
-}
-
-impl tonic::service::Interceptor for Authenticate {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        match &self.token {
-            Some(token) if !authorized(token, request.metadata()) => Err(Status::unauthenticated(
-                "missing or invalid credentials: send 'authorization: Bearer <token>'",
-            )),
-            _ => Ok(request),
-        }
-    }
-}
-
-fn basic_credentials(header: &str) -> Option<(String, String)> {
-    let encoded = header.strip_prefix("Basic ")?;
-    // Padding is optional: Go clients (ADBC's Flight SQL driver) send unpadded base64.
-    let decoded = BASE64_STANDARD_NO_PAD
-        .decode(encoded.trim().trim_end_matches('='))
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, pass) = text.split_once(':')?;
-    Some((user.to_string(), pass.to_string()))
-}
-
-fn table_type_name(t: TableType) -> &'static str {
-    match t {
-        TableType::View => "VIEW",
-        TableType::Temporary => "LOCAL TEMPORARY",
-        TableType::Base => "TABLE",
     }
 }
 
@@ -899,44 +681,5 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::arrow::array::{Int64Array, StringArray};
-
-    #[test]
-    fn handles_round_trip() {
-        let h = encode_handle("SELECT $1", None).unwrap();
-        assert_eq!(decode_handle(&h).unwrap(), ("SELECT $1".to_string(), None));
-        let batch = RecordBatch::try_from_iter(vec![
-            ("a", Arc::new(Int64Array::from(vec![7])) as _),
-            ("b", Arc::new(StringArray::from(vec!["x"])) as _),
-        ])
-        .unwrap();
-        let h = encode_handle("SELECT $1, $2", Some(&batch)).unwrap();
-        let (sql, params) = decode_handle(&h).unwrap();
-        assert_eq!(sql, "SELECT $1, $2");
-        assert_eq!(params.unwrap(), batch);
-        assert!(decode_handle(b"garbage").is_err());
-    }
-
-    #[test]
-    fn basic_auth() {
-        use base64::prelude::BASE64_STANDARD;
-        let h = format!("Basic {}", BASE64_STANDARD.encode("user:s3cret"));
-        assert_eq!(
-            basic_credentials(&h),
-            Some(("user".into(), "s3cret".into()))
-        );
-        // Unpadded, as Go's base64.RawStdEncoding (ADBC) sends it.
-        let h = format!("Basic {}", BASE64_STANDARD_NO_PAD.encode("user:s3cret"));
-        assert_eq!(
-            basic_credentials(&h),
-            Some(("user".into(), "s3cret".into()))
-        );
-        assert_eq!(basic_credentials("Bearer x"), None);
     }
 }
