@@ -15,15 +15,86 @@ use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::output::{Format, write_stream};
 
-pub const HELP: &str = "\
-Statements end with ';' and may span lines. Commands:
-  \\d            list tables
-  \\d NAME       describe a table
-  \\df           list the lifecycle functions
-  \\timing       toggle printing of row counts and elapsed time
-  \\format FMT   output format: table, csv, json, ndjson
-  \\?            this help
-  \\q            quit (or Ctrl-D); Ctrl-C cancels the running query";
+/// A backslash command of the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `\\d`: list tables.
+    ListTables,
+    /// `\\d NAME`: describe a table.
+    Describe(String),
+    /// `\\df`: list the lifecycle functions.
+    ListFunctions,
+    /// `\\timing [on|off]`: toggle (or set) printing of row counts and elapsed time.
+    Timing(Option<bool>),
+    /// `\\format FMT`: change the output format.
+    Format(Format),
+    /// `\\?`: the help table.
+    Help,
+    /// `\\q`: quit.
+    Quit,
+}
+
+/// Every command: its forms and what it does (the help table is made from this).
+const COMMANDS: &[(&str, &str)] = &[
+    ("\\d", "list tables"),
+    ("\\d NAME", "describe a table"),
+    ("\\df", "list the lifecycle functions"),
+    (
+        "\\timing [on|off]",
+        "toggle printing of row counts and elapsed time",
+    ),
+    ("\\format FMT", "output format: table, csv, json, ndjson"),
+    ("\\? | \\h | \\help", "this help"),
+    (
+        "\\q | \\quit",
+        "quit (or Ctrl-D); Ctrl-C cancels the running query",
+    ),
+];
+
+/// The help text: how statements end, then the command table.
+pub fn help() -> String {
+    let width = COMMANDS.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut out = String::from("Statements end with ';' and may span lines. Commands:\n");
+    for (c, what) in COMMANDS {
+        out.push_str(&format!("  {c:<width$}  {what}\n"));
+    }
+    out.pop();
+    out
+}
+
+impl std::str::FromStr for Command {
+    type Err = DataFusionError;
+
+    fn from_str(line: &str) -> Result<Self> {
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("");
+        let arg = words.next();
+        let extra = words.next();
+        let unknown =
+            || DataFusionError::Plan(format!("unknown command '{line}'; \\? lists the commands"));
+        if extra.is_some() {
+            return Err(unknown());
+        }
+        Ok(match (cmd, arg) {
+            ("\\q" | "\\quit", None) => Command::Quit,
+            ("\\?" | "\\h" | "\\help", None) => Command::Help,
+            ("\\d", None) => Command::ListTables,
+            ("\\d", Some(name)) => Command::Describe(name.to_string()),
+            ("\\df", None) => Command::ListFunctions,
+            ("\\timing", None) => Command::Timing(None),
+            ("\\timing", Some("on")) => Command::Timing(Some(true)),
+            ("\\timing", Some("off")) => Command::Timing(Some(false)),
+            ("\\format", Some(f)) => {
+                Command::Format(<Format as clap::ValueEnum>::from_str(f, true).map_err(|_| {
+                    DataFusionError::Plan(format!(
+                        "unknown format '{f}': use table, csv, json or ndjson"
+                    ))
+                })?)
+            }
+            _ => return Err(unknown()),
+        })
+    }
+}
 
 pub struct Shell {
     pub ctx: SessionContext,
@@ -101,13 +172,10 @@ impl Shell {
 
     /// Runs a backslash command.
     pub async fn run_command(&mut self, line: &str, out: &mut dyn Write) -> Result<Next> {
-        let mut words = line.split_whitespace();
-        let cmd = words.next().unwrap_or("");
-        let arg = words.next();
-        match (cmd, arg) {
-            ("\\q" | "\\quit", _) => return Ok(Next::Quit),
-            ("\\?" | "\\h" | "\\help", _) => writeln!(out, "{HELP}")?,
-            ("\\d", None) => {
+        match line.parse::<Command>()? {
+            Command::Quit => return Ok(Next::Quit),
+            Command::Help => writeln!(out, "{}", help())?,
+            Command::ListTables => {
                 self.run_sql(
                     "SELECT table_schema AS schema, table_name AS name, table_type AS type \
                      FROM information_schema.tables \
@@ -116,16 +184,15 @@ impl Shell {
                 )
                 .await?
             }
-            ("\\d", Some(name)) => {
-                let exists = self.ctx.table_exist(name)?;
-                if !exists {
+            Command::Describe(name) => {
+                if !self.ctx.table_exist(name.as_str())? {
                     return Err(DataFusionError::Plan(format!(
                         "table '{name}' not found; \\d lists the tables"
                     )));
                 }
                 self.run_sql(&format!("DESCRIBE {name}"), out).await?
             }
-            ("\\df", _) => {
+            Command::ListFunctions => {
                 let mut names: Vec<String> = lifecycle_udfs::scalar_functions()
                     .iter()
                     .map(|f| format!("{} (scalar)", f.name()))
@@ -145,26 +212,11 @@ impl Shell {
                     writeln!(out, "{n}")?;
                 }
             }
-            ("\\timing", arg) => {
-                self.timing = match arg {
-                    Some("on") => true,
-                    Some("off") => false,
-                    _ => !self.timing,
-                };
+            Command::Timing(on) => {
+                self.timing = on.unwrap_or(!self.timing);
                 writeln!(out, "timing is {}", if self.timing { "on" } else { "off" })?;
             }
-            ("\\format", Some(f)) => {
-                self.format = <Format as clap::ValueEnum>::from_str(f, true).map_err(|_| {
-                    DataFusionError::Plan(format!(
-                        "unknown format '{f}': use table, csv, json or ndjson"
-                    ))
-                })?;
-            }
-            _ => {
-                return Err(DataFusionError::Plan(format!(
-                    "unknown command '{line}'; \\? lists the commands"
-                )));
-            }
+            Command::Format(f) => self.format = f,
         }
         Ok(Next::Continue)
     }
@@ -396,6 +448,30 @@ fn strip_comments_and_strings(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_parse_and_the_help_lists_them() {
+        assert_eq!("\\d".parse::<Command>().unwrap(), Command::ListTables);
+        assert_eq!(
+            "\\d purchases".parse::<Command>().unwrap(),
+            Command::Describe("purchases".into())
+        );
+        assert_eq!(
+            "\\timing off".parse::<Command>().unwrap(),
+            Command::Timing(Some(false))
+        );
+        assert_eq!(
+            "\\format CSV".parse::<Command>().unwrap(),
+            Command::Format(Format::Csv)
+        );
+        assert!("\\format xml".parse::<Command>().is_err());
+        assert!("\\nope".parse::<Command>().is_err());
+        assert!("\\d a b".parse::<Command>().is_err());
+        let h = help();
+        for (c, _) in COMMANDS {
+            assert!(h.contains(c), "{c}");
+        }
+    }
 
     #[test]
     fn completeness() {
