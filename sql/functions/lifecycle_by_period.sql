@@ -1,7 +1,8 @@
 -- lifecycle_by_period(table, granularity [, as_of]): PostHog's lifecycle on purchases.
 --
--- The table function substitutes {{table}}, {{granularity}}, {{as_of_filter}},
--- {{last_period}} and {{step}} (the period length as an interval) and runs this query.
+-- The table function fills the parameters marked @table, @granularity, @as_of_filter,
+-- @last_period (the as_of period, or NULL for the last order's) and @step (the period length
+-- as an interval) and runs this query; as shipped, it runs on the sample by month.
 --
 -- For each customer, the distinct periods with at least one order (at or before as_of). In each
 -- such period the customer is 'new' (its first period), 'returning' (it also ordered in the
@@ -12,19 +13,19 @@
 -- are ignored, as in every lifecycle table function.
 WITH active AS (
     SELECT DISTINCT customer_id,
-           arrow_cast(period_start('{{granularity}}', order_ts), 'Timestamp(Microsecond, None)') AS period
-    FROM {{table}}
-    WHERE customer_id IS NOT NULL AND order_ts IS NOT NULL {{as_of_filter}}
+           arrow_cast(period_start('month' /* @granularity */, order_ts), 'Timestamp(Microsecond, None)') AS period
+    FROM purchases /* @table */
+    WHERE customer_id IS NOT NULL AND order_ts IS NOT NULL AND TRUE /* @as_of_filter */
 ),
 bounds AS (
-    SELECT min(period) AS first_period, {{last_period}} AS last_period FROM active
+    SELECT min(period) AS first_period, coalesce(NULL /* @last_period */, max(period)) AS last_period FROM active
 ),
 -- The series runs over DATEs: DataFusion's timestamp series is in nanoseconds, which end in 2262.
 periods AS (
     SELECT arrow_cast(day, 'Timestamp(Microsecond, None)') AS period
     FROM (
         SELECT unnest(generate_series(CAST(first_period AS DATE), CAST(last_period AS DATE),
-                                      INTERVAL '{{step}}')) AS day
+                                      INTERVAL '1 month' /* @step */)) AS day
         FROM bounds
         WHERE first_period IS NOT NULL
     )
@@ -39,13 +40,13 @@ neighbours AS (
 statuses AS (
     SELECT period,
            CASE WHEN previous_active IS NULL THEN 'new'
-                WHEN previous_active = period - INTERVAL '{{step}}' THEN 'returning'
+                WHEN previous_active = period - INTERVAL '1 month' /* @step */ THEN 'returning'
                 ELSE 'resurrecting' END AS status
     FROM neighbours
     UNION ALL
-    SELECT period + INTERVAL '{{step}}' AS period, 'dormant' AS status
+    SELECT period + INTERVAL '1 month' /* @step */ AS period, 'dormant' AS status
     FROM neighbours
-    WHERE next_active IS NULL OR next_active <> period + INTERVAL '{{step}}'
+    WHERE next_active IS NULL OR next_active <> period + INTERVAL '1 month' /* @step */
 ),
 counts AS (
     SELECT period, status, count(*) AS customers FROM statuses GROUP BY period, status

@@ -10,7 +10,10 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::SessionContext;
 
 use model::{Bars, Block, Dataset, Fmt, Heatmap, Lines, Report, Table, Value, distinct, pivot};
@@ -106,53 +109,19 @@ pub fn parse_window(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// Replaces the SQL literal just before each `/* @name */` marker (a quoted string with an
-/// optional TIMESTAMP / DATE / INTERVAL keyword, or a number) with `value`.
-pub fn substitute(sql: &str, name: &str, value: &str) -> String {
-    let marker = format!("/* @{name} */");
-    let mut out = String::new();
-    let mut rest = sql;
-    while let Some(pos) = rest.find(&marker) {
-        let before = rest[..pos].trim_end();
-        let start = literal_start(before);
-        out.push_str(&before[..start]);
-        out.push_str(value);
-        out.push(' ');
-        out.push_str(&marker);
-        rest = &rest[pos + marker.len()..];
-    }
-    out.push_str(rest);
-    out
+/// A constant as SQL text, rendered by DataFusion (see [`lifecycle_udfs::template`]).
+fn sql_literal(v: ScalarValue) -> Result<String> {
+    lifecycle_udfs::template::literal(&v)
 }
 
-fn literal_start(before: &str) -> usize {
-    let b = before.as_bytes();
-    if b.last() == Some(&b'\'') {
-        let open = before[..b.len() - 1].rfind('\'').unwrap_or(0);
-        let head = before[..open].trim_end();
-        for kw in ["TIMESTAMP", "DATE", "INTERVAL"] {
-            if head.to_ascii_uppercase().ends_with(kw) {
-                return head.len() - kw.len();
-            }
-        }
-        return open;
-    }
-    before
-        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or(0, |i| i + 1)
-}
-
-/// Replaces the text between `/* @name */` and `/* @end_name */`.
-pub fn substitute_range(sql: &str, name: &str, value: &str) -> String {
-    let (open, close) = (format!("/* @{name} */"), format!("/* @end_{name} */"));
-    match (sql.find(&open), sql.find(&close)) {
-        (Some(a), Some(b)) if a < b => format!("{}{open} {value} {}", &sql[..a], &sql[b..]),
-        _ => sql.to_string(),
-    }
-}
-
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// Fills the parameters of a shipped report query that it has (each query uses some of them).
+fn fill(sql: &str, params: &[(&str, String)]) -> Result<String> {
+    let present: Vec<(&str, String)> = params
+        .iter()
+        .filter(|(name, _)| sql.contains(&format!("/* @{name} */")))
+        .cloned()
+        .collect();
+    lifecycle_udfs::template::fill(sql, &present)
 }
 
 struct Runner<'a> {
@@ -254,7 +223,10 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
             let d = runner
                 .run(
                     "as_of",
-                    &format!("SELECT CAST({} AS TIMESTAMP) AS as_of", sql_string(a)),
+                    &format!(
+                        "SELECT CAST({} AS TIMESTAMP) AS as_of",
+                        sql_literal(ScalarValue::from(a.as_str()))?
+                    ),
                 )
                 .await;
             let d = match d {
@@ -265,7 +237,10 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                     let is_date = runner
                         .run(
                             "as_of",
-                            &format!("SELECT CAST({} AS DATE) AS d", sql_string(a)),
+                            &format!(
+                                "SELECT CAST({} AS DATE) AS d",
+                                sql_literal(ScalarValue::from(a.as_str()))?
+                            ),
                         )
                         .await
                         .is_ok();
@@ -318,26 +293,34 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
             return Ok(report);
         }
     };
-    let as_of_lit = format!("TIMESTAMP {}", sql_string(&as_of.replace('T', " ")));
-    let params = |sql: &str| {
-        let s = substitute(sql, "as_of", &as_of_lit);
-        let s = substitute(&s, "period", &sql_string(opts.period.name()));
-        substitute(&s, "step", &format!("INTERVAL '{}'", opts.period.step()))
-    };
+    let as_of_value = ScalarValue::try_from_string(
+        as_of.clone(),
+        &DataType::Timestamp(TimeUnit::Nanosecond, None),
+    )?;
+    let common = [
+        ("as_of", sql_literal(as_of_value)?),
+        (
+            "period",
+            sql_literal(ScalarValue::from(opts.period.name()))?,
+        ),
+        // A period length from the enum (not user text).
+        ("step", format!("INTERVAL '{}'", opts.period.step())),
+    ];
+    let params = |sql: &str| fill(sql, &common);
     report.subtitle = format!(
         "as of {}, by {}",
         as_of.replace('T', " "),
         opts.period.name()
     );
     match opts.kind {
-        Kind::Cohort => cohort(&runner, &mut report, &params(COHORT_SQL)).await?,
-        Kind::Growth => growth(&runner, &mut report, &params(GROWTH_SQL)).await?,
+        Kind::Cohort => cohort(&runner, &mut report, &params(COHORT_SQL)?).await?,
+        Kind::Growth => growth(&runner, &mut report, &params(GROWTH_SQL)?).await?,
         Kind::Lifecycle => {
             lifecycle(
                 &runner,
                 &mut report,
-                &params(LIFECYCLE_SQL),
-                &params(TRANSITIONS_SQL),
+                &params(LIFECYCLE_SQL)?,
+                &params(TRANSITIONS_SQL)?,
             )
             .await?
         }
@@ -347,9 +330,9 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                 &runner,
                 &mut report,
                 [
-                    &params(VALUE_SQL),
-                    &params(VALUE_DISTRIBUTION_SQL),
-                    &params(VALUE_TOP_SQL),
+                    &params(VALUE_SQL)?,
+                    &params(VALUE_DISTRIBUTION_SQL)?,
+                    &params(VALUE_TOP_SQL)?,
                 ],
             )
             .await?
@@ -360,14 +343,25 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                     "--steps takes 1 to 32 event types".into(),
                 ));
             }
-            let conds: Vec<String> = opts
+            let conds = opts
                 .steps
                 .iter()
-                .map(|s| format!("event_type = {}", sql_string(s)))
-                .collect();
-            let sql = substitute_range(&params(FUNNEL_SQL), "steps", &conds.join(", "));
-            let sql = substitute(&sql, "window", &format!("{}", opts.window_seconds));
-            let sql = substitute(&sql, "n_steps", &opts.steps.len().to_string());
+                .map(|s| lifecycle_udfs::template::expr(&col("event_type").eq(lit(s.as_str()))))
+                .collect::<Result<Vec<_>>>()?;
+            let sql = fill(
+                &params(FUNNEL_SQL)?,
+                &[
+                    ("steps", conds.join(", ")),
+                    (
+                        "window",
+                        sql_literal(ScalarValue::from(opts.window_seconds))?,
+                    ),
+                    (
+                        "n_steps",
+                        sql_literal(ScalarValue::from(opts.steps.len() as i64))?,
+                    ),
+                ],
+            )?;
             report.subtitle = format!(
                 "as of {}; window {}",
                 as_of.replace('T', " "),
@@ -768,18 +762,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn markers_replace_the_literal_before_them() {
-        let sql = "f('purchases', 'month' /* @period */, TIMESTAMP '2024-12-31 23:59:59' /* @as_of */) + INTERVAL '1 month' /* @step */ + 604800 /* @window */";
-        let s = substitute(sql, "period", "'week'");
-        let s = substitute(&s, "as_of", "TIMESTAMP '2020-01-01 00:00:00'");
-        let s = substitute(&s, "step", "INTERVAL '7 days'");
-        let s = substitute(&s, "window", "3600");
+    fn report_parameters_are_filled_where_present() {
+        let sql =
+            "f('purchases', 'month' /* @period */, TIMESTAMP '2024-12-31 23:59:59' /* @as_of */)";
+        let s = fill(
+            sql,
+            &[
+                ("period", sql_literal(ScalarValue::from("week")).unwrap()),
+                ("step", "INTERVAL '7 days'".into()),
+            ],
+        )
+        .unwrap();
         assert_eq!(
             s,
-            "f('purchases', 'week' /* @period */, TIMESTAMP '2020-01-01 00:00:00' /* @as_of */) + INTERVAL '7 days' /* @step */ + 3600 /* @window */"
+            "f('purchases', 'week' /* @period */, TIMESTAMP '2024-12-31 23:59:59' /* @as_of */)"
         );
-        let r = substitute_range("a(/* @steps */ x, y /* @end_steps */)", "steps", "z");
-        assert_eq!(r, "a(/* @steps */ z /* @end_steps */)");
     }
 
     #[test]

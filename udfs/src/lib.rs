@@ -30,6 +30,7 @@ pub mod rfm;
 pub mod segment;
 pub mod stage;
 pub mod table;
+pub mod template;
 pub mod time;
 
 pub use options::LifecycleOptions;

@@ -9,14 +9,12 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::Documentation;
 
-use super::{
-    constant_arg, instant_sql, planned_sql, quoted_table, require_columns, resolve_table,
-    string_arg,
-};
+use super::{constant_arg, planned_sql, quoted_table, require_columns, resolve_table, string_arg};
 use crate::doc::scalar_doc;
+use crate::template::{fill, literal};
 use crate::time::check_temporal;
 
-/// The SQL the function runs, with `{{table}}`, `{{as_of}}`, `{{horizon_days}}` and `{{months}}`.
+/// The SQL the function runs (a [`crate::template`] with @table, @as_of, @horizon_days, @months).
 pub const CUSTOMER_VALUE_SQL: &str = include_str!("../../../sql/functions/customer_value.sql");
 
 const F: &str = "customer_value";
@@ -88,11 +86,18 @@ impl TableFunctionImpl for CustomerValue {
             return plan_err!("{F}: column 'amount' must be numeric, got {amount}");
         }
         let months = (horizon / 30.0).round().max(1.0);
-        let sql = CUSTOMER_VALUE_SQL
-            .replace("{{table}}", &quoted_table(&table, session))
-            .replace("{{as_of}}", &instant_sql(&as_of)?)
-            .replace("{{horizon_days}}", &format!("{horizon:?}"))
-            .replace("{{months}}", &format!("{months:.0}"));
+        let sql = fill(
+            CUSTOMER_VALUE_SQL,
+            &[
+                ("table", quoted_table(&table, session)),
+                ("as_of", literal(&as_of)?),
+                (
+                    "horizon_days",
+                    literal(&ScalarValue::Float64(Some(horizon)))?,
+                ),
+                ("months", literal(&ScalarValue::Int64(Some(months as i64)))?),
+            ],
+        )?;
         planned_sql(F, session, &sql)
     }
 }

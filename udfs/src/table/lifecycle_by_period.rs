@@ -8,15 +8,21 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::Documentation;
 
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::functions::core::expr_fn::arrow_cast;
+use datafusion::logical_expr::lit;
+
 use super::{
-    as_of_bound, constant_arg, instant_sql, planned_sql, quoted_table, require_columns,
-    resolve_table, string_arg,
+    as_of_bound, constant_arg, planned_sql, quoted_table, require_columns, resolve_table,
+    string_arg,
 };
 use crate::doc::scalar_doc;
+use crate::template::{expr, fill, literal};
 use crate::time::{Granularity, check_temporal};
 
-/// The SQL `lifecycle_by_period` runs, with `{{table}}`, `{{granularity}}`, `{{as_of_filter}}`,
-/// `{{last_period}}` and `{{step}}`.
+/// The SQL `lifecycle_by_period` runs (a [`crate::template`] with @table, @granularity,
+/// @as_of_filter, @last_period and @step).
 pub const LIFECYCLE_BY_PERIOD_SQL: &str =
     include_str!("../../../sql/functions/lifecycle_by_period.sql");
 
@@ -68,15 +74,18 @@ impl TableFunctionImpl for LifecycleByPeriod {
                 if v.is_null() {
                     return plan_err!("{G}: argument 'as_of' must not be NULL");
                 }
+                let period = crate::period::period_start_udf()
+                    .call(vec![lit(granularity.as_str()), lit(v.clone())]);
                 (
-                    format!("AND {}", as_of_bound(ts_type, &v)?.sql("order_ts")?),
-                    format!(
-                        "arrow_cast(period_start('{granularity}', {}), 'Timestamp(Microsecond, None)')",
-                        instant_sql(&v)?
-                    ),
+                    as_of_bound(ts_type, &v)?.sql("order_ts")?,
+                    // arrow_cast, not CAST: SQL's TIMESTAMP is nanoseconds, which end in 2262.
+                    expr(&arrow_cast(
+                        period,
+                        lit(DataType::Timestamp(TimeUnit::Microsecond, None).to_string()),
+                    ))?,
                 )
             }
-            None => (String::new(), "max(period)".to_string()),
+            None => ("TRUE".to_string(), "NULL".to_string()),
         };
         let step = match granularity {
             Granularity::Day => "1 day",
@@ -85,12 +94,20 @@ impl TableFunctionImpl for LifecycleByPeriod {
             Granularity::Quarter => "3 months",
             Granularity::Year => "1 year",
         };
-        let sql = LIFECYCLE_BY_PERIOD_SQL
-            .replace("{{table}}", &quoted_table(&table, session))
-            .replace("{{granularity}}", &granularity.to_string())
-            .replace("{{as_of_filter}}", &filter)
-            .replace("{{last_period}}", &last)
-            .replace("{{step}}", step);
+        let sql = fill(
+            LIFECYCLE_BY_PERIOD_SQL,
+            &[
+                ("table", quoted_table(&table, session)),
+                (
+                    "granularity",
+                    literal(&ScalarValue::from(granularity.as_str()))?,
+                ),
+                ("as_of_filter", filter),
+                ("last_period", last),
+                // A period length from the granularity (not user text).
+                ("step", format!("INTERVAL '{step}'")),
+            ],
+        )?;
         planned_sql(G, session, &sql)
     }
 }

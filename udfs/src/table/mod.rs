@@ -177,36 +177,8 @@ impl AsOfBound {
 
     /// The condition on `column` as SQL text.
     pub fn sql(&self, column: &str) -> Result<String> {
-        Ok(match self {
-            AsOfBound::Always => "TRUE".into(),
-            AsOfBound::Never => "FALSE".into(),
-            AsOfBound::AtOrBefore(v) => format!("{column} <= {}", instant_sql(v)?),
-        })
+        crate::template::expr(&self.expr(datafusion::logical_expr::col(column)))
     }
-}
-
-/// A constant DATE or timestamp as SQL text that plans back to the same value and type (any
-/// unit, any time zone, any year): `arrow_cast` of its integer ticks.
-pub fn instant_sql(v: &ScalarValue) -> Result<String> {
-    let t = v.data_type();
-    let int = match t {
-        DataType::Date32 => DataType::Int32,
-        DataType::Date64 | DataType::Timestamp(_, _) => DataType::Int64,
-        other => return plan_err!("expected a TIMESTAMP or DATE, got {other}"),
-    };
-    let ticks = v.cast_to(&int)?;
-    if ticks.is_null() {
-        return plan_err!("expected a non-NULL TIMESTAMP or DATE");
-    }
-    let sql_int = if int == DataType::Int32 {
-        "INT"
-    } else {
-        "BIGINT"
-    };
-    Ok(format!(
-        "arrow_cast(CAST({ticks} AS {sql_int}), '{}')",
-        t.to_string().replace('\'', "''")
-    ))
 }
 
 /// Checks that the table has the named columns, naming the first missing one.
@@ -310,7 +282,7 @@ mod tests {
 
     /// Every constant instant renders as SQL that plans back to the same value and type.
     #[test]
-    fn instant_sql_round_trips_every_type_and_year() {
+    fn instants_round_trip_every_type_and_year() {
         let ctx = SessionContext::new();
         let values = [
             ScalarValue::Date32(Some(-135_140)),  // 1600-01-01
@@ -322,7 +294,7 @@ mod tests {
             ScalarValue::TimestampNanosecond(Some(i64::MAX), None),
         ];
         for v in values {
-            let sql = format!("SELECT {}", instant_sql(&v).unwrap());
+            let sql = format!("SELECT {}", crate::template::instant(&v).unwrap());
             assert_eq!(block_on(&ctx, &sql), v, "{sql}");
         }
     }
