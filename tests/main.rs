@@ -10,3 +10,5 @@ mod registration;
 mod report;
 mod server;
 mod slt;
+#[path = "../udfs/tests/support/mod.rs"]
+mod support;
