@@ -36,6 +36,9 @@ enum Command {
         /// Print row counts and elapsed time after each statement.
         #[arg(long)]
         timing: bool,
+        /// Rows the table format shows at most (0: all); csv, json and ndjson stream every row.
+        #[arg(long, value_name = "N", default_value_t = lifecycle::output::DEFAULT_MAX_ROWS)]
+        max_rows: usize,
     },
     /// Arrow Flight SQL server: the shell's tables and functions for BI tools (ADBC, JDBC).
     Serve {
@@ -153,10 +156,12 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             files,
             format,
             timing,
+            max_rows,
         } => {
             let ctx = build_session(&session.options()).await?;
             let mut shell = Shell::new(ctx, format);
             shell.timing = timing;
+            shell.max_rows = (max_rows > 0).then_some(max_rows);
             if commands.is_empty() && files.is_empty() {
                 shell.repl().await
             } else {

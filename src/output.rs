@@ -1,5 +1,5 @@
 //! Result printing: `table` (aligned text), `csv`, `json` (one array of objects) and `ndjson`.
-//! CSV and NDJSON stream batch by batch; `table` and `json` need the whole result's shape.
+//! CSV, JSON and NDJSON stream batch by batch; `table` (aligned) shows at most a row cap.
 //! In `table` and `csv`, a nested value (STRUCT, LIST, MAP) is written as JSON text in its cell,
 //! as DuckDB does; `json` and `ndjson` nest it natively.
 
@@ -77,23 +77,54 @@ pub fn nested_as_json(batch: &RecordBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(json_text_schema(&schema), columns)?)
 }
 
-/// Writes a stream of batches in `format`; returns the number of rows.
+/// How many rows the aligned `table` format shows by default: the table needs every shown row
+/// before it can print (column widths), so a huge result is cut here rather than buffered whole.
+pub const DEFAULT_MAX_ROWS: usize = 10_000;
+
+/// Writes a stream of batches in `format`; returns the number of rows. CSV, JSON and NDJSON
+/// stream batch by batch; `table` keeps at most `max_rows` rows (`None`: all) and says how many
+/// more the result had.
 pub async fn write_stream(
     mut stream: SendableRecordBatchStream,
     format: Format,
+    max_rows: Option<usize>,
     out: &mut dyn Write,
 ) -> Result<usize> {
     let schema = stream.schema();
     let mut rows = 0;
     match format {
-        Format::Table | Format::Json => {
-            let mut batches = vec![];
+        Format::Table => {
+            let cap = max_rows.unwrap_or(usize::MAX);
+            let mut shown = vec![];
+            let mut kept = 0usize;
             while let Some(b) = stream.next().await {
                 let b = b?;
                 rows += b.num_rows();
-                batches.push(b);
+                if kept < cap {
+                    let take = b.num_rows().min(cap - kept);
+                    kept += take;
+                    shown.push(b.slice(0, take));
+                }
             }
-            write_batches(&schema, &batches, format, out)?;
+            write_batches(&schema, &shown, format, out)?;
+            if rows > kept {
+                writeln!(
+                    out,
+                    "({} of {rows} rows shown; --max-rows or \\maxrows shows more, --format csv all)",
+                    kept
+                )?;
+            }
+        }
+        Format::Json => {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(&mut *out);
+            while let Some(b) = stream.next().await {
+                let b = b?;
+                rows += b.num_rows();
+                w.write(&b)?;
+            }
+            w.finish()?;
+            drop(w);
+            writeln!(out)?;
         }
         Format::Csv => {
             let mut w = datafusion::arrow::csv::WriterBuilder::new()

@@ -28,6 +28,8 @@ pub enum Command {
     Timing(Option<bool>),
     /// `\\format FMT`: change the output format.
     Format(Format),
+    /// `\\maxrows N|all`: rows the table format shows at most.
+    MaxRows(Option<usize>),
     /// `\\?`: the help table.
     Help,
     /// `\\q`: quit.
@@ -44,6 +46,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "toggle printing of row counts and elapsed time",
     ),
     ("\\format FMT", "output format: table, csv, json, ndjson"),
+    (
+        "\\maxrows N|all",
+        "rows the table format shows at most (default 10000)",
+    ),
     ("\\? | \\h | \\help", "this help"),
     (
         "\\q | \\quit",
@@ -84,6 +90,10 @@ impl std::str::FromStr for Command {
             ("\\timing", None) => Command::Timing(None),
             ("\\timing", Some("on")) => Command::Timing(Some(true)),
             ("\\timing", Some("off")) => Command::Timing(Some(false)),
+            ("\\maxrows", Some("all")) => Command::MaxRows(None),
+            ("\\maxrows", Some(n)) => Command::MaxRows(Some(n.parse().map_err(|_| {
+                DataFusionError::Plan(format!("\\maxrows takes a number or 'all', got '{n}'"))
+            })?)),
             ("\\format", Some(f)) => {
                 Command::Format(<Format as clap::ValueEnum>::from_str(f, true).map_err(|_| {
                     DataFusionError::Plan(format!(
@@ -100,6 +110,8 @@ pub struct Shell {
     pub ctx: SessionContext,
     pub format: Format,
     pub timing: bool,
+    /// Rows the `table` format shows at most (None: all).
+    pub max_rows: Option<usize>,
 }
 
 /// What a command asks the caller to do next.
@@ -125,6 +137,7 @@ impl Shell {
             ctx,
             format,
             timing: false,
+            max_rows: Some(crate::output::DEFAULT_MAX_ROWS),
         }
     }
 
@@ -158,7 +171,7 @@ impl Shell {
                 }
                 continue;
             }
-            let rows = write_stream(stream, self.format, out).await?;
+            let rows = write_stream(stream, self.format, self.max_rows, out).await?;
             if self.timing {
                 eprintln!(
                     "{rows} row{} in {:.3}s",
@@ -217,6 +230,7 @@ impl Shell {
                 writeln!(out, "timing is {}", if self.timing { "on" } else { "off" })?;
             }
             Command::Format(f) => self.format = f,
+            Command::MaxRows(n) => self.max_rows = n,
         }
         Ok(Next::Continue)
     }

@@ -471,3 +471,48 @@ fn serve_refuses_bad_setup_with_one_clear_line() {
     let o = lifecycle(&["serve", "--max-concurrent-queries", "0"]);
     assert!(!o.status.success());
 }
+
+#[test]
+fn table_output_shows_a_row_cap_and_says_so() {
+    let o = lifecycle(&[
+        "sql",
+        "--max-rows",
+        "3",
+        "-c",
+        "SELECT value FROM generate_series(1, 5) ORDER BY value",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("| 3     |") && !out.contains("| 4     |"),
+        "{out}"
+    );
+    assert!(out.contains("(3 of 5 rows shown"), "{out}");
+    // A result far larger than the cap is not buffered: two million rows, ten thousand shown.
+    let o = lifecycle(&["sql", "-c", "SELECT * FROM generate_series(1, 2000000)"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("(10000 of 2000000 rows shown"),
+        "{}",
+        stdout(&o).lines().last().unwrap_or("")
+    );
+    // Other formats stream every row; 0 means no cap.
+    let o = lifecycle(&[
+        "sql",
+        "--format",
+        "csv",
+        "--max-rows",
+        "3",
+        "-c",
+        "SELECT value FROM generate_series(1, 5)",
+    ]);
+    assert_eq!(stdout(&o).lines().count(), 6);
+    let o = lifecycle(&[
+        "sql",
+        "--max-rows",
+        "0",
+        "-c",
+        "SELECT value FROM generate_series(1, 5)",
+    ]);
+    assert!(!stdout(&o).contains("rows shown"), "{}", stdout(&o));
+}
