@@ -2,6 +2,7 @@
 //! HTML page with inline SVG charts (no scripts, fonts or network fetches).
 
 use std::fmt::Write as _;
+
 use std::io::Write;
 
 use datafusion::error::Result;
@@ -28,80 +29,60 @@ pub fn render(report: &Report, format: ReportFormat, out: &mut dyn Write) -> Res
             }
         }
         ReportFormat::Json => {
-            write!(
-                out,
-                "{{\"title\":{},\"subtitle\":{},\"notice\":{},\"datasets\":{{",
-                json_str(&report.title),
-                json_str(&report.subtitle),
-                report
-                    .notice
-                    .as_deref()
-                    .map_or("null".to_string(), json_str)
-            )?;
-            for (i, d) in report.datasets.iter().enumerate() {
-                if i > 0 {
-                    write!(out, ",")?;
-                }
-                write!(out, "{}:", json_str(&d.name))?;
+            // Each dataset as arrow-json writes it, inside one serde_json document.
+            let mut datasets = serde_json::Map::new();
+            for d in &report.datasets {
                 let mut buf = vec![];
                 write_batches(&d.schema, &d.batches, Format::Json, &mut buf)?;
-                let s = String::from_utf8_lossy(&buf);
-                let s = s.trim();
-                out.write_all(if s.is_empty() { b"[]" } else { s.as_bytes() })?;
+                let rows = if buf.iter().all(u8::is_ascii_whitespace) {
+                    serde_json::Value::Array(vec![])
+                } else {
+                    serde_json::from_slice(&buf)
+                        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
+                };
+                datasets.insert(d.name.clone(), rows);
             }
-            writeln!(out, "}}}}")?;
+            // Fields in reading order (serde_json's own maps sort their keys); each value is
+            // a serde_json value, so escaping is serde_json's.
+            let value = |v: serde_json::Value| v.to_string();
+            writeln!(
+                out,
+                "{{\"title\":{},\"subtitle\":{},\"notice\":{},\"datasets\":{}}}",
+                value(report.title.clone().into()),
+                value(report.subtitle.clone().into()),
+                value(report.notice.clone().into()),
+                value(serde_json::Value::Object(datasets))
+            )?;
         }
     }
     out.flush()?;
     Ok(())
 }
 
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 // ---------------------------------------------------------------------------------------------
 // Text
 
+/// An aligned text table: a header, a rule under it, right-aligned columns two spaces apart.
 fn aligned(columns: &[String], rows: &[Vec<String>]) -> String {
-    let mut w: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
+    use comfy_table::{CellAlignment, Table};
+    // comfy-table's preset characters: only the header rule ('-' at index 5) is drawn.
+    const HEADER_RULE_ONLY: &str = "     -             ";
+    let mut t = Table::new();
+    t.load_preset(HEADER_RULE_ONLY)
+        .set_header(columns)
+        .add_rows(rows.iter().cloned());
+    for c in t.column_iter_mut() {
+        // Right-aligned, two spaces after each column (trimmed at the end of a line).
+        c.set_cell_alignment(CellAlignment::Right);
+        c.set_padding((0, 2));
     }
-    let line = |cells: &[String]| -> String {
-        let parts: Vec<String> = cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:>width$}", width = w[i]))
-            .collect();
-        parts.join("  ").trim_end().to_string()
-    };
-    let mut s = line(columns) + "\n";
-    s += &w
-        .iter()
-        .map(|n| "-".repeat(*n))
+    let mut s: String = t
+        .to_string()
+        .lines()
+        .map(str::trim_end)
         .collect::<Vec<_>>()
-        .join("  ");
+        .join("\n");
     s.push('\n');
-    for r in rows {
-        s += &line(r);
-        s.push('\n');
-    }
     s
 }
 
