@@ -6,6 +6,12 @@
 pub mod model;
 pub mod render;
 
+mod cohort;
+mod funnel;
+mod growth;
+mod lifecycle;
+mod value;
+
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -313,10 +319,10 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
         opts.period.name()
     );
     match opts.kind {
-        Kind::Cohort => cohort(&runner, &mut report, &params(COHORT_SQL)?).await?,
-        Kind::Growth => growth(&runner, &mut report, &params(GROWTH_SQL)?).await?,
+        Kind::Cohort => cohort::cohort(&runner, &mut report, &params(COHORT_SQL)?).await?,
+        Kind::Growth => growth::growth(&runner, &mut report, &params(GROWTH_SQL)?).await?,
         Kind::Lifecycle => {
-            lifecycle(
+            lifecycle::lifecycle(
                 &runner,
                 &mut report,
                 &params(LIFECYCLE_SQL)?,
@@ -326,7 +332,7 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
         }
         Kind::Value => {
             report.subtitle = format!("as of {}; time in days", as_of.replace('T', " "));
-            value(
+            value::value(
                 &runner,
                 &mut report,
                 [
@@ -367,113 +373,11 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                 as_of.replace('T', " "),
                 model::human_seconds(opts.window_seconds)
             );
-            funnel(&runner, &mut report, &sql, &opts.steps).await?
+            funnel::funnel(&runner, &mut report, &sql, &opts.steps).await?
         }
     }
     runner.spinner.finish_and_clear();
     Ok(report)
-}
-
-fn pct(v: Option<f64>) -> String {
-    v.map_or(String::new(), |x| Fmt::Percent.show(x))
-}
-
-async fn cohort(r: &Runner<'_>, report: &mut Report, sql: &str) -> Result<()> {
-    let d = r.run("cohort", sql).await?;
-    let rows = d.rows()?;
-    report.datasets.push(d);
-    if rows.is_empty() {
-        report.notice = Some("No cohorts: the report is empty.".into());
-        return Ok(());
-    }
-    let cohorts = distinct(&rows, 0);
-    let periods: Vec<String> = {
-        let max = rows
-            .iter()
-            .filter_map(|r| r[1].num())
-            .fold(0.0f64, f64::max) as usize;
-        (0..=max).map(|p| p.to_string()).collect()
-    };
-    let sizes: Vec<String> = cohorts
-        .iter()
-        .map(|c| {
-            let n = rows
-                .iter()
-                .find(|r| r[0].text() == *c)
-                .and_then(|r| r[2].num())
-                .unwrap_or(0.0);
-            format!("{c} ({n:.0})")
-        })
-        .collect();
-    let grid = |col: usize| -> Vec<Vec<Option<f64>>> {
-        let mut g = vec![vec![None; periods.len()]; cohorts.len()];
-        for r in &rows {
-            let i = cohorts
-                .iter()
-                .position(|c| *c == r[0].text())
-                .expect("cohort");
-            let p = r[1].num().unwrap_or(0.0) as usize;
-            g[i][p] = r[col].num();
-        }
-        g
-    };
-    let retention = grid(4);
-    let curve: Vec<Option<f64>> = (0..periods.len())
-        .map(|p| {
-            let v: Vec<f64> = retention.iter().filter_map(|r| r[p]).collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        })
-        .collect();
-    report.blocks.push(Block::Heatmap(Heatmap {
-        title: "Retention: share of each cohort buying in each period (blank: not yet observable)"
-            .into(),
-        row_labels: sizes.clone(),
-        col_labels: periods.clone(),
-        cells: retention,
-        format: Fmt::Percent,
-    }));
-    report.blocks.push(Block::Heatmap(Heatmap {
-        title: "Revenue per cohort customer in each period".into(),
-        row_labels: sizes,
-        col_labels: periods.clone(),
-        cells: grid(6),
-        format: Fmt::Money,
-    }));
-    report.blocks.push(Block::Lines(Lines {
-        title: "Average retention curve (mean over cohorts observed at each period)".into(),
-        x_labels: periods,
-        series: vec![("average retention".into(), curve)],
-        format: Fmt::Percent,
-    }));
-    report.blocks.push(Block::Table(Table {
-        title: "Numbers".into(),
-        columns: [
-            "cohort",
-            "period",
-            "cohort size",
-            "active",
-            "retention",
-            "revenue",
-            "revenue / customer",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: rows
-            .iter()
-            .map(|r| {
-                vec![
-                    r[0].text(),
-                    r[1].text(),
-                    r[2].num().map_or(String::new(), |v| Fmt::Count.show(v)),
-                    r[3].num().map_or(String::new(), |v| Fmt::Count.show(v)),
-                    pct(r[4].num()),
-                    r[5].num().map_or(String::new(), |v| format!("{v:.2}")),
-                    r[6].num().map_or(String::new(), |v| format!("{v:.2}")),
-                ]
-            })
-            .collect(),
-    }));
-    Ok(())
 }
 
 /// Long rows (period, series, count) as stacked bars over periods and a wide table.
@@ -531,230 +435,6 @@ fn period_series(
             rows: table_rows,
         },
     )
-}
-
-const STAGES: [&str; 7] = [
-    "prospect",
-    "new",
-    "repeat",
-    "loyal",
-    "reactivated",
-    "at_risk",
-    "churned",
-];
-
-async fn lifecycle(
-    r: &Runner<'_>,
-    report: &mut Report,
-    sql: &str,
-    transitions_sql: &str,
-) -> Result<()> {
-    let d = r.run("lifecycle", sql).await?;
-    let rows = d.rows()?;
-    report.datasets.push(d);
-    let t = r.run("transitions", transitions_sql).await?;
-    let trows = t.rows()?;
-    report.datasets.push(t);
-    if rows.is_empty() {
-        report.notice = Some("No customers: the report is empty.".into());
-        return Ok(());
-    }
-    let (bars, table) = period_series(
-        &rows,
-        &STAGES,
-        &[],
-        "Customers per lifecycle stage at the end of each period",
-    );
-    report.blocks.push(Block::Bars(bars));
-    report.blocks.push(Block::Table(table));
-    let prev: Vec<String> = STAGES
-        .iter()
-        .map(|s| s.to_string())
-        .filter(|s| trows.iter().any(|r| r[0].text() == *s))
-        .collect();
-    let cur: Vec<String> = STAGES
-        .iter()
-        .map(|s| s.to_string())
-        .filter(|s| trows.iter().any(|r| r[1].text() == *s))
-        .collect();
-    let m = pivot(&trows, 1, 0, 2, &cur, &prev);
-    let mut columns = vec!["previous \\ now".to_string()];
-    columns.extend(cur.iter().cloned());
-    report.blocks.push(Block::Table(Table {
-        title: "Transitions between the last two periods (rows: stage at the end of the previous period; columns: now)".into(),
-        columns,
-        rows: prev
-            .iter()
-            .zip(&m)
-            .map(|(p, row)| {
-                let mut v = vec![p.clone()];
-                v.extend(row.iter().map(|x| Fmt::Count.show(x.unwrap_or(0.0))));
-                v
-            })
-            .collect(),
-    }));
-    Ok(())
-}
-
-async fn growth(r: &Runner<'_>, report: &mut Report, sql: &str) -> Result<()> {
-    let d = r.run("growth", sql).await?;
-    let rows = d.rows()?;
-    report.datasets.push(d);
-    if rows.is_empty() {
-        report.notice = Some("No purchases: the report is empty.".into());
-        return Ok(());
-    }
-    let (bars, table) = period_series(
-        &rows,
-        &["new", "returning", "resurrecting", "dormant"],
-        &["dormant"],
-        "Customers per period: new, returning, resurrecting (up) and dormant (down)",
-    );
-    report.blocks.push(Block::Bars(bars));
-    report.blocks.push(Block::Table(table));
-    Ok(())
-}
-
-fn table_of(d: &Dataset, title: &str, formats: &[Option<Fmt>]) -> Result<Table> {
-    Ok(Table {
-        title: title.to_string(),
-        columns: d.columns(),
-        rows: d
-            .rows()?
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .enumerate()
-                    .map(
-                        |(i, v)| match (formats.get(i).copied().flatten(), v.num()) {
-                            (Some(f), Some(x)) => f.show(x),
-                            _ => v.text(),
-                        },
-                    )
-                    .collect()
-            })
-            .collect(),
-    })
-}
-
-async fn value(r: &Runner<'_>, report: &mut Report, sql: [&str; 3]) -> Result<()> {
-    let seg = r.run("segments", sql[0]).await?;
-    let dist = r.run("distribution", sql[1]).await?;
-    let top = r.run("top_customers", sql[2]).await?;
-    if seg.num_rows() == 0 {
-        report.notice = Some("No customers with purchases: the report is empty.".into());
-        report.datasets.extend([seg, dist, top]);
-        return Ok(());
-    }
-    let drows = dist.rows()?;
-    for (measure, title, fmt) in [
-        (
-            "p_alive",
-            "Distribution of P(alive) (customers per tenth)",
-            Fmt::Ratio,
-        ),
-        (
-            "clv",
-            "Distribution of CLV (customers per tenth of the largest)",
-            Fmt::Money,
-        ),
-    ] {
-        let rows: Vec<&Vec<Value>> = drows.iter().filter(|r| r[0].text() == measure).collect();
-        report.blocks.push(Block::Bars(Bars {
-            title: title.to_string(),
-            x_labels: rows
-                .iter()
-                .map(|r| {
-                    r[2].num()
-                        .map_or(String::new(), |v| format!(">= {}", fmt.show(v)))
-                })
-                .collect(),
-            series: vec![(
-                "customers".into(),
-                rows.iter().map(|r| r[3].num().unwrap_or(0.0)).collect(),
-            )],
-            format: Fmt::Count,
-        }));
-    }
-    report.blocks.insert(
-        0,
-        Block::Table(table_of(
-            &seg,
-            "Segments",
-            &[
-                None,
-                Some(Fmt::Count),
-                Some(Fmt::Ratio),
-                Some(Fmt::Ratio),
-                Some(Fmt::Money),
-            ],
-        )?),
-    );
-    report.blocks.push(Block::Table(table_of(
-        &top,
-        "Top customers by CLV",
-        &[
-            None,
-            Some(Fmt::Count),
-            Some(Fmt::Count),
-            Some(Fmt::Count),
-            Some(Fmt::Money),
-            Some(Fmt::Ratio),
-            Some(Fmt::Ratio),
-            Some(Fmt::Money),
-        ],
-    )?));
-    report.datasets.extend([seg, dist, top]);
-    Ok(())
-}
-
-async fn funnel(r: &Runner<'_>, report: &mut Report, sql: &str, steps: &[String]) -> Result<()> {
-    let d = r.run("funnel", sql).await?;
-    let rows = d.rows()?;
-    report.datasets.push(d);
-    let counts: Vec<f64> = rows.iter().map(|r| r[1].num().unwrap_or(0.0)).collect();
-    if counts.first().copied().unwrap_or(0.0) == 0.0 {
-        report.notice = Some("No customer reached the first step: the report is empty.".into());
-        return Ok(());
-    }
-    report.blocks.push(Block::Bars(Bars {
-        title: "Customers reaching each step".into(),
-        x_labels: steps.to_vec(),
-        series: vec![("customers".into(), counts.clone())],
-        format: Fmt::Count,
-    }));
-    report.blocks.push(Block::Table(Table {
-        title: "Conversion".into(),
-        columns: [
-            "step",
-            "event",
-            "customers",
-            "of first step",
-            "drop-off from previous",
-            "median time from previous",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                vec![
-                    (i + 1).to_string(),
-                    steps.get(i).cloned().unwrap_or_default(),
-                    Fmt::Count.show(counts[i]),
-                    Fmt::Percent.show(counts[i] / counts[0]),
-                    if i == 0 || counts[i - 1] == 0.0 {
-                        String::new()
-                    } else {
-                        Fmt::Percent.show(1.0 - counts[i] / counts[i - 1])
-                    },
-                    r[2].num().map_or(String::new(), |v| Fmt::Seconds.show(v)),
-                ]
-            })
-            .collect(),
-    }));
-    Ok(())
 }
 
 #[cfg(test)]
