@@ -10,7 +10,7 @@
 //! Values are rendered by DataFusion, never pasted in: a constant through the SQL unparser
 //! ([`literal`]), an expression likewise ([`expr`]), DATEs and timestamps exactly as their
 //! integer ticks cast to their own type (any unit, zone and year, see [`instant`]), and a table
-//! name resolved and quoted ([`crate::table::quoted_table`]).
+//! name resolved and quoted by the table functions themselves.
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
