@@ -152,6 +152,38 @@ impl<G: GroupsAccumulator + Sync> Accumulator for OneGroup<G> {
     }
 }
 
+/// The three `AggregateUDFImpl` methods of an aggregate whose state lives in its
+/// `GroupsAccumulator`, made by `$make(&self, &args) -> Result<G>`: the grouped accumulator and,
+/// for the single-group case, [`OneGroup`] over the same type. Written once for every family.
+macro_rules! grouped_accumulators {
+    ($make:path) => {
+        fn accumulator(
+            &self,
+            args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+            Ok(Box::new($crate::common::OneGroup::new(
+                $make(self, &args)?,
+                &args,
+            )?))
+        }
+
+        fn groups_accumulator_supported(
+            &self,
+            _args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> bool {
+            true
+        }
+
+        fn create_groups_accumulator(
+            &self,
+            args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+            Ok(Box::new($make(self, &args)?))
+        }
+    };
+}
+pub(crate) use grouped_accumulators;
+
 /// Grows every state vector to `n` groups with its initial value.
 pub fn resize<T: Clone>(v: &mut Vec<T>, n: usize, init: T) {
     if v.len() < n {

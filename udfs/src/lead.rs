@@ -11,11 +11,11 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, Documentation, EmitTo,
-    GroupsAccumulator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    AggregateUDF, AggregateUDFImpl, ColumnarValue, Documentation, EmitTo, GroupsAccumulator,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::common::{OneGroup, resize, row_mask, take};
+use crate::common::{resize, row_mask, take};
 use crate::doc::{aggregate_doc, scalar_doc};
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
@@ -112,27 +112,14 @@ impl AggregateUDFImpl for LeadScore {
         ))])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup::new(groups(&args)?, &args)?))
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(groups(&args)?))
-    }
+    crate::common::grouped_accumulators!(groups);
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(&SCORE_DOC)
     }
 }
 
-fn groups(args: &AccumulatorArgs) -> Result<LeadGroups> {
+fn groups(_udaf: &LeadScore, args: &AccumulatorArgs) -> Result<LeadGroups> {
     Ok(LeadGroups {
         unit: TickUnit::common(&[
             args.expr_fields[1].data_type(),

@@ -14,11 +14,10 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt32Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
-    Signature, Volatility,
+    AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use crate::common::{OneGroup, check_arity, resize, row_mask, take};
+use crate::common::{check_arity, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 
 pub use crate::common::MAX_CONDITIONS;
@@ -156,29 +155,7 @@ impl AggregateUDFImpl for Retention {
         ))])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup::new(
-            RetentionGroups {
-                states: vec![],
-                n: args.exprs.len(),
-            },
-            &args,
-        )?))
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(RetentionGroups {
-            states: vec![],
-            n: args.exprs.len(),
-        }))
-    }
+    crate::common::grouped_accumulators!(groups);
 
     fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
         ScalarValue::try_from_array(&finish_list(&[0], 2), 0)
@@ -187,6 +164,13 @@ impl AggregateUDFImpl for Retention {
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
     }
+}
+
+fn groups(_udaf: &Retention, args: &AccumulatorArgs) -> Result<RetentionGroups> {
+    Ok(RetentionGroups {
+        states: vec![],
+        n: args.exprs.len(),
+    })
 }
 
 struct RetentionGroups {

@@ -19,13 +19,12 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Typ
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
-    Signature, Volatility,
+    AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
-use crate::common::{GroupLog, OneGroup, check_arity, list_array, resize, row_mask, take};
+use crate::common::{GroupLog, check_arity, list_array, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
@@ -295,20 +294,7 @@ impl AggregateUDFImpl for RfmUdaf {
         ])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup::new(self.groups(&args)?, &args)?))
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(self.groups(&args)?))
-    }
+    crate::common::grouped_accumulators!(Self::groups);
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(match self.output {

@@ -21,13 +21,11 @@ use datafusion::logical_expr::function::{
     AccumulatorArgs, AggregateFunctionSimplification, StateFieldsArgs,
 };
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, Expr, GroupsAccumulator,
-    Signature, Volatility, lit,
+    AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, Expr, GroupsAccumulator, Signature,
+    Volatility, lit,
 };
 
-use crate::common::{
-    OneGroup, check_arity, check_integer, literal_positive, resize, row_mask, take,
-};
+use crate::common::{check_arity, check_integer, literal_positive, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 use crate::options::LifecycleOptions;
 use crate::time::{TickUnit, check_temporal, ticks_of};
@@ -339,20 +337,7 @@ impl AggregateUDFImpl for StageUdaf {
         ])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup::new(self.groups(&args)?, &args)?))
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(self.groups(&args)?))
-    }
+    crate::common::grouped_accumulators!(Self::groups);
 
     fn simplify(&self) -> Option<AggregateFunctionSimplification> {
         // The aggregate form also gets the thresholds here when the session has no

@@ -17,14 +17,12 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, GroupsAccumulator, Signature,
-    Volatility,
+    AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
 use super::{self as events, EventAggregate, EventGroups, GroupEvents};
-use crate::common::OneGroup;
 use crate::common::list_array;
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal};
@@ -399,20 +397,7 @@ impl AggregateUDFImpl for WindowFunnel {
         Ok(events::state_fields(args.name))
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup::new(self.groups(&args)?, &args)?))
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(self.groups(&args)?))
-    }
+    crate::common::grouped_accumulators!(Self::groups);
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(match self.output {
@@ -709,7 +694,7 @@ mod adapter_tests {
     use super::*;
     use datafusion::arrow::array::{Array, AsArray, TimestampSecondArray};
     use datafusion::arrow::datatypes::{Int32Type, Int64Type};
-    use datafusion::logical_expr::EmitTo;
+    use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
     const GROUPS: usize = 6;
     const STEPS: usize = 3;

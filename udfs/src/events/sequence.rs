@@ -15,13 +15,11 @@ use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, GroupsAccumulator, Signature,
-    Volatility,
+    AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 use datafusion::physical_expr::expressions::Literal;
 
 use super::{self as events, EventAggregate, EventGroups, GroupEvents};
-use crate::common::OneGroup;
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal};
 
@@ -482,20 +480,7 @@ impl AggregateUDFImpl for SequenceUdaf {
         Ok(events::state_fields(args.name))
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(OneGroup::new(self.groups(&args)?, &args)?))
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(self.groups(&args)?))
-    }
+    crate::common::grouped_accumulators!(Self::groups);
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(match self.output {
