@@ -129,23 +129,15 @@ pub fn bfgs_from(
             }
             step *= 0.5;
             if step < 1e-20 {
-                if gnorm < opts.stall_gtol {
-                    return Ok(Minimum {
-                        x,
-                        value: fx,
-                        iterations: it,
-                        gradient_norm: gnorm,
-                        inverse_hessian: h,
-                        converged: true,
-                    });
-                }
+                // No step decreases the objective any more: converged if the gradient is
+                // already small, else the best point reached (often at a boundary).
                 return Ok(Minimum {
                     x,
                     value: fx,
                     iterations: it,
                     gradient_norm: gnorm,
                     inverse_hessian: h,
-                    converged: false,
+                    converged: gnorm < opts.stall_gtol,
                 });
             }
         }
