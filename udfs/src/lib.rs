@@ -17,6 +17,7 @@ use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub mod cohort;
 mod common;
 mod doc;
 

@@ -1,50 +1,54 @@
 //! `cohort_retention(table, granularity [, as_of])`: the retention triangle as a table function.
 //!
 //! The function does not read the table: it resolves it in the session and returns a view over an
-//! ordinary logical plan (aggregates, joins, unnest, sort), so the query runs partitioned, under
-//! the session's memory limit, and spills like any other query:
+//! ordinary logical plan (two aggregates, unnest, sort), so the query runs partitioned, under the
+//! session's memory limit, and spills like any other query. The table is read once:
 //!
 //! ```text
-//! base    = table WHERE customer_id IS NOT NULL AND order_ts IS NOT NULL [AND order_ts <= as_of]
-//! firsts  = base GROUP BY customer_id: cohort = period_start(min(order_ts))   (the one per-customer pass)
-//! cells   = base JOIN firsts USING (customer_id)
-//!           GROUP BY cohort, period, customer_id, then GROUP BY cohort, period
-//!           GROUP BY cohort: array_agg({period, active, revenue}), latest order
-//! end     = as_of, or max(latest order) OVER () across the (few) cohort rows
-//! result  = unnest(lifecycle_cohort_fill(cells, period_diff(cohort, end))) ORDER BY cohort, period
+//! base      = table WHERE customer_id IS NOT NULL AND order_ts IS NOT NULL [AND order_ts <= as_of]
+//! customers = base GROUP BY customer_id:
+//!             c = lifecycle_cohort_customer(order_ts, amount, granularity)
+//!                 -- {cohort, cohort_index, periods: [offset], revenue: [sum]} per customer
+//! triangle  = customers (no GROUP BY): lifecycle_cohort_triangle(c, end)
+//!                 -- every zero-filled row of the triangle, as one list
+//! result    = unnest(triangle) ORDER BY cohort, period
 //! ```
 //!
-//! DataFusion re-executes a subplan for every place it is used, so the plan uses each input once:
-//! the table is read twice (the per-customer aggregate and the join's probe side) and aggregated by
-//! customer once; the zero-filling happens per cohort, on data the size of the triangle.
+//! `lifecycle_cohort_customer` is a groups accumulator over the kernel's `KeyedSums` (a flat slot
+//! per customer plus a shared log, no per-customer allocation); its partial states are lists, so
+//! the per-customer aggregate partitions by customer and spills like any GROUP BY.
+//! `lifecycle_cohort_triangle` adds customers into dense per-cohort cells (partial per partition,
+//! merged once). `end` is as_of's period index, or NULL for the latest period with any order.
+//! Both are internal: planned here, not registered as SQL functions.
 
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StructArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StructArray,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Field, Fields, Float64Type, Int64Type};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::compute::cast as cast_array;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{
-    Column, DataFusionError, JoinType, Result, ScalarValue, exec_err, plan_err,
-};
+use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::datasource::provider_as_source;
-use datafusion::functions::core::expr_fn::{get_field, named_struct};
-use datafusion::functions_aggregate::expr_fn::{array_agg, count, max, min, sum};
-use datafusion::functions_aggregate::min_max::max_udaf;
-use datafusion::logical_expr::WindowFunctionDefinition;
-use datafusion::logical_expr::expr::WindowFunction;
+use datafusion::functions::core::expr_fn::get_field;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast, col, lit,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, Expr, GroupsAccumulator,
+    LogicalPlan, LogicalPlanBuilder, Signature, Volatility, cast, col, lit,
 };
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
 
 use super::{PlannedTable, as_of_bound, constant_arg, require_columns, resolve_table, string_arg};
+use crate::cohort::{KeyedSums, Runs, Sum, Triangle, TooLong};
+use crate::common::{list_array, row_mask};
 use crate::doc::scalar_doc;
-use crate::period::{period_diff_udf, period_start_udf};
-use crate::time::{Granularity, check_temporal};
+use crate::period::period_start_type;
+use crate::time::{Granularity, TickUnit, check_temporal, ticks_of};
+
+pub use crate::cohort::MAX_TRIANGLE_PERIODS;
 
 pub static COHORT_RETENTION_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     scalar_doc(
@@ -120,117 +124,43 @@ pub fn cohort_plan(
     granularity: Granularity,
     as_of: Option<ScalarValue>,
 ) -> Result<LogicalPlan> {
-    let g = lit(granularity.as_str());
-    let diff = period_diff_udf();
-    let start = period_start_udf();
-    let fill = Arc::new(ScalarUDF::new_from_impl(CohortFill::default()));
-
     let mut filter = col("customer_id")
         .is_not_null()
         .and(col("order_ts").is_not_null());
-    if let Some(a) = &as_of {
-        filter = filter.and(as_of_bound(ts_type, a)?.expr(col("order_ts")));
-    }
-    let base = LogicalPlanBuilder::scan("t", provider_as_source(provider), None)?
+    let end = match &as_of {
+        Some(a) => {
+            filter = filter.and(as_of_bound(ts_type, a)?.expr(col("order_ts")));
+            lit(period_index_of(granularity, a)?)
+        }
+        None => lit(ScalarValue::Int64(None)),
+    };
+    let customer = AggregateUDF::new_from_impl(CohortCustomerUdaf::default());
+    let triangle = AggregateUDF::new_from_impl(CohortTriangleUdaf::default());
+    let field = |name: &str| get_field(col("row"), name).alias(name);
+    LogicalPlanBuilder::scan("t", provider_as_source(provider), None)?
         .filter(filter)?
         .project(vec![
             col("customer_id"),
             col("order_ts"),
             cast(col("amount"), DataType::Float64).alias("amount"),
         ])?
-        .build()?;
-
-    // Each customer's cohort: the one aggregation over every row by customer.
-    let firsts = LogicalPlanBuilder::from(base.clone())
         .aggregate(
             vec![col("customer_id")],
-            vec![min(col("order_ts")).alias("first_ts")],
-        )?
-        .project(vec![
-            col("customer_id").alias("f_customer_id"),
-            start.call(vec![g.clone(), col("first_ts")]).alias("cohort"),
-        ])?
-        .build()?;
-
-    // Active customers and revenue per (cohort, period), carrying the latest order along.
-    let cells = LogicalPlanBuilder::from(base)
-        .join(
-            firsts,
-            JoinType::Inner,
-            (
-                vec![Column::from_name("customer_id")],
-                vec![Column::from_name("f_customer_id")],
-            ),
-            None,
-        )?
-        .project(vec![
-            col("customer_id"),
-            col("cohort"),
-            diff.call(vec![g.clone(), col("cohort"), col("order_ts")])
-                .alias("period"),
-            col("amount"),
-            col("order_ts"),
-        ])?
-        .aggregate(
-            vec![col("cohort"), col("period"), col("customer_id")],
             vec![
-                sum(col("amount")).alias("customer_revenue"),
-                max(col("order_ts")).alias("c_last_ts"),
+                customer
+                    .call(vec![
+                        col("order_ts"),
+                        col("amount"),
+                        lit(granularity.as_str()),
+                    ])
+                    .alias("c"),
             ],
         )?
         .aggregate(
-            vec![col("cohort"), col("period")],
-            vec![
-                count(lit(1)).alias("active"),
-                sum(col("customer_revenue")).alias("rev"),
-                max(col("c_last_ts")).alias("p_last_ts"),
-            ],
+            Vec::<Expr>::new(),
+            vec![triangle.call(vec![col("c"), end]).alias("row")],
         )?
-        // One row per cohort with its observed cells; small from here on.
-        .aggregate(
-            vec![col("cohort")],
-            vec![
-                array_agg(named_struct(vec![
-                    lit("period"),
-                    col("period"),
-                    lit("active"),
-                    col("active"),
-                    lit("rev"),
-                    col("rev"),
-                ]))
-                .alias("cells"),
-                max(col("p_last_ts")).alias("cohort_last_ts"),
-            ],
-        )?;
-
-    // The triangle ends at the period of as_of, or of the latest order in the table.
-    let with_end = match as_of {
-        Some(a) => cells.project(vec![col("cohort"), col("cells"), lit(a).alias("end_ts")])?,
-        None => {
-            let latest = Expr::from(WindowFunction::new(
-                WindowFunctionDefinition::AggregateUDF(max_udaf()),
-                vec![col("cohort_last_ts")],
-            ))
-            .alias("end_ts");
-            cells.window(vec![latest])?
-        }
-    };
-    let filled = with_end
-        .project(vec![
-            col("cohort"),
-            fill.call(vec![
-                col("cohort"),
-                col("cells"),
-                diff.call(vec![g, col("cohort"), col("end_ts")]),
-            ])
-            .alias("row"),
-        ])?
-        .unnest_column("row")?;
-    let field = |name: &str| get_field(col("row"), name).alias(name);
-    filled
-        // `cohort` is taken from the filled rows rather than the grouping column: DataFusion keeps
-        // the per-cohort aggregate's key through the unnest and would then drop `period` from
-        // the sort below as "determined by cohort".
+        .unnest_column("row")?
         .project(vec![
             field("cohort"),
             field("period"),
@@ -247,9 +177,35 @@ pub fn cohort_plan(
         .map_err(plan_err_ctx)
 }
 
-/// The most periods a triangle may span (its earliest cohort to its end): a triangle of P
-/// periods has up to P (P + 1) / 2 rows, so 5,000 periods (13 years of days) is 12.5M rows.
-pub const MAX_TRIANGLE_PERIODS: i64 = 5_000;
+/// The period index of a constant instant.
+fn period_index_of(granularity: Granularity, v: &ScalarValue) -> Result<i64> {
+    let array = v.to_array()?;
+    let unit = TickUnit::common(&[array.data_type()])?;
+    let (ticks, _) = ticks_of(&array, unit)?;
+    Ok(granularity.period_index(unit.day_of(ticks[0])))
+}
+
+/// A constant argument of an internal aggregate.
+fn literal<'a>(func: &str, expr: &'a Arc<dyn PhysicalExpr>) -> Result<&'a ScalarValue> {
+    match expr.downcast_ref::<Literal>() {
+        Some(l) => Ok(l.value()),
+        None => plan_err!("{func}: expected a constant argument, got {expr}"),
+    }
+}
+
+fn list_of(t: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(t, false)))
+}
+
+/// One customer's part of the triangle (the output of `lifecycle_cohort_customer`).
+fn customer_fields(cohort: &DataType) -> Fields {
+    Fields::from(vec![
+        Field::new("cohort", cohort.clone(), false),
+        Field::new("cohort_index", DataType::Int64, false),
+        Field::new("periods", list_of(DataType::Int64), false),
+        Field::new("revenue", list_of(DataType::Float64), false),
+    ])
+}
 
 fn fill_fields(cohort: &DataType) -> Fields {
     Fields::from(vec![
@@ -262,15 +218,19 @@ fn fill_fields(cohort: &DataType) -> Fields {
     ])
 }
 
-/// Internal: one cohort's observed cells `[{period, active, rev}]` and its last period ->
-/// every row of its triangle, periods `0 ..= last` zero-filled, with the cohort size (the
-/// active customers of period 0, which every member of the cohort is by definition).
+/// Instants (ticks of `t`'s unit) as an array of timestamp type `t`.
+fn instants(values: Vec<i64>, nulls: Option<NullBuffer>, t: &DataType) -> Result<ArrayRef> {
+    Ok(cast_array(&Int64Array::new(values.into(), nulls), t)?)
+}
+
+/// Internal aggregate `lifecycle_cohort_customer(order_ts, amount DOUBLE, granularity)`: per
+/// customer, the cohort and the revenue of every period the customer ordered in.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct CohortFill {
+struct CohortCustomerUdaf {
     signature: Signature,
 }
 
-impl Default for CohortFill {
+impl Default for CohortCustomerUdaf {
     fn default() -> Self {
         Self {
             signature: Signature::any(3, Volatility::Immutable),
@@ -278,9 +238,268 @@ impl Default for CohortFill {
     }
 }
 
-impl ScalarUDFImpl for CohortFill {
+impl CohortCustomerUdaf {
+    const NAME: &'static str = "lifecycle_cohort_customer";
+
+    fn groups(&self, args: &AccumulatorArgs) -> Result<CohortCustomers> {
+        let granularity: Granularity = match literal(Self::NAME, &args.exprs[2])? {
+            ScalarValue::Utf8(Some(s)) => s.parse()?,
+            other => return plan_err!("{}: bad granularity {other}", Self::NAME),
+        };
+        let ts_type = args.expr_fields[0].data_type();
+        let cohort_type = period_start_type(ts_type);
+        let DataType::Timestamp(out_unit, _) = &cohort_type else {
+            return plan_err!("{}: unexpected cohort type {cohort_type}", Self::NAME);
+        };
+        Ok(CohortCustomers {
+            granularity,
+            unit: TickUnit::common(&[ts_type])?,
+            out_unit: TickUnit { unit: *out_unit },
+            cohort_type,
+            sums: KeyedSums::default(),
+        })
+    }
+}
+
+impl AggregateUDFImpl for CohortCustomerUdaf {
     fn name(&self) -> &str {
-        "lifecycle_cohort_fill"
+        Self::NAME
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(customer_fields(&period_start_type(
+            &arg_types[0],
+        ))))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let field = |suffix: &str, t: DataType| {
+            Arc::new(Field::new(format!("{}[{suffix}]", args.name), list_of(t), true))
+        };
+        Ok(vec![
+            field("periods", DataType::Int64),
+            field("revenue", DataType::Float64),
+            field("revenue_lo", DataType::Float64),
+        ])
+    }
+
+    crate::common::grouped_accumulators!(Self::groups);
+}
+
+struct CohortCustomers {
+    granularity: Granularity,
+    /// Unit of the order_ts ticks, and of the cohort instants produced.
+    unit: TickUnit,
+    out_unit: TickUnit,
+    cohort_type: DataType,
+    sums: KeyedSums,
+}
+
+impl CohortCustomers {
+    /// Calls `f(row, period index, amount)` for every usable row (order_ts not NULL, FILTER
+    /// true); a NULL amount counts as 0 (the customer was active).
+    fn for_each_row(
+        &self,
+        values: &[ArrayRef],
+        filter: Option<&BooleanArray>,
+        mut f: impl FnMut(usize, i64, f64),
+    ) -> Result<()> {
+        let (ticks, nulls) = ticks_of(&values[0], self.unit)?;
+        let amounts = values[1].as_primitive::<Float64Type>();
+        let mask = row_mask(filter, &[nulls.as_ref()]);
+        let amount_nulls = amounts.nulls();
+        let g = self.granularity;
+        let per_day = self.unit.per_day();
+        for (row, (t, x)) in ticks.iter().zip(amounts.values()).enumerate() {
+            if mask.as_ref().is_some_and(|m| m.is_null(row)) {
+                continue;
+            }
+            let x = if amount_nulls.is_some_and(|n| n.is_null(row)) {
+                0.0
+            } else {
+                *x
+            };
+            f(row, g.period_index(t.div_euclid(per_day)), x);
+        }
+        Ok(())
+    }
+
+    fn take_runs(&mut self, emit_to: EmitTo) -> Runs {
+        let n = match emit_to {
+            EmitTo::All => self.sums.groups(),
+            EmitTo::First(n) => n,
+        };
+        self.sums.take(n)
+    }
+
+    fn state_arrays(runs: &Runs) -> Vec<ArrayRef> {
+        let keys = Int64Array::from(runs.keys.clone());
+        let hi = Float64Array::from_iter_values(runs.sums.iter().map(|s| s.hi));
+        let lo = Float64Array::from_iter_values(runs.sums.iter().map(|s| s.lo));
+        vec![
+            list_array(&runs.offsets, Arc::new(keys)),
+            list_array(&runs.offsets, Arc::new(hi)),
+            list_array(&runs.offsets, Arc::new(lo)),
+        ]
+    }
+}
+
+impl GroupsAccumulator for CohortCustomers {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        let mut sums = std::mem::take(&mut self.sums);
+        sums.resize(total_num_groups);
+        let r = self.for_each_row(values, opt_filter, |row, key, x| {
+            sums.add(group_indices[row], key, Sum::of(x))
+        });
+        self.sums = sums;
+        r
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.sums.resize(total_num_groups);
+        let keys = values[0].as_list::<i32>();
+        let offsets = keys.value_offsets();
+        let key_values = keys.values().as_primitive::<Int64Type>().values();
+        let hi = values[1].as_list::<i32>();
+        let hi = hi.values().as_primitive::<Float64Type>().values();
+        let lo = values[2].as_list::<i32>();
+        let lo = lo.values().as_primitive::<Float64Type>().values();
+        for (row, g) in group_indices.iter().enumerate() {
+            if keys.is_null(row) {
+                continue;
+            }
+            for k in offsets[row] as usize..offsets[row + 1] as usize {
+                self.sums.add(
+                    *g,
+                    key_values[k],
+                    Sum {
+                        hi: hi[k],
+                        lo: lo[k],
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let runs = self.take_runs(emit_to);
+        let n = runs.groups();
+        let mut cohort = Vec::with_capacity(n);
+        let mut cohort_index = Vec::with_capacity(n);
+        let mut valid = Vec::with_capacity(n);
+        let mut offsets = Vec::with_capacity(runs.keys.len());
+        let g = self.granularity;
+        for c in 0..n {
+            let range = runs.range(c);
+            let Some(&first) = runs.keys.get(range.start).filter(|_| !range.is_empty()) else {
+                cohort.push(0);
+                cohort_index.push(0);
+                valid.push(false);
+                continue;
+            };
+            cohort.push(self.out_unit.ticks_of_day(g.period_start_day(first))?);
+            cohort_index.push(first);
+            valid.push(true);
+            offsets.extend(runs.keys[range].iter().map(|k| k - first));
+        }
+        let revenue = Float64Array::from_iter_values(runs.sums.iter().map(|s| s.value()));
+        let fields = customer_fields(&self.cohort_type);
+        Ok(Arc::new(StructArray::try_new(
+            fields,
+            vec![
+                instants(cohort, None, &self.cohort_type)?,
+                Arc::new(Int64Array::from(cohort_index)),
+                list_array(&runs.offsets, Arc::new(Int64Array::from(offsets))),
+                list_array(&runs.offsets, Arc::new(revenue)),
+            ],
+            Some(NullBuffer::from(valid)),
+        )?))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        let runs = self.take_runs(emit_to);
+        Ok(Self::state_arrays(&runs))
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        // Each row is its own group: a run of zero or one period.
+        let n = values[0].len();
+        let mut runs = Runs {
+            offsets: Vec::with_capacity(n + 1),
+            ..Default::default()
+        };
+        runs.offsets.push(0);
+        self.for_each_row(values, opt_filter, |row, key, x| {
+            while runs.offsets.len() <= row {
+                runs.offsets.push(runs.keys.len());
+            }
+            runs.keys.push(key);
+            runs.sums.push(Sum::of(x));
+        })?;
+        while runs.offsets.len() <= n {
+            runs.offsets.push(runs.keys.len());
+        }
+        Ok(Self::state_arrays(&runs))
+    }
+
+    fn size(&self) -> usize {
+        self.sums.size()
+    }
+}
+
+/// Internal aggregate `lifecycle_cohort_triangle(customer, end)`: the customers of
+/// `lifecycle_cohort_customer` added up into the zero-filled triangle, one list of rows.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CohortTriangleUdaf {
+    signature: Signature,
+}
+
+impl Default for CohortTriangleUdaf {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl CohortTriangleUdaf {
+    const NAME: &'static str = "lifecycle_cohort_triangle";
+}
+
+/// The cohort type inside a `lifecycle_cohort_customer` struct.
+fn cohort_type_of(t: &DataType) -> Result<DataType> {
+    match t {
+        DataType::Struct(f) if !f.is_empty() => Ok(f[0].data_type().clone()),
+        other => plan_err!(
+            "{}: expected a customer struct, got {other}",
+            CohortTriangleUdaf::NAME
+        ),
+    }
+}
+
+impl AggregateUDFImpl for CohortTriangleUdaf {
+    fn name(&self) -> &str {
+        Self::NAME
     }
 
     fn signature(&self) -> &Signature {
@@ -289,96 +508,185 @@ impl ScalarUDFImpl for CohortFill {
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         Ok(DataType::List(Arc::new(Field::new_list_field(
-            DataType::Struct(fill_fields(&arg_types[0])),
+            DataType::Struct(fill_fields(&cohort_type_of(&arg_types[0])?)),
             false,
         ))))
     }
 
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let cohorts = args.args[0].to_array(args.number_rows)?;
-        let cells = args.args[1].to_array(args.number_rows)?;
-        let cells = cells.as_list::<i32>();
-        let last = args.args[2].to_array(args.number_rows)?;
-        let last = last.as_primitive::<Int64Type>();
-        let mut cohort_of_row: Vec<u32> = vec![];
-        let (mut lengths, mut period, mut size, mut active, mut retention, mut revenue) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
-        let mut cohort_active = vec![];
-        let mut cohort_rev = vec![];
-        for row in 0..cells.len() {
-            let n = match last.is_valid(row).then(|| last.value(row)) {
-                Some(v) if v >= 0 => {
-                    if v >= MAX_TRIANGLE_PERIODS {
-                        return exec_err!(
-                            "cohort_retention: the triangle would span {} periods (cohort {} to the end), \
-                             more than the {MAX_TRIANGLE_PERIODS} a triangle may have (up to {} rows); use a \
-                             coarser granularity, an earlier as_of, or filter the table",
-                            v + 1,
-                            datafusion::arrow::util::display::ArrayFormatter::try_new(
-                                cohorts.as_ref(),
-                                &Default::default()
-                            )?
-                            .value(row),
-                            MAX_TRIANGLE_PERIODS * (MAX_TRIANGLE_PERIODS + 1) / 2
-                        );
-                    }
-                    v as usize + 1
-                }
-                _ => 0,
-            };
-            cohort_active.clear();
-            cohort_active.resize(n, 0i64);
-            cohort_rev.clear();
-            cohort_rev.resize(n, 0f64);
-            if cells.is_valid(row) {
-                let s = cells.value(row);
-                let s = s.as_struct();
-                let p = s.column(0).as_primitive::<Int64Type>();
-                let a = s.column(1).as_primitive::<Int64Type>();
-                let r = s.column(2).as_primitive::<Float64Type>();
-                for i in 0..s.len() {
-                    let k = p.value(i);
-                    if (0..n as i64).contains(&k) {
-                        cohort_active[k as usize] = a.value(i);
-                        cohort_rev[k as usize] = if r.is_valid(i) { r.value(i) } else { 0.0 };
-                    }
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let field = |suffix: &str, t: DataType| {
+            Arc::new(Field::new(format!("{}[{suffix}]", args.name), list_of(t), true))
+        };
+        Ok(vec![
+            field("cohort_index", DataType::Int64),
+            field("cohort", DataType::Int64),
+            field("period", DataType::Int64),
+            field("active", DataType::Int64),
+            field("revenue", DataType::Float64),
+            field("revenue_lo", DataType::Float64),
+        ])
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let end = match literal(Self::NAME, &args.exprs[1])? {
+            ScalarValue::Int64(v) => *v,
+            ScalarValue::Null => None,
+            other => return plan_err!("{}: bad end {other}", Self::NAME),
+        };
+        Ok(Box::new(TriangleAccumulator {
+            cohort_type: cohort_type_of(args.expr_fields[0].data_type())?,
+            end,
+            triangle: Triangle::default(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct TriangleAccumulator {
+    cohort_type: DataType,
+    end: Option<i64>,
+    triangle: Triangle,
+}
+
+impl TriangleAccumulator {
+    fn too_long(&self, e: TooLong) -> DataFusionError {
+        let label = self.triangle.cohorts()[e.cohort].label;
+        let cohort = instants(vec![label], None, &self.cohort_type)
+            .and_then(|a| {
+                Ok(datafusion::arrow::util::display::ArrayFormatter::try_new(
+                    a.as_ref(),
+                    &Default::default(),
+                )?
+                .value(0)
+                .to_string())
+            })
+            .unwrap_or_else(|_| label.to_string());
+        DataFusionError::Execution(format!(
+            "cohort_retention: the triangle would span {} periods (cohort {cohort} to the end), \
+             more than the {MAX_TRIANGLE_PERIODS} a triangle may have (up to {} rows); use a \
+             coarser granularity, an earlier as_of, or filter the table",
+            e.periods,
+            MAX_TRIANGLE_PERIODS * (MAX_TRIANGLE_PERIODS + 1) / 2
+        ))
+    }
+
+    fn list_scalar(values: ArrayRef) -> ScalarValue {
+        let n = values.len();
+        ScalarValue::List(Arc::new(
+            list_array(&[0, n], values)
+                .as_list::<i32>()
+                .clone(),
+        ))
+    }
+}
+
+impl Accumulator for TriangleAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        let customers = values[0].as_struct();
+        let labels = cast_array(customers.column(0), &DataType::Int64)?;
+        let labels = labels.as_primitive::<Int64Type>().values();
+        let cohorts = customers.column(1).as_primitive::<Int64Type>().values();
+        let periods = customers.column(2).as_list::<i32>();
+        let offsets = periods.value_offsets();
+        let periods = periods.values().as_primitive::<Int64Type>().values();
+        let revenue = customers.column(3).as_list::<i32>();
+        let revenue = revenue.values().as_primitive::<Float64Type>().values();
+        for row in 0..customers.len() {
+            if customers.is_null(row) {
+                continue;
+            }
+            for k in offsets[row] as usize..offsets[row + 1] as usize {
+                if let Err(e) = self.triangle.add_cell(
+                    cohorts[row],
+                    labels[row],
+                    periods[k],
+                    1,
+                    Sum::of(revenue[k]),
+                ) {
+                    return Err(self.too_long(e));
                 }
             }
-            let cohort_size = cohort_active.first().copied().unwrap_or(0);
-            for k in 0..n {
-                cohort_of_row.push(row as u32);
-                period.push(k as i64);
-                size.push(cohort_size);
-                active.push(cohort_active[k]);
-                retention.push(if cohort_size > 0 {
-                    cohort_active[k] as f64 / cohort_size as f64
-                } else {
-                    0.0
-                });
-                revenue.push(cohort_rev[k]);
-            }
-            lengths.push(n);
         }
-        let fields = fill_fields(cohorts.data_type());
-        let cohort = take(&cohorts, &UInt32Array::from(cohort_of_row), None)?;
-        let rows = StructArray::new(
-            fields.clone(),
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        let col = |i: usize| states[i].as_list::<i32>().values().clone();
+        let (cohort, label, period, active, hi, lo) = (col(0), col(1), col(2), col(3), col(4), col(5));
+        let int = |a: &ArrayRef| a.as_primitive::<Int64Type>().values().clone();
+        let float = |a: &ArrayRef| a.as_primitive::<Float64Type>().values().clone();
+        let (cohort, label, period, active) = (int(&cohort), int(&label), int(&period), int(&active));
+        let (hi, lo) = (float(&hi), float(&lo));
+        for i in 0..cohort.len() {
+            let sum = Sum { hi: hi[i], lo: lo[i] };
+            if let Err(e) = self
+                .triangle
+                .add_cell(cohort[i], label[i], period[i], active[i], sum)
+            {
+                return Err(self.too_long(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        let (mut cohort, mut label, mut period, mut active, mut hi, mut lo) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (c, k, a, r) in self.triangle.cells() {
+            cohort.push(c.cohort);
+            label.push(c.label);
+            period.push(k);
+            active.push(a);
+            hi.push(r.hi);
+            lo.push(r.lo);
+        }
+        let ints = |v: Vec<i64>| Self::list_scalar(Arc::new(Int64Array::from(v)));
+        let floats = |v: Vec<f64>| Self::list_scalar(Arc::new(Float64Array::from(v)));
+        Ok(vec![
+            ints(cohort),
+            ints(label),
+            ints(period),
+            ints(active),
+            floats(hi),
+            floats(lo),
+        ])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let rows = self.triangle.rows(self.end).map_err(|e| self.too_long(e))?;
+        let cohorts = self.triangle.cohorts();
+        let label: Vec<i64> = rows.iter().map(|r| cohorts[r.cohort].label).collect();
+        let ints = |f: &dyn Fn(&crate::cohort::TriangleRow) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
+        };
+        let floats = |f: &dyn Fn(&crate::cohort::TriangleRow) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
+        };
+        let fields = fill_fields(&self.cohort_type);
+        let rows_array = StructArray::try_new(
+            fields,
             vec![
-                cohort,
-                Arc::new(Int64Array::from(period)) as ArrayRef,
-                Arc::new(Int64Array::from(size)),
-                Arc::new(Int64Array::from(active)),
-                Arc::new(Float64Array::from(retention)),
-                Arc::new(Float64Array::from(revenue)),
+                instants(label, None, &self.cohort_type)?,
+                ints(&|r| r.period),
+                ints(&|r| r.cohort_size),
+                ints(&|r| r.active),
+                floats(&|r| r.retention),
+                floats(&|r| r.revenue),
             ],
             None,
-        );
-        let out: ArrayRef = Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(DataType::Struct(fields), false)),
-            OffsetBuffer::from_lengths(lengths),
-            Arc::new(rows),
-            None,
-        ));
-        Ok(ColumnarValue::Array(out))
+        )?;
+        Ok(Self::list_scalar(Arc::new(rows_array)))
+    }
+
+    fn size(&self) -> usize {
+        size_of_val(self)
+            + self
+                .triangle
+                .cohorts()
+                .iter()
+                .map(|c| {
+                    size_of_val(c) + c.active.capacity() * 8 + c.revenue.capacity() * size_of::<Sum>()
+                })
+                .sum::<usize>()
     }
 }
