@@ -1,7 +1,7 @@
 //! Criterion benches: every aggregate over 1 million rows and 100,000 groups (customers), next to
 //! the floor `count(*), sum(amount) GROUP BY customer_id` on the same data, the summary and a
-//! BG/NBD fit over it, and `cohort_retention(..., 'month')`; the event aggregates over the
-//! embedded sample's 1.2M site events, next to their floors.
+//! BG/NBD fit over it, `cohort_retention(..., 'month')` and its one-pass kernel alone; the event
+//! aggregates over the embedded sample's 1.2M site events, next to their floors.
 //!
 //! `cargo bench --bench aggregates`
 
@@ -13,6 +13,7 @@ use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
 use lifecycle::generate::purchases_schema;
 use lifecycle::{SessionOptions, build_session};
+use lifecycle_udfs::cohort::{KeyedSums, Sum, Triangle};
 
 const ROWS: usize = 1_000_000;
 const GROUPS: i64 = 100_000;
@@ -111,6 +112,47 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // The one-pass cohort kernel alone (no DataFusion): 1M (customer, month, amount) rows of
+    // 100k customers, in time order per customer (append-only logs: the slot path) and shuffled
+    // (the log and its compaction), then the per-cohort triangle over the runs.
+    let rows = cohort_rows();
+    let mut shuffled = rows.clone();
+    let mut x = 0x9E3779B97F4A7C15u64;
+    for i in (1..shuffled.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let keyed = |rows: &[(usize, i64, f64)]| {
+        let mut k = KeyedSums::default();
+        k.resize(GROUPS as usize);
+        for &(g, key, amount) in rows {
+            k.add(g, key, Sum::of(amount));
+        }
+        k.take(GROUPS as usize)
+    };
+    let mut group = c.benchmark_group("cohort_kernel_1M_rows");
+    group.sample_size(10);
+    group.bench_function("keyed_sums_time_ordered", |b| b.iter(|| keyed(&rows)));
+    group.bench_function("keyed_sums_shuffled", |b| b.iter(|| keyed(&shuffled)));
+    let runs = keyed(&rows);
+    group.bench_function("triangle", |b| {
+        b.iter(|| {
+            let mut t = Triangle::default();
+            for g in 0..runs.groups() {
+                let r = runs.range(g);
+                let first = runs.keys[r.start];
+                for i in r {
+                    t.add_cell(first, 0, runs.keys[i] - first, 1, runs.sums[i])
+                        .unwrap();
+                }
+            }
+            t.rows(None).unwrap().len()
+        })
+    });
+    group.finish();
+
     // The embedded sample's site events: about 1.2M events of 12,000 customers (about 100 each),
     // as the generator writes them (each customer's events together).
     let steps = "event_ts, event_type = 'visit', event_type = 'view', event_type = 'cart', event_type = 'checkout', event_type = 'purchase'";
@@ -144,6 +186,28 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// 1M purchase rows of 100k customers as (customer, month index, amount), each customer's rows
+/// together and in time order: a first month in 36, then months a few apart.
+fn cohort_rows() -> Vec<(usize, i64, f64)> {
+    let mut x = 0x2545F4914F6CDD1Du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let per = ROWS / GROUPS as usize;
+    let mut rows = Vec::with_capacity(ROWS);
+    for g in 0..GROUPS as usize {
+        let mut month = 624 + (next() % 36) as i64;
+        for _ in 0..per {
+            month += (next() % 4) as i64 / 2;
+            rows.push((g, month, (next() % 10_000) as f64 / 100.0));
+        }
+    }
+    rows
 }
 
 criterion_group!(benches, bench);

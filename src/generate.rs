@@ -5,13 +5,23 @@
 //! are produced in chunks that are written out and dropped: memory stays bounded at any size.
 //!
 //! The process (BG/NBD with Gamma-Gamma spend):
-//! - customers sign up uniformly over `[start, end)`; 75% make a first purchase, after an
-//!   exponential delay (mean 5 days); the rest stay prospects;
+//! - customers sign up uniformly over `[start, end)`; a share of them make a first purchase,
+//!   after an exponential delay (mean 5 days); the rest stay prospects;
 //! - each buyer has its own Poisson purchase rate `lambda ~ Gamma(r, 1/alpha)` (per day) and
 //!   dropout probability `p ~ Beta(a, b)`: after every repeat purchase (not the first, which
 //!   starts the observation) it drops out with probability `p`, exactly the BG/NBD process;
 //! - spend per order `~ Gamma(shape p_spend, scale 1/nu)`, with `nu ~ Gamma(q, 1/gamma)` per customer.
-
+//!
+//! Two shapes ([`Shape`]):
+//! - `retail` (the default): the parameters of the published CDNOW fits (BG/NBD: Fader, Hardie and
+//!   Lee 2005, r 0.243, alpha 4.414 per week, a 0.793, b 2.426; Gamma-Gamma: Fader and Hardie 2013,
+//!   p 6.25, q 3.74, gamma 15.44). Over three years about 55% of buyers never buy again and a buyer
+//!   makes about 3.5 purchases; on the site most visits only browse: besides the signed-up customers
+//!   (half of whom buy), 15 anonymous visitors per customer (ids above the customers') browse a
+//!   session or two, and buyers browse several sessions per purchase, so about 3% of visitors and
+//!   of sessions purchase.
+//! - `dense`: the earlier defaults, heavy repeat buyers (about 5% one-time buyers, 15 purchases per
+//!   buyer, 75% of customers buying, no anonymous visitors): large per-customer groups.
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,10 +55,57 @@ pub struct Process {
     pub p_spend: f64,
     pub q_spend: f64,
     pub gamma_spend: f64,
+    /// Site events: mean browsing-only sessions of a buyer before its first purchase, per
+    /// purchase after it, and of a prospect over its life.
+    pub browse_before_first: f64,
+    pub browse_per_order: f64,
+    pub browse_prospect: f64,
+    /// Anonymous visitors per customer: they never sign up or buy, and browse
+    /// `browse_anonymous` sessions on average (at least one).
+    pub anonymous_visitors: u64,
+    pub browse_anonymous: f64,
 }
 
-impl Default for Process {
-    fn default() -> Self {
+/// A named set of [`Process`] parameters (`lifecycle generate --shape`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Shape {
+    /// Real retail purchase history: the CDNOW fits, mostly one-time buyers, a few percent of
+    /// visitors converting.
+    #[default]
+    Retail,
+    /// Heavy repeat buyers (about 15 purchases each): large per-customer groups.
+    Dense,
+}
+
+impl Process {
+    pub fn of(shape: Shape) -> Self {
+        match shape {
+            Shape::Retail => Self::retail(),
+            Shape::Dense => Self::dense(),
+        }
+    }
+
+    /// The CDNOW fits (see the module docs); rates per day (alpha 4.414 per week x 7).
+    pub fn retail() -> Self {
+        Self {
+            r: 0.243,
+            alpha: 4.414 * 7.0,
+            a: 0.793,
+            b: 2.426,
+            buyer_share: 0.5,
+            p_spend: 6.25,
+            q_spend: 3.74,
+            gamma_spend: 15.44,
+            browse_before_first: 4.0,
+            browse_per_order: 4.0,
+            browse_prospect: 2.0,
+            anonymous_visitors: 15,
+            browse_anonymous: 1.3,
+        }
+    }
+
+    /// Heavy repeat buyers: the generator's original defaults.
+    pub fn dense() -> Self {
         Self {
             r: 1.2,
             alpha: 22.0,
@@ -58,7 +115,18 @@ impl Default for Process {
             p_spend: 6.0,
             q_spend: 4.0,
             gamma_spend: 20.0,
+            browse_before_first: 2.0,
+            browse_per_order: 1.5,
+            browse_prospect: 3.0,
+            anonymous_visitors: 0,
+            browse_anonymous: 0.0,
         }
+    }
+}
+
+impl Default for Process {
+    fn default() -> Self {
+        Self::retail()
     }
 }
 
@@ -208,6 +276,7 @@ const MICROS_PER_MINUTE: f64 = 60_000_000.0;
 fn simulate_events(
     c: &mut Chunk,
     rng: &mut ChaCha8Rng,
+    p: &Process,
     cid: i64,
     signup: i64,
     end: i64,
@@ -236,37 +305,63 @@ fn simulate_events(
     // Browsing sessions that do not convert.
     let spans: Vec<(i64, i64, f64)> = match (orders.first(), orders.last()) {
         (Some(&first), Some(_)) => vec![
-            (signup, first, 2.0),
-            (first, end, 1.5 * orders.len() as f64),
+            (signup, first, p.browse_before_first),
+            (first, end, p.browse_per_order * orders.len() as f64),
         ],
-        _ => vec![(signup, end, 3.0)],
+        _ => vec![(signup, end, p.browse_prospect)],
     };
-    for (lo, hi, mean) in spans {
-        if hi <= lo {
+    browse(c, rng, cid, &mut session, end, &spans);
+}
+
+/// Browsing sessions that do not convert: `Poisson(mean)` sessions uniformly over each
+/// `(lo, hi, mean)` span, each stopping at visit, view, cart or checkout.
+fn browse(
+    c: &mut Chunk,
+    rng: &mut ChaCha8Rng,
+    cid: i64,
+    session: &mut i64,
+    end: i64,
+    spans: &[(i64, i64, f64)],
+) {
+    for &(lo, hi, mean) in spans {
+        if hi <= lo || mean <= 0.0 {
             continue;
         }
         let n = rand_distr::Poisson::new(mean).map_or(0, |p| p.sample(rng) as usize);
         for _ in 0..n {
-            session += 1;
             let start = rng.random_range(lo..hi);
-            let depth = match rng.random::<f64>() {
-                x if x < 0.35 => 1,
-                x if x < 0.75 => 2,
-                x if x < 0.93 => 3,
-                _ => 4,
-            };
-            let mut t = start;
-            let mut times = vec![];
-            for k in 0..depth {
-                if t >= end {
-                    break;
-                }
-                times.push((t, k));
-                t += minutes(rng, 0.5, 6.0);
-            }
-            c.session(cid, session, &times);
+            browse_session(c, rng, cid, session, start, end);
         }
     }
+}
+
+/// One browsing session from `start`: visit, then view, cart and checkout with falling
+/// probability, a few minutes apart, clipped to `end`.
+fn browse_session(
+    c: &mut Chunk,
+    rng: &mut ChaCha8Rng,
+    cid: i64,
+    session: &mut i64,
+    start: i64,
+    end: i64,
+) {
+    *session += 1;
+    let depth = match rng.random::<f64>() {
+        x if x < 0.35 => 1,
+        x if x < 0.75 => 2,
+        x if x < 0.93 => 3,
+        _ => 4,
+    };
+    let mut t = start;
+    let mut times = vec![];
+    for k in 0..depth {
+        if t >= end {
+            break;
+        }
+        times.push((t, k));
+        t += (rng.random_range(0.5..6.0) * MICROS_PER_MINUTE) as i64;
+    }
+    c.session(cid, *session, &times);
 }
 
 /// The simulator: distributions built once, one random stream per customer.
@@ -340,7 +435,22 @@ impl Simulator {
                 self.opts.seed ^ id.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0xE7E7,
             );
             if self.opts.events {
-                simulate_events(&mut c, &mut erng, cid, signup, end, &orders);
+                let p = &self.opts.process;
+                simulate_events(&mut c, &mut erng, p, cid, signup, end, &orders);
+                // This customer's share of the anonymous visitors: ids above every customer's.
+                let k = p.anonymous_visitors;
+                for j in 0..k {
+                    let vid = (self.opts.customers + (id - 1) * k + j + 1) as i64;
+                    let mut vrng = ChaCha8Rng::seed_from_u64(
+                        self.opts.seed ^ (vid as u64).wrapping_mul(0xA24B_AED4_963E_E407) ^ 0x5EED,
+                    );
+                    let mut session = vid * 1_000_000;
+                    let at = start + (vrng.random::<f64>() * span) as i64;
+                    // A first session at the visitor's arrival, maybe more later.
+                    browse_session(&mut c, &mut vrng, vid, &mut session, at, end);
+                    let more = (p.browse_anonymous - 1.0).max(0.0);
+                    browse(&mut c, &mut vrng, vid, &mut session, end, &[(at, end, more)]);
+                }
             }
         }
         c

@@ -79,9 +79,14 @@ enum Command {
         /// Number of files per table.
         #[arg(long, default_value_t = 8)]
         files: u64,
-        /// Skip the site events table (events/), which is about 6 rows per purchase.
+        /// Skip the site events table (events/): with the retail shape about 45 rows per
+        /// customer (most of them anonymous visitors' browsing), with dense about 6 per purchase.
         #[arg(long)]
         no_events: bool,
+        /// The population: `retail` (the CDNOW fits, mostly one-time buyers, a few percent of
+        /// visitors buying) or `dense` (heavy repeat buyers, about 15 purchases each).
+        #[arg(long, value_enum, default_value = "retail")]
+        shape: lifecycle::generate::Shape,
     },
     /// Cohort, lifecycle, growth, value and funnel reports (terminal, CSV, JSON or HTML).
     Report {
@@ -176,6 +181,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             end,
             files,
             no_events,
+            shape,
         } => {
             let bad = |e: String| datafusion::error::DataFusionError::Configuration(e);
             let opts = GenerateOptions {
@@ -183,7 +189,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 seed,
                 start_us: parse_date_us(&start).map_err(bad)?,
                 end_us: parse_date_us(&end).map_err(bad)?,
-                process: Process::default(),
+                process: Process::of(shape),
                 events: !no_events,
             };
             let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
