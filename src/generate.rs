@@ -449,7 +449,14 @@ impl Simulator {
                     // A first session at the visitor's arrival, maybe more later.
                     browse_session(&mut c, &mut vrng, vid, &mut session, at, end);
                     let more = (p.browse_anonymous - 1.0).max(0.0);
-                    browse(&mut c, &mut vrng, vid, &mut session, end, &[(at, end, more)]);
+                    browse(
+                        &mut c,
+                        &mut vrng,
+                        vid,
+                        &mut session,
+                        end,
+                        &[(at, end, more)],
+                    );
                 }
             }
         }

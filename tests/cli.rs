@@ -402,7 +402,9 @@ fn ctrl_c_cancels_the_running_query_not_the_shell() {
     let mut child = spawn_repl();
     let mut stdin = child.stdin.take().unwrap();
     stdin
-        .write_all(b"SELECT sum(a.value * b.value) FROM range(200000) a CROSS JOIN range(200000) b;\n")
+        .write_all(
+            b"SELECT sum(a.value * b.value) FROM range(200000) a CROSS JOIN range(200000) b;\n",
+        )
         .unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(3000));

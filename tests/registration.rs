@@ -31,3 +31,64 @@ async fn state_builder_and_context_registration_agree() {
         assert!(err.contains("table 'nope' not found"), "{err}");
     }
 }
+
+/// Aggregates whose state keeps every row of a group run in one phase after a hash repartition
+/// (the `lifecycle_single_phase_aggregates` rule), through both entry points; others keep
+/// DataFusion's two phases; a table registered before `register_all` survives the state rebuild.
+#[tokio::test]
+async fn whole_input_aggregates_are_planned_in_one_phase() {
+    use datafusion::prelude::SessionConfig;
+    let config = || SessionConfig::new().with_target_partitions(4);
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config())
+        .with_lifecycle()
+        .build();
+    let built = SessionContext::new_with_state(state);
+    let ctx = SessionContext::new_with_config(config());
+    ctx.sql("CREATE TABLE before_registration AS VALUES (1)")
+        .await
+        .unwrap();
+    lifecycle_udfs::register_all(&ctx).unwrap();
+    lifecycle_udfs::register_all(&ctx).unwrap();
+    assert_eq!(
+        query(&ctx, "SELECT count(*) FROM before_registration").await,
+        vec![vec!["1"]]
+    );
+    let rules = |c: &SessionContext| {
+        c.state()
+            .physical_optimizers()
+            .iter()
+            .filter(|r| r.name() == lifecycle_udfs::single_phase::RULE_NAME)
+            .count()
+    };
+    assert_eq!(rules(&ctx), 1, "registering twice adds the rule once");
+    assert_eq!(rules(&built), 1);
+    let table = "(SELECT column1 AS c, column2 AS ts FROM (VALUES (1, TIMESTAMP '2024-01-01 00:00:00'), (2, TIMESTAMP '2024-02-01 00:00:00')))";
+    for c in [&built, &ctx] {
+        let plan = |sql: String| async move {
+            query(c, &format!("EXPLAIN {sql}"))
+                .await
+                .into_iter()
+                .map(|r| r.join(" "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let rfm = plan(format!(
+            "SELECT c, rfm_summary(ts, 1.0, TIMESTAMP '2025-01-01 00:00:00') FROM {table} GROUP BY c"
+        ))
+        .await;
+        assert!(rfm.contains("mode=SinglePartitioned"), "{rfm}");
+        assert!(!rfm.contains("mode=Partial"), "{rfm}");
+        let floor = plan(format!("SELECT c, count(*) FROM {table} GROUP BY c")).await;
+        assert!(floor.contains("mode=Partial"), "{floor}");
+        assert_eq!(
+            query(
+                c,
+                &format!("SELECT c, rfm_summary(ts, 1.0, TIMESTAMP '2025-01-01 00:00:00')['t'] FROM {table} GROUP BY c ORDER BY c")
+            )
+            .await,
+            vec![vec!["1", "366"], vec!["2", "335"]]
+        );
+    }
+}

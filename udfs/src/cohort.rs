@@ -76,6 +76,9 @@ pub struct KeyedSums {
     slot_sum: Vec<Sum>,
     log: Vec<Entry>,
     compact_at: usize,
+    /// No group has gone back to an earlier key: the log then holds each (group, key) at most
+    /// once, and compacting could not shrink it.
+    ordered: bool,
 }
 
 impl Default for KeyedSums {
@@ -85,6 +88,7 @@ impl Default for KeyedSums {
             slot_sum: vec![],
             log: vec![],
             compact_at: MIN_COMPACT,
+            ordered: true,
         }
     }
 }
@@ -130,12 +134,13 @@ impl KeyedSums {
             return;
         }
         if slot != NO_KEY {
+            self.ordered &= key > slot;
             self.log.push(Entry {
                 group: g as u32,
                 key: slot,
                 sum: self.slot_sum[g],
             });
-            if self.log.len() >= self.compact_at {
+            if self.log.len() >= self.compact_at && !self.ordered {
                 self.compact();
             }
         }
@@ -165,38 +170,26 @@ impl KeyedSums {
     /// the remaining groups are renumbered from 0.
     pub fn take(&mut self, n: usize) -> Runs {
         let n = n.min(self.groups());
-        // Close the slots of the groups taken.
-        for g in 0..n {
-            let key = self.slot_key[g];
-            if key != NO_KEY {
-                self.log.push(Entry {
-                    group: g as u32,
-                    key,
-                    sum: self.slot_sum[g],
-                });
-            }
-        }
-        self.slot_key.drain(..n);
-        self.slot_sum.drain(..n);
-        let mine = if self.slot_key.is_empty() {
+        let mine = if n == self.groups() {
             std::mem::take(&mut self.log)
         } else {
-            let (mut mine, mut rest) = (vec![], vec![]);
-            for e in self.log.drain(..) {
-                if (e.group as usize) < n {
-                    mine.push(e);
-                } else {
-                    rest.push(Entry {
-                        group: e.group - n as u32,
-                        ..e
-                    });
-                }
-            }
-            self.log = rest;
+            let (mine, rest): (Vec<Entry>, Vec<Entry>) =
+                self.log.drain(..).partition(|e| (e.group as usize) < n);
+            self.log = rest
+                .into_iter()
+                .map(|e| Entry {
+                    group: e.group - n as u32,
+                    ..e
+                })
+                .collect();
             mine
         };
+        let runs = runs_of(&mine, &self.slot_key[..n], &self.slot_sum[..n]);
+        self.slot_key.drain(..n);
+        self.slot_sum.drain(..n);
         self.compact_at = (2 * self.log.len()).max(MIN_COMPACT);
-        runs_of(mine, n)
+        self.ordered = self.log.is_empty();
+        runs
     }
 
     /// Bytes held.
@@ -207,46 +200,76 @@ impl KeyedSums {
     }
 }
 
-/// Buckets entries by group (a stable counting sort, O(entries + groups)), then sorts each
-/// group's few entries by key (a check only, when they arrived in order) and combines equal keys.
-fn runs_of(entries: Vec<Entry>, n: usize) -> Runs {
+/// The runs of groups `0..slot_key.len()` from their closed entries and their slots: a stable
+/// counting sort by group (O(entries + groups)) straight into the output, each group's slot
+/// last (it holds the latest key), then per group a sortedness check (a sort only for rows that
+/// arrived out of order) and equal keys combined, in place.
+fn runs_of(log: &[Entry], slot_key: &[i64], slot_sum: &[Sum]) -> Runs {
+    let n = slot_key.len();
     let mut start = vec![0usize; n + 1];
-    for e in &entries {
+    for e in log {
         start[e.group as usize + 1] += 1;
     }
-    for g in 0..n {
-        start[g + 1] += start[g];
+    for (g, k) in slot_key.iter().enumerate() {
+        start[g + 1] += (*k != NO_KEY) as usize + start[g];
     }
+    let total = start[n];
+    let mut keys = vec![0i64; total];
+    let mut sums = vec![Sum::default(); total];
     let mut next = start.clone();
-    let mut bucketed = vec![Entry::default(); entries.len()];
-    for e in entries {
-        let slot = &mut next[e.group as usize];
-        bucketed[*slot] = e;
-        *slot += 1;
+    for e in log {
+        let at = &mut next[e.group as usize];
+        keys[*at] = e.key;
+        sums[*at] = e.sum;
+        *at += 1;
     }
-    let mut runs = Runs {
-        offsets: Vec::with_capacity(n + 1),
-        keys: Vec::with_capacity(bucketed.len()),
-        sums: Vec::with_capacity(bucketed.len()),
-    };
-    runs.offsets.push(0);
-    for g in 0..n {
-        let group = &mut bucketed[start[g]..start[g + 1]];
-        if !group.is_sorted_by_key(|e| e.key) {
-            group.sort_by_key(|e| e.key);
+    for (g, k) in slot_key.iter().enumerate() {
+        if *k != NO_KEY {
+            keys[next[g]] = *k;
+            sums[next[g]] = slot_sum[g];
         }
-        let first = runs.keys.len();
-        for e in group.iter() {
-            if runs.keys.len() > first && runs.keys.last() == Some(&e.key) {
-                runs.sums.last_mut().expect("a key has a sum").merge(e.sum);
-            } else {
-                runs.keys.push(e.key);
-                runs.sums.push(e.sum);
+    }
+    // Combine in place: `w` (the write position) never passes the group being read.
+    let mut offsets = Vec::with_capacity(n + 1);
+    offsets.push(0);
+    let mut w = 0;
+    let mut pairs = vec![];
+    for g in 0..n {
+        let (lo, hi) = (start[g], start[g + 1]);
+        if !keys[lo..hi].is_sorted() {
+            pairs.clear();
+            pairs.extend(
+                keys[lo..hi]
+                    .iter()
+                    .copied()
+                    .zip(sums[lo..hi].iter().copied()),
+            );
+            pairs.sort_by_key(|p| p.0);
+            for (i, (k, s)) in pairs.iter().enumerate() {
+                keys[lo + i] = *k;
+                sums[lo + i] = *s;
             }
         }
-        runs.offsets.push(runs.keys.len());
+        let first = w;
+        for r in lo..hi {
+            if w > first && keys[w - 1] == keys[r] {
+                let s = sums[r];
+                sums[w - 1].merge(s);
+            } else {
+                keys[w] = keys[r];
+                sums[w] = sums[r];
+                w += 1;
+            }
+        }
+        offsets.push(w);
     }
-    runs
+    keys.truncate(w);
+    sums.truncate(w);
+    Runs {
+        offsets,
+        keys,
+        sums,
+    }
 }
 
 /// The most periods a triangle may span (its earliest cohort to its end): a triangle of P
@@ -459,11 +482,7 @@ mod tests {
 
     fn as_vecs(r: &Runs) -> Vec<Vec<(i64, f64)>> {
         (0..r.groups())
-            .map(|g| {
-                r.range(g)
-                    .map(|i| (r.keys[i], r.sums[i].value()))
-                    .collect()
-            })
+            .map(|g| r.range(g).map(|i| (r.keys[i], r.sums[i].value())).collect())
             .collect()
     }
 
@@ -480,7 +499,10 @@ mod tests {
         let r = keyed(&rows, 3);
         assert_eq!(r.offsets, vec![0, 2, 2, 3]);
         assert_eq!(r.keys, vec![3, 5, 7]);
-        assert_eq!(as_vecs(&r), vec![vec![(3, 10.0), (5, 101.0)], vec![], vec![(7, 5.0)]]);
+        assert_eq!(
+            as_vecs(&r),
+            vec![vec![(3, 10.0), (5, 101.0)], vec![], vec![(7, 5.0)]]
+        );
     }
 
     #[test]

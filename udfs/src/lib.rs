@@ -29,6 +29,7 @@ pub mod period;
 pub mod retention;
 pub mod rfm;
 pub mod segment;
+pub mod single_phase;
 pub mod stage;
 pub mod table;
 pub mod template;
@@ -114,7 +115,17 @@ fn has_thresholds_rewrite(analyzer: &datafusion::optimizer::Analyzer) -> bool {
         .any(|r| r.name() == stage::ThresholdsRewrite.name())
 }
 
-/// Registers every lifecycle function and the `lifecycle.*` options on a context.
+/// Whether the physical optimizer already plans whole-input aggregates in one phase.
+fn has_single_phase_rule(
+    rules: &[Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>],
+) -> bool {
+    rules
+        .iter()
+        .any(|r| r.name() == single_phase::RULE_NAME)
+}
+
+/// Registers every lifecycle function, the `lifecycle.*` options and the
+/// [`single_phase::SinglePhaseAggregates`] physical optimizer rule on a context.
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
     {
         let state = ctx.state_ref();
@@ -130,6 +141,17 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
         let mut state = state.write();
         if !has_thresholds_rewrite(state.analyzer()) {
             state.register_function_rewrite(Arc::new(stage::ThresholdsRewrite))?;
+        }
+    }
+    {
+        // A physical optimizer rule can only be added while building a state: rebuild this
+        // one from itself (same catalogs, functions, config and runtime) with the rule added.
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        if !has_single_phase_rule(state.physical_optimizers()) {
+            *state = SessionStateBuilder::new_from_existing(state.clone())
+                .with_physical_optimizer_rule(Arc::new(single_phase::SinglePhaseAggregates))
+                .build();
         }
     }
     for f in scalar_functions() {
@@ -169,9 +191,19 @@ impl LifecycleStateBuilderExt for SessionStateBuilder {
                 Arc::new(datafusion::catalog::TableFunction::new(name.to_string(), f)),
             );
         }
-        self.with_scalar_functions(scalars)
+        let with_rule = self
+            .physical_optimizer_rules()
+            .as_ref()
+            .is_some_and(|r| has_single_phase_rule(r));
+        let builder = self
+            .with_scalar_functions(scalars)
             .with_aggregate_functions(aggregates)
-            .with_table_functions(tables)
+            .with_table_functions(tables);
+        if with_rule {
+            builder
+        } else {
+            builder.with_physical_optimizer_rule(Arc::new(single_phase::SinglePhaseAggregates))
+        }
     }
 }
 

@@ -202,6 +202,52 @@ impl TickUnit {
     }
 }
 
+/// The day (since epoch) of every instant in `ticks`, into `out`: one pass with the unit's
+/// ticks-per-day a compile-time constant, so the division is a multiplication.
+pub fn days_of(ticks: &[i64], unit: TickUnit, out: &mut Vec<i64>) {
+    fn days<const PER_DAY: i64>(ticks: &[i64], out: &mut Vec<i64>) {
+        out.extend(ticks.iter().map(|t| t.div_euclid(PER_DAY)));
+    }
+    out.clear();
+    out.reserve(ticks.len());
+    match unit.unit {
+        TimeUnit::Second => days::<SECONDS_PER_DAY>(ticks, out),
+        TimeUnit::Millisecond => days::<{ SECONDS_PER_DAY * 1_000 }>(ticks, out),
+        TimeUnit::Microsecond => days::<{ SECONDS_PER_DAY * 1_000_000 }>(ticks, out),
+        TimeUnit::Nanosecond => days::<{ SECONDS_PER_DAY * 1_000_000_000 }>(ticks, out),
+    }
+}
+
+/// The period index of every instant in `ticks`, into `out` (`scratch` is reused between
+/// calls). A batch of real data spans a few years of days, fewer days than rows: then the
+/// calendar arithmetic runs once per day of the batch's range and each row is a table look-up.
+pub fn periods_of(
+    ticks: &[i64],
+    unit: TickUnit,
+    g: Granularity,
+    out: &mut Vec<i64>,
+    scratch: &mut Vec<i64>,
+) {
+    days_of(ticks, unit, out);
+    if g == Granularity::Day {
+        return;
+    }
+    let (lo, hi) = out
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), d| (lo.min(*d), hi.max(*d)));
+    if lo <= hi && ((hi as i128 - lo as i128) as usize) < out.len() {
+        scratch.clear();
+        scratch.extend((lo..=hi).map(|d| g.period_index(d)));
+        for d in out.iter_mut() {
+            *d = scratch[(*d - lo) as usize];
+        }
+    } else {
+        for d in out.iter_mut() {
+            *d = g.period_index(*d);
+        }
+    }
+}
+
 /// The error for a day that the unit's timestamps cannot represent.
 pub fn out_of_range(day: i64, unit: TickUnit) -> DataFusionError {
     let (y, m, d) = civil_from_days(day);
@@ -431,6 +477,46 @@ mod tests {
             y.period_start_day(y.period_index(day(1969, 5, 5))),
             day(1969, 1, 1)
         );
+    }
+
+    #[test]
+    fn periods_of_equals_period_index_per_row() {
+        // A narrow batch (the table path) and a wide one (the direct path), every unit.
+        let narrow: Vec<i64> = (0..500).map(|i| 19_000 + (i * 7919) % 400).collect();
+        let wide: Vec<i64> = vec![-1_000_000, 0, 59, 60, 1_000_000, -719_468];
+        for days in [narrow, wide] {
+            for unit in [
+                TimeUnit::Second,
+                TimeUnit::Millisecond,
+                TimeUnit::Microsecond,
+                TimeUnit::Nanosecond,
+            ] {
+                let u = TickUnit { unit };
+                // Ticks a little after midnight and just before the next one.
+                let ticks: Vec<i64> = days
+                    .iter()
+                    .filter_map(|d| {
+                        d.checked_mul(u.per_day())?
+                            .checked_add(u.per_day())?
+                            .checked_add(1)
+                    })
+                    .flat_map(|t| [t - u.per_day(), t - 2])
+                    .collect();
+                for g in [
+                    Granularity::Day,
+                    Granularity::Week,
+                    Granularity::Month,
+                    Granularity::Quarter,
+                    Granularity::Year,
+                ] {
+                    let (mut out, mut scratch) = (vec![], vec![]);
+                    periods_of(&ticks, u, g, &mut out, &mut scratch);
+                    let want: Vec<i64> =
+                        ticks.iter().map(|t| g.period_index(u.day_of(*t))).collect();
+                    assert_eq!(out, want, "{g} {unit:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,8 +15,9 @@
 //! ```
 //!
 //! `lifecycle_cohort_customer` is a groups accumulator over the kernel's `KeyedSums` (a flat slot
-//! per customer plus a shared log, no per-customer allocation); its partial states are lists, so
-//! the per-customer aggregate partitions by customer and spills like any GROUP BY.
+//! per customer plus a shared log, no per-customer allocation); its states are lists, so the
+//! per-customer aggregate spills like any GROUP BY, and it runs in one phase after a hash
+//! repartition by customer (see `single_phase`).
 //! `lifecycle_cohort_triangle` adds customers into dense per-cohort cells (partial per partition,
 //! merged once). `end` is as_of's period index, or NULL for the latest period with any order.
 //! Both are internal: planned here, not registered as SQL functions.
@@ -42,11 +43,11 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
 use super::{PlannedTable, as_of_bound, constant_arg, require_columns, resolve_table, string_arg};
-use crate::cohort::{KeyedSums, Runs, Sum, Triangle, TooLong};
+use crate::cohort::{KeyedSums, Runs, Sum, TooLong, Triangle};
 use crate::common::{list_array, row_mask};
 use crate::doc::scalar_doc;
 use crate::period::period_start_type;
-use crate::time::{Granularity, TickUnit, check_temporal, ticks_of};
+use crate::time::{Granularity, TickUnit, check_temporal, periods_of, ticks_of};
 
 pub use crate::cohort::MAX_TRIANGLE_PERIODS;
 
@@ -238,8 +239,11 @@ impl Default for CohortCustomerUdaf {
     }
 }
 
+/// Name of the internal per-customer aggregate.
+pub const COHORT_CUSTOMER: &str = "lifecycle_cohort_customer";
+
 impl CohortCustomerUdaf {
-    const NAME: &'static str = "lifecycle_cohort_customer";
+    const NAME: &'static str = COHORT_CUSTOMER;
 
     fn groups(&self, args: &AccumulatorArgs) -> Result<CohortCustomers> {
         let granularity: Granularity = match literal(Self::NAME, &args.exprs[2])? {
@@ -278,7 +282,11 @@ impl AggregateUDFImpl for CohortCustomerUdaf {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let field = |suffix: &str, t: DataType| {
-            Arc::new(Field::new(format!("{}[{suffix}]", args.name), list_of(t), true))
+            Arc::new(Field::new(
+                format!("{}[{suffix}]", args.name),
+                list_of(t),
+                true,
+            ))
         };
         Ok(vec![
             field("periods", DataType::Int64),
@@ -312,9 +320,15 @@ impl CohortCustomers {
         let amounts = values[1].as_primitive::<Float64Type>();
         let mask = row_mask(filter, &[nulls.as_ref()]);
         let amount_nulls = amounts.nulls();
-        let g = self.granularity;
-        let per_day = self.unit.per_day();
-        for (row, (t, x)) in ticks.iter().zip(amounts.values()).enumerate() {
+        let (mut periods, mut scratch) = (vec![], vec![]);
+        periods_of(
+            &ticks,
+            self.unit,
+            self.granularity,
+            &mut periods,
+            &mut scratch,
+        );
+        for (row, (p, x)) in periods.iter().zip(amounts.values()).enumerate() {
             if mask.as_ref().is_some_and(|m| m.is_null(row)) {
                 continue;
             }
@@ -323,7 +337,7 @@ impl CohortCustomers {
             } else {
                 *x
             };
-            f(row, g.period_index(t.div_euclid(per_day)), x);
+            f(row, *p, x);
         }
         Ok(())
     }
@@ -515,7 +529,11 @@ impl AggregateUDFImpl for CohortTriangleUdaf {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let field = |suffix: &str, t: DataType| {
-            Arc::new(Field::new(format!("{}[{suffix}]", args.name), list_of(t), true))
+            Arc::new(Field::new(
+                format!("{}[{suffix}]", args.name),
+                list_of(t),
+                true,
+            ))
         };
         Ok(vec![
             field("cohort_index", DataType::Int64),
@@ -573,9 +591,7 @@ impl TriangleAccumulator {
     fn list_scalar(values: ArrayRef) -> ScalarValue {
         let n = values.len();
         ScalarValue::List(Arc::new(
-            list_array(&[0, n], values)
-                .as_list::<i32>()
-                .clone(),
+            list_array(&[0, n], values).as_list::<i32>().clone(),
         ))
     }
 }
@@ -612,13 +628,18 @@ impl Accumulator for TriangleAccumulator {
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
         let col = |i: usize| states[i].as_list::<i32>().values().clone();
-        let (cohort, label, period, active, hi, lo) = (col(0), col(1), col(2), col(3), col(4), col(5));
+        let (cohort, label, period, active, hi, lo) =
+            (col(0), col(1), col(2), col(3), col(4), col(5));
         let int = |a: &ArrayRef| a.as_primitive::<Int64Type>().values().clone();
         let float = |a: &ArrayRef| a.as_primitive::<Float64Type>().values().clone();
-        let (cohort, label, period, active) = (int(&cohort), int(&label), int(&period), int(&active));
+        let (cohort, label, period, active) =
+            (int(&cohort), int(&label), int(&period), int(&active));
         let (hi, lo) = (float(&hi), float(&lo));
         for i in 0..cohort.len() {
-            let sum = Sum { hi: hi[i], lo: lo[i] };
+            let sum = Sum {
+                hi: hi[i],
+                lo: lo[i],
+            };
             if let Err(e) = self
                 .triangle
                 .add_cell(cohort[i], label[i], period[i], active[i], sum)
@@ -685,7 +706,9 @@ impl Accumulator for TriangleAccumulator {
                 .cohorts()
                 .iter()
                 .map(|c| {
-                    size_of_val(c) + c.active.capacity() * 8 + c.revenue.capacity() * size_of::<Sum>()
+                    size_of_val(c)
+                        + c.active.capacity() * 8
+                        + c.revenue.capacity() * size_of::<Sum>()
                 })
                 .sum::<usize>()
     }
