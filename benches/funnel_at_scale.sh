@@ -12,7 +12,7 @@ dir="${2:-/tmp/lifecycle-events-$n}"
 bin="${LIFECYCLE_BIN:-target/release/lifecycle}"
 [ -x "$bin" ] || cargo build --release
 if [ ! -d "$dir/events" ]; then
-  /usr/bin/time -f "generate: %e s, %M KB peak" "$bin" generate --customers "$n" --out "$dir"
+  /usr/bin/time -f "generate: %e s, %M KB peak" "$bin" generate --customers "$n" --shape dense --out "$dir"
 fi
 steps="event_ts, event_type = 'visit', event_type = 'view', event_type = 'cart', event_type = 'checkout', event_type = 'purchase'"
 run() {

@@ -11,7 +11,7 @@ dir="${2:-/tmp/lifecycle-models-$n}"
 bin="${LIFECYCLE_BIN:-target/release/lifecycle}"
 [ -x "$bin" ] || cargo build --release
 if [ ! -d "$dir/purchases" ]; then
-  /usr/bin/time -f "generate: %e s, %M KB peak" "$bin" generate --customers "$n" --out "$dir" --files 16 --no-events
+  /usr/bin/time -f "generate: %e s, %M KB peak" "$bin" generate --customers "$n" --shape dense --out "$dir" --files 16 --no-events
 fi
 sql=$(mktemp)
 cat > "$sql" <<'SQL'

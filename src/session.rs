@@ -111,6 +111,17 @@ pub struct SessionOptions {
 /// sample when none are given).
 pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
     let mut config = SessionConfig::new().with_information_schema(true);
+    // Skip a grouped aggregate's partial phase when its first 100,000 rows hold more than 0.3
+    // groups per row (DataFusion's default: 0.8). Customer-level GROUP BYs over real purchase
+    // history (mostly one-time buyers) reduce by 2-3x in the partial phase, which then costs
+    // more than it saves: `count(*), sum(amount) GROUP BY customer_id` over 20.4M purchases of
+    // 7.5M customers went from 0.88-1.11 s to 0.73-0.84 s, lifecycle_stage from 1.31-1.53 s to
+    // 1.10-1.20 s; on 21.8M purchases of 1.5M heavy buyers (0.07 groups per row) nothing
+    // changes. `SET datafusion.execution.skip_partial_aggregation_probe_ratio_threshold` overrides it.
+    config
+        .options_mut()
+        .execution
+        .skip_partial_aggregation_probe_ratio_threshold = 0.3;
     if let Some(p) = opts.target_partitions {
         config = config.with_target_partitions(p.max(1));
     }

@@ -119,9 +119,7 @@ fn has_thresholds_rewrite(analyzer: &datafusion::optimizer::Analyzer) -> bool {
 fn has_single_phase_rule(
     rules: &[Arc<dyn datafusion::physical_optimizer::PhysicalOptimizerRule + Send + Sync>],
 ) -> bool {
-    rules
-        .iter()
-        .any(|r| r.name() == single_phase::RULE_NAME)
+    rules.iter().any(|r| r.name() == single_phase::RULE_NAME)
 }
 
 /// Registers every lifecycle function, the `lifecycle.*` options and the
