@@ -6,8 +6,9 @@
 //!   key of its latest row, with its running sum) and one shared log of closed (group, key, sum)
 //!   entries. Rows that arrive in time order per customer (append-only purchase logs) touch only
 //!   the slot, and close one log entry per new period; out-of-order rows may log a key twice, and
-//!   the log is compacted (sorted and combined) whenever it has doubled, so memory stays near one
-//!   entry per distinct (customer, period) whatever the row order.
+//!   the log is compacted (bucketed by group and combined, in linear time) whenever it has
+//!   doubled, so memory stays near one entry per distinct (customer, period) whatever the row
+//!   order. The log is a list of fixed-size chunks: growing it never copies what it holds.
 //! - [`Triangle`]: per cohort (first period), dense per-offset counts of active customers and
 //!   revenue sums; the zero-filled rows of the triangle at the end.
 //!
@@ -69,16 +70,55 @@ struct Entry {
     sum: Sum,
 }
 
+/// Entries per chunk of the log (128 KiB: an allocation the allocator recycles, where 2 MiB
+/// chunks went to and from the kernel every time and doubled the system time).
+const CHUNK: usize = 1 << 12;
+
+/// An append-only list of entries in fixed-size chunks.
+#[derive(Debug, Default)]
+struct Log {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl Log {
+    #[inline]
+    fn push(&mut self, e: Entry) {
+        match self.chunks.last_mut() {
+            Some(c) if c.len() < CHUNK => c.push(e),
+            _ => {
+                let mut c = Vec::with_capacity(CHUNK);
+                c.push(e);
+                self.chunks.push(c);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.chunks.iter().flatten()
+    }
+
+    fn bytes(&self) -> usize {
+        self.chunks.len() * CHUNK * size_of::<Entry>()
+    }
+}
+
 /// Per-group distinct keys with a compensated sum each (see the module docs).
 #[derive(Debug)]
 pub struct KeyedSums {
     slot_key: Vec<i64>,
     slot_sum: Vec<Sum>,
-    log: Vec<Entry>,
+    log: Log,
     compact_at: usize,
-    /// No group has gone back to an earlier key: the log then holds each (group, key) at most
-    /// once, and compacting could not shrink it.
-    ordered: bool,
+    /// The smallest log that is compacted ([`MIN_COMPACT`]; small in tests).
+    min_compact: usize,
+    /// Groups that have gone back to an earlier key. Only their closed entries can repeat a
+    /// (group, key) already logged: a group whose keys only grow closes each key once.
+    disordered: Vec<bool>,
+    /// Entries logged by disordered groups since the last compaction: an upper bound on what a
+    /// compaction could remove, so the log is compacted only when that is a real share of it.
+    suspect: usize,
 }
 
 impl Default for KeyedSums {
@@ -86,9 +126,11 @@ impl Default for KeyedSums {
         Self {
             slot_key: vec![],
             slot_sum: vec![],
-            log: vec![],
+            log: Log::default(),
             compact_at: MIN_COMPACT,
-            ordered: true,
+            min_compact: MIN_COMPACT,
+            disordered: vec![],
+            suspect: 0,
         }
     }
 }
@@ -118,6 +160,7 @@ impl KeyedSums {
         if self.slot_key.len() < n {
             self.slot_key.resize(n, NO_KEY);
             self.slot_sum.resize(n, Sum::default());
+            self.disordered.resize(n, false);
         }
     }
 
@@ -134,13 +177,16 @@ impl KeyedSums {
             return;
         }
         if slot != NO_KEY {
-            self.ordered &= key > slot;
+            if key < slot {
+                self.disordered[g] = true;
+            }
+            self.suspect += self.disordered[g] as usize;
             self.log.push(Entry {
                 group: g as u32,
                 key: slot,
                 sum: self.slot_sum[g],
             });
-            if self.log.len() >= self.compact_at && !self.ordered {
+            if self.log.len >= self.compact_at && self.suspect * 4 >= self.log.len {
                 self.compact();
             }
         }
@@ -148,22 +194,14 @@ impl KeyedSums {
         self.slot_sum[g] = sum;
     }
 
-    /// Sorts the log by (group, key) and combines equal keys; the next compaction waits until
-    /// the log has doubled again, so compacting costs O(log n) amortized per entry.
+    /// Combines the log's equal (group, key) entries (a linear bucketing by group, see
+    /// [`runs_of`]); the next compaction waits until the log has doubled again.
     fn compact(&mut self) {
-        self.log.sort_unstable_by_key(|e| (e.group, e.key));
-        let mut w = 0;
-        for r in 0..self.log.len() {
-            let e = self.log[r];
-            if w > 0 && self.log[w - 1].group == e.group && self.log[w - 1].key == e.key {
-                self.log[w - 1].sum.merge(e.sum);
-            } else {
-                self.log[w] = e;
-                w += 1;
-            }
-        }
-        self.log.truncate(w);
-        self.compact_at = (2 * w).max(MIN_COMPACT);
+        let n = self.groups();
+        let runs = runs_of(&self.log, n, None);
+        self.log = log_of(&runs, 0);
+        self.compact_at = (2 * self.log.len).max(self.min_compact);
+        self.suspect = 0;
     }
 
     /// Takes the first `n` groups out (all of them when `n` is the group count), as sorted runs;
@@ -173,22 +211,27 @@ impl KeyedSums {
         let mine = if n == self.groups() {
             std::mem::take(&mut self.log)
         } else {
-            let (mine, rest): (Vec<Entry>, Vec<Entry>) =
-                self.log.drain(..).partition(|e| (e.group as usize) < n);
-            self.log = rest
-                .into_iter()
-                .map(|e| Entry {
-                    group: e.group - n as u32,
-                    ..e
-                })
-                .collect();
+            let (mut mine, mut rest) = (Log::default(), Log::default());
+            for e in std::mem::take(&mut self.log).iter() {
+                if (e.group as usize) < n {
+                    mine.push(*e);
+                } else {
+                    rest.push(Entry {
+                        group: e.group - n as u32,
+                        ..*e
+                    });
+                }
+            }
+            self.log = rest;
             mine
         };
-        let runs = runs_of(&mine, &self.slot_key[..n], &self.slot_sum[..n]);
+        let runs = runs_of(&mine, n, Some((&self.slot_key[..n], &self.slot_sum[..n])));
+        drop(mine);
         self.slot_key.drain(..n);
         self.slot_sum.drain(..n);
-        self.compact_at = (2 * self.log.len()).max(MIN_COMPACT);
-        self.ordered = self.log.is_empty();
+        self.disordered.drain(..n);
+        self.compact_at = (2 * self.log.len).max(self.min_compact);
+        self.suspect = self.log.len;
         runs
     }
 
@@ -196,37 +239,55 @@ impl KeyedSums {
     pub fn size(&self) -> usize {
         self.slot_key.capacity() * size_of::<i64>()
             + self.slot_sum.capacity() * size_of::<Sum>()
-            + self.log.capacity() * size_of::<Entry>()
+            + self.disordered.capacity()
+            + self.log.bytes()
     }
 }
 
-/// The runs of groups `0..slot_key.len()` from their closed entries and their slots: a stable
+/// The log holding `runs` (groups numbered from `first`).
+fn log_of(runs: &Runs, first: u32) -> Log {
+    let mut log = Log::default();
+    for g in 0..runs.groups() {
+        for i in runs.range(g) {
+            log.push(Entry {
+                group: first + g as u32,
+                key: runs.keys[i],
+                sum: runs.sums[i],
+            });
+        }
+    }
+    log
+}
+
+/// The runs of groups `0..n` from their closed entries and (when given) their slots: a stable
 /// counting sort by group (O(entries + groups)) straight into the output, each group's slot
 /// last (it holds the latest key), then per group a sortedness check (a sort only for rows that
 /// arrived out of order) and equal keys combined, in place.
-fn runs_of(log: &[Entry], slot_key: &[i64], slot_sum: &[Sum]) -> Runs {
-    let n = slot_key.len();
+fn runs_of(log: &Log, n: usize, slots: Option<(&[i64], &[Sum])>) -> Runs {
     let mut start = vec![0usize; n + 1];
-    for e in log {
+    for e in log.iter() {
         start[e.group as usize + 1] += 1;
     }
-    for (g, k) in slot_key.iter().enumerate() {
-        start[g + 1] += (*k != NO_KEY) as usize + start[g];
+    for g in 0..n {
+        let slot = slots.is_some_and(|(k, _)| k[g] != NO_KEY);
+        start[g + 1] += slot as usize + start[g];
     }
     let total = start[n];
     let mut keys = vec![0i64; total];
     let mut sums = vec![Sum::default(); total];
     let mut next = start.clone();
-    for e in log {
+    for e in log.iter() {
         let at = &mut next[e.group as usize];
         keys[*at] = e.key;
         sums[*at] = e.sum;
         *at += 1;
     }
-    for (g, k) in slot_key.iter().enumerate() {
-        if *k != NO_KEY {
-            keys[next[g]] = *k;
-            sums[next[g]] = slot_sum[g];
+    if let Some((slot_key, slot_sum)) = slots {
+        for (g, k) in slot_key.iter().enumerate() {
+            if *k != NO_KEY {
+                keys[next[g]] = *k;
+                sums[next[g]] = slot_sum[g];
+            }
         }
     }
     // Combine in place: `w` (the write position) never passes the group being read.
@@ -462,8 +523,17 @@ mod tests {
     use proptest::prelude::*;
 
     /// (group, key, amount) rows.
+    /// Keyed sums that compact from 4 log entries on, so the tests exercise compaction.
+    fn small() -> KeyedSums {
+        KeyedSums {
+            compact_at: 4,
+            min_compact: 4,
+            ..Default::default()
+        }
+    }
+
     fn keyed(rows: &[(usize, i64, f64)], groups: usize) -> Runs {
-        let mut k = KeyedSums::default();
+        let mut k = small();
         k.resize(groups);
         for &(g, key, x) in rows {
             k.add(g, key, Sum::of(x));
@@ -529,7 +599,7 @@ mod tests {
         for i in 0..n {
             k.add(i % 2, (i / 2 % 2) as i64, Sum::of(1.0));
         }
-        assert!(k.log.len() < MIN_COMPACT, "compacted: {}", k.log.len());
+        assert!(k.log.len < MIN_COMPACT, "compacted: {}", k.log.len);
         let r = k.take(2);
         assert_eq!(r.keys, vec![0, 1, 0, 1]);
         let total: f64 = r.sums.iter().map(|s| s.value()).sum();
@@ -632,7 +702,7 @@ mod tests {
             let cut = split.min(rows.len());
             let parts = [keyed(&rows[..cut], 6), keyed(&rows[cut..], 6)];
             for order in [[0, 1], [1, 0]] {
-                let mut m = KeyedSums::default();
+                let mut m = small();
                 m.resize(6);
                 for p in order {
                     let r = &parts[p];
