@@ -198,6 +198,20 @@ fn list_of(t: DataType) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(t, false)))
 }
 
+/// State fields `name[suffix]`, each a list of the given type.
+fn list_state_fields(name: &str, fields: &[(&str, DataType)]) -> Vec<FieldRef> {
+    fields
+        .iter()
+        .map(|(suffix, t)| {
+            Arc::new(Field::new(
+                format!("{name}[{suffix}]"),
+                list_of(t.clone()),
+                true,
+            ))
+        })
+        .collect()
+}
+
 /// One customer's part of the triangle (the output of `lifecycle_cohort_customer`).
 fn customer_fields(cohort: &DataType) -> Fields {
     Fields::from(vec![
@@ -281,18 +295,14 @@ impl AggregateUDFImpl for CohortCustomerUdaf {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let field = |suffix: &str, t: DataType| {
-            Arc::new(Field::new(
-                format!("{}[{suffix}]", args.name),
-                list_of(t),
-                true,
-            ))
-        };
-        Ok(vec![
-            field("periods", DataType::Int64),
-            field("revenue", DataType::Float64),
-            field("revenue_lo", DataType::Float64),
-        ])
+        Ok(list_state_fields(
+            args.name,
+            &[
+                ("periods", DataType::Int64),
+                ("revenue", DataType::Float64),
+                ("revenue_lo", DataType::Float64),
+            ],
+        ))
     }
 
     crate::common::grouped_accumulators!(Self::groups);
@@ -528,21 +538,17 @@ impl AggregateUDFImpl for CohortTriangleUdaf {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let field = |suffix: &str, t: DataType| {
-            Arc::new(Field::new(
-                format!("{}[{suffix}]", args.name),
-                list_of(t),
-                true,
-            ))
-        };
-        Ok(vec![
-            field("cohort_index", DataType::Int64),
-            field("cohort", DataType::Int64),
-            field("period", DataType::Int64),
-            field("active", DataType::Int64),
-            field("revenue", DataType::Float64),
-            field("revenue_lo", DataType::Float64),
-        ])
+        Ok(list_state_fields(
+            args.name,
+            &[
+                ("cohort_index", DataType::Int64),
+                ("cohort", DataType::Int64),
+                ("period", DataType::Int64),
+                ("active", DataType::Int64),
+                ("revenue", DataType::Float64),
+                ("revenue_lo", DataType::Float64),
+            ],
+        ))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
