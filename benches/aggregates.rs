@@ -1,7 +1,7 @@
 //! Criterion benches: every aggregate over 1 million rows and 100,000 groups (customers), next to
 //! the floor `count(*), sum(amount) GROUP BY customer_id` on the same data, the summary and a
 //! BG/NBD fit over it, `cohort_retention(..., 'month')` and its one-pass kernel alone; the event
-//! aggregates over the embedded sample's 1.2M site events, next to their floors.
+//! aggregates over the embedded sample's 0.76M site events, next to their floors.
 //!
 //! `cargo bench --bench aggregates`
 
@@ -153,7 +153,8 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // The embedded sample's site events: about 1.2M events of 12,000 customers (about 100 each),
+    // The embedded sample's site events: about 756,000 events of 191,000 visitors (12,000 customers and their
+    // anonymous visitors: about 4 each, mostly browsing),
     // as the generator writes them (each customer's events together).
     let steps = "event_ts, event_type = 'visit', event_type = 'view', event_type = 'cart', event_type = 'checkout', event_type = 'purchase'";
     let funnels = [
