@@ -153,9 +153,9 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    // The embedded sample's site events: about 756,000 events of 191,000 visitors (12,000 customers and their
-    // anonymous visitors: about 4 each, mostly browsing),
-    // as the generator writes them (each customer's events together).
+    // The embedded sample's site events: about 756,000 events of 191,000 visitors (12,000
+    // customers and their anonymous visitors: about 4 each, mostly browsing), as the generator
+    // writes them (each customer's events together).
     let steps = "event_ts, event_type = 'visit', event_type = 'view', event_type = 'cart', event_type = 'checkout', event_type = 'purchase'";
     let funnels = [
         (
