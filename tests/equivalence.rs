@@ -10,6 +10,8 @@ use crate::common::{query, session};
 
 const DAY_US: i64 = 86_400_000_000;
 
+/// Generated data of the dense shape (about 11 purchases per customer, many per period), which
+/// exercises every per-customer path more than the retail default does.
 fn generate(dir: &Path, customers: u64, files: u64) {
     write_parquet(
         GenerateOptions {
@@ -17,7 +19,7 @@ fn generate(dir: &Path, customers: u64, files: u64) {
             seed: 11,
             start_us: parse_date_us("2022-01-01").unwrap(),
             end_us: parse_date_us("2024-07-01").unwrap(),
-            process: Process::default(),
+            process: Process::dense(),
             events: true,
         },
         dir,
@@ -383,4 +385,52 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
         .map(|r| vec![r[0].clone(), r[1].clone(), r[4].clone()])
         .collect();
     assert_eq!(got, want, "strict_order and step times, 6 MiB");
+}
+
+/// `cohort_retention` and `rfm_summary` under a memory limit far below their state: the
+/// per-customer aggregates spill and merge their states back (checked in EXPLAIN ANALYZE), and
+/// the answers equal the unlimited ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_and_rfm_spill_with_the_same_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    generate(&dir, 20_000, 4);
+    let p = dir.join("purchases");
+    let queries = [
+        "SELECT * FROM cohort_retention('purchases', 'week')".to_string(),
+        "SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2024-07-01 00:00:00') FROM purchases GROUP BY customer_id ORDER BY 1".to_string(),
+    ];
+    let free = session(1, &[("purchases", p.to_str().unwrap())]).await;
+    let limited = lifecycle::build_session(&lifecycle::SessionOptions {
+        tables: vec![lifecycle::TableSpec {
+            name: "purchases".into(),
+            path: p.to_str().unwrap().into(),
+        }],
+        memory_limit: Some(6 << 20),
+        target_partitions: Some(2),
+    })
+    .await
+    .unwrap();
+    for set in [
+        "SET datafusion.execution.sort_spill_reservation_bytes = 131072",
+        "SET datafusion.execution.batch_size = 256",
+    ] {
+        query(&limited, set).await;
+    }
+    for q in &queries {
+        let want = query(&free, q).await;
+        assert!(want.len() > 1000, "{q}: {} rows", want.len());
+        assert_eq!(query(&limited, q).await, want, "{q} under 6 MiB");
+        let plan = query(&limited, &format!("EXPLAIN ANALYZE {q}"))
+            .await
+            .into_iter()
+            .map(|r| r.join(" "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let spilled = plan
+            .split("spill_count=")
+            .skip(1)
+            .any(|rest| !rest.starts_with('0'));
+        assert!(spilled, "{q}: no spill under 6 MiB:\n{plan}");
+    }
 }
