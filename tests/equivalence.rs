@@ -343,25 +343,7 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
     // Under a memory limit below the events' size the final aggregation spills (EXPLAIN ANALYZE
     // shows 4 and 1 spills on this data at 6 MiB, and 8 and 3 at 4 MiB) and merges the spilled
     // states back; the answers stay the same.
-    let limited = lifecycle::build_session(&lifecycle::SessionOptions {
-        tables: vec![lifecycle::TableSpec {
-            name: "events".into(),
-            path: spread.to_str().unwrap().into(),
-        }],
-        memory_limit: Some(6 << 20),
-        target_partitions: Some(2),
-    })
-    .await
-    .unwrap();
-    // DataFusion reserves 10 MB for merging spilled sorted runs unless told otherwise; small
-    // batches keep each merged batch of partial states well inside a partition's share, so the
-    // final aggregation spills instead of failing.
-    for set in [
-        "SET datafusion.execution.sort_spill_reservation_bytes = 131072",
-        "SET datafusion.execution.batch_size = 256",
-    ] {
-        query(&limited, set).await;
-    }
+    let limited = limited_session("events", &spread).await;
     let default_levels = format!(
         "SELECT customer_id, window_funnel(86400, {FUNNEL_STEPS}) FROM events GROUP BY customer_id ORDER BY 1"
     );
@@ -387,6 +369,29 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
     assert_eq!(got, want, "strict_order and step times, 6 MiB");
 }
 
+/// A session over one table at 2 partitions and 6 MiB of memory. DataFusion reserves 10 MB for
+/// merging spilled sorted runs unless told otherwise; small batches keep each merged batch of
+/// partial states well inside a partition's share, so aggregations spill instead of failing.
+async fn limited_session(name: &str, path: &Path) -> datafusion::prelude::SessionContext {
+    let limited = lifecycle::build_session(&lifecycle::SessionOptions {
+        tables: vec![lifecycle::TableSpec {
+            name: name.into(),
+            path: path.to_str().unwrap().into(),
+        }],
+        memory_limit: Some(6 << 20),
+        target_partitions: Some(2),
+    })
+    .await
+    .unwrap();
+    for set in [
+        "SET datafusion.execution.sort_spill_reservation_bytes = 131072",
+        "SET datafusion.execution.batch_size = 256",
+    ] {
+        query(&limited, set).await;
+    }
+    limited
+}
+
 /// `cohort_retention` and `rfm_summary` under a memory limit far below their state: the
 /// per-customer aggregates spill and merge their states back (checked in EXPLAIN ANALYZE), and
 /// the answers equal the unlimited ones.
@@ -401,22 +406,7 @@ async fn cohort_and_rfm_spill_with_the_same_answers() {
         "SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2024-07-01 00:00:00') FROM purchases GROUP BY customer_id ORDER BY 1".to_string(),
     ];
     let free = session(1, &[("purchases", p.to_str().unwrap())]).await;
-    let limited = lifecycle::build_session(&lifecycle::SessionOptions {
-        tables: vec![lifecycle::TableSpec {
-            name: "purchases".into(),
-            path: p.to_str().unwrap().into(),
-        }],
-        memory_limit: Some(6 << 20),
-        target_partitions: Some(2),
-    })
-    .await
-    .unwrap();
-    for set in [
-        "SET datafusion.execution.sort_spill_reservation_bytes = 131072",
-        "SET datafusion.execution.batch_size = 256",
-    ] {
-        query(&limited, set).await;
-    }
+    let limited = limited_session("purchases", &p).await;
     for q in &queries {
         let want = query(&free, q).await;
         assert!(want.len() > 1000, "{q}: {} rows", want.len());
