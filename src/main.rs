@@ -117,6 +117,17 @@ enum Command {
         #[arg(long, default_value = "7d", value_parser = lifecycle::report::parse_window)]
         window: f64,
     },
+    /// A cluster scheduler (Apache DataFusion Ballista) with every lifecycle function: clients
+    /// connect with `--cluster df://HOST:PORT`, executors with `--scheduler HOST:PORT`.
+    Scheduler {
+        #[command(flatten)]
+        args: lifecycle::cluster::SchedulerArgs,
+    },
+    /// A cluster executor (Apache DataFusion Ballista) with every lifecycle function.
+    Executor {
+        #[command(flatten)]
+        args: lifecycle::cluster::ExecutorArgs,
+    },
     /// Print the function reference (Markdown), generated from the functions' documentation.
     Docs,
 }
@@ -307,6 +318,8 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             };
             lifecycle::report::run(&ctx, &opts).await
         }
+        Command::Scheduler { args } => lifecycle::cluster::run_scheduler(&args).await,
+        Command::Executor { args } => lifecycle::cluster::run_executor(&args).await,
         Command::Docs => {
             print!("{}", lifecycle_udfs::function_docs());
             Ok(())

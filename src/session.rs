@@ -84,6 +84,10 @@ pub struct SessionFlags {
     /// (`serve` splits it between concurrent queries).
     #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
     pub memory_limit: Option<usize>,
+    /// Run queries on a cluster (`lifecycle scheduler` at df://HOST:PORT): planned here,
+    /// executed by its executors. Needs --table, with paths every executor can read.
+    #[arg(long, value_name = "df://HOST:PORT", value_parser = crate::cluster::parse_cluster_url)]
+    pub cluster: Option<String>,
 }
 
 impl SessionFlags {
@@ -93,6 +97,7 @@ impl SessionFlags {
             tables: self.tables.clone(),
             memory_limit: self.memory_limit,
             target_partitions: None,
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -105,12 +110,14 @@ pub struct SessionOptions {
     pub memory_limit: Option<usize>,
     /// Overrides `datafusion.execution.target_partitions` (default: number of cores).
     pub target_partitions: Option<usize>,
+    /// A cluster to run queries on (`df://HOST:PORT`, checked by
+    /// [`crate::cluster::parse_cluster_url`]).
+    pub cluster: Option<String>,
 }
 
-/// Builds a session: functions, options, memory pool, and the given tables (or the embedded
-/// sample when none are given).
-pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
-    let mut config = SessionConfig::new().with_information_schema(true);
+/// The product's settings on top of a session configuration (a local session's and every
+/// cluster process's).
+pub fn product_defaults(mut config: SessionConfig) -> SessionConfig {
     // Skip a grouped aggregate's partial phase when its first 100,000 rows hold more than 0.3
     // groups per row (DataFusion's default: 0.8). Customer-level GROUP BYs over real purchase
     // history (mostly one-time buyers) reduce by 2-3x in the partial phase, which then costs
@@ -122,16 +129,49 @@ pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
         .options_mut()
         .execution
         .skip_partial_aggregation_probe_ratio_threshold = 0.3;
-    if let Some(p) = opts.target_partitions {
-        config = config.with_target_partitions(p.max(1));
-    }
-    let config = lifecycle_udfs::with_options(config);
-    let mut runtime = RuntimeEnvBuilder::new();
-    if let Some(limit) = opts.memory_limit {
-        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
-    }
-    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
-    lifecycle_udfs::register_all(&ctx)?;
+    config.with_information_schema(true)
+}
+
+/// Builds a session: functions, options, memory pool, and the given tables (or the embedded
+/// sample when none are given). With a cluster, the session plans here and runs its queries
+/// there.
+pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
+    let stores = crate::storage::Stores::new();
+    let ctx = match &opts.cluster {
+        Some(url) => {
+            if opts.tables.is_empty() {
+                return Err(DataFusionError::Configuration(format!(
+                    "--cluster {url} needs --table NAME=PATH: the embedded sample lives only in \
+                     this process (PATH must be readable by every executor: the same local path \
+                     on each, or s3://)"
+                )));
+            }
+            let ctx = crate::cluster::connect(url, stores).await?;
+            if let Some(p) = opts.target_partitions {
+                ctx.state_ref()
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .execution
+                    .target_partitions = p.max(1);
+            }
+            ctx
+        }
+        None => {
+            let mut config = product_defaults(SessionConfig::new());
+            if let Some(p) = opts.target_partitions {
+                config = config.with_target_partitions(p.max(1));
+            }
+            let config = lifecycle_udfs::with_options(config);
+            let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(stores);
+            if let Some(limit) = opts.memory_limit {
+                runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+            }
+            let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+            lifecycle_udfs::register_all(&ctx)?;
+            ctx
+        }
+    };
     if opts.tables.is_empty() {
         sample::register(&ctx)?;
     } else {
@@ -163,8 +203,11 @@ pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &str) -> R
         check_parquet_files(name, local)?;
     }
     // A directory is read as every Parquet file below it; a single file whatever its extension.
+    // So is an object-store prefix (`s3://bucket/prefix/`).
     let (url_path, extension) = if local.is_dir() {
         (format!("{}/", path.trim_end_matches('/')), ".parquet")
+    } else if path.contains("://") && path.ends_with('/') {
+        (path.to_string(), ".parquet")
     } else {
         (path.to_string(), "")
     };

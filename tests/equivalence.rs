@@ -380,6 +380,7 @@ async fn limited_session(name: &str, path: &Path) -> datafusion::prelude::Sessio
         }],
         memory_limit: Some(6 << 20),
         target_partitions: Some(2),
+        cluster: None,
     })
     .await
     .unwrap();

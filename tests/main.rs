@@ -2,6 +2,7 @@
 //! (partitions and files), and the `lifecycle` command line.
 
 mod cli;
+mod cluster;
 mod common;
 mod equivalence;
 mod hostile;

@@ -16,6 +16,7 @@ pub async fn session(partitions: usize, tables: &[(&str, &str)]) -> SessionConte
             .collect(),
         memory_limit: None,
         target_partitions: Some(partitions),
+        cluster: None,
     })
     .await
     .expect("session")

@@ -68,6 +68,16 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     ]
 }
 
+/// An aggregate that plans of the table functions use internally but SQL cannot name (it is not
+/// registered), by its name: what a process decoding a serialised plan (a Ballista scheduler or
+/// executor, through its plan codec) looks up when its function registry has no such name.
+pub fn internal_aggregate(name: &str) -> Option<Arc<AggregateUDF>> {
+    table::cohort_retention::internal_aggregates()
+        .into_iter()
+        .find(|f| f.name() == name)
+        .map(Arc::new)
+}
+
 /// Every table function, with its name and documentation.
 pub fn table_functions() -> Vec<(
     &'static str,

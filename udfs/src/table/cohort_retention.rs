@@ -135,8 +135,7 @@ pub fn cohort_plan(
         }
         None => lit(ScalarValue::Int64(None)),
     };
-    let customer = AggregateUDF::new_from_impl(CohortCustomerUdaf::default());
-    let triangle = AggregateUDF::new_from_impl(CohortTriangleUdaf::default());
+    let [customer, triangle] = internal_aggregates();
     let field = |name: &str| get_field(col("row"), name).alias(name);
     LogicalPlanBuilder::scan("t", provider_as_source(provider), None)?
         .filter(filter)?
@@ -236,6 +235,17 @@ fn fill_fields(cohort: &DataType) -> Fields {
 /// Instants (ticks of `t`'s unit) as an array of timestamp type `t`.
 fn instants(values: Vec<i64>, nulls: Option<NullBuffer>, t: &DataType) -> Result<ArrayRef> {
     Ok(cast_array(&Int64Array::new(values.into(), nulls), t)?)
+}
+
+/// The two internal aggregates the plan uses, `lifecycle_cohort_customer` and
+/// `lifecycle_cohort_triangle`. They are not registered as SQL functions; a process that decodes
+/// a serialised plan (a Ballista scheduler or executor) resolves them by name through
+/// [`crate::internal_aggregate`].
+pub fn internal_aggregates() -> [AggregateUDF; 2] {
+    [
+        AggregateUDF::new_from_impl(CohortCustomerUdaf::default()),
+        AggregateUDF::new_from_impl(CohortTriangleUdaf::default()),
+    ]
 }
 
 /// Internal aggregate `lifecycle_cohort_customer(order_ts, amount DOUBLE, granularity)`: per

@@ -216,6 +216,11 @@ impl PlannedTable {
             view: ViewTable::new(plan, None),
         }
     }
+
+    /// The planned query (what a plan codec serialises for a cluster).
+    pub fn plan(&self) -> &LogicalPlan {
+        self.view.logical_plan()
+    }
 }
 
 #[async_trait::async_trait]

@@ -1,0 +1,505 @@
+//! The cluster: `lifecycle scheduler` and `lifecycle executor` are an Apache DataFusion Ballista
+//! scheduler and executor with every lifecycle function, the `lifecycle.*` options and S3 object
+//! storage; `--cluster df://HOST:PORT` on `sql`, `serve` and `report` plans locally and runs the
+//! plan there.
+//!
+//! What crosses the wire and how it is made to work:
+//! - Function calls travel by name. The scheduler's sessions and the executors' registry hold the
+//!   built-ins and every lifecycle function; the table functions' internal aggregates
+//!   (`lifecycle_cohort_customer`, ...) are resolved by name by the plan codecs below.
+//! - Partial aggregate states travel as Arrow IPC between stages (every state type is an Arrow
+//!   type).
+//! - A table function's result ([`PlannedTable`], a planned query that is not inlined) travels
+//!   as its own serialised logical plan, by [`LogicalCodec`], set on the client, the scheduler
+//!   and the executors.
+//! - Settings travel as key/value pairs with each job; a key no extension claims is dropped by
+//!   Ballista, so the `lifecycle` extension is in every process's session configuration.
+//! - Tables are Parquet listing tables: their paths must resolve the same on every process
+//!   (the same local path everywhere, or object storage).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::JobId;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::{
+    BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec,
+};
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::metrics::SchedulerMetricsCollector;
+use ballista_scheduler::scheduler_process::start_grpc_service_with_listener;
+use ballista_scheduler::scheduler_server::SchedulerServer;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::{SessionState, SessionStateBuilder, TaskContext};
+use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::bytes::{
+    logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec,
+};
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use lifecycle_udfs::LifecycleStateBuilderExt;
+use lifecycle_udfs::table::PlannedTable;
+
+use crate::storage::Stores;
+
+/// The scheme of a cluster address (`df://HOST:PORT`, as Ballista's own clients write it).
+pub const SCHEME: &str = "df://";
+
+/// Checks a `--cluster` value: `df://HOST:PORT`.
+pub fn parse_cluster_url(s: &str) -> std::result::Result<String, String> {
+    let rest = s.strip_prefix(SCHEME).ok_or_else(|| {
+        format!("cluster address '{s}' must look like df://HOST:PORT (a lifecycle scheduler)")
+    })?;
+    let (host, port) = rest
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .ok_or_else(|| format!("cluster address '{s}' has no port (df://HOST:PORT)"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "cluster address '{s}' must look like df://HOST:PORT (a lifecycle scheduler)"
+        ));
+    }
+    Ok(format!("{SCHEME}{host}:{port}"))
+}
+
+/// Marks a serialised [`PlannedTable`] among the table providers of a plan.
+const PLANNED_TABLE: &[u8] = b"lifecycle.planned_table\0";
+
+/// Ballista's logical codec, plus the table functions' results ([`PlannedTable`], serialised as
+/// their own logical plan) and their internal aggregates (by name).
+#[derive(Debug, Default)]
+pub struct LogicalCodec {
+    ballista: BallistaLogicalExtensionCodec,
+}
+
+impl LogicalExtensionCodec for LogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> Result<Extension> {
+        self.ballista.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
+        self.ballista.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn TableProvider>> {
+        match buf.strip_prefix(PLANNED_TABLE) {
+            Some(plan) => {
+                let plan = logical_plan_from_bytes_with_extension_codec(plan, ctx, self)?;
+                Ok(Arc::new(PlannedTable::new(plan)))
+            }
+            None => self
+                .ballista
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        match (node.as_ref() as &dyn std::any::Any).downcast_ref::<PlannedTable>() {
+            Some(planned) => {
+                let plan = logical_plan_to_bytes_with_extension_codec(planned.plan(), self)?;
+                buf.extend_from_slice(PLANNED_TABLE);
+                buf.extend_from_slice(&plan);
+                Ok(())
+            }
+            None => self
+                .ballista
+                .try_encode_table_provider(table_ref, node, buf)
+                .map_err(|e| {
+                    DataFusionError::Plan(format!(
+                        "table '{table_ref}' cannot be sent to the cluster (only Parquet tables \
+                         registered with --table can): {}",
+                        e.strip_backtrace()
+                    ))
+                }),
+        }
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> Result<Arc<dyn FileFormatFactory>> {
+        self.ballista.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> Result<()> {
+        self.ballista.try_encode_file_format(buf, node)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        match lifecycle_udfs::internal_aggregate(name) {
+            Some(f) => Ok(f),
+            None => self.ballista.try_decode_udaf(name, buf),
+        }
+    }
+}
+
+/// Ballista's physical codec, plus the table functions' internal aggregates (by name).
+#[derive(Debug, Default)]
+pub struct PhysicalCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for PhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.ballista.try_decode(buf, inputs, ctx, proto_converter)
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        self.ballista.try_encode(node, buf, proto_converter)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        match lifecycle_udfs::internal_aggregate(name) {
+            Some(f) => Ok(f),
+            None => self.ballista.try_decode_udaf(name, buf),
+        }
+    }
+}
+
+/// The session configuration of every cluster process and client: Ballista's, the product's
+/// defaults, the `lifecycle.*` options and the two codecs.
+///
+/// One DataFusion optimisation is off on a cluster: leaf-expression pushdown, which moves
+/// `get_field` (`s.frequency` of a struct) into projections named `__datafusion_extracted_N`.
+/// The plan it leaves does not survive DataFusion 55's plan serialisation: the aggregate over such
+/// columns is named with their qualifier in the plan and without it after the round trip, and
+/// the scheduler refuses the plan ("No field named bgnbd_fit(__datafusion_extracted_1, ...)").
+/// Seen with `bgnbd_fit(s.frequency, s.recency, s.t)` over `rfm_summary`'s struct; the
+/// cluster test covers it.
+pub fn cluster_config() -> SessionConfig {
+    let mut config = crate::session::product_defaults(SessionConfig::new_with_ballista());
+    config
+        .options_mut()
+        .optimizer
+        .enable_leaf_expression_pushdown = false;
+    lifecycle_udfs::with_options(config)
+        .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
+}
+
+/// A runtime with the product's object stores (S3 from the environment) and, on an executor,
+/// its work directory for spills.
+fn runtime(stores: &Arc<Stores>, work_dir: Option<&str>) -> Result<Arc<RuntimeEnv>> {
+    let mut b = RuntimeEnvBuilder::new().with_object_store_registry(stores.clone());
+    if let Some(dir) = work_dir {
+        b = b.with_temp_file_path(dir);
+    }
+    b.build_arc()
+}
+
+/// A lifecycle session state for `config`: DataFusion's defaults, Ballista's logical optimizer
+/// rules (as Ballista's own scheduler has them) and every lifecycle function and rule.
+fn lifecycle_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
+    SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
+        .with_lifecycle()
+        .build()
+}
+
+/// Every function a plan may name: Ballista's built-ins, then DataFusion's defaults and every
+/// lifecycle function.
+fn function_registry() -> BallistaFunctionRegistry {
+    let mut registry = BallistaFunctionRegistry::default();
+    let state = lifecycle_state(SessionConfig::new(), Arc::new(RuntimeEnv::default()));
+    let all = BallistaFunctionRegistry::from(&state);
+    registry.scalar_functions.extend(all.scalar_functions);
+    registry.aggregate_functions.extend(all.aggregate_functions);
+    registry.window_functions.extend(all.window_functions);
+    registry
+        .higher_order_functions
+        .extend(all.higher_order_functions);
+    registry
+}
+
+/// A session on the cluster at `url` (checked with [`parse_cluster_url`]): planned here, run
+/// there. Fails at once, naming the address, when no scheduler answers.
+pub async fn connect(url: &str, stores: Arc<Stores>) -> Result<SessionContext> {
+    let http = format!("http://{}", url.trim_start_matches(SCHEME));
+    ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient::connect(
+        http.clone(),
+    )
+    .await
+    .map_err(|e| {
+        DataFusionError::Configuration(format!(
+            "cannot reach the cluster's scheduler at {url}: {e}"
+        ))
+    })?;
+    let state = lifecycle_state(cluster_config(), runtime(&stores, None)?);
+    let ctx = SessionContext::remote_with_state(url, state).await?;
+    // Ballista's upgrade of the state replaces the function lists with its built-ins.
+    lifecycle_udfs::register_all(&ctx)?;
+    Ok(ctx)
+}
+
+/// Seconds without a heartbeat after which the scheduler declares an executor dead.
+pub const EXECUTOR_TIMEOUT_SECONDS: u64 = 30;
+
+/// Seconds between an executor's heartbeats (well inside [`EXECUTOR_TIMEOUT_SECONDS`]).
+pub const HEARTBEAT_SECONDS: u64 = 5;
+
+/// `lifecycle scheduler`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerArgs {
+    /// Address to listen on for clients and executors (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub bind: SocketAddr,
+}
+
+/// One log line per finished, failed or cancelled job (Ballista's metrics hook).
+struct JobLog;
+
+impl SchedulerMetricsCollector for JobLog {
+    fn record_submitted(&self, _job: &JobId, _queued_at: u64, _submitted_at: u64) {}
+
+    fn record_completed(&self, job: &JobId, queued_at: u64, completed_at: u64) {
+        log::info!(
+            "job {job} finished in {} ms",
+            completed_at.saturating_sub(queued_at)
+        );
+    }
+
+    fn record_failed(&self, job: &JobId, queued_at: u64, failed_at: u64) {
+        log::warn!(
+            "job {job} failed after {} ms",
+            failed_at.saturating_sub(queued_at)
+        );
+    }
+
+    fn record_cancelled(&self, job: &JobId) {
+        log::info!("job {job} cancelled");
+    }
+
+    fn set_pending_tasks_queue_size(&self, _value: u64) {}
+
+    fn gather_metrics(&self) -> ballista_core::error::Result<Option<(Vec<u8>, String)>> {
+        Ok(None)
+    }
+}
+
+fn ballista_err(e: ballista_core::error::BallistaError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Runs a scheduler until Ctrl-C or SIGTERM.
+pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| {
+            DataFusionError::Configuration(format!("cannot listen on {}: {e}", args.bind))
+        })?;
+    let local = listener.local_addr()?;
+    let stores = Stores::new();
+    let builder_stores = stores.clone();
+    let mut config = SchedulerConfig {
+        bind_host: local.ip().to_string(),
+        external_host: local.ip().to_string(),
+        bind_port: local.port(),
+        // An executor that stops heartbeating is declared dead after 30 s (Ballista's default:
+        // 180 s), so a query whose executor died is retried elsewhere, or fails, in under a
+        // minute rather than appearing to hang.
+        executor_timeout_seconds: EXECUTOR_TIMEOUT_SECONDS,
+        expire_dead_executor_interval_seconds: 5,
+        no_executors_grace_period_seconds: EXECUTOR_TIMEOUT_SECONDS,
+        ..Default::default()
+    }
+    .with_override_config_producer(Arc::new(cluster_config))
+    .with_override_session_builder(Arc::new(move |config: SessionConfig| {
+        Ok(lifecycle_state(config, runtime(&builder_stores, None)?))
+    }));
+    config.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
+    config.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
+    config.validate().map_err(ballista_err)?;
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(ballista_err)?;
+    let codec = BallistaCodec::new(
+        Arc::new(LogicalCodec::default()),
+        Arc::new(PhysicalCodec::default()),
+    );
+    let config = Arc::new(config);
+    let mut scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = SchedulerServer::new(
+        config.scheduler_endpoint(),
+        cluster,
+        codec,
+        config,
+        Arc::new(JobLog),
+    );
+    scheduler.init().await.map_err(ballista_err)?;
+    eprintln!("lifecycle scheduler listening on {SCHEME}{local}");
+    tokio::select! {
+        r = start_grpc_service_with_listener(listener, scheduler) => r.map_err(ballista_err),
+        _ = crate::server::shutdown_signal() => {
+            eprintln!("lifecycle scheduler stopped");
+            Ok(())
+        }
+    }
+}
+
+/// `lifecycle executor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecutorArgs {
+    /// The scheduler to register with.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub scheduler: String,
+    /// Address of this executor's Arrow Flight service (shuffle data and results).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub bind: SocketAddr,
+    /// Address of this executor's gRPC service (same host as --bind).
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    pub grpc_bind: SocketAddr,
+    /// Tasks run at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub concurrent_tasks: Option<usize>,
+    /// Directory for shuffle files and spills (default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<String>,
+    /// Bound this executor's query memory (e.g. 2G), split between its concurrent tasks; beyond
+    /// it operators spill to the work directory.
+    #[arg(long, value_name = "SIZE", value_parser = crate::session::parse_memory_size)]
+    pub memory_limit: Option<usize>,
+}
+
+/// Runs an executor until Ctrl-C, SIGTERM or the scheduler stops it.
+pub async fn run_executor(args: &ExecutorArgs) -> Result<()> {
+    let (scheduler_host, scheduler_port) = args
+        .scheduler
+        .trim_start_matches(SCHEME)
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| {
+            DataFusionError::Configuration(format!(
+                "--scheduler '{}' must be HOST:PORT",
+                args.scheduler
+            ))
+        })?;
+    if args.bind.ip() != args.grpc_bind.ip() {
+        return Err(DataFusionError::Configuration(format!(
+            "--bind {} and --grpc-bind {} must share a host (Ballista's executor binds both on one)",
+            args.bind, args.grpc_bind
+        )));
+    }
+    if let Some(dir) = &args.work_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            DataFusionError::Configuration(format!("cannot create --work-dir {dir}: {e}"))
+        })?;
+    }
+    let stores = Stores::new();
+    let work_dir = args.work_dir.clone();
+    let host = args.bind.ip().to_string();
+    let config = ExecutorProcessConfig {
+        bind_host: host.clone(),
+        external_host: Some(host),
+        port: args.bind.port(),
+        grpc_port: args.grpc_bind.port(),
+        scheduler_host,
+        scheduler_port,
+        vcores: args.concurrent_tasks.unwrap_or(0),
+        work_dir: args.work_dir.clone(),
+        memory_pool_size: args.memory_limit.map(|m| m as u64),
+        executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
+        override_function_registry: Some(Arc::new(function_registry())),
+        override_config_producer: Some(Arc::new(cluster_config)),
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {
+            runtime(&stores, work_dir.as_deref())
+        })),
+        override_logical_codec: Some(Arc::new(LogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
+        ..Default::default()
+    };
+    eprintln!(
+        "lifecycle executor on {} (gRPC {}), scheduler {}:{}",
+        args.bind, args.grpc_bind, config.scheduler_host, config.scheduler_port
+    );
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(ballista_err)
+}
+
+/// An in-process cluster (Ballista's standalone mode: a scheduler and an executor on this
+/// process's runtime) with the lifecycle session, for tests.
+pub async fn standalone(parallelism: usize) -> Result<SessionContext> {
+    let config = cluster_config().with_ballista_standalone_parallelism(parallelism);
+    let state = lifecycle_state(config, runtime(&Stores::new(), None)?);
+    let ctx = SessionContext::standalone_with_state(state).await?;
+    lifecycle_udfs::register_all(&ctx)?;
+    Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls() {
+        assert_eq!(parse_cluster_url("df://h:1").unwrap(), "df://h:1");
+        assert_eq!(
+            parse_cluster_url("df://10.0.0.1:50050/").unwrap(),
+            "df://10.0.0.1:50050"
+        );
+        assert!(parse_cluster_url("http://h:1").is_err());
+        assert!(parse_cluster_url("df://h").is_err());
+        assert!(parse_cluster_url("df://:1").is_err());
+        assert!(parse_cluster_url("df://h:x").is_err());
+    }
+
+    #[test]
+    fn the_registry_has_the_built_ins_and_every_lifecycle_function() {
+        use datafusion::execution::FunctionRegistry;
+        let r = function_registry();
+        for f in lifecycle_udfs::aggregate_functions() {
+            assert!(r.udaf(f.name()).is_ok(), "{}", f.name());
+        }
+        for f in lifecycle_udfs::scalar_functions() {
+            assert!(r.udf(f.name()).is_ok(), "{}", f.name());
+        }
+        assert!(r.udf("abs").is_ok());
+        assert!(r.udf("array_length").is_ok());
+        assert!(r.udaf("count").is_ok());
+    }
+}

@@ -1,0 +1,138 @@
+"""Object storage, for real: an S3-protocol server (moto's server mode) on a loopback port, a bucket
+holding generated Parquet, and the same lifecycle queries through s3:// on one machine and on a
+cluster (`lifecycle scheduler` + two `lifecycle executor`s), compared with the answers from the
+local files. Also: a missing bucket is one clear error naming the table and the URL.
+
+Usage: python s3_cluster.py PATH/TO/lifecycle   (run by .ci/run in its venv: moto[server], boto3)
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import boto3
+
+QUERIES = [
+    "SELECT stage, count(*) AS n FROM (SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2024-06-30') AS stage "
+    "FROM purchases GROUP BY customer_id) GROUP BY stage ORDER BY stage",
+    "SELECT cohort, period, cohort_size, active_customers, round(revenue, 4) AS revenue "
+    "FROM cohort_retention('purchases', 'month') ORDER BY cohort, period",
+    "SELECT customer_id, s.frequency, s.recency, s.t FROM (SELECT customer_id, "
+    "rfm_summary(order_ts, amount, TIMESTAMP '2024-07-01') AS s FROM purchases GROUP BY customer_id) ORDER BY customer_id",
+    "SELECT level, count(*) AS n FROM (SELECT customer_id, window_funnel(86400, event_ts, event_type = 'visit', "
+    "event_type = 'cart', event_type = 'purchase') AS level FROM events GROUP BY customer_id) GROUP BY level ORDER BY level",
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"{what} did not listen on {port}")
+
+
+def run(binary, args, env):
+    p = subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def answers(binary, tables, env, cluster=None):
+    args = ["sql", "--format", "csv"]
+    if cluster:
+        args += ["--cluster", cluster]
+    for name, path in tables.items():
+        args += ["--table", f"{name}={path}"]
+    out = []
+    for q in QUERIES:
+        rc, stdout, stderr = run(binary, args + ["-c", q], env)
+        if rc != 0:
+            sys.exit(f"query failed ({'cluster' if cluster else 'local'}, {tables['purchases']}): {q}\n{stderr}")
+        out.append(stdout)
+    return out
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = os.path.join(tmp, "data")
+            rc, _, err = run(binary, ["generate", "--customers", "2000", "--shape", "dense", "--files", "3",
+                                      "--start", "2022-01-01", "--end", "2024-07-01", "--out", data], os.environ)
+            assert rc == 0, err
+
+            port = free_port()
+            moto = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"),
+                                     "-H", "127.0.0.1", "-p", str(port)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(moto)
+            wait_port(port, moto, "moto_server")
+            endpoint = f"http://127.0.0.1:{port}"
+            env = dict(os.environ, AWS_ACCESS_KEY_ID="lifecycle", AWS_SECRET_ACCESS_KEY="lifecycle-secret",
+                       AWS_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint, AWS_ALLOW_HTTP="true")
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="lifecycle", aws_secret_access_key="lifecycle-secret")
+            s3.create_bucket(Bucket="lake")
+            uploaded = 0
+            for table in ("purchases", "events", "customers"):
+                for f in sorted(os.listdir(os.path.join(data, table))):
+                    s3.upload_file(os.path.join(data, table, f), "lake", f"shop/{table}/{f}")
+                    uploaded += 1
+
+            local_tables = {t: os.path.join(data, t) for t in ("purchases", "events")}
+            s3_tables = {t: f"s3://lake/shop/{t}/" for t in ("purchases", "events")}
+            expected = answers(binary, local_tables, env)
+            assert all(len(a.splitlines()) > 1 for a in expected), expected
+            got = answers(binary, s3_tables, env)
+            assert got == expected, "s3:// answers differ from the local files'"
+            print(f"s3: {uploaded} objects in s3://lake/shop/, {len(QUERIES)} queries equal the local answers")
+
+            # A missing bucket: one clear error naming the table and the URL.
+            rc, _, err = run(binary, ["sql", "--table", "purchases=s3://no-such-bucket/x/", "-c", "SELECT 1"], env)
+            assert rc != 0 and "purchases" in err and "s3://no-such-bucket/x/" in err, err
+            assert len(err.strip().splitlines()) == 1, err
+
+            # The cluster, reading the bucket from its executors.
+            sport = free_port()
+            scheduler = subprocess.Popen([binary, "scheduler", "--bind", f"127.0.0.1:{sport}"], env=env,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(scheduler)
+            wait_port(sport, scheduler, "lifecycle scheduler")
+            for i in range(2):
+                flight, grpc = free_port(), free_port()
+                e = subprocess.Popen([binary, "executor", "--scheduler", f"127.0.0.1:{sport}",
+                                      "--bind", f"127.0.0.1:{flight}", "--grpc-bind", f"127.0.0.1:{grpc}",
+                                      "--concurrent-tasks", "2", "--work-dir", os.path.join(tmp, f"work{i}")],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                procs.append(e)
+                wait_port(flight, e, f"lifecycle executor {i}")
+            got = answers(binary, s3_tables, env, cluster=f"df://127.0.0.1:{sport}")
+            assert got == expected, "cluster s3:// answers differ from the local files'"
+            print(f"cluster (1 scheduler, 2 executors): {len(QUERIES)} queries over s3:// equal the local answers")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+//! Lifecycle on an Apache DataFusion Ballista cluster: every function family gives the
+//! single-process answers, in Ballista's standalone mode (a scheduler and an executor in this
+//! process) and on a real cluster of processes (`lifecycle scheduler` and two
+//! `lifecycle executor`s on loopback ports), with `SET lifecycle.*`, a bad query, a report, and
+//! an executor killed during a query.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use lifecycle::generate::{GenerateOptions, Process, parse_date_us, write_parquet};
+
+use crate::common::{query, session};
+
+/// Generated data (dense shape: several orders per customer and period) in `files` files.
+fn generate(dir: &Path, customers: u64, files: u64) {
+    write_parquet(
+        GenerateOptions {
+            customers,
+            seed: 5,
+            start_us: parse_date_us("2022-01-01").unwrap(),
+            end_us: parse_date_us("2024-07-01").unwrap(),
+            process: Process::dense(),
+            events: true,
+        },
+        dir,
+        files,
+        |_| {},
+    )
+    .expect("generate");
+}
+
+/// One query per function family, each with a total order on its output.
+const QUERIES: &[&str] = &[
+    // lifecycle_stage and churn_flag (session thresholds, added at planning)
+    "SELECT stage, count(*) AS n, sum(CASE WHEN churned THEN 1 ELSE 0 END) AS churned FROM (
+       SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2024-06-30') AS stage,
+              churn_flag(order_ts, TIMESTAMP '2024-06-30') AS churned
+       FROM purchases GROUP BY customer_id) GROUP BY stage ORDER BY stage",
+    // retention (list state)
+    "SELECT r, count(*) AS n FROM (
+       SELECT customer_id, retention(order_ts < TIMESTAMP '2023-01-01',
+                                     order_ts >= TIMESTAMP '2023-01-01' AND order_ts < TIMESTAMP '2023-07-01',
+                                     order_ts >= TIMESTAMP '2023-07-01') AS r
+       FROM purchases GROUP BY customer_id) GROUP BY r ORDER BY n, CAST(r AS VARCHAR)",
+    // cohort_retention (a table function with internal aggregates)
+    "SELECT cohort, period, cohort_size, active_customers, round(revenue, 4) AS revenue
+     FROM cohort_retention('purchases', 'month') ORDER BY cohort, period",
+    // the same through a week triangle with as_of
+    "SELECT count(*), sum(active_customers), round(sum(revenue), 2)
+     FROM cohort_retention('purchases', 'week', TIMESTAMP '2024-03-31')",
+    // rfm_summary (single phase) and bgnbd_fit over it
+    "SELECT customer_id, s.frequency, s.recency, s.t, round(s.monetary_value, 6) AS m FROM (
+       SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2024-07-01') AS s
+       FROM purchases GROUP BY customer_id) ORDER BY customer_id",
+    "WITH s AS (SELECT rfm_summary(order_ts, amount, TIMESTAMP '2024-07-01', 'week') AS s
+                FROM purchases GROUP BY customer_id)
+     SELECT round(p.r, 6), round(p.alpha, 6), round(p.a, 6), round(p.b, 6)
+     FROM (SELECT bgnbd_fit(s.frequency, s.recency, s.t) AS p FROM s)",
+    // churn_risk
+    "SELECT customer_id, round(churn_risk(order_ts, TIMESTAMP '2024-07-01'), 9) AS risk
+     FROM purchases GROUP BY customer_id ORDER BY customer_id",
+    // window_funnel and sequence_count over events
+    "SELECT level, count(*) AS n FROM (
+       SELECT customer_id, window_funnel(86400, event_ts, event_type = 'visit', event_type = 'view',
+                                         event_type = 'cart', event_type = 'purchase') AS level
+       FROM events GROUP BY customer_id) GROUP BY level ORDER BY level",
+    "SELECT c, count(*) AS n FROM (
+       SELECT customer_id, sequence_count('(?1)(?2)', event_ts, event_type = 'cart',
+                                          event_type = 'purchase') AS c
+       FROM events GROUP BY customer_id) GROUP BY c ORDER BY c",
+    // lead_score
+    "SELECT customer_id, round(lead_score(CASE event_type WHEN 'visit' THEN 1 WHEN 'view' THEN 2
+                                                        WHEN 'cart' THEN 5 ELSE 8 END,
+                                          event_ts, TIMESTAMP '2024-07-01', 14), 9) AS score
+     FROM events GROUP BY customer_id ORDER BY customer_id",
+    // lifecycle_by_period (a table function planned from shipped SQL)
+    "SELECT period, status, customers FROM lifecycle_by_period('purchases', 'quarter')
+     ORDER BY period, status",
+    // scalar functions
+    "SELECT period_start('quarter', order_ts) AS q, count(*) AS n,
+            sum(period_diff('month', TIMESTAMP '2022-01-01', order_ts)) AS months
+     FROM purchases GROUP BY 1 ORDER BY 1",
+];
+
+fn tables(dir: &Path) -> Vec<(String, String)> {
+    ["purchases", "events", "customers"]
+        .iter()
+        .map(|t| (t.to_string(), dir.join(t).to_str().unwrap().to_string()))
+        .collect()
+}
+
+/// The answers of every query in one process.
+async fn local_answers(dir: &Path) -> Vec<Vec<Vec<String>>> {
+    let t = tables(dir);
+    let t: Vec<(&str, &str)> = t.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let ctx = session(4, &t).await;
+    let mut out = vec![];
+    for q in QUERIES {
+        out.push(query(&ctx, q).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standalone_cluster_gives_the_single_process_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    generate(tmp.path(), 1_500, 3);
+    let expected = local_answers(tmp.path()).await;
+
+    let ctx = lifecycle::cluster::standalone(2).await.expect("standalone");
+    for (name, path) in tables(tmp.path()) {
+        lifecycle::session::register_parquet(&ctx, &name, &path)
+            .await
+            .unwrap();
+    }
+    for (q, want) in QUERIES.iter().zip(&expected) {
+        assert!(!want.is_empty(), "{q}");
+        assert_eq!(&query(&ctx, q).await, want, "{q}");
+    }
+    // The session thresholds reach the cluster: churn_days 120 makes more customers churned.
+    let count = "SELECT count(*) FROM (SELECT customer_id, churn_flag(order_ts, TIMESTAMP '2024-06-30') AS c
+                 FROM purchases GROUP BY customer_id) WHERE c";
+    let before = query(&ctx, count).await;
+    query(&ctx, "SET lifecycle.churn_days = 120").await;
+    let after = query(&ctx, count).await;
+    let local = session(
+        4,
+        &[("purchases", tmp.path().join("purchases").to_str().unwrap())],
+    )
+    .await;
+    query(&local, "SET lifecycle.churn_days = 120").await;
+    assert_eq!(after, query(&local, count).await);
+    assert_ne!(before, after);
+    // A bad query is an error, and the session keeps working.
+    assert!(
+        ctx.sql("SELECT lifecycle_stage(amount, 1) FROM purchases")
+            .await
+            .is_err()
+    );
+    assert_eq!(query(&ctx, "SELECT count(*) FROM purchases").await.len(), 1);
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lifecycle"))
+}
+
+/// Starts `lifecycle scheduler` on a free port and returns it with its address, read from the
+/// line it prints when it listens.
+fn start_scheduler() -> (Proc, String) {
+    let mut child = bin()
+        .args(["scheduler", "--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("lifecycle scheduler listening on ") {
+                let _ = tx.send(Ok(addr.to_string()));
+            } else if line.contains("] job ") {
+                let _ = tx.send(Err(line));
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(a)) => a,
+        other => panic!("scheduler did not start: {other:?}"),
+    };
+    JOB_LINES.with(|j| *j.borrow_mut() = Some(rx));
+    (Proc(child), addr)
+}
+
+thread_local! {
+    static JOB_LINES: std::cell::RefCell<Option<std::sync::mpsc::Receiver<Result<String, String>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn start_executor(scheduler: &str, work: &Path) -> Proc {
+    let (flight, grpc) = (free_port(), free_port());
+    let child = bin()
+        .args([
+            "executor",
+            "--scheduler",
+            scheduler.trim_start_matches("df://"),
+            "--bind",
+            &format!("127.0.0.1:{flight}"),
+            "--grpc-bind",
+            &format!("127.0.0.1:{grpc}"),
+            "--concurrent-tasks",
+            "2",
+            "--memory-limit",
+            "512M",
+            "--work-dir",
+            work.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Proc(child)
+}
+
+/// `lifecycle sql [--cluster]` with the tables, as CSV.
+fn lifecycle_sql(cluster: Option<&str>, dir: &Path, sql: &[&str]) -> Output {
+    let mut cmd = bin();
+    cmd.args(["sql", "--format", "csv"]);
+    if let Some(c) = cluster {
+        cmd.args(["--cluster", c]);
+    }
+    for (name, path) in tables(dir) {
+        cmd.args(["--table", &format!("{name}={path}")]);
+    }
+    for s in sql {
+        cmd.args(["-c", s]);
+    }
+    cmd.output().unwrap()
+}
+
+/// Waits until the scheduler has logged a job line.
+fn job_line(timeout: Duration) -> Option<Result<String, String>> {
+    JOB_LINES.with(|j| {
+        j.borrow()
+            .as_ref()
+            .and_then(|rx| rx.recv_timeout(timeout).ok())
+    })
+}
+
+#[test]
+fn a_cluster_of_processes_gives_the_single_process_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(&data, 1_500, 4);
+    let (_scheduler, addr) = start_scheduler();
+    let _e1 = start_executor(&addr, &tmp.path().join("w1"));
+    let mut e2 = Some(start_executor(&addr, &tmp.path().join("w2")));
+
+    for q in QUERIES {
+        // The same command without --cluster: the same printing, so lists and structs compare too.
+        let local = lifecycle_sql(None, &data, &[q]);
+        assert!(
+            local.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&local.stderr)
+        );
+        let o = lifecycle_sql(Some(&addr), &data, &[q]);
+        assert!(
+            o.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(local.stdout.len() > 20, "{q}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&local.stdout),
+            "{q}"
+        );
+    }
+    // One log line per job on the scheduler.
+    let line = job_line(Duration::from_secs(5)).expect("a job line");
+    assert!(
+        line.as_ref().unwrap_err().contains("finished in"),
+        "{line:?}"
+    );
+
+    // SET lifecycle.* in a cluster session.
+    let count = "SELECT count(*) AS n FROM (SELECT customer_id, churn_flag(order_ts, TIMESTAMP '2024-06-30') AS c
+                 FROM purchases GROUP BY customer_id) WHERE c";
+    let o = lifecycle_sql(
+        Some(&addr),
+        &data,
+        &[count, "SET lifecycle.churn_days = 120", count],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let local = lifecycle_sql(
+        None,
+        &data,
+        &[count, "SET lifecycle.churn_days = 120", count],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text, String::from_utf8_lossy(&local.stdout));
+    let counts: Vec<&str> = text.lines().filter(|l| *l != "n").collect();
+    assert_eq!(counts.len(), 2, "{text}");
+    assert_ne!(counts[0], counts[1], "churn_days 120 churns more customers");
+
+    // A bad query: one clear error, and the cluster keeps serving.
+    let o = lifecycle_sql(
+        Some(&addr),
+        &data,
+        &["SELECT no_such_column FROM purchases"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no_such_column"));
+    let o = lifecycle_sql(Some(&addr), &data, &["SELECT count(*) AS n FROM purchases"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The cohort report on the cluster equals the local one.
+    let report = |cluster: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["report", "cohort", "--format", "csv"]);
+        if let Some(c) = cluster {
+            cmd.args(["--cluster", c]);
+        }
+        for (name, path) in tables(&data) {
+            cmd.args(["--table", &format!("{name}={path}")]);
+        }
+        cmd.output().unwrap()
+    };
+    let (local_report, cluster_report) = (report(None), report(Some(&addr)));
+    assert!(
+        cluster_report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cluster_report.stderr)
+    );
+    assert_eq!(local_report.stdout, cluster_report.stdout);
+
+    // An executor killed during a query: the query is retried on the other executor or fails
+    // with an error, and never hangs; the cluster then still answers.
+    let heavy = "SELECT count(*) AS n FROM (SELECT p.customer_id FROM purchases p JOIN purchases q
+                 ON p.customer_id = q.customer_id JOIN purchases r ON p.customer_id = r.customer_id)";
+    let mut cmd = bin();
+    cmd.args(["sql", "--cluster", &addr, "--format", "csv", "-c", heavy]);
+    for (name, path) in tables(&data) {
+        cmd.args(["--table", &format!("{name}={path}")]);
+    }
+    let started = Instant::now();
+    let client = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(e2.take());
+    let out = client.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(240),
+        "the query hung"
+    );
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("Error:"), "{err}");
+    }
+    let o = lifecycle_sql(Some(&addr), &data, &["SELECT count(*) AS n FROM purchases"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
