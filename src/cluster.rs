@@ -207,14 +207,21 @@ impl PhysicalExtensionCodec for PhysicalCodec {
 /// The plan it leaves does not survive DataFusion 55's plan serialisation: the aggregate over such
 /// columns is named with their qualifier in the plan and without it after the round trip, and
 /// the scheduler refuses the plan ("No field named bgnbd_fit(__datafusion_extracted_1, ...)").
-/// Seen with `bgnbd_fit(s.frequency, s.recency, s.t)` over `rfm_summary`'s struct; the
-/// cluster test covers it.
+/// Seen with `bgnbd_fit(s.frequency, s.recency, s.t)` over `rfm_summary`'s struct.
+///
+/// Dynamic filters are off too: they share state between operators of one process, which a
+/// plan split into stages on several executors does not have, and Ballista 55's executor,
+/// resetting a received plan, rebuilds a TopK's filter with zero emitters (DataFusion asserts
+/// `topk_emitter_count > 0`; `lifecycle_by_period`'s plan has a TopK). The cluster tests
+/// cover both.
 pub fn cluster_config() -> SessionConfig {
     let mut config = crate::session::product_defaults(SessionConfig::new_with_ballista());
-    config
-        .options_mut()
-        .optimizer
-        .enable_leaf_expression_pushdown = false;
+    let optimizer = &mut config.options_mut().optimizer;
+    optimizer.enable_leaf_expression_pushdown = false;
+    optimizer.enable_topk_dynamic_filter_pushdown = false;
+    optimizer.enable_join_dynamic_filter_pushdown = false;
+    optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+    optimizer.enable_dynamic_filter_pushdown = false;
     lifecycle_udfs::with_options(config)
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))

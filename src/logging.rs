@@ -71,8 +71,14 @@ static LOGGER: std::sync::OnceLock<Stderr> = std::sync::OnceLock::new();
 
 /// Installs the logger once; later calls do nothing.
 pub fn init() {
-    let logger =
-        LOGGER.get_or_init(|| Stderr(Filter::parse(std::env::var("RUST_LOG").ok().as_deref())));
+    init_with_default("");
+}
+
+/// Installs the logger once, with `default` (same syntax) when `RUST_LOG` is unset: the
+/// scheduler's default shows its one line per job.
+pub fn init_with_default(default: &str) {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_string());
+    let logger = LOGGER.get_or_init(|| Stderr(Filter::parse(Some(&spec))));
     if log::set_logger(logger).is_ok() {
         log::set_max_level(logger.0.max());
     }

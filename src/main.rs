@@ -157,7 +157,10 @@ fn disable_transparent_huge_pages() {
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
-    lifecycle::logging::init();
+    lifecycle::logging::init_with_default(match cli.command {
+        Command::Scheduler { .. } => "warn,lifecycle::cluster=info",
+        _ => "",
+    });
     // Queries are planned and executed on the runtime's workers and on the thread driving the
     // shell or server; each gets a stack that every expression the depth limit allows fits in
     // (lifecycle::limits), instead of the 2 MiB that a deep expression overflows.

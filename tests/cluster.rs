@@ -133,6 +133,31 @@ async fn standalone_cluster_gives_the_single_process_answers() {
     query(&local, "SET lifecycle.churn_days = 120").await;
     assert_eq!(after, query(&local, count).await);
     assert_ne!(before, after);
+    // The Flight SQL server over the cluster session: the same answers to a client.
+    let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
+    let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
+    let opts = lifecycle::server::ServeOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token: None,
+        tls: None,
+        max_concurrent_queries: 2,
+        memory_limit: None,
+        shutdown_grace: Duration::from_secs(5),
+    };
+    let server = tokio::spawn(lifecycle::server::serve(
+        ctx.clone(),
+        opts,
+        Some(tx_addr),
+        async {
+            let _ = rx_stop.await;
+        },
+    ));
+    let mut client = crate::server::client(rx_addr.await.unwrap()).await;
+    let batches = crate::server::run(&mut client, QUERIES[2]).await.unwrap();
+    assert_eq!(crate::common::rows(&batches), expected[2]);
+    let _ = tx_stop.send(());
+    server.await.unwrap().unwrap();
+
     // A bad query is an error, and the session keeps working.
     assert!(
         ctx.sql("SELECT lifecycle_stage(amount, 1) FROM purchases")
@@ -169,7 +194,7 @@ fn bin() -> Command {
 fn start_scheduler() -> (Proc, String) {
     let mut child = bin()
         .args(["scheduler", "--bind", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
+        .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -65,7 +65,7 @@ async fn start(token: Option<&'static str>) -> (SocketAddr, tokio::sync::oneshot
     (r.addr, r.stop)
 }
 
-async fn client(addr: SocketAddr) -> FlightSqlServiceClient<Channel> {
+pub(crate) async fn client(addr: SocketAddr) -> FlightSqlServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -75,7 +75,7 @@ async fn client(addr: SocketAddr) -> FlightSqlServiceClient<Channel> {
 }
 
 /// Runs a statement and collects every endpoint's batches.
-async fn run(
+pub(crate) async fn run(
     c: &mut FlightSqlServiceClient<Channel>,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, String> {
