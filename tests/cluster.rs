@@ -78,6 +78,9 @@ const QUERIES: &[&str] = &[
     // lifecycle_by_period (a table function planned from shipped SQL)
     "SELECT period, status, customers FROM lifecycle_by_period('purchases', 'quarter')
      ORDER BY period, status",
+    // customer_value (a table function over shipped SQL, with model fits)
+    "SELECT stage, count(*) AS n, round(avg(p_alive), 6) AS p, round(sum(expected_purchases), 3) AS e
+     FROM customer_value('purchases', TIMESTAMP '2024-07-01') GROUP BY stage ORDER BY stage",
     // scalar functions
     "SELECT period_start('quarter', order_ts) AS q, count(*) AS n,
             sum(period_diff('month', TIMESTAMP '2022-01-01', order_ts)) AS months
@@ -278,8 +281,8 @@ fn a_cluster_of_processes_gives_the_single_process_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     generate(&data, 1_500, 4);
-    let (_scheduler, addr) = start_scheduler();
-    let _e1 = start_executor(&addr, &tmp.path().join("w1"));
+    let (scheduler, addr) = start_scheduler();
+    let e1 = start_executor(&addr, &tmp.path().join("w1"));
     let mut e2 = Some(start_executor(&addr, &tmp.path().join("w2")));
 
     for q in QUERIES {
@@ -389,4 +392,19 @@ fn a_cluster_of_processes_gives_the_single_process_answers() {
     }
     let o = lifecycle_sql(Some(&addr), &data, &["SELECT count(*) AS n FROM purchases"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // SIGTERM stops the scheduler and an executor cleanly (exit status 0) and promptly.
+    for mut p in [e1, scheduler] {
+        // SAFETY: kill(2) with a child's pid and a signal number.
+        unsafe { libc::kill(p.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = p.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "no exit 20 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(status.success(), "{status}");
+    }
 }
