@@ -9,26 +9,11 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use lifecycle::generate::{GenerateOptions, Process, parse_date_us, write_parquet};
-
 use crate::common::{query, session};
 
-/// Generated data (dense shape: several orders per customer and period) in `files` files.
+/// The dense generated data (see [`crate::common::generate_dense`]) with this file's seed.
 fn generate(dir: &Path, customers: u64, files: u64) {
-    write_parquet(
-        GenerateOptions {
-            customers,
-            seed: 5,
-            start_us: parse_date_us("2022-01-01").unwrap(),
-            end_us: parse_date_us("2024-07-01").unwrap(),
-            process: Process::dense(),
-            events: true,
-        },
-        dir,
-        files,
-        |_| {},
-    )
-    .expect("generate");
+    crate::common::generate_dense(dir, customers, files, 5);
 }
 
 /// One query per function family, each with a total order on its output.

@@ -4,29 +4,15 @@
 
 use std::path::Path;
 
-use lifecycle::generate::{GenerateOptions, Process, parse_date_us, write_parquet};
+use lifecycle::generate::parse_date_us;
 
 use crate::common::{query, session};
 
 const DAY_US: i64 = 86_400_000_000;
 
-/// Generated data of the dense shape (about 11 purchases per customer, many per period), which
-/// exercises every per-customer path more than the retail default does.
+/// The dense generated data (see [`crate::common::generate_dense`]) with this file's seed.
 fn generate(dir: &Path, customers: u64, files: u64) {
-    write_parquet(
-        GenerateOptions {
-            customers,
-            seed: 11,
-            start_us: parse_date_us("2022-01-01").unwrap(),
-            end_us: parse_date_us("2024-07-01").unwrap(),
-            process: Process::dense(),
-            events: true,
-        },
-        dir,
-        files,
-        |_| {},
-    )
-    .expect("generate");
+    crate::common::generate_dense(dir, customers, files, 11);
 }
 
 fn stage_sql(as_of: &str) -> String {

@@ -35,3 +35,24 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows(&batches)
 }
+
+/// Generated data of the dense shape (about 11 purchases per customer, many per period, from
+/// 2022-01-01 to 2024-07-01, with events) in `files` files per table: it exercises every
+/// per-customer path more than the retail default does.
+pub fn generate_dense(dir: &std::path::Path, customers: u64, files: u64, seed: u64) {
+    use lifecycle::generate::{GenerateOptions, Process, parse_date_us, write_parquet};
+    write_parquet(
+        GenerateOptions {
+            customers,
+            seed,
+            start_us: parse_date_us("2022-01-01").unwrap(),
+            end_us: parse_date_us("2024-07-01").unwrap(),
+            process: Process::dense(),
+            events: true,
+        },
+        dir,
+        files,
+        |_| {},
+    )
+    .expect("generate");
+}
