@@ -463,9 +463,17 @@ pub async fn run_executor(args: &ExecutorArgs) -> Result<()> {
         "lifecycle executor on {} (gRPC {}), scheduler {}:{}",
         args.bind, args.grpc_bind, config.scheduler_host, config.scheduler_port
     );
+    let scheduler = format!("{}:{}", config.scheduler_host, config.scheduler_port);
     start_executor_process(Arc::new(config))
         .await
-        .map_err(ballista_err)
+        .map_err(|e| match e {
+            ballista_core::error::BallistaError::GrpcConnectionError(why) => {
+                DataFusionError::Configuration(format!(
+                    "cannot reach the scheduler at {scheduler}: {why}"
+                ))
+            }
+            other => ballista_err(other),
+        })
 }
 
 /// An in-process cluster (Ballista's standalone mode: a scheduler and an executor on this

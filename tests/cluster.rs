@@ -393,3 +393,54 @@ fn a_cluster_of_processes_gives_the_single_process_answers() {
         assert!(status.success(), "{status}");
     }
 }
+
+#[test]
+fn cluster_mistakes_fail_with_one_clear_line() {
+    let err = |args: &[&str]| {
+        let o = bin().args(args).output().unwrap();
+        assert!(!o.status.success(), "{args:?}");
+        String::from_utf8_lossy(&o.stderr).trim().to_string()
+    };
+    // Not a cluster address.
+    let e = err(&["sql", "--cluster", "http://127.0.0.1:1", "-c", "SELECT 1"]);
+    assert!(e.contains("df://HOST:PORT"), "{e}");
+    // The embedded sample cannot be sent to a cluster.
+    let e = err(&["sql", "--cluster", "df://127.0.0.1:1", "-c", "SELECT 1"]);
+    assert!(e.contains("needs --table"), "{e}");
+    // No scheduler there: one line naming the address.
+    let free = free_port().to_string();
+    let addr = format!("df://127.0.0.1:{free}");
+    let e = err(&[
+        "sql",
+        "--cluster",
+        &addr,
+        "--table",
+        "p=/nonexistent",
+        "-c",
+        "SELECT 1",
+    ]);
+    assert!(
+        e.starts_with("Error:") && e.contains(&addr) && e.lines().count() == 1,
+        "{e}"
+    );
+    // A port in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let e = err(&["scheduler", "--bind", &bind]);
+    assert!(e.contains("cannot listen on") && e.contains(&bind), "{e}");
+    // An executor whose scheduler is not running.
+    let e = err(&[
+        "executor",
+        "--scheduler",
+        &format!("127.0.0.1:{free}"),
+        "--bind",
+        "127.0.0.1:0",
+        "--grpc-bind",
+        "127.0.0.1:0",
+    ]);
+    let last = e.lines().last().unwrap();
+    assert!(
+        last.starts_with("Error:") && last.contains(&format!("scheduler at 127.0.0.1:{free}")),
+        "{e}"
+    );
+}
