@@ -378,6 +378,37 @@ fn a_cluster_of_processes_gives_the_single_process_answers() {
     let o = lifecycle_sql(Some(&addr), &data, &["SELECT count(*) AS n FROM purchases"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // A UNION ALL of two single-partition stages (lifecycle_by_period over a one-row file) is
+    // read once per branch: 1 new customer, every time (Ballista's adaptive planner sometimes
+    // read one branch twice).
+    let one = tmp.path().join("one.parquet");
+    let copy = format!(
+        "COPY (SELECT CAST(1 AS BIGINT) AS customer_id, TIMESTAMP '2024-01-05 00:00:00' AS order_ts, 10.0 AS amount) TO '{}'",
+        one.display()
+    );
+    assert!(
+        bin()
+            .args(["sql", "-c", &copy])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    for _ in 0..8 {
+        let o = bin()
+            .args(["sql", "--cluster", &addr, "--format", "csv", "--table"])
+            .arg(format!("p={}", one.display()))
+            .args(["-c", "SELECT status, customers FROM lifecycle_by_period('p', 'month') WHERE customers > 0"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "status,customers\nnew,1\n",
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     // SIGTERM stops the scheduler and an executor cleanly (exit status 0) and promptly.
     for mut p in [e1, scheduler] {
         // SAFETY: kill(2) with a child's pid and a signal number.
