@@ -365,16 +365,16 @@ pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
     .with_override_session_builder(Arc::new(move |config: SessionConfig| {
         Ok(lifecycle_state(config, runtime(&builder_stores, None)?))
     }));
-    config.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
-    config.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
+    // One pair of codecs: the server's, and the same in the config for anything that reads it.
+    let logical: Arc<LogicalCodec> = Arc::default();
+    let physical: Arc<PhysicalCodec> = Arc::default();
+    config.override_logical_codec = Some(logical.clone());
+    config.override_physical_codec = Some(physical.clone());
     config.validate().map_err(ballista_err)?;
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ballista_err)?;
-    let codec = BallistaCodec::new(
-        Arc::new(LogicalCodec::default()),
-        Arc::new(PhysicalCodec::default()),
-    );
+    let codec = BallistaCodec::new(logical, physical);
     let config = Arc::new(config);
     let mut scheduler: SchedulerServer<LogicalPlanNode, PhysicalPlanNode> = SchedulerServer::new(
         config.scheduler_endpoint(),

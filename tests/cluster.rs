@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use crate::common::{query, session};
@@ -177,9 +178,9 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lifecycle"))
 }
 
-/// Starts `lifecycle scheduler` on a free port and returns it with its address, read from the
-/// line it prints when it listens.
-fn start_scheduler() -> (Proc, String) {
+/// Starts `lifecycle scheduler` on a free port and returns it, its address (read from the line
+/// it prints when it listens) and the job lines it logs afterwards.
+fn start_scheduler() -> (Proc, String, Receiver<String>) {
     let mut child = bin()
         .args(["scheduler", "--bind", "127.0.0.1:0"])
         .env_remove("RUST_LOG")
@@ -188,27 +189,21 @@ fn start_scheduler() -> (Proc, String) {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(addr) = line.strip_prefix("lifecycle scheduler listening on ") {
-                let _ = tx.send(Ok(addr.to_string()));
+                let _ = addr_tx.send(addr.to_string());
             } else if line.contains("] job ") {
-                let _ = tx.send(Err(line));
+                let _ = jobs_tx.send(line);
             }
         }
     });
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(Ok(a)) => a,
-        other => panic!("scheduler did not start: {other:?}"),
-    };
-    JOB_LINES.with(|j| *j.borrow_mut() = Some(rx));
-    (Proc(child), addr)
-}
-
-thread_local! {
-    static JOB_LINES: std::cell::RefCell<Option<std::sync::mpsc::Receiver<Result<String, String>>>> =
-        const { std::cell::RefCell::new(None) };
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("scheduler did not start");
+    (Proc(child), addr, jobs_rx)
 }
 
 fn start_executor(scheduler: &str, work: &Path) -> Proc {
@@ -252,21 +247,12 @@ fn lifecycle_sql(cluster: Option<&str>, dir: &Path, sql: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-/// Waits until the scheduler has logged a job line.
-fn job_line(timeout: Duration) -> Option<Result<String, String>> {
-    JOB_LINES.with(|j| {
-        j.borrow()
-            .as_ref()
-            .and_then(|rx| rx.recv_timeout(timeout).ok())
-    })
-}
-
 #[test]
 fn a_cluster_of_processes_gives_the_single_process_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     generate(&data, 1_500, 4);
-    let (scheduler, addr) = start_scheduler();
+    let (scheduler, addr, job_lines) = start_scheduler();
     let e1 = start_executor(&addr, &tmp.path().join("w1"));
     let mut e2 = Some(start_executor(&addr, &tmp.path().join("w2")));
 
@@ -292,11 +278,10 @@ fn a_cluster_of_processes_gives_the_single_process_answers() {
         );
     }
     // One log line per job on the scheduler.
-    let line = job_line(Duration::from_secs(5)).expect("a job line");
-    assert!(
-        line.as_ref().unwrap_err().contains("finished in"),
-        "{line:?}"
-    );
+    let line = job_lines
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a job line");
+    assert!(line.contains("finished in"), "{line}");
 
     // SET lifecycle.* in a cluster session.
     let count = "SELECT count(*) AS n FROM (SELECT customer_id, churn_flag(order_ts, TIMESTAMP '2024-06-30') AS c
