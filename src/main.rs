@@ -40,17 +40,22 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = lifecycle::output::DEFAULT_MAX_ROWS)]
         max_rows: usize,
     },
-    /// Arrow Flight SQL server: the shell's tables and functions for BI tools (ADBC, JDBC).
+    /// Arrow Flight SQL and Postgres-protocol server: the shell's tables and functions for BI
+    /// tools (ADBC, JDBC, psql, psycopg, Metabase, Grafana, DBeaver).
     Serve {
-        /// Address to listen on (loopback by default).
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        listen: std::net::SocketAddr,
+        /// Flight SQL address [default: 127.0.0.1:50051, unless only --pg-listen is given].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        /// Also (or only) serve the PostgreSQL wire protocol on this address, e.g. 127.0.0.1:5432.
+        #[arg(long, value_name = "ADDR")]
+        pg_listen: Option<std::net::SocketAddr>,
         #[command(flatten)]
         session: SessionFlags,
-        /// File holding the access token; every call must then carry `authorization: Bearer <token>`.
+        /// File holding the access token: Flight SQL calls must carry `authorization: Bearer
+        /// <token>`, Postgres clients give it as the password (SCRAM-SHA-256, any user name).
         #[arg(long, value_name = "FILE")]
         token_file: Option<PathBuf>,
-        /// TLS certificate (PEM); needs --tls-key.
+        /// TLS certificate (PEM), for both protocols; needs --tls-key.
         #[arg(long, value_name = "FILE", requires = "tls_key")]
         tls_cert: Option<PathBuf>,
         /// TLS private key (PEM); needs --tls-cert.
@@ -251,6 +256,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
         }
         Command::Serve {
             listen,
+            pg_listen,
             session,
             token_file,
             tls_cert,
@@ -285,8 +291,10 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             let cores = std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2);
+            let default_listen = std::net::SocketAddr::from(([127, 0, 0, 1], 50051));
             let opts = lifecycle::server::ServeOptions {
-                listen,
+                listen: listen.or(pg_listen.is_none().then_some(default_listen)),
+                pg_listen,
                 token,
                 tls: tls_cert.zip(tls_key),
                 max_concurrent_queries: max_concurrent_queries.map_or(cores * 2, |n| n as usize),

@@ -126,7 +126,8 @@ async fn standalone_cluster_gives_the_single_process_answers() {
     let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
     let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
     let opts = lifecycle::server::ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        pg_listen: None,
         token: None,
         tls: None,
         max_concurrent_queries: 2,
@@ -141,7 +142,7 @@ async fn standalone_cluster_gives_the_single_process_answers() {
             let _ = rx_stop.await;
         },
     ));
-    let mut client = crate::server::client(rx_addr.await.unwrap()).await;
+    let mut client = crate::server::client(rx_addr.await.unwrap().flight.unwrap()).await;
     let batches = crate::server::run(&mut client, QUERIES[2]).await.unwrap();
     assert_eq!(crate::common::rows(&batches), expected[2]);
     let _ = tx_stop.send(());

@@ -35,7 +35,8 @@ async fn start_with(setup: Setup) -> Running {
     let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
     let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
     let opts = ServeOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        pg_listen: None,
         token: setup.token.map(str::to_string),
         tls: setup.tls,
         max_concurrent_queries: setup.max_concurrent_queries.unwrap_or(4),
@@ -50,7 +51,7 @@ async fn start_with(setup: Setup) -> Running {
         .expect("server");
     });
     Running {
-        addr: rx_addr.await.unwrap(),
+        addr: rx_addr.await.unwrap().flight.unwrap(),
         stop: tx_stop,
         task,
     }
@@ -149,6 +150,69 @@ async fn queries_prepared_statements_catalogs_and_errors() {
     .await;
     assert_eq!(got, want);
     ps.close().await.unwrap();
+
+    // `?` parameters (JDBC's and ADBC's style) are numbered left to right, a `?` in a string
+    // stays a character, and the parameter schema is reported for them as for `$n`.
+    let mut ps = c
+        .prepare(
+            "SELECT count(*) AS n, '?' AS mark FROM purchases WHERE customer_id = ? AND amount > ?"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let params = ps.parameter_schema().unwrap().clone();
+    assert_eq!(
+        params
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            ("$1", datafusion::arrow::datatypes::DataType::Int64),
+            ("$2", datafusion::arrow::datatypes::DataType::Float64)
+        ]
+    );
+    let param = RecordBatch::try_from_iter(vec![
+        ("$1", Arc::new(Int64Array::from(vec![42])) as _),
+        (
+            "$2",
+            Arc::new(datafusion::arrow::array::Float64Array::from(vec![5.0])) as _,
+        ),
+    ])
+    .unwrap();
+    ps.set_parameters(param).unwrap();
+    let info = ps.execute().await.unwrap();
+    let got = rows(&collect(&mut c, info).await.unwrap());
+    let want = crate::common::query(
+        &local,
+        "SELECT count(*) AS n, '?' AS mark FROM purchases WHERE customer_id = 42 AND amount > 5.0",
+    )
+    .await;
+    assert_eq!(got, want);
+    ps.close().await.unwrap();
+    let ps = c
+        .prepare("SELECT $2 + 1 AS a, $1 AS b".into(), None)
+        .await
+        .unwrap();
+    let names: Vec<String> = ps
+        .parameter_schema()
+        .unwrap()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["$1", "$2"]);
+    // A statement with parameters and no values says so; mixing the styles is refused.
+    let err = run(&mut c, "SELECT count(*) FROM purchases WHERE amount > ?")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("no values were bound") && err.contains("$1"),
+        "{err}"
+    );
+    let err = run(&mut c, "SELECT $1, ?").await.unwrap_err();
+    assert!(err.contains("mixes ? and $n"), "{err}");
 
     // Catalog browsing.
     let info = c.get_catalogs().await.unwrap();
@@ -596,4 +660,46 @@ async fn tls_with_a_token() {
         assert!(run(&mut p, "SELECT 1").await.is_err());
     }
     let _ = server.stop.send(());
+}
+
+/// The Postgres listener fails before serving when it cannot do what it was asked: a
+/// certificate that does not load (never a plaintext fallback), or nothing to listen on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_listener_startup_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let base = ServeOptions {
+        listen: None,
+        pg_listen: Some("127.0.0.1:0".parse().unwrap()),
+        token: None,
+        tls: Some((bad.clone(), dir.path().join("missing-key.pem"))),
+        max_concurrent_queries: 2,
+        memory_limit: None,
+        shutdown_grace: Duration::from_secs(1),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let err = serve(session(1, &[]).await, base.clone(), Some(tx), async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot load TLS") && err.contains("bad.pem"),
+        "{err}"
+    );
+    assert!(rx.await.is_err(), "nothing was bound");
+    let none = ServeOptions {
+        pg_listen: None,
+        tls: None,
+        ..base
+    };
+    let err = serve(session(1, &[]).await, none, None, async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nothing to serve"), "{err}");
 }

@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -45,7 +44,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use futures::{Stream, TryStreamExt};
 use prost::Message;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
@@ -55,18 +54,25 @@ use crate::shell::error_line;
 mod auth;
 mod handles;
 mod metadata;
+mod pg;
+mod placeholders;
 mod stream;
 
 use auth::{Authenticate, authorized};
 use handles::param_values;
 pub use handles::{decode_handle, encode_handle};
 use metadata::{SQL_INFO, XDBC_INFO, table_type_name};
-use stream::{DoGetStream, Tracked, first_chars};
+pub use pg::SETTABLE_DATAFUSION;
+pub use placeholders::number_question_marks;
+use stream::{DoGetStream, Tracked};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    pub listen: SocketAddr,
+    /// Flight SQL's address.
+    pub listen: Option<SocketAddr>,
+    /// The Postgres protocol's address.
+    pub pg_listen: Option<SocketAddr>,
     /// With a token, every call must carry `authorization: Bearer <token>` (or Basic with the
     /// token as password; the handshake with any user and the token as password returns it).
     pub token: Option<String>,
@@ -85,12 +91,75 @@ pub struct ServeOptions {
 pub struct LifecycleFlightSql {
     ctx: SessionContext,
     token: Option<Arc<str>>,
+    limits: QueryLimits,
+}
+
+/// What every query runs within, on either protocol: one of `--max-concurrent-queries` permits,
+/// and its own memory pool of `--memory-limit / --max-concurrent-queries` bytes, so one query
+/// over its share fails alone instead of starving the others.
+#[derive(Clone)]
+pub struct QueryLimits {
     permits: Arc<Semaphore>,
-    /// Each query's own memory budget (`--memory-limit` / `--max-concurrent-queries`), so one
-    /// query over its share fails alone instead of starving the others.
+    slots: usize,
     query_memory: Option<usize>,
     /// What an out-of-memory error adds: that the pool it names is the query's share.
     memory_share: Arc<Option<String>>,
+}
+
+impl QueryLimits {
+    pub fn new(max_concurrent_queries: usize, memory_limit: Option<usize>) -> Self {
+        let slots = max_concurrent_queries.max(1);
+        let query_memory = memory_limit.map(|m| (m / slots).max(1));
+        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+        let memory_share = memory_limit.zip(query_memory).map(|(m, q)| {
+            format!(
+                "each query may use {:.1} MiB: --memory-limit {:.1} MiB divided by \
+                 --max-concurrent-queries {slots}",
+                mib(q),
+                mib(m)
+            )
+        });
+        Self {
+            permits: Arc::new(Semaphore::new(slots)),
+            slots,
+            query_memory,
+            memory_share: Arc::new(memory_share),
+        }
+    }
+
+    /// Waits for a query slot (shared by every statement of one request).
+    pub(crate) async fn permit(&self) -> Option<Arc<OwnedSemaphorePermit>> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .ok()
+            .map(Arc::new)
+    }
+
+    /// Waits until no query runs, for at most `max`.
+    pub(crate) async fn idle(&self, max: std::time::Duration) {
+        let _ = tokio::time::timeout(max, self.permits.acquire_many(self.slots as u32)).await;
+    }
+
+    /// `base` with a memory pool of one query's share, when the server has a memory limit
+    /// (spill files, caches and object stores stay shared).
+    pub(crate) fn state(&self, base: SessionState) -> datafusion::error::Result<SessionState> {
+        let Some(bytes) = self.query_memory else {
+            return Ok(base);
+        };
+        let runtime = RuntimeEnvBuilder::from_runtime_env(base.runtime_env())
+            .with_memory_pool(Arc::new(FairSpillPool::new(bytes)))
+            .build_arc()?;
+        Ok(SessionStateBuilder::new_from_existing(base)
+            .with_runtime_env(runtime)
+            .build())
+    }
+
+    /// The note an out-of-memory error gets: the pool it names is the query's share.
+    pub(crate) fn memory_note(&self) -> Option<&str> {
+        self.memory_share.as_deref()
+    }
 }
 
 pub(super) fn status(e: DataFusionError) -> Status {
@@ -106,6 +175,21 @@ pub(super) fn status(e: DataFusionError) -> Status {
     }
 }
 
+/// A plan's parameters in order: `$1`, `$2`, ... (what `?` marks are numbered to).
+fn parameter_names(plan: &LogicalPlan) -> Result<Vec<String>, Status> {
+    let mut names: Vec<String> = plan
+        .get_parameter_types()
+        .map_err(status)?
+        .into_keys()
+        .collect();
+    names.sort_by_key(|n| {
+        n.trim_start_matches('$')
+            .parse::<usize>()
+            .unwrap_or(usize::MAX)
+    });
+    Ok(names)
+}
+
 fn read_only() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
@@ -114,62 +198,48 @@ fn read_only() -> SQLOptions {
 }
 
 impl LifecycleFlightSql {
-    pub fn new(
-        ctx: SessionContext,
-        token: Option<String>,
-        max_concurrent_queries: usize,
-        memory_limit: Option<usize>,
-    ) -> Self {
-        let slots = max_concurrent_queries.max(1);
-        let query_memory = memory_limit.map(|m| (m / slots).max(1));
-        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
-        let memory_share = memory_limit.zip(query_memory).map(|(m, q)| {
-            format!(
-                "each query may use {:.1} MiB: --memory-limit {:.1} MiB divided by \
-                 --max-concurrent-queries {slots}",
-                mib(q),
-                mib(m)
-            )
-        });
+    pub fn new(ctx: SessionContext, token: Option<String>, limits: QueryLimits) -> Self {
         Self {
             ctx,
             token: token.map(Into::into),
-            permits: Arc::new(Semaphore::new(slots)),
-            query_memory,
-            memory_share: Arc::new(memory_share),
+            limits,
         }
     }
 
-    /// The state a query runs with: the session's, with the query's own memory pool when the
-    /// server has a memory limit (spill files, caches and object stores stay shared).
-    fn query_state(&self) -> Result<SessionState, Status> {
-        let base = self.ctx.state();
-        let Some(bytes) = self.query_memory else {
-            return Ok(base);
-        };
-        let runtime = RuntimeEnvBuilder::from_runtime_env(base.runtime_env())
-            .with_memory_pool(Arc::new(FairSpillPool::new(bytes)))
-            .build_arc()
-            .map_err(status)?;
-        Ok(SessionStateBuilder::new_from_existing(base)
-            .with_runtime_env(runtime)
-            .build())
-    }
-
-    /// Plans SQL read-only, with parameters bound when given.
-    async fn plan(&self, sql: &str, params: Option<&RecordBatch>) -> Result<LogicalPlan, Status> {
+    /// Plans SQL read-only, its parameters (`$1`, `$2`, ... or `?`) left unbound: what a
+    /// prepared statement's schemas are described from.
+    async fn plan_unbound(&self, sql: &str) -> Result<LogicalPlan, Status> {
         crate::limits::check_expression_depth(sql).map_err(status)?;
+        let sql = number_question_marks(sql).map_err(status)?;
         let state = self.ctx.state();
-        let plan = state.create_logical_plan(sql).await.map_err(status)?;
+        let plan = state.create_logical_plan(&sql).await.map_err(status)?;
         read_only().verify_plan(&plan).map_err(|e| {
             Status::permission_denied(format!(
                 "read-only server: only queries are allowed ({})",
                 error_line(&e)
             ))
         })?;
+        Ok(plan)
+    }
+
+    /// Plans SQL read-only with its parameters bound, ready to run: a statement with parameters
+    /// and no values for them is refused here, with the parameters it has.
+    async fn plan(&self, sql: &str, params: Option<&RecordBatch>) -> Result<LogicalPlan, Status> {
+        let plan = self.plan_unbound(sql).await?;
         match params {
             Some(p) => plan.with_param_values(param_values(p)?).map_err(status),
-            None => Ok(plan),
+            None => {
+                let names = parameter_names(&plan)?;
+                if names.is_empty() {
+                    Ok(plan)
+                } else {
+                    Err(Status::invalid_argument(format!(
+                        "the statement has parameters ({}) and no values were bound: prepare it \
+                         and bind one row of values",
+                        names.join(", ")
+                    )))
+                }
+            }
         }
     }
 
@@ -181,17 +251,17 @@ impl LifecycleFlightSql {
         request: &Request<T>,
     ) -> Result<Response<DoGetStream>, Status> {
         let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+            .limits
+            .permit()
             .await
-            .map_err(|_| Status::unavailable("server is shutting down"))?;
-        let df = DataFrame::new(self.query_state()?, plan);
+            .ok_or_else(|| Status::unavailable("server is shutting down"))?;
+        let state = self.limits.state(self.ctx.state()).map_err(status)?;
+        let df = DataFrame::new(state, plan);
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let share = self.memory_share.clone();
+        let limits = self.limits.clone();
         let explain = move |e: DataFusionError| {
             let st = status(e);
-            match (&*share, st.code()) {
+            match (limits.memory_note(), st.code()) {
                 (Some(note), tonic::Code::ResourceExhausted) => {
                     Status::resource_exhausted(format!("{} ({note})", st.message()))
                 }
@@ -200,18 +270,17 @@ impl LifecycleFlightSql {
         };
         let stream: SendableRecordBatchStream =
             df.execute_stream().await.map_err(explain.clone())?;
-        let tracked = Tracked {
-            inner: Box::pin(stream.map_err(move |e| FlightError::from(explain(e)))),
-            _permit: permit,
-            client: request
-                .remote_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".into()),
-            sql: first_chars(sql),
-            started: Instant::now(),
-            rows: 0,
-            outcome: "cancelled",
-        };
+        let client = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "-".into());
+        let tracked = Tracked::new(
+            Box::pin(stream.map_err(move |e| FlightError::from(explain(e)))),
+            permit,
+            "flight",
+            client,
+            sql,
+        );
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(tracked)
@@ -379,19 +448,13 @@ impl FlightSqlService for LifecycleFlightSql {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let plan = self.plan(&query.query, None).await?;
+        let plan = self.plan_unbound(&query.query).await?;
         let dataset: Schema = plan.schema().as_arrow().clone();
         let param_types = plan.get_parameter_types().map_err(status)?;
-        let mut names: Vec<&String> = param_types.keys().collect();
-        names.sort_by_key(|n| {
-            n.trim_start_matches('$')
-                .parse::<usize>()
-                .unwrap_or(usize::MAX)
-        });
-        let fields: Vec<datafusion::arrow::datatypes::Field> = names
+        let fields: Vec<datafusion::arrow::datatypes::Field> = parameter_names(&plan)?
             .iter()
             .map(|n| {
-                let t = param_types[*n]
+                let t = param_types[n]
                     .as_ref()
                     .cloned()
                     .unwrap_or(datafusion::arrow::datatypes::DataType::Null);
@@ -596,20 +659,47 @@ impl FlightSqlService for LifecycleFlightSql {
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
 }
 
-/// Runs the server until `shutdown` resolves; returns the bound address through `bound`.
+/// The addresses the server listens on (the ports are known once bound, for `:0`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub flight: Option<SocketAddr>,
+    pub pg: Option<SocketAddr>,
+}
+
+/// Runs the server until `shutdown` resolves; returns the bound addresses through `bound`.
+///
+/// Everything that can fail (TLS files, the Postgres catalog, binding) fails before either
+/// listener accepts a connection. At shutdown both listeners stop accepting, queries in flight
+/// get `shutdown_grace` to finish, then the remaining connections are closed.
 pub async fn serve(
     ctx: SessionContext,
     opts: ServeOptions,
-    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+    bound: Option<tokio::sync::oneshot::Sender<Bound>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> datafusion::error::Result<()> {
     let external = |e: String| DataFusionError::Execution(e);
-    if opts.token.is_none() && !opts.listen.ip().is_loopback() {
-        eprintln!(
-            "warning: listening on {} without --token-file: anyone who can reach it can query every table",
-            opts.listen
-        );
+    if opts.listen.is_none() && opts.pg_listen.is_none() {
+        return Err(DataFusionError::Configuration(
+            "nothing to serve: give --listen, --pg-listen or both".into(),
+        ));
     }
+    for addr in [opts.listen, opts.pg_listen].into_iter().flatten() {
+        if opts.token.is_none() && !addr.ip().is_loopback() {
+            eprintln!(
+                "warning: listening on {addr} without --token-file: anyone who can reach it can query every table"
+            );
+        }
+    }
+    let limits = QueryLimits::new(opts.max_concurrent_queries, opts.memory_limit);
+    let pg = match opts.pg_listen {
+        Some(_) => Some(pg::PgFront::new(
+            &ctx,
+            opts.token.as_deref(),
+            opts.tls.as_ref(),
+            limits.clone(),
+        )?),
+        None => None,
+    };
     let mut builder = Server::builder();
     if let Some((cert, key)) = &opts.tls {
         let read = |p: &PathBuf| {
@@ -620,49 +710,90 @@ pub async fn serve(
             .tls_config(ServerTlsConfig::new().identity(identity))
             .map_err(|e| external(format!("TLS configuration: {e}")))?;
     }
-    let listener = tokio::net::TcpListener::bind(opts.listen)
-        .await
-        .map_err(|e| external(format!("cannot listen on {}: {e}", opts.listen)))?;
-    let addr = listener.local_addr()?;
-    eprintln!("lifecycle Flight SQL server listening on {addr}");
-    if let Some(tx) = bound {
-        let _ = tx.send(addr);
-    }
-    let service = LifecycleFlightSql::new(
-        ctx,
-        opts.token.clone(),
-        opts.max_concurrent_queries,
-        opts.memory_limit,
-    );
-    let auth = Authenticate {
-        token: opts.token.as_deref().map(Into::into),
+    let bind = |addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| external(format!("cannot listen on {addr}: {e}")))
     };
-    let lingering = crate::linger::Lingering::default();
-    // Graceful shutdown: stop accepting, let streams in flight finish for `shutdown_grace`, then
-    // cancel them (dropping the server drops their streams and so their queries).
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = builder
-        .add_service(FlightServiceServer::with_interceptor(service, auth))
-        .serve_with_incoming_shutdown(lingering.incoming(listener), async move {
-            shutdown.await;
-            eprintln!("lifecycle Flight SQL server stopping: finishing queries in flight");
-            let _ = stopping_tx.send(());
-        });
-    let grace = opts.shutdown_grace;
-    tokio::select! {
-        r = server => r.map_err(|e| external(format!("server error: {e}")))?,
-        _ = async {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => eprintln!("lifecycle Flight SQL server: cancelled queries still running after {grace:?}"),
+    let flight_listener = match opts.listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let pg_listener = match opts.pg_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let addresses = Bound {
+        flight: flight_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?,
+        pg: pg_listener.as_ref().map(|l| l.local_addr()).transpose()?,
+    };
+    if let Some(a) = addresses.flight {
+        eprintln!("lifecycle Flight SQL server listening on {a}");
     }
-    // Connections whose last responses are still on their way to the client close once the
-    // client has read them (or the grace period ends).
-    lingering.wait(grace).await;
-    eprintln!("lifecycle Flight SQL server stopped");
+    if let Some(a) = addresses.pg {
+        eprintln!("lifecycle Postgres server listening on {a}");
+    }
+    if let Some(tx) = bound {
+        let _ = tx.send(addresses);
+    }
+
+    // One stop signal for both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        eprintln!("lifecycle server stopping: finishing queries in flight");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let grace = opts.shutdown_grace;
+    let pg_task = pg.zip(pg_listener).map(|(front, listener)| {
+        let stop = stopped();
+        let limits = limits.clone();
+        tokio::spawn(front.run(listener, async move {
+            stop.await;
+            // Queries in flight (on either protocol) finish first, within the grace period.
+            limits.idle(grace).await;
+        }))
+    });
+
+    if let Some(listener) = flight_listener {
+        let service = LifecycleFlightSql::new(ctx, opts.token.clone(), limits.clone());
+        let auth = Authenticate {
+            token: opts.token.as_deref().map(Into::into),
+        };
+        let lingering = crate::linger::Lingering::default();
+        // Graceful shutdown: stop accepting, let streams in flight finish for `shutdown_grace`,
+        // then cancel them (dropping the server drops their streams and so their queries).
+        let stop = stopped();
+        let server = builder
+            .add_service(FlightServiceServer::with_interceptor(service, auth))
+            .serve_with_incoming_shutdown(lingering.incoming(listener), stop);
+        let stop = stopped();
+        tokio::select! {
+            r = server => r.map_err(|e| external(format!("server error: {e}")))?,
+            _ = async {
+                stop.await;
+                tokio::time::sleep(grace).await;
+            } => eprintln!("lifecycle Flight SQL server: cancelled queries still running after {grace:?}"),
+        }
+        // Connections whose last responses are still on their way to the client close once the
+        // client has read them (or the grace period ends).
+        lingering.wait(grace).await;
+    } else {
+        stopped().await;
+    }
+    if let Some(task) = pg_task {
+        let _ = task.await;
+    }
+    eprintln!("lifecycle server stopped");
     Ok(())
 }
 

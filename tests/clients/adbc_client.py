@@ -5,7 +5,7 @@ Starts the given `lifecycle` binary on a free loopback port with a token, then, 
   * runs `SELECT * FROM cohort_retention('purchases', 'month')` and checks it against the same question written
     in plain SQL (cohort sizes and period-0 rows), sent over the same connection;
   * lists tables and columns with `adbc_get_objects()`;
-  * runs a parameterised query (`$1`) and compares it with the literal query;
+  * runs parameterised queries (`$1` and `?`) and compares them with the literal queries;
   * checks that a wrong token and a missing token are refused, and that a refused DDL leaves the server serving.
 
 Usage: python tests/clients/adbc_client.py path/to/lifecycle
@@ -140,6 +140,17 @@ def run_checks(port: int) -> None:
         bound = rows(cur, "SELECT count(*), sum(amount) FROM purchases WHERE customer_id = $1", (buyer,))
         literal = rows(cur, f"SELECT count(*), sum(amount) FROM purchases WHERE customer_id = {buyer}")
         check(bound == literal and bound[0][0] > 0, f"parameterised query {bound} == literal {literal}")
+        # `?` placeholders (DB-API's qmark style, as the user wrote it), numbered left to
+        # right, equal the literal query; a `?` inside a string stays a character.
+        qmark = rows(cur, "SELECT count(*) FROM purchases WHERE amount > ?", (100.0,))
+        literal = rows(cur, "SELECT count(*) FROM purchases WHERE amount > 100.0")
+        check(qmark == literal and qmark[0][0] > 0, f"? parameter {qmark} == literal {literal}")
+        two = rows(
+            cur,
+            "SELECT count(*), '?' AS mark FROM purchases WHERE customer_id = ? AND amount > ?",
+            (buyer, 0.0),
+        )
+        check(two == [(bound[0][0], "?")], f"two ? parameters and a '?' literal: {two}")
         stage = rows(
             cur,
             "SELECT lifecycle_stage(order_ts, TIMESTAMP '2025-01-01') FROM purchases WHERE customer_id = $1",

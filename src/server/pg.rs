@@ -1,0 +1,914 @@
+//! `lifecycle serve --pg-listen`: the PostgreSQL wire protocol, for psql, BI tools and drivers.
+//!
+//! Built on `datafusion-postgres` (its `DfSessionService` plans and encodes, its hooks answer
+//! cursors, transactions and the Postgres `SET`/`SHOW` variables) and `datafusion-pg-catalog`
+//! (`pg_catalog`, so psql's `\dt` and `\d`, DBeaver, Metabase and Grafana can browse). What this
+//! file adds, through the crate's handler traits:
+//!
+//! - a session per connection: each connection gets its own copy of the server session's state
+//!   (the same tables, by reference, and the same functions), so `SET lifecycle.churn_days = 120`
+//!   or `SET TIME ZONE` changes that connection only. The crate's own `SET` fallback would change
+//!   the shared session; here it only ever sees the connection's copy, and `lifecycle.*` and
+//!   `datafusion.*` settings are applied (or refused) by [`Guard`] before it runs.
+//! - read-only: statements other than queries, `EXPLAIN`, `SHOW`, `SET`, transactions and cursors
+//!   are refused with SQLSTATE 25006 before they are planned (COPY and DDL and DML included,
+//!   also inside `WITH`, `EXPLAIN` and `PREPARE`).
+//! - the server's limits: every query holds one of the server's query permits (shared with Flight
+//!   SQL) while its rows stream, runs in a memory pool of its share of `--memory-limit`, and is
+//!   logged as one line when it ends; expressions too deep to plan are refused first.
+//! - authentication: with `--token-file`, SCRAM-SHA-256 with the token as the password (any user
+//!   name); the crate's default accepts everyone.
+//! - TLS that fails to load is a startup error (the crate's `serve` logs a warning and serves
+//!   plaintext instead).
+//! - errors as one line with a SQLSTATE that says what went wrong (the crate sends XX000 for
+//!   every DataFusion error).
+
+use std::fmt::Debug;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+};
+use datafusion::common::{DFSchema, DataFusionError, ParamValues};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::{SQLOptions, SessionContext};
+use datafusion::sql::sqlparser::ast::{Expr, Query, Set, SetExpr, Statement, Value};
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::{HookClient, QueryHook};
+use datafusion_postgres::pgwire;
+use datafusion_postgres::{DfSessionService, Parser};
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::TlsAcceptor;
+use pgwire::tokio::tokio_rustls::rustls;
+use tokio::net::TcpListener;
+
+use super::QueryLimits;
+use super::stream::Tracked;
+use crate::shell::error_line;
+
+/// The statement a prepared statement or portal holds (`datafusion-postgres`'s).
+type PgStatement = (String, Option<(Statement, LogicalPlan)>);
+
+/// SCRAM's iteration count (RFC 7677's minimum and PostgreSQL's default).
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// `datafusion.*` settings a connection may change for itself: they shape only its own queries.
+/// Everything else under `datafusion.` is refused (the runtime's memory and spill settings, the
+/// catalog and the parser are the server's).
+pub const SETTABLE_DATAFUSION: &[&str] = &[
+    "datafusion.execution.batch_size",
+    "datafusion.execution.target_partitions",
+    "datafusion.execution.time_zone",
+    "datafusion.execution.coalesce_batches",
+    "datafusion.execution.collect_statistics",
+    "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold",
+    "datafusion.execution.skip_partial_aggregation_probe_rows_threshold",
+    "datafusion.execution.parquet.pushdown_filters",
+    "datafusion.execution.parquet.reorder_filters",
+];
+
+/// The Postgres front end: the server session with `pg_catalog`, and what every connection
+/// shares (limits, credentials, TLS).
+pub(super) struct PgFront {
+    base: SessionContext,
+    limits: QueryLimits,
+    scram: Option<Arc<TokenSource>>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl PgFront {
+    pub(super) fn new(
+        ctx: &SessionContext,
+        token: Option<&str>,
+        tls: Option<&(PathBuf, PathBuf)>,
+        limits: QueryLimits,
+    ) -> datafusion::error::Result<Self> {
+        Ok(Self {
+            base: pg_session(ctx)?,
+            limits,
+            scram: token.map(|t| Arc::new(TokenSource::new(t))),
+            tls: tls.map(|(c, k)| tls_acceptor(c, k)).transpose()?,
+        })
+    }
+
+    /// The handlers of one connection, with its own session.
+    fn connection(&self) -> datafusion::error::Result<Arc<PgConnection>> {
+        let state = SessionStateBuilder::new_from_existing(self.base.state()).build();
+        let ctx = Arc::new(SessionContext::new_with_state(self.limits.state(state)?));
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(Guard),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let inner = DfSessionService::new_with_hooks(ctx, hooks);
+        let parser = Arc::new(PgParser {
+            inner: ExtendedQueryHandler::query_parser(&inner),
+        });
+        let startup = match &self.scram {
+            None => PgStartup::Open(Open),
+            Some(source) => PgStartup::Scram(Box::new(
+                SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
+                    .with_scram({
+                        let mut scram = ScramAuth::new(source.clone());
+                        scram.set_iterations(SCRAM_ITERATIONS);
+                        scram
+                    }),
+            )),
+        };
+        Ok(Arc::new(PgConnection {
+            queries: Arc::new(PgQueries {
+                inner,
+                parser,
+                limits: self.limits.clone(),
+            }),
+            startup: Arc::new(startup),
+            errors: Arc::new(PgErrors {
+                limits: self.limits.clone(),
+            }),
+        }))
+    }
+
+    /// Accepts connections until `stop` resolves; each runs on its own task, and every one still
+    /// open is closed when this returns.
+    pub(super) async fn run(
+        self,
+        listener: TcpListener,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: keep serving the others.
+                            log::warn!("postgres listener: accept failed: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = socket.set_nodelay(true);
+                    let handlers = match self.connection() {
+                        Ok(h) => h,
+                        Err(e) => {
+                            eprintln!("postgres connection from {peer}: {}", error_line(&e));
+                            continue;
+                        }
+                    };
+                    let tls = self.tls.clone();
+                    connections.spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                            log::info!("postgres connection from {peer} ended: {e}");
+                        }
+                    });
+                }
+                // Reap finished connections as they end, so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        connections.shutdown().await;
+    }
+}
+
+/// The server session as Postgres clients see it: the same tables (the schemas are shared, not
+/// copied) in a catalog list of its own with `pg_catalog` added, so the Flight SQL listing and
+/// the server session stay as they were.
+fn pg_session(ctx: &SessionContext) -> datafusion::error::Result<SessionContext> {
+    let state = ctx.state();
+    let shared = state.catalog_list().clone();
+    let list = Arc::new(MemoryCatalogProviderList::new());
+    for name in shared.catalog_names() {
+        let Some(catalog) = shared.catalog(&name) else {
+            continue;
+        };
+        let copy = Arc::new(MemoryCatalogProvider::new());
+        for s in catalog.schema_names() {
+            if let Some(schema) = catalog.schema(&s) {
+                copy.register_schema(&s, schema)?;
+            }
+        }
+        list.register_catalog(name, copy);
+    }
+    let default_catalog = state.config_options().catalog.default_catalog.clone();
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_catalog_list(list)
+        .build();
+    let pg = SessionContext::new_with_state(state);
+    setup_pg_catalog(&pg, &default_catalog, EmptyContextProvider).map_err(|e| *e)?;
+    Ok(pg)
+}
+
+/// A TLS acceptor from PEM files; any problem is an error (never a plaintext fallback).
+fn tls_acceptor(cert: &Path, key: &Path) -> datafusion::error::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, p: &Path, e: String| {
+        DataFusionError::Configuration(format!("cannot load TLS {what} '{}': {e}", p.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("certificate", cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("certificate", cert, "no certificate in it".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key", key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("certificate", cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| bad("certificate and key", cert, e.to_string()))?;
+    // PostgreSQL 17's direct TLS negotiation requires the ALPN protocol name.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The token as every user's password, salted once per server start (SCRAM never sends it).
+#[derive(Debug)]
+struct TokenSource {
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
+
+impl TokenSource {
+    fn new(token: &str) -> Self {
+        // 16 unpredictable bytes: std's hasher keys come from the operating system's randomness.
+        let mut salt = Vec::with_capacity(16);
+        for _ in 0..2 {
+            let h = std::collections::hash_map::RandomState::new().build_hasher();
+            salt.extend_from_slice(&h.finish().to_le_bytes());
+        }
+        let salted = gen_salted_password(token, &salt, SCRAM_ITERATIONS);
+        Self { salt, salted }
+    }
+}
+
+#[async_trait]
+impl AuthSource for TokenSource {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
+    }
+}
+
+/// No authentication (no `--token-file`).
+struct Open;
+
+impl NoopStartupHandler for Open {}
+
+enum PgStartup {
+    Open(Open),
+    Scram(Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>),
+}
+
+#[async_trait]
+impl StartupHandler for PgStartup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            PgStartup::Open(h) => h.on_startup(client, message).await,
+            PgStartup::Scram(h) => h.on_startup(client, message).await,
+        }
+    }
+}
+
+/// One connection's handlers.
+struct PgConnection {
+    queries: Arc<PgQueries>,
+    startup: Arc<PgStartup>,
+    errors: Arc<PgErrors>,
+}
+
+impl PgWireServerHandlers for PgConnection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.queries.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        self.errors.clone()
+    }
+}
+
+/// `datafusion-postgres`'s query handling, within the server's limits.
+struct PgQueries {
+    inner: DfSessionService,
+    parser: Arc<PgParser>,
+    limits: QueryLimits,
+}
+
+fn shutting_down() -> PgWireError {
+    user_error("57P01", "the server is shutting down".into())
+}
+
+fn user_error(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        code.into(),
+        message,
+    )))
+}
+
+fn depth_check(sql: &str) -> PgWireResult<()> {
+    crate::limits::check_expression_depth(sql).map_err(|e| PgWireError::ApiError(Box::new(e)))
+}
+
+impl PgQueries {
+    /// The response with its rows guarded: the permit is held and the query logged until they end.
+    fn track(
+        &self,
+        response: Response,
+        permit: &Arc<tokio::sync::OwnedSemaphorePermit>,
+        client: SocketAddr,
+        sql: &str,
+    ) -> Response {
+        match response {
+            Response::Query(mut q) => {
+                let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
+                q.data_rows = Box::pin(Tracked::new(
+                    rows,
+                    permit.clone(),
+                    "pg",
+                    client.to_string(),
+                    sql,
+                ));
+                Response::Query(q)
+            }
+            other => other,
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for PgQueries {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        depth_check(query)?;
+        let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
+        let responses = SimpleQueryHandler::do_query(&self.inner, client, query).await?;
+        let peer = client.socket_addr();
+        Ok(responses
+            .into_iter()
+            .map(|r| self.track(r, &permit, peer, query))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for PgQueries {
+    type Statement = PgStatement;
+    type QueryParser = PgParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
+        let response =
+            ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await?;
+        Ok(self.track(
+            response,
+            &permit,
+            client.socket_addr(),
+            &portal.statement.statement.0,
+        ))
+    }
+}
+
+/// `datafusion-postgres`'s parser, after the expression-depth limit.
+struct PgParser {
+    inner: Arc<Parser>,
+}
+
+#[async_trait]
+impl QueryParser for PgParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        depth_check(sql)?;
+        self.inner.parse_sql(client, sql, types).await
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(stmt, column_format)
+    }
+}
+
+/// Errors as one line with a SQLSTATE for what went wrong.
+struct PgErrors {
+    limits: QueryLimits,
+}
+
+impl ErrorHandler for PgErrors {
+    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        if let PgWireError::InvalidPassword(_) = error {
+            // PostgreSQL's wording, with the user of the startup message (SCRAM's own user
+            // field is empty: libpq sends the name at startup only).
+            let user = client.metadata().get("user").cloned().unwrap_or_default();
+            *error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28P01".into(),
+                format!("password authentication failed for user \"{user}\""),
+            )));
+            return;
+        }
+        let PgWireError::ApiError(inner) = error else {
+            return;
+        };
+        let (code, message) = if let Some(e) = inner.downcast_ref::<DataFusionError>() {
+            let code = sqlstate(e);
+            let mut message = error_line(e);
+            if code == "53200"
+                && let Some(note) = self.limits.memory_note()
+            {
+                message = format!("{message} ({note})");
+            }
+            (code, message)
+        } else if let Some(e) =
+            inner.downcast_ref::<datafusion::sql::sqlparser::parser::ParserError>()
+        {
+            ("42601", e.to_string())
+        } else {
+            ("XX000", inner.to_string())
+        };
+        *error = user_error(code, message);
+    }
+}
+
+/// The SQLSTATE of a DataFusion error.
+fn sqlstate(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::SQL(..) => "42601",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::Configuration(_) => "22023",
+        DataFusionError::SchemaError(..) => "42703",
+        DataFusionError::Plan(m) if m.contains("table") && m.contains("not found") => "42P01",
+        DataFusionError::Plan(m) if m.contains("function") => "42883",
+        DataFusionError::Plan(_) => "42000",
+        DataFusionError::ArrowError(..) | DataFusionError::Execution(_) => "22000",
+        _ => "XX000",
+    }
+}
+
+/// Read-only, and `lifecycle.*` / `datafusion.*` settings per connection: the first hook, so it
+/// sees every statement before `datafusion-postgres`'s own hooks and planner.
+struct Guard;
+
+/// What [`Guard`] answers itself.
+enum Own {
+    /// `SET lifecycle.x = ...` or an allowed `SET datafusion.x = ...`.
+    Set,
+    /// `SET TIME ZONE ...` / `SET timezone = ...`: the zone, `None` for LOCAL / DEFAULT.
+    TimeZone(Option<String>),
+    /// `SHOW lifecycle.x`, `SHOW datafusion.x`, `SHOW ALL`: DataFusion's answer.
+    Show,
+}
+
+fn read_only_error(what: &str) -> PgWireError {
+    user_error(
+        "25006",
+        format!(
+            "read-only server: {what} is not allowed (only queries, EXPLAIN, SHOW, SET of this \
+             connection's settings, transactions and cursors)"
+        ),
+    )
+}
+
+/// Refuses anything that would change data, tables or the server.
+fn refuse_writes(s: &Statement) -> PgWireResult<()> {
+    match s {
+        Statement::Query(q) => {
+            if query_writes(q) {
+                Err(read_only_error("a WITH that changes data"))
+            } else {
+                Ok(())
+            }
+        }
+        Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
+            refuse_writes(statement)
+        }
+        Statement::Declare { stmts } => {
+            for d in stmts {
+                if d.for_query.as_ref().is_some_and(|q| query_writes(q)) {
+                    return Err(read_only_error(
+                        "a cursor over a statement that changes data",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Statement::ExplainTable { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::Set(_)
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. }
+        | Statement::Deallocate { .. }
+        | Statement::Discard { .. } => Ok(()),
+        Statement::Execute { name: Some(_), .. } => Ok(()),
+        Statement::Copy { .. } => Err(read_only_error("COPY")),
+        other => {
+            let text = other.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(2).collect();
+            Err(read_only_error(&words.join(" ").to_uppercase()))
+        }
+    }
+}
+
+fn query_writes(q: &Query) -> bool {
+    q.with
+        .as_ref()
+        .is_some_and(|w| w.cte_tables.iter().any(|c| query_writes(&c.query)))
+        || set_expr_writes(&q.body)
+}
+
+fn set_expr_writes(e: &SetExpr) -> bool {
+    match e {
+        SetExpr::Query(q) => query_writes(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            set_expr_writes(left) || set_expr_writes(right)
+        }
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether a setting name is one [`Guard`] applies (an error for a `datafusion.` setting that
+/// is not the connection's to change).
+fn own_setting(name: &str) -> PgWireResult<bool> {
+    if name.starts_with("lifecycle.") {
+        return Ok(true);
+    }
+    if name.starts_with("datafusion.") {
+        if SETTABLE_DATAFUSION.contains(&name) {
+            return Ok(true);
+        }
+        return Err(user_error(
+            "42501",
+            format!(
+                "{name} cannot be changed by a client of this server (it is the server's); a \
+                 connection may SET lifecycle.* and {}",
+                SETTABLE_DATAFUSION.join(", ")
+            ),
+        ));
+    }
+    Ok(false)
+}
+
+fn time_zone_value(value: &Expr) -> PgWireResult<Option<String>> {
+    let zone = match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Number(n, _) => n.to_string(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    };
+    if zone.eq_ignore_ascii_case("local") || zone.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    // The zone must be one Arrow can apply (an IANA name, or an offset such as +02:00).
+    zone.parse::<datafusion::arrow::array::timezone::Tz>()
+        .map_err(|e| user_error("22023", format!("invalid time zone '{zone}': {e}")))?;
+    Ok(Some(zone))
+}
+
+/// What [`Guard`] answers itself, if anything (after the read-only check).
+fn own(s: &Statement) -> PgWireResult<Option<Own>> {
+    match s {
+        Statement::Set(Set::SetTimeZone { value, .. }) => {
+            Ok(Some(Own::TimeZone(time_zone_value(value)?)))
+        }
+        Statement::Set(Set::SingleAssignment {
+            variable, values, ..
+        }) => {
+            let name = variable.to_string().to_lowercase();
+            if name == "timezone" || name == "time zone" {
+                let value = values
+                    .first()
+                    .ok_or_else(|| user_error("42601", "SET timezone needs a value".into()))?;
+                return Ok(Some(Own::TimeZone(time_zone_value(value)?)));
+            }
+            Ok(own_setting(&name)?.then_some(Own::Set))
+        }
+        Statement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(|i| i.value.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(".");
+            let ours =
+                name == "all" || name.starts_with("lifecycle.") || name.starts_with("datafusion.");
+            Ok(ours.then_some(Own::Show))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn api(e: DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
+/// Statements a connection's `SET` runs as: no DDL or DML, statements (SET) allowed.
+fn settings_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(true)
+}
+
+impl Guard {
+    async fn answer(
+        &self,
+        own: Own,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        match own {
+            Own::Set => {
+                ctx.sql_with_options(&statement.to_string(), settings_only())
+                    .await
+                    .map_err(api)?;
+                Ok(Response::Execution(Tag::new("SET")))
+            }
+            Own::TimeZone(zone) => {
+                {
+                    let state = ctx.state_ref();
+                    let mut state = state.write();
+                    state.config_mut().options_mut().execution.time_zone = zone.clone();
+                }
+                let shown = zone.unwrap_or_else(|| "UTC".into());
+                // datafusion-postgres's SHOW TIME ZONE reads the connection's metadata.
+                client
+                    .metadata_mut()
+                    .insert("timezone".into(), shown.clone());
+                client
+                    .send_message(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        "TimeZone".into(),
+                        shown,
+                    )))
+                    .await?;
+                Ok(Response::Execution(Tag::new("SET")))
+            }
+            Own::Show => {
+                let df = ctx
+                    .sql_with_options(&statement.to_string(), settings_only())
+                    .await
+                    .map_err(api)?;
+                Ok(Response::Query(
+                    encode_dataframe(df, &Format::UnifiedText, None).await?,
+                ))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl QueryHook for Guard {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if let Err(e) = refuse_writes(statement) {
+            return Some(Err(e));
+        }
+        match own(statement) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(o)) => Some(self.answer(o, statement, ctx, client).await),
+        }
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        if let Err(e) = refuse_writes(statement) {
+            return Some(Err(e));
+        }
+        match own(statement) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(Own::Show)) => Some(
+                ctx.state()
+                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                        statement.clone(),
+                    )))
+                    .await
+                    .map_err(api),
+            ),
+            Ok(Some(_)) => Some(
+                DFSchema::try_from(Schema::empty())
+                    .map(|schema| {
+                        LogicalPlan::EmptyRelation(EmptyRelation {
+                            produce_one_row: false,
+                            schema: Arc::new(schema),
+                        })
+                    })
+                    .map_err(api),
+            ),
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        match own(statement) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(o)) => Some(self.answer(o, statement, ctx, client).await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+    fn parse(sql: &str) -> Statement {
+        PostgresCompatibilityParser::new()
+            .parse(sql)
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn only_reads_pass() {
+        for ok in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "EXPLAIN SELECT 1",
+            "SHOW TIME ZONE",
+            "SET lifecycle.churn_days = 120",
+            "BEGIN",
+            "COMMIT",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "FETCH 10 FROM c",
+            "CLOSE c",
+        ] {
+            assert!(refuse_writes(&parse(ok)).is_ok(), "{ok}");
+        }
+        for (bad, what) in [
+            ("COPY purchases TO STDOUT", "COPY"),
+            ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
+            ("INSERT INTO purchases VALUES (1)", "INSERT INTO"),
+            ("DELETE FROM purchases", "DELETE FROM"),
+            ("DROP TABLE purchases", "DROP TABLE"),
+            ("EXPLAIN ANALYZE INSERT INTO t SELECT 1", "INSERT INTO"),
+            ("PREPARE p AS DELETE FROM t", "DELETE FROM"),
+            (
+                "WITH a AS (DELETE FROM t RETURNING *) SELECT * FROM a",
+                "WITH",
+            ),
+        ] {
+            let e = refuse_writes(&parse(bad)).unwrap_err();
+            let PgWireError::UserError(info) = e else {
+                panic!("{bad}: {e:?}")
+            };
+            assert_eq!(info.code, "25006", "{bad}");
+            assert!(info.message.contains(what), "{bad}: {}", info.message);
+        }
+    }
+
+    #[test]
+    fn settings_a_connection_may_change() {
+        assert!(matches!(
+            own(&parse("SET lifecycle.churn_days = 120")),
+            Ok(Some(Own::Set))
+        ));
+        assert!(matches!(
+            own(&parse("SET datafusion.execution.batch_size TO 1024")),
+            Ok(Some(Own::Set))
+        ));
+        let e = own(&parse("SET datafusion.runtime.memory_limit = '100G'"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("cannot be changed") || matches!(e, PgWireError::UserError(_))
+        );
+        assert!(matches!(
+            own(&parse("SET extra_float_digits = 3")),
+            Ok(None)
+        ));
+        assert!(matches!(
+            own(&parse("SET TIME ZONE 'America/New_York'")),
+            Ok(Some(Own::TimeZone(Some(z)))) if z == "America/New_York"
+        ));
+        assert!(matches!(
+            own(&parse("SET TIME ZONE LOCAL")),
+            Ok(Some(Own::TimeZone(None)))
+        ));
+        assert!(own(&parse("SET TIME ZONE 'Mars/Olympus'")).is_err());
+        assert!(matches!(
+            own(&parse("SHOW lifecycle.churn_days")),
+            Ok(Some(Own::Show))
+        ));
+        assert!(matches!(own(&parse("SHOW search_path")), Ok(None)));
+    }
+}

@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Real-client checks of `lifecycle serve --pg-listen` (the PostgreSQL wire protocol).
+
+Clients: psql (Debian's postgresql-client) and psycopg 3 (PyPI `psycopg[binary]`); ADBC's Flight SQL
+driver for the mixed-protocol load. Every server is the given binary, started here on free loopback
+ports with a token, on the embedded sample.
+
+  psql      a lifecycle query against the same question in plain SQL, `\\dt`, `\\d purchases`,
+            a wrong password refused, COPY (and `\\copy`) refused, TLS with `sslmode=require`,
+            a certificate that does not load refused at startup
+  psycopg   a `%s` parameter equals the literal query, `cohort_retention` equals the plain-SQL
+            triangle, `SET lifecycle.churn_days` in one connection leaves another's stages alone,
+            a bad statement keeps the connection usable (in and out of a transaction), LIST,
+            STRUCT, TIMESTAMP, BIGINT, DOUBLE and VARCHAR columns arrive typed
+  load      (--load SECONDS, default 30) 8 Postgres and 8 Flight SQL clients against one server:
+            0 errors, every answer identical to the first, server peak RSS within --memory-limit
+
+Usage: python tests/clients/pg_clients.py path/to/lifecycle [--load SECONDS]
+Exits non-zero with a message on the first failed check.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+
+import psycopg
+
+TOKEN = "pg-test-token"
+MEMORY_LIMIT_MIB = 1024
+warnings.filterwarnings("ignore", message="Cannot disable autocommit")
+
+STAGES = """SELECT stage, count(*) FROM (
+              SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2025-01-01 00:00:00') AS stage
+              FROM purchases GROUP BY customer_id) GROUP BY stage ORDER BY stage"""
+
+COHORT_FN = """SELECT cohort, period, cohort_size, active_customers, round(revenue, 4)
+               FROM cohort_retention('purchases', 'month') WHERE active_customers > 0 ORDER BY 1, 2"""
+
+COHORT_SQL = """WITH f AS (SELECT customer_id, date_trunc('month', min(order_ts)) AS cohort
+                           FROM purchases GROUP BY customer_id),
+                     s AS (SELECT cohort, count(*) AS n FROM f GROUP BY cohort),
+                     a AS (SELECT f.cohort,
+                                  CAST((date_part('year', b.order_ts) * 12 + date_part('month', b.order_ts))
+                                       - (date_part('year', f.cohort) * 12 + date_part('month', f.cohort)) AS BIGINT)
+                                    AS period,
+                                  b.customer_id, b.amount
+                           FROM purchases b JOIN f ON b.customer_id = f.customer_id)
+                SELECT a.cohort, a.period, s.n, count(DISTINCT a.customer_id), round(sum(a.amount), 4)
+                FROM a JOIN s ON a.cohort = s.cohort GROUP BY 1, 2, 3 ORDER BY 1, 2"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        sys.exit(f"FAILED: {what}")
+    print(f"ok: {what}")
+
+
+class Server:
+    """`lifecycle serve` as a process; its log is drained on a thread (and kept)."""
+
+    def __init__(self, binary: str, args: list[str]):
+        self.proc = subprocess.Popen([binary, "serve", *args], stderr=subprocess.PIPE, text=True)
+        self.log: list[str] = []
+        self.ports: dict[str, int] = {}
+        deadline = time.time() + 120
+        want = {"Flight SQL" if "--listen" in args else None, "Postgres" if "--pg-listen" in args else None} - {None}
+        while time.time() < deadline and set(self.ports) != want:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                sys.exit(f"server exited early with {self.proc.returncode}: {''.join(self.log)}")
+            self.log.append(line)
+            m = re.search(r"lifecycle (Flight SQL|Postgres) server listening on [^:]+:(\d+)", line)
+            if m:
+                self.ports[m.group(1)] = int(m.group(2))
+        if set(self.ports) != want:
+            self.proc.kill()
+            sys.exit("server did not start within 120 s")
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def peak_rss_mib(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return -9
+
+
+def psql(port: int, *args: str, password: str = TOKEN, conninfo: str = "") -> subprocess.CompletedProcess:
+    env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
+    dsn = f"host=127.0.0.1 port={port} user=analyst dbname=lifecycle {conninfo}".strip()
+    return subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def pg_connect(port: int, **kw) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=port, user="analyst", password=TOKEN,
+                           dbname="lifecycle", connect_timeout=10, **kw)
+
+
+def psql_checks(port: int) -> None:
+    r = psql(port, "-At", "-c", "SELECT count(*) FROM customers")
+    check(r.returncode == 0 and r.stdout.strip() == "12000", f"psql count(*) customers: {r.stdout.strip()} {r.stderr.strip()}")
+    fn = psql(port, "-At", "-F", ",", "-c", COHORT_FN)
+    plain = psql(port, "-At", "-F", ",", "-c", COHORT_SQL)
+    check(fn.returncode == 0 and plain.returncode == 0, f"psql cohort queries ran: {fn.stderr.strip()} {plain.stderr.strip()}")
+    n = len(fn.stdout.splitlines())
+    check(n > 100 and fn.stdout == plain.stdout, f"psql cohort_retention equals plain SQL ({n} rows)")
+
+    r = psql(port, "-c", "\\dt")
+    check(r.returncode == 0 and all(t in r.stdout for t in ("purchases", "customers", "cdnow")),
+          f"psql \\dt lists the tables: {r.stdout.strip()[:300]} {r.stderr.strip()}")
+    r = psql(port, "-c", "\\d purchases")
+    check(r.returncode == 0 and all(c in r.stdout for c in ("customer_id", "order_ts", "amount")),
+          f"psql \\d purchases: {r.stdout.strip()[:400]} {r.stderr.strip()}")
+
+    r = psql(port, "-c", "\\dn")
+    check(r.returncode == 0 and "public" in r.stdout, f"psql \\dn: {r.stdout.strip()[:200]} {r.stderr.strip()}")
+    r = psql(port, "-c", "\\l")
+    check(r.returncode == 0 and "List of databases" in r.stdout, f"psql \\l: {r.stderr.strip()}")
+    r = psql(port, "-c", "SELECT 1", password="wrong-token")
+    check(r.returncode != 0 and 'password authentication failed for user "analyst"' in r.stderr,
+          f"psql wrong password refused: {r.stderr.strip()}")
+    r = psql(port, "-c", "COPY purchases TO STDOUT")
+    check(r.returncode != 0 and "read-only" in r.stderr and "COPY" in r.stderr, f"psql COPY refused: {r.stderr.strip()}")
+    with tempfile.TemporaryDirectory() as d:
+        r = psql(port, "-c", f"\\copy purchases TO '{d}/out.csv'")
+        check(r.returncode != 0 and "read-only" in r.stderr, f"psql \\copy refused: {r.stderr.strip()}")
+    r = psql(port, "-c", "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x'")
+    check(r.returncode != 0 and "ERROR" in r.stderr, f"psql CREATE EXTERNAL TABLE refused: {r.stderr.strip()}")
+    r = psql(port, "-c", "CREATE TABLE t AS SELECT 1")
+    check(r.returncode != 0 and "read-only" in r.stderr, f"psql CREATE TABLE refused: {r.stderr.strip()}")
+    r = psql(port, "-At", "-c", "SELECT count(*) FROM purchases")
+    check(r.returncode == 0 and int(r.stdout) > 0, "server still serves after the refusals")
+
+
+def psycopg_checks(port: int) -> None:
+    with pg_connect(port) as conn:  # psycopg's default: a transaction (BEGIN) around statements
+        cur = conn.cursor()
+        buyer = cur.execute("SELECT min(customer_id) FROM purchases").fetchone()[0]
+        bound = cur.execute("SELECT count(*), sum(amount) FROM purchases WHERE customer_id = %s", (buyer,)).fetchall()
+        literal = cur.execute(f"SELECT count(*), sum(amount) FROM purchases WHERE customer_id = {buyer}").fetchall()
+        check(bound == literal and bound[0][0] > 0, f"psycopg %s parameter {bound} == literal {literal}")
+        ts = cur.execute("SELECT count(*) FROM purchases WHERE order_ts >= %s AND amount > %s",
+                         ("2024-01-01 00:00:00", 10.0)).fetchone()[0]
+        ts_literal = cur.execute("SELECT count(*) FROM purchases WHERE order_ts >= TIMESTAMP '2024-01-01 00:00:00'"
+                                 " AND amount > 10.0").fetchone()[0]
+        check(ts == ts_literal and ts > 0, f"psycopg timestamp and double parameters: {ts} == {ts_literal}")
+
+        fn = cur.execute(COHORT_FN).fetchall()
+        plain = cur.execute(COHORT_SQL).fetchall()
+        check(len(fn) > 100 and fn == plain, f"psycopg cohort_retention equals plain SQL ({len(fn)} rows)")
+
+        try:
+            cur.execute("SELEC 1")
+            check(False, "bad statement fails")
+        except psycopg.Error as e:
+            check(e.sqlstate == "42601", f"bad statement: {e.sqlstate} {str(e).strip()}")
+        conn.rollback()
+        check(cur.execute("SELECT 1 AS one").fetchall() == [(1,)], "connection usable after a failed transaction")
+        try:
+            cur.execute("SELECT * FROM no_such_table")
+            check(False, "unknown table fails")
+        except psycopg.Error as e:
+            check(e.sqlstate == "42P01", f"unknown table: {e.sqlstate} {str(e).strip()}")
+        conn.rollback()
+
+        row = cur.execute(
+            """SELECT TIMESTAMP '2024-03-01 12:30:00' AS ts, CAST(7 AS BIGINT) AS n, CAST(2.5 AS DOUBLE) AS x,
+                      'seven' AS s, make_array(1, 2, 3) AS l,
+                      named_struct('a', 1, 'b', 'two') AS st""").fetchone()
+        import datetime
+        types = [d.type_code for d in cur.description]
+        check(row[0] == datetime.datetime(2024, 3, 1, 12, 30) and row[1] == 7 and row[2] == 2.5 and row[3] == "seven"
+              and row[4] == [1, 2, 3],
+              f"typed columns: {row!r}, type oids {types}")
+        check(types[:5] == [1114, 20, 701, 25, 1016], f"type oids timestamp, int8, float8, text, int8[]: {types}")
+        print(f"   (a STRUCT arrives as {type(row[5]).__name__} {row[5]!r}, type oid {types[5]})")
+
+    # Settings are per connection.
+    with pg_connect(port, autocommit=True) as a, pg_connect(port, autocommit=True) as b:
+        before = a.execute(STAGES).fetchall()
+        check(b.execute(STAGES).fetchall() == before, "two connections agree before any SET")
+        a.execute("SET lifecycle.churn_days = 400")
+        after = a.execute(STAGES).fetchall()
+        check(after != before, f"SET lifecycle.churn_days = 400 changes this connection's stages: {after}")
+        check(b.execute(STAGES).fetchall() == before, "another connection's stages are unchanged")
+        check(a.execute("SHOW lifecycle.churn_days").fetchall()[0][-1] == "400", "SHOW lifecycle.churn_days")
+        with pg_connect(port, autocommit=True) as c:
+            check(c.execute(STAGES).fetchall() == before, "a new connection starts from the server's settings")
+        try:
+            a.execute("SET datafusion.runtime.memory_limit = '100G'")
+            check(False, "server setting refused")
+        except psycopg.Error as e:
+            check("cannot be changed" in str(e), f"server setting refused: {str(e).strip()[:120]}")
+        a.execute("SET TIME ZONE 'America/New_York'")
+        check(a.execute("SHOW TIME ZONE").fetchone()[0] == "America/New_York", "SET TIME ZONE on this connection")
+        check(b.execute("SHOW TIME ZONE").fetchone()[0] != "America/New_York", "another connection keeps its zone")
+        try:
+            a.execute("SELEC 1")
+        except psycopg.Error:
+            pass
+        check(a.execute("SELECT 2").fetchone() == (2,), "autocommit connection usable after an error")
+
+
+def tls_checks(binary: str, token_file: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        cert, key = f"{d}/cert.pem", f"{d}/key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                       check=True, capture_output=True)
+        srv = Server(binary, ["--pg-listen", f"127.0.0.1:{free_port()}", "--token-file", token_file,
+                              "--tls-cert", cert, "--tls-key", key])
+        try:
+            port = srv.ports["Postgres"]
+            r = psql(port, "-c", "\\conninfo", "-c", "SELECT count(*) FROM customers", conninfo="sslmode=require")
+            check(r.returncode == 0 and "SSL connection" in r.stdout and "12000" in r.stdout,
+                  f"psql over TLS (sslmode=require): {r.stdout.strip()} {r.stderr.strip()}")
+            with pg_connect(port, sslmode="verify-full", sslrootcert=cert) as conn:
+                check(conn.execute("SELECT count(*) FROM customers").fetchone() == (12000,),
+                      "psycopg over TLS, certificate verified")
+        finally:
+            srv.stop()
+        # A certificate that does not load is a startup error, not a plaintext server.
+        with open(f"{d}/bad.pem", "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+        r = subprocess.run([binary, "serve", "--pg-listen", f"127.0.0.1:{free_port()}", "--tls-cert", f"{d}/bad.pem",
+                            "--tls-key", key], capture_output=True, text=True, timeout=120)
+        check(r.returncode != 0 and "bad.pem" in r.stderr and "listening" not in r.stderr,
+              f"bad certificate refused at startup: {r.stderr.strip()}")
+
+
+def load(binary: str, token_file: str, seconds: float) -> None:
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    srv = Server(binary, ["--listen", f"127.0.0.1:{free_port()}", "--pg-listen", f"127.0.0.1:{free_port()}",
+                          "--token-file", token_file, "--memory-limit", f"{MEMORY_LIMIT_MIB}M",
+                          "--max-concurrent-queries", "4"])
+    fport, pport = srv.ports["Flight SQL"], srv.ports["Postgres"]
+    queries = [
+        STAGES,
+        "SELECT cohort, period, active_customers FROM cohort_retention('purchases', 'month') ORDER BY 1, 2",
+        "SELECT count(*), round(sum(amount), 4) FROM purchases WHERE amount > 20",
+    ]
+    errors: list[str] = []
+    counts = {"pg": 0, "flight": 0}
+    latencies: list[float] = []
+    expected: dict[tuple[str, int], object] = {}
+    lock = threading.Lock()
+    stop_at = time.time() + seconds
+
+    def normal(rows):
+        return [tuple(float(v) if hasattr(v, "as_integer_ratio") and not isinstance(v, int) else v for v in r)
+                for r in rows]
+
+    def record(proto, i, rows, t0):
+        with lock:
+            key = (proto, i)
+            if key not in expected:
+                expected[key] = rows
+            elif expected[key] != rows:
+                errors.append(f"{proto} query {i}: answer differs")
+            counts[proto] += 1
+            latencies.append(time.time() - t0)
+
+    def pg_client(k):
+        try:
+            with pg_connect(pport, autocommit=True) as conn:
+                n = k
+                while time.time() < stop_at:
+                    i = n % len(queries)
+                    t0 = time.time()
+                    record("pg", i, normal(conn.execute(queries[i]).fetchall()), t0)
+                    n += 1
+        except Exception as e:  # noqa: BLE001 - every failure is counted
+            errors.append(f"pg client {k}: {e}")
+
+    def flight_client(k):
+        try:
+            with flightsql.connect(f"grpc://127.0.0.1:{fport}",
+                                   db_kwargs={"username": "analyst", "password": TOKEN}) as conn, conn.cursor() as cur:
+                n = k
+                while time.time() < stop_at:
+                    i = n % len(queries)
+                    t0 = time.time()
+                    cur.execute(queries[i])
+                    record("flight", i, normal(cur.fetchall()), t0)
+                    n += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"flight client {k}: {e}")
+
+    threads = [threading.Thread(target=pg_client, args=(k,)) for k in range(8)]
+    threads += [threading.Thread(target=flight_client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    peak = srv.peak_rss_mib()
+    code = srv.stop()
+    check(not errors, f"load: 0 errors ({errors[:3]})")
+    # Both protocols gave the same answers (the scalar query compared across them).
+    check(expected[("pg", 2)] == expected[("flight", 2)], f"pg and flight agree: {expected[('pg', 2)]}")
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2] * 1000
+    p95 = latencies[int(len(latencies) * 0.95)] * 1000
+    print(f"   load {seconds:.0f} s, 8 pg + 8 flight clients: {counts['pg']} pg + {counts['flight']} flight queries, "
+          f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, server peak RSS {peak:.0f} MiB (limit {MEMORY_LIMIT_MIB} MiB)")
+    check(counts["pg"] > 0 and counts["flight"] > 0, "both protocols served queries")
+    check(peak <= MEMORY_LIMIT_MIB, f"server peak RSS {peak:.0f} MiB within --memory-limit {MEMORY_LIMIT_MIB} MiB")
+    check(code == 0, f"server stopped cleanly (exit {code})")
+
+
+def main() -> None:
+    binary = sys.argv[1] if len(sys.argv) > 1 else "target/debug/lifecycle"
+    seconds = float(sys.argv[sys.argv.index("--load") + 1]) if "--load" in sys.argv else 30.0
+    with tempfile.NamedTemporaryFile("w", suffix=".token", delete=False) as f:
+        f.write(TOKEN + "\n")
+        token_file = f.name
+    try:
+        srv = Server(binary, ["--pg-listen", f"127.0.0.1:{free_port()}", "--token-file", token_file])
+        try:
+            check("Flight SQL" not in srv.ports, "--pg-listen alone serves only Postgres")
+            psql_checks(srv.ports["Postgres"])
+            psycopg_checks(srv.ports["Postgres"])
+        finally:
+            code = srv.stop()
+        check(code == 0, f"server stopped cleanly on SIGTERM (exit {code})")
+        check(any("query protocol=pg" in line for line in srv.log), "Postgres queries are in the query log")
+        tls_checks(binary, token_file)
+        if seconds > 0:
+            load(binary, token_file, seconds)
+    finally:
+        os.unlink(token_file)
+
+
+if __name__ == "__main__":
+    main()
