@@ -94,12 +94,75 @@ pub const SETTABLE_DATAFUSION: &[&str] = &[
 ];
 
 /// The Postgres front end: the server session with `pg_catalog`, and what every connection
-/// shares (limits, credentials, TLS).
+/// shares (limits, credentials, TLS, the connections a cancel request may name).
 pub(super) struct PgFront {
     base: SessionContext,
     limits: QueryLimits,
     scram: Option<Arc<TokenSource>>,
     tls: Option<TlsAcceptor>,
+    running: Arc<Running>,
+}
+
+/// Why a running query stops early.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stop {
+    /// A cancel request (psql's Ctrl-C) named this connection.
+    Cancel,
+    /// The client closed its connection.
+    Gone,
+}
+
+/// One connection's interrupt: what stops its running query's rows.
+struct Interrupt {
+    tx: tokio::sync::watch::Sender<Option<Stop>>,
+}
+
+impl Interrupt {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            tx: tokio::sync::watch::channel(None).0,
+        })
+    }
+
+    fn fire(&self, why: Stop) {
+        self.tx.send_if_modified(|s| {
+            // A gone client stays gone; a cancel only stops the query running now.
+            if *s == Some(Stop::Gone) {
+                return false;
+            }
+            *s = Some(why);
+            true
+        });
+    }
+
+    /// A new query starts: an earlier cancel does not apply to it.
+    fn start(&self) {
+        self.tx.send_if_modified(|s| {
+            if *s == Some(Stop::Cancel) {
+                *s = None;
+                return true;
+            }
+            false
+        });
+    }
+
+    /// Resolves when the running query is to stop, with why.
+    fn stopped(&self) -> impl std::future::Future<Output = Stop> + Send + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            match rx.wait_for(|s| s.is_some()).await {
+                Ok(s) => s.unwrap_or(Stop::Gone),
+                Err(_) => Stop::Gone,
+            }
+        }
+    }
+}
+
+/// The connections by the (process id, secret key) pgwire gave each at startup, for cancel
+/// requests (which arrive on a connection of their own).
+#[derive(Default)]
+struct Running {
+    by_key: std::sync::Mutex<std::collections::HashMap<(i32, Vec<u8>), Arc<Interrupt>>>,
 }
 
 impl PgFront {
@@ -114,11 +177,15 @@ impl PgFront {
             limits,
             scram: token.map(|t| Arc::new(TokenSource::new(t))),
             tls: tls.map(|(c, k)| tls_acceptor(c, k)).transpose()?,
+            running: Arc::default(),
         })
     }
 
     /// The handlers of one connection, with its own session.
-    fn connection(&self) -> datafusion::error::Result<Arc<PgConnection>> {
+    fn connection(
+        &self,
+        interrupt: Arc<Interrupt>,
+    ) -> datafusion::error::Result<Arc<PgConnection>> {
         let state = SessionStateBuilder::new_from_existing(self.base.state()).build();
         let ctx = Arc::new(SessionContext::new_with_state(self.limits.state(state)?));
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
@@ -147,6 +214,12 @@ impl PgFront {
                 inner,
                 parser,
                 limits: self.limits.clone(),
+                interrupt,
+                running: self.running.clone(),
+                key: std::sync::OnceLock::new(),
+            }),
+            cancel: Arc::new(PgCancel {
+                running: self.running.clone(),
             }),
             startup: Arc::new(startup),
             errors: Arc::new(PgErrors {
@@ -178,7 +251,15 @@ impl PgFront {
                         }
                     };
                     let _ = socket.set_nodelay(true);
-                    let handlers = match self.connection() {
+                    let interrupt = Interrupt::new();
+                    let (socket, watcher) = match watch_for_hangup(socket, interrupt.clone()) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::warn!("postgres connection from {peer}: {e}");
+                            continue;
+                        }
+                    };
+                    let handlers = match self.connection(interrupt) {
                         Ok(h) => h,
                         Err(e) => {
                             eprintln!("postgres connection from {peer}: {}", error_line(&e));
@@ -187,9 +268,11 @@ impl PgFront {
                     };
                     let tls = self.tls.clone();
                     connections.spawn(async move {
+                        let watcher = tokio::spawn(watcher);
                         if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                             log::info!("postgres connection from {peer} ended: {e}");
                         }
+                        watcher.abort();
                     });
                 }
                 // Reap finished connections as they end, so the set does not grow.
@@ -199,6 +282,42 @@ impl PgFront {
         drop(listener);
         connections.shutdown().await;
     }
+}
+
+/// How often a connection with a query running checks that its client is still there.
+const HANGUP_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The socket for pgwire, and a task that fires `interrupt` when the client hangs up. pgwire
+/// reads the socket only between queries, so a client that disconnects while its query runs
+/// would otherwise leave the query running (and holding its slot) to the end; the task peeks at
+/// a second handle of the same socket: end of stream or a reset means the client is gone.
+/// (Over TLS a client's close_notify is unread data, so only a hang-up without it, such as a
+/// killed client, is noticed before the query's next rows are written.)
+fn watch_for_hangup(
+    socket: tokio::net::TcpStream,
+    interrupt: Arc<Interrupt>,
+) -> std::io::Result<(
+    tokio::net::TcpStream,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)> {
+    let std_socket = socket.into_std()?;
+    let peeker = std_socket.try_clone()?;
+    let socket = tokio::net::TcpStream::from_std(std_socket)?;
+    let watcher = async move {
+        let mut byte = [0u8; 1];
+        loop {
+            tokio::time::sleep(HANGUP_CHECK).await;
+            match peeker.peek(&mut byte) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        interrupt.fire(Stop::Gone);
+    };
+    Ok((socket, watcher))
 }
 
 /// The server session as Postgres clients see it: the same tables (the schemas are shared, not
@@ -317,6 +436,28 @@ struct PgConnection {
     queries: Arc<PgQueries>,
     startup: Arc<PgStartup>,
     errors: Arc<PgErrors>,
+    cancel: Arc<PgCancel>,
+}
+
+/// Cancel requests: the connection they name stops its running query (SQLSTATE 57014).
+struct PgCancel {
+    running: Arc<Running>,
+}
+
+#[async_trait]
+impl pgwire::api::cancel::CancelHandler for PgCancel {
+    async fn on_cancel_request(&self, request: pgwire::messages::cancel::CancelRequest) {
+        let key = (request.pid, request.secret_key.to_bytes().to_vec());
+        let found = self
+            .running
+            .by_key
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        if let Some(interrupt) = found {
+            interrupt.fire(Stop::Cancel);
+        }
+    }
 }
 
 impl PgWireServerHandlers for PgConnection {
@@ -335,6 +476,10 @@ impl PgWireServerHandlers for PgConnection {
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
         self.errors.clone()
     }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
 }
 
 /// `datafusion-postgres`'s query handling, within the server's limits.
@@ -342,6 +487,18 @@ struct PgQueries {
     inner: DfSessionService,
     parser: Arc<PgParser>,
     limits: QueryLimits,
+    interrupt: Arc<Interrupt>,
+    running: Arc<Running>,
+    /// This connection's key in `running`, once known (pgwire assigns it at startup).
+    key: std::sync::OnceLock<(i32, Vec<u8>)>,
+}
+
+impl Drop for PgQueries {
+    fn drop(&mut self) {
+        if let (Some(key), Ok(mut map)) = (self.key.get(), self.running.by_key.lock()) {
+            map.remove(key);
+        }
+    }
 }
 
 fn shutting_down() -> PgWireError {
@@ -361,7 +518,22 @@ fn depth_check(sql: &str) -> PgWireResult<()> {
 }
 
 impl PgQueries {
-    /// The response with its rows guarded: the permit is held and the query logged until they end.
+    /// Before each request: this connection is known to cancel requests, and an earlier cancel
+    /// does not stop the new query.
+    fn begin<C: ClientInfo>(&self, client: &C) {
+        self.key.get_or_init(|| {
+            let (pid, secret) = client.pid_and_secret_key();
+            let key = (pid, secret.to_bytes().to_vec());
+            if let Ok(mut map) = self.running.by_key.lock() {
+                map.insert(key.clone(), self.interrupt.clone());
+            }
+            key
+        });
+        self.interrupt.start();
+    }
+
+    /// The response with its rows guarded: the permit is held and the query logged until they
+    /// end, and a cancel request or a hang-up stops them.
     fn track(
         &self,
         response: Response,
@@ -372,17 +544,49 @@ impl PgQueries {
         match response {
             Response::Query(mut q) => {
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
-                q.data_rows = Box::pin(Tracked::new(
-                    rows,
-                    permit.clone(),
-                    "pg",
-                    client.to_string(),
-                    sql,
-                ));
+                let tracked = Tracked::new(rows, permit.clone(), "pg", client.to_string(), sql);
+                q.data_rows = Box::pin(Interruptible {
+                    inner: Some(Box::pin(tracked)),
+                    stop: Box::pin(self.interrupt.stopped()),
+                });
                 Response::Query(q)
             }
             other => other,
         }
+    }
+}
+
+/// Rows that end with "canceling statement" when the connection's interrupt fires; the query
+/// (and its slot) is dropped at once.
+struct Interruptible {
+    inner: Option<pgwire::api::results::SendableRowStream>,
+    stop: std::pin::Pin<Box<dyn std::future::Future<Output = Stop> + Send>>,
+}
+
+impl futures::Stream for Interruptible {
+    type Item = PgWireResult<pgwire::messages::data::DataRow>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = inner.as_mut().poll_next(cx);
+        if next.is_ready() {
+            return next;
+        }
+        if let Poll::Ready(why) = self.stop.as_mut().poll(cx) {
+            self.inner = None;
+            let message = match why {
+                Stop::Cancel => "canceling statement due to user request",
+                Stop::Gone => "canceling statement: the client disconnected",
+            };
+            return Poll::Ready(Some(Err(user_error("57014", message.into()))));
+        }
+        Poll::Pending
     }
 }
 
@@ -396,6 +600,7 @@ impl SimpleQueryHandler for PgQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         depth_check(query)?;
+        self.begin(client);
         let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
         let responses = SimpleQueryHandler::do_query(&self.inner, client, query).await?;
         let peer = client.socket_addr();
@@ -427,6 +632,7 @@ impl ExtendedQueryHandler for PgQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.begin(client);
         let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
         let response =
             ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await?;

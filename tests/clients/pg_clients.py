@@ -7,7 +7,8 @@ ports with a token, on the embedded sample.
 
   psql      a lifecycle query against the same question in plain SQL, `\\dt`, `\\d purchases`,
             a wrong password refused, COPY (and `\\copy`) refused, TLS with `sslmode=require`,
-            a certificate that does not load refused at startup
+            a certificate that does not load refused at startup; Ctrl-C (a cancel request) and a killed
+            client stop the running query and free its slot at once
   psycopg   a `%s` parameter equals the literal query, `cohort_retention` equals the plain-SQL
             triangle, `SET lifecycle.churn_days` in one connection leaves another's stages alone,
             a bad statement keeps the connection usable (in and out of a transaction), LIST,
@@ -226,6 +227,36 @@ def psycopg_checks(port: int) -> None:
         check(a.execute("SELECT 2").fetchone() == (2,), "autocommit connection usable after an error")
 
 
+def interrupt_checks(binary: str) -> None:
+    """Ctrl-C in psql (a cancel request) and a killed client both stop the running query and free its
+    slot at once: with one query slot, the next query runs without waiting. No token: anyone may connect."""
+    import signal
+    srv = Server(binary, ["--pg-listen", f"127.0.0.1:{free_port()}", "--max-concurrent-queries", "1"])
+    port = srv.ports["Postgres"]
+    endless = "SELECT sum(value) FROM generate_series(1, 100000000000)"
+    dsn = f"host=127.0.0.1 port={port} user=anyone dbname=lifecycle"
+    try:
+        for how, sig in [("cancel request (Ctrl-C)", signal.SIGINT), ("killed client", signal.SIGKILL)]:
+            p = subprocess.Popen(["psql", dsn, "-X", "-c", endless], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=dict(os.environ, PGPASSWORD=""))
+            time.sleep(3)
+            check(p.poll() is None, f"{how}: the query is still running after 3 s")
+            p.send_signal(sig)
+            _, err = p.communicate(timeout=30)
+            if sig == signal.SIGINT:
+                check("canceling statement due to user request" in err, f"{how}: psql says {err.strip()}")
+            t0 = time.time()
+            r = psql(port, "-At", "-c", "SELECT count(*) FROM customers", password="")
+            waited = time.time() - t0
+            check(r.returncode == 0 and r.stdout.strip() == "12000" and waited < 5,
+                  f"{how}: the slot is free at once (next query answered in {waited:.2f} s)")
+    finally:
+        code = srv.stop()
+    cancelled = [line for line in srv.log if "generate_series" in line and "outcome=cancelled" in line]
+    check(len(cancelled) == 2, f"both stopped queries are logged as cancelled ({len(cancelled)})")
+    check(code == 0, f"server stopped cleanly (exit {code})")
+
+
 def tls_checks(binary: str, token_file: str) -> None:
     with tempfile.TemporaryDirectory() as d:
         cert, key = f"{d}/cert.pem", f"{d}/key.pem"
@@ -349,6 +380,7 @@ def main() -> None:
             code = srv.stop()
         check(code == 0, f"server stopped cleanly on SIGTERM (exit {code})")
         check(any("query protocol=pg" in line for line in srv.log), "Postgres queries are in the query log")
+        interrupt_checks(binary)
         tls_checks(binary, token_file)
         if seconds > 0:
             load(binary, token_file, seconds)
