@@ -53,6 +53,7 @@ use crate::shell::error_line;
 
 mod auth;
 mod handles;
+mod json;
 mod metadata;
 mod pg;
 mod placeholders;

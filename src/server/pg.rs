@@ -66,6 +66,7 @@ use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
+use pgwire::types::format::FormatOptions;
 use tokio::net::TcpListener;
 
 use super::QueryLimits;
@@ -664,7 +665,13 @@ impl QueryParser for PgParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         depth_check(sql)?;
-        self.inner.parse_sql(client, sql, types).await
+        match self.inner.parse_sql(client, sql, types).await? {
+            Some((text, Some((statement @ Statement::Query(_), plan)))) => {
+                let plan = super::json::with_json_columns(plan).map_err(api)?;
+                Ok(Some((text, Some((statement, plan)))))
+            }
+            other => Ok(other),
+        }
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
@@ -919,6 +926,29 @@ fn settings_only() -> SQLOptions {
 }
 
 impl Guard {
+    /// A query of the simple protocol, planned here (rather than by `datafusion-postgres`) so
+    /// columns without a Postgres type become JSON text, as in the extended protocol's parser.
+    async fn query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        let plan = ctx
+            .state()
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                statement.clone(),
+            )))
+            .await
+            .and_then(super::json::with_json_columns)
+            .map_err(api)?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
+        let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        Ok(Response::Query(
+            encode_dataframe(df, &Format::UnifiedText, Some(format)).await?,
+        ))
+    }
+
     async fn answer(
         &self,
         own: Own,
@@ -975,6 +1005,9 @@ impl QueryHook for Guard {
     ) -> Option<PgWireResult<Response>> {
         if let Err(e) = refuse_writes(statement) {
             return Some(Err(e));
+        }
+        if let Statement::Query(_) = statement {
+            return Some(self.query(statement, ctx, client).await);
         }
         match own(statement) {
             Err(e) => Some(Err(e)),

@@ -11,8 +11,8 @@ ports with a token, on the embedded sample.
             client stop the running query and free its slot at once
   psycopg   a `%s` parameter equals the literal query, `cohort_retention` equals the plain-SQL
             triangle, `SET lifecycle.churn_days` in one connection leaves another's stages alone,
-            a bad statement keeps the connection usable (in and out of a transaction), LIST,
-            STRUCT, TIMESTAMP, BIGINT, DOUBLE and VARCHAR columns arrive typed
+            a bad statement keeps the connection usable (in and out of a transaction), TIMESTAMP,
+            BIGINT, DOUBLE, VARCHAR and LIST columns arrive typed, STRUCTs and nested lists as JSON text
   load      (--load SECONDS, default 30) 8 Postgres and 8 Flight SQL clients against one server:
             0 errors, every answer identical to the first, server peak RSS within --memory-limit
 
@@ -198,8 +198,15 @@ def psycopg_checks(port: int) -> None:
         check(row[0] == datetime.datetime(2024, 3, 1, 12, 30) and row[1] == 7 and row[2] == 2.5 and row[3] == "seven"
               and row[4] == [1, 2, 3],
               f"typed columns: {row!r}, type oids {types}")
-        check(types[:5] == [1114, 20, 701, 25, 1016], f"type oids timestamp, int8, float8, text, int8[]: {types}")
-        print(f"   (a STRUCT arrives as {type(row[5]).__name__} {row[5]!r}, type oid {types[5]})")
+        check(types == [1114, 20, 701, 25, 1016, 25], f"type oids timestamp, int8, float8, text, int8[], text: {types}")
+        import json
+        check(json.loads(row[5]) == {"a": 1, "b": "two"}, f"a STRUCT arrives as JSON text: {row[5]!r}")
+        nested = cur.execute("SELECT make_array(make_array(1, 2), make_array(3)) AS n, "
+                             "rfm_summary(order_ts, amount, TIMESTAMP '2025-01-01 00:00:00') AS r "
+                             "FROM purchases WHERE customer_id = %s GROUP BY customer_id", (buyer,)).fetchone()
+        rfm = json.loads(nested[1])
+        check(json.loads(nested[0]) == [[1, 2], [3]] and set(rfm) == {"frequency", "recency", "t", "monetary_value"},
+              f"nested lists and a lifecycle STRUCT arrive as JSON text over the extended protocol: {nested}")
 
     # Settings are per connection.
     with pg_connect(port, autocommit=True) as a, pg_connect(port, autocommit=True) as b:

@@ -1,0 +1,186 @@
+//! Result columns the Postgres protocol has no type for, as JSON text.
+//!
+//! Scalars and lists of scalars have Postgres types (`bigint`, `double precision[]`, ...). A
+//! STRUCT has none with its field names (an anonymous `record` loses them, and many clients
+//! cannot read one), and nested lists and maps have none at all; such a column is sent as text
+//! holding its JSON (`{"frequency":3,"recency":120.0}`, `[[1,2],[3]]`), by a projection added on
+//! top of the query's plan, so the column's described type and its rows agree.
+
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{Array, ArrayRef, StringBuilder};
+use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::arrow::json::writer::{EncoderOptions, make_encoder};
+use datafusion::common::{Column, Result};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
+};
+
+/// Whether the Postgres front end has a type for `dt` (arrow-pg's mapping): scalars, and lists
+/// whose elements are scalars.
+pub(super) fn pg_native(dt: &DataType) -> bool {
+    match dt {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => scalar(f.data_type()),
+        DataType::Dictionary(_, v) => pg_native(v),
+        other => scalar(other),
+    }
+}
+
+fn scalar(dt: &DataType) -> bool {
+    !matches!(
+        dt,
+        DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::Struct(_)
+            | DataType::Map(..)
+            | DataType::Union(..)
+            | DataType::RunEndEncoded(..)
+    ) && !matches!(dt, DataType::Dictionary(_, v) if !scalar(v))
+}
+
+/// `plan` with every column that has no Postgres type turned into JSON text (same names and
+/// qualifiers); unchanged when every column has one.
+pub(super) fn with_json_columns(plan: LogicalPlan) -> Result<LogicalPlan> {
+    if plan
+        .schema()
+        .fields()
+        .iter()
+        .all(|f| pg_native(f.data_type()))
+    {
+        return Ok(plan);
+    }
+    let exprs: Vec<Expr> = plan
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let col = Expr::Column(Column::from((qualifier, field)));
+            if pg_native(field.data_type()) {
+                col
+            } else {
+                Expr::ScalarFunction(ScalarFunction::new_udf(TO_JSON.clone(), vec![col]))
+                    .alias_qualified(qualifier.cloned(), field.name())
+            }
+        })
+        .collect();
+    LogicalPlanBuilder::from(plan).project(exprs)?.build()
+}
+
+static TO_JSON: LazyLock<Arc<ScalarUDF>> =
+    LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(ToJson::default())));
+
+/// Any value as its JSON text (SQL NULL stays NULL; nulls inside are JSON `null`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ToJson {
+    signature: Signature,
+}
+
+impl Default for ToJson {
+    fn default() -> Self {
+        Self {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for ToJson {
+    fn name(&self) -> &str {
+        "lifecycle_pg_json"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let array = args.args[0].to_array(args.number_rows)?;
+        Ok(ColumnarValue::Array(json_texts(
+            &args.arg_fields[0],
+            &array,
+        )?))
+    }
+}
+
+fn json_texts(field: &FieldRef, array: &ArrayRef) -> Result<ArrayRef> {
+    let options = EncoderOptions::default().with_explicit_nulls(true);
+    let mut encoder = make_encoder(field, array.as_ref(), &options)?;
+    let mut out = StringBuilder::with_capacity(array.len(), array.len() * 16);
+    let mut buf = Vec::with_capacity(64);
+    for i in 0..array.len() {
+        if array.is_null(i) {
+            out.append_null();
+        } else {
+            buf.clear();
+            encoder.encode(i, &mut buf);
+            // The encoder writes UTF-8 JSON.
+            out.append_value(String::from_utf8_lossy(&buf));
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int64Array, ListArray, StringArray, StructArray};
+    use datafusion::arrow::datatypes::{Field, Fields, Int64Type};
+
+    #[test]
+    fn which_types_are_native() {
+        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+        assert!(pg_native(&DataType::Int64));
+        assert!(pg_native(&list(DataType::Float64)));
+        assert!(!pg_native(&list(list(DataType::Int64))));
+        let st = DataType::Struct(Fields::from(vec![Field::new("a", DataType::Int64, true)]));
+        assert!(!pg_native(&st));
+        assert!(!pg_native(&list(st)));
+    }
+
+    #[test]
+    fn structs_and_nested_lists_as_json() {
+        let st = StructArray::from(vec![
+            (
+                Arc::new(Field::new("frequency", DataType::Int64, true)),
+                Arc::new(Int64Array::from(vec![Some(3), None])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("name", DataType::Utf8, true)),
+                Arc::new(StringArray::from(vec!["a\"b", "c"])) as ArrayRef,
+            ),
+        ]);
+        let array: ArrayRef = Arc::new(st);
+        let field = Arc::new(Field::new("s", array.data_type().clone(), true));
+        let got = json_texts(&field, &array).unwrap();
+        let got = got.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(got.value(0), r#"{"frequency":3,"name":"a\"b"}"#);
+        assert_eq!(got.value(1), r#"{"frequency":null,"name":"c"}"#);
+
+        let inner = ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            Some(vec![Some(3)]),
+        ]);
+        let outer: ArrayRef = Arc::new(ListArray::new(
+            Arc::new(Field::new_list_field(inner.data_type().clone(), true)),
+            datafusion::arrow::buffer::OffsetBuffer::from_lengths([2, 0]),
+            Arc::new(inner),
+            Some(vec![true, false].into()),
+        ));
+        let field = Arc::new(Field::new("l", outer.data_type().clone(), true));
+        let got = json_texts(&field, &outer).unwrap();
+        let got = got.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!(got.value(0), "[[1,2],[3]]");
+        assert!(got.is_null(1), "SQL NULL stays NULL");
+    }
+}
