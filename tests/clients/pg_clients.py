@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Real-client checks of `lifecycle serve --pg-listen` (the PostgreSQL wire protocol).
 
-Clients: psql (Debian's postgresql-client) and psycopg 3 (PyPI `psycopg[binary]`); ADBC's Flight SQL
-driver for the mixed-protocol load. Every server is the given binary, started here on free loopback
+Clients: psql (Debian's postgresql-client), psycopg 3 (PyPI `psycopg[binary]`), the PostgreSQL JDBC driver
+(Debian's libpostgresql-jdbc-java, run by `java`; env LIFECYCLE_PG_JDBC overrides the jar) and node-postgres (npm
+`pg`, found through env LIFECYCLE_NODE_MODULES); ADBC's Flight SQL driver for the mixed-protocol load. Every server is the given binary, started here on free loopback
 ports with a token, on the embedded sample.
 
   psql      a lifecycle query against the same question in plain SQL, `\\dt`, `\\d purchases`,
@@ -13,6 +14,10 @@ ports with a token, on the embedded sample.
             triangle, `SET lifecycle.churn_days` in one connection leaves another's stages alone,
             a bad statement keeps the connection usable (in and out of a transaction), TIMESTAMP,
             BIGINT, DOUBLE, VARCHAR and LIST columns arrive typed, STRUCTs and nested lists as JSON text
+  JDBC      `?` parameters (also once the driver switches to a named server-side statement), TIMESTAMP
+            and BIGINT parameters, DatabaseMetaData getTables/getColumns, DROP TABLE refused (25006)
+  node-pg   `$1` parameters, TIMESTAMP and array types, INSERT refused
+  BI tools  the settings and pg_catalog / information_schema queries BI tools send, simple and prepared
   load      (--load SECONDS, default 30) 8 Postgres and 8 Flight SQL clients against one server:
             0 errors, every answer identical to the first, server peak RSS within --memory-limit
 
@@ -33,7 +38,7 @@ import warnings
 import psycopg
 
 TOKEN = "pg-test-token"
-MEMORY_LIMIT_MIB = 1024
+MEMORY_LIMIT_MIB = 256
 warnings.filterwarnings("ignore", message="Cannot disable autocommit")
 
 STAGES = """SELECT stage, count(*) FROM (
@@ -264,6 +269,71 @@ def interrupt_checks(binary: str) -> None:
     check(code == 0, f"server stopped cleanly (exit {code})")
 
 
+# What BI tools send on connect and when browsing (written here after the statements Metabase, Grafana,
+# DBeaver and JDBC drivers issue): session settings, then catalog queries over pg_catalog and
+# information_schema. Each runs over the simple protocol and again prepared (the extended protocol JDBC uses).
+BI_STATEMENTS = [
+    "SET extra_float_digits = 3",
+    "SET application_name = 'Metabase v0.55'",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "SHOW TRANSACTION ISOLATION LEVEL",
+    "SHOW search_path",
+    "show timezone",
+    "SELECT version()",
+    "SELECT current_database(), current_schema(), current_user",
+    "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname !~ '^pg_' ORDER BY nspname",
+    """SELECT n.nspname AS schema, c.relname AS name, c.relkind FROM pg_catalog.pg_class c
+       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind IN ('r', 'v', 'm', 'p') AND n.nspname = 'public' ORDER BY 2""",
+    """SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull
+       FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON a.attrelid = c.oid
+       WHERE c.relname = 'purchases' AND a.attnum > 0 ORDER BY a.attnum""",
+    "SELECT oid, typname FROM pg_catalog.pg_type WHERE typname IN ('int8', 'float8', 'timestamp', 'text')",
+    """SELECT table_schema, table_name, table_type FROM information_schema.tables
+       WHERE table_schema = 'public' ORDER BY table_name""",
+    """SELECT column_name, data_type, is_nullable FROM information_schema.columns
+       WHERE table_name = 'purchases' ORDER BY ordinal_position""",
+    "SELECT schemaname, tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public' ORDER BY 2",
+    "SELECT datname FROM pg_catalog.pg_database",
+]
+
+
+def driver_checks(port: int) -> None:
+    """The JDBC driver (`?` placeholders, DatabaseMetaData) and node-postgres (`$1`), each its own program."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    jar = os.environ.get("LIFECYCLE_PG_JDBC", "/usr/share/java/postgresql.jar")
+    r = subprocess.run(["java", "-cp", jar, f"{here}/JdbcCheck.java", str(port), TOKEN],
+                       capture_output=True, text=True, timeout=300)
+    print(r.stdout.rstrip())
+    check(r.returncode == 0, f"JDBC driver checks ({jar}) {r.stderr.strip()[-400:]}")
+    modules = os.environ.get("LIFECYCLE_NODE_MODULES", "")
+    r = subprocess.run(["node", f"{here}/node_pg.mjs", str(port), TOKEN], capture_output=True, text=True,
+                       timeout=120, env=dict(os.environ, NODE_PATH=modules))
+    print(r.stdout.rstrip())
+    check(r.returncode == 0, f"node-postgres checks (NODE_PATH={modules}) {r.stderr.strip()[-400:]}")
+
+
+def bi_checks(port: int) -> None:
+    with pg_connect(port, autocommit=True) as conn:
+        results = {}
+        for sql in BI_STATEMENTS:
+            for prepared in (False, True):
+                try:
+                    cur = conn.execute(sql, prepare=prepared)
+                    results[(sql, prepared)] = cur.fetchall() if cur.description else None
+                except psycopg.Error as e:
+                    check(False, f"BI statement ({'prepared' if prepared else 'simple'}) {sql.split()[:6]}: {e}")
+        same = all(results[(q, False)] == results[(q, True)] for q in BI_STATEMENTS)
+        check(same, f"{len(BI_STATEMENTS)} BI-tool statements run, simple and prepared alike")
+        tables = [r[1] for r in results[(BI_STATEMENTS[9], False)]]
+        check({"purchases", "customers", "cdnow"} <= set(tables), f"pg_class lists the tables: {tables}")
+        cols = results[(BI_STATEMENTS[10], False)]
+        check([c[0] for c in cols][:4] == ["customer_id", "order_id", "order_ts", "amount"]
+              and cols[2][1].startswith("timestamp"), f"pg_attribute columns of purchases: {cols}")
+        info = [r[0] for r in results[(BI_STATEMENTS[13], False)]]
+        check(info[:4] == ["customer_id", "order_id", "order_ts", "amount"], f"information_schema.columns: {info}")
+
+
 def tls_checks(binary: str, token_file: str) -> None:
     with tempfile.TemporaryDirectory() as d:
         cert, key = f"{d}/cert.pem", f"{d}/key.pem"
@@ -383,6 +453,8 @@ def main() -> None:
             check("Flight SQL" not in srv.ports, "--pg-listen alone serves only Postgres")
             psql_checks(srv.ports["Postgres"])
             psycopg_checks(srv.ports["Postgres"])
+            bi_checks(srv.ports["Postgres"])
+            driver_checks(srv.ports["Postgres"])
         finally:
             code = srv.stop()
         check(code == 0, f"server stopped cleanly on SIGTERM (exit {code})")
