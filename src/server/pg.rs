@@ -111,6 +111,8 @@ enum Stop {
     Cancel,
     /// The client closed its connection.
     Gone,
+    /// The connection's `statement_timeout` passed.
+    Timeout,
 }
 
 /// One connection's interrupt: what stops its running query's rows.
@@ -521,7 +523,7 @@ fn depth_check(sql: &str) -> PgWireResult<()> {
 impl PgQueries {
     /// Before each request: this connection is known to cancel requests, and an earlier cancel
     /// does not stop the new query.
-    fn begin<C: ClientInfo>(&self, client: &C) {
+    fn begin<C: ClientInfo>(&self, client: &C) -> Option<tokio::time::Instant> {
         self.key.get_or_init(|| {
             let (pid, secret) = client.pid_and_secret_key();
             let key = (pid, secret.to_bytes().to_vec());
@@ -531,6 +533,14 @@ impl PgQueries {
             key
         });
         self.interrupt.start();
+        // datafusion-postgres keeps `SET statement_timeout` in the connection's metadata; it
+        // bounds the whole query here, rows included.
+        client
+            .metadata()
+            .get("statement_timeout_ms")
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
     }
 
     /// The response with its rows guarded: the permit is held and the query logged until they
@@ -541,14 +551,24 @@ impl PgQueries {
         permit: &Arc<tokio::sync::OwnedSemaphorePermit>,
         client: SocketAddr,
         sql: &str,
+        deadline: Option<tokio::time::Instant>,
     ) -> Response {
         match response {
             Response::Query(mut q) => {
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
                 let tracked = Tracked::new(rows, permit.clone(), "pg", client.to_string(), sql);
+                let interrupted = self.interrupt.stopped();
                 q.data_rows = Box::pin(Interruptible {
                     inner: Some(Box::pin(tracked)),
-                    stop: Box::pin(self.interrupt.stopped()),
+                    stop: Box::pin(async move {
+                        match deadline {
+                            None => interrupted.await,
+                            Some(at) => tokio::select! {
+                                why = interrupted => why,
+                                _ = tokio::time::sleep_until(at) => Stop::Timeout,
+                            },
+                        }
+                    }),
                 });
                 Response::Query(q)
             }
@@ -584,6 +604,7 @@ impl futures::Stream for Interruptible {
             let message = match why {
                 Stop::Cancel => "canceling statement due to user request",
                 Stop::Gone => "canceling statement: the client disconnected",
+                Stop::Timeout => "canceling statement due to statement timeout",
             };
             return Poll::Ready(Some(Err(user_error("57014", message.into()))));
         }
@@ -601,13 +622,13 @@ impl SimpleQueryHandler for PgQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         depth_check(query)?;
-        self.begin(client);
+        let deadline = self.begin(client);
         let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
         let responses = SimpleQueryHandler::do_query(&self.inner, client, query).await?;
         let peer = client.socket_addr();
         Ok(responses
             .into_iter()
-            .map(|r| self.track(r, &permit, peer, query))
+            .map(|r| self.track(r, &permit, peer, query, deadline))
             .collect())
     }
 }
@@ -633,7 +654,7 @@ impl ExtendedQueryHandler for PgQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        self.begin(client);
+        let deadline = self.begin(client);
         let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
         let response =
             ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await?;
@@ -642,6 +663,7 @@ impl ExtendedQueryHandler for PgQueries {
             &permit,
             client.socket_addr(),
             &portal.statement.statement.0,
+            deadline,
         ))
     }
 }

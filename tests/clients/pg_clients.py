@@ -9,7 +9,7 @@ ports with a token, on the embedded sample.
   psql      a lifecycle query against the same question in plain SQL, `\\dt`, `\\d purchases`,
             a wrong password refused, COPY (and `\\copy`) refused, TLS with `sslmode=require`,
             a certificate that does not load refused at startup; Ctrl-C (a cancel request) and a killed
-            client stop the running query and free its slot at once
+            client stop the running query and free its slot at once; statement_timeout stops it
   psycopg   a `%s` parameter equals the literal query, `cohort_retention` equals the plain-SQL
             triangle, `SET lifecycle.churn_days` in one connection leaves another's stages alone,
             a bad statement keeps the connection usable (in and out of a transaction), TIMESTAMP,
@@ -262,10 +262,15 @@ def interrupt_checks(binary: str) -> None:
             waited = time.time() - t0
             check(r.returncode == 0 and r.stdout.strip() == "12000" and waited < 5,
                   f"{how}: the slot is free at once (next query answered in {waited:.2f} s)")
+        t0 = time.time()
+        r = psql(port, "-c", "SET statement_timeout = '1s'", "-c", endless, password="")
+        took = time.time() - t0
+        check(r.returncode != 0 and "canceling statement due to statement timeout" in r.stderr and took < 10,
+              f"statement_timeout stops the query in {took:.1f} s: {r.stderr.strip()}")
     finally:
         code = srv.stop()
     cancelled = [line for line in srv.log if "generate_series" in line and "outcome=cancelled" in line]
-    check(len(cancelled) == 2, f"both stopped queries are logged as cancelled ({len(cancelled)})")
+    check(len(cancelled) == 3, f"the stopped queries are logged as cancelled ({len(cancelled)})")
     check(code == 0, f"server stopped cleanly (exit {code})")
 
 
