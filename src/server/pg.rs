@@ -165,8 +165,11 @@ impl Interrupt {
 /// requests (which arrive on a connection of their own).
 #[derive(Default)]
 struct Running {
-    by_key: std::sync::Mutex<std::collections::HashMap<(i32, Vec<u8>), Arc<Interrupt>>>,
+    by_key: std::sync::Mutex<std::collections::HashMap<BackendKey, Arc<Interrupt>>>,
 }
+
+/// A connection's process id and secret key (what a cancel request names).
+type BackendKey = (i32, Vec<u8>);
 
 impl PgFront {
     pub(super) fn new(
@@ -493,7 +496,7 @@ struct PgQueries {
     interrupt: Arc<Interrupt>,
     running: Arc<Running>,
     /// This connection's key in `running`, once known (pgwire assigns it at startup).
-    key: std::sync::OnceLock<(i32, Vec<u8>)>,
+    key: std::sync::OnceLock<BackendKey>,
 }
 
 impl Drop for PgQueries {
