@@ -56,6 +56,7 @@ mod handles;
 mod json;
 mod metadata;
 mod pg;
+mod pg_functions;
 mod placeholders;
 mod stream;
 

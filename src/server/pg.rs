@@ -351,6 +351,7 @@ fn pg_session(ctx: &SessionContext) -> datafusion::error::Result<SessionContext>
         .build();
     let pg = SessionContext::new_with_state(state);
     setup_pg_catalog(&pg, &default_catalog, EmptyContextProvider).map_err(|e| *e)?;
+    pg.register_udf(super::pg_functions::current_setting());
     Ok(pg)
 }
 

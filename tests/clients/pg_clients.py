@@ -300,6 +300,14 @@ BI_STATEMENTS = [
        WHERE table_name = 'purchases' ORDER BY ordinal_position""",
     "SELECT schemaname, tablename FROM pg_catalog.pg_tables WHERE schemaname = 'public' ORDER BY 2",
     "SELECT datname FROM pg_catalog.pg_database",
+    # Grafana's PostgreSQL data source: the search path, table and column pickers, a time series.
+    "SELECT current_setting('search_path')",
+    """SELECT quote_ident(table_name) AS "table" FROM information_schema.tables
+       WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1""",
+    """SELECT quote_ident(column_name) AS "column", data_type AS "type" FROM information_schema.columns
+       WHERE quote_ident(table_name) = 'purchases'""",
+    """SELECT date_trunc('day', order_ts) AS "time", sum(amount) AS revenue FROM purchases
+       WHERE order_ts BETWEEN '2024-01-01T00:00:00Z' AND '2024-01-08T00:00:00Z' GROUP BY 1 ORDER BY 1""",
 ]
 
 
@@ -335,6 +343,9 @@ def bi_checks(port: int) -> None:
         cols = results[(BI_STATEMENTS[10], False)]
         check([c[0] for c in cols][:4] == ["customer_id", "order_id", "order_ts", "amount"]
               and cols[2][1].startswith("timestamp"), f"pg_attribute columns of purchases: {cols}")
+        check(results[(BI_STATEMENTS[16], False)] == [("public",)], "current_setting('search_path')")
+        series = results[(BI_STATEMENTS[19], False)]
+        check(len(series) == 7, f"a Grafana time series: {len(series)} days")
         info = [r[0] for r in results[(BI_STATEMENTS[13], False)]]
         check(info[:4] == ["customer_id", "order_id", "order_ts", "amount"], f"information_schema.columns: {info}")
 
