@@ -103,6 +103,21 @@ async fn collect(
     Ok(out)
 }
 
+/// Prepares `sql`, binds `params`, runs it: its rows and the parameter schema the server reported.
+async fn prepared(
+    c: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+    params: RecordBatch,
+) -> (Vec<Vec<String>>, datafusion::arrow::datatypes::Schema) {
+    let mut ps = c.prepare(sql.into(), None).await.unwrap();
+    let schema = ps.parameter_schema().unwrap().clone();
+    ps.set_parameters(params).unwrap();
+    let info = ps.execute().await.unwrap();
+    let got = rows(&collect(c, info).await.unwrap());
+    ps.close().await.unwrap();
+    (got, schema)
+}
+
 const STAGES: &str = "SELECT stage, count(*) AS n FROM (
     SELECT lifecycle_stage(p.order_ts, TIMESTAMP '2025-01-01 00:00:00') AS stage
     FROM customers c LEFT JOIN purchases p ON p.customer_id = c.customer_id GROUP BY c.customer_id)
@@ -131,37 +146,37 @@ async fn queries_prepared_statements_catalogs_and_errors() {
     );
 
     // Prepared statement with a bound parameter.
-    let mut ps = c
-        .prepare(
-            "SELECT count(*) AS n FROM purchases WHERE customer_id = $1".into(),
-            None,
-        )
-        .await
-        .unwrap();
     let param = RecordBatch::try_from_iter(vec![("$1", Arc::new(Int64Array::from(vec![42])) as _)])
         .unwrap();
-    ps.set_parameters(param).unwrap();
-    let info = ps.execute().await.unwrap();
-    let got = rows(&collect(&mut c, info).await.unwrap());
+    let (got, _) = prepared(
+        &mut c,
+        "SELECT count(*) AS n FROM purchases WHERE customer_id = $1",
+        param,
+    )
+    .await;
     let want = crate::common::query(
         &local,
         "SELECT count(*) AS n FROM purchases WHERE customer_id = 42",
     )
     .await;
     assert_eq!(got, want);
-    ps.close().await.unwrap();
 
     // `?` parameters (JDBC's and ADBC's style) are numbered left to right, a `?` in a string
     // stays a character, and the parameter schema is reported for them as for `$n`.
-    let mut ps = c
-        .prepare(
-            "SELECT count(*) AS n, '?' AS mark FROM purchases WHERE customer_id = ? AND amount > ?"
-                .into(),
-            None,
-        )
-        .await
-        .unwrap();
-    let params = ps.parameter_schema().unwrap().clone();
+    let param = RecordBatch::try_from_iter(vec![
+        ("$1", Arc::new(Int64Array::from(vec![42])) as _),
+        (
+            "$2",
+            Arc::new(datafusion::arrow::array::Float64Array::from(vec![5.0])) as _,
+        ),
+    ])
+    .unwrap();
+    let (got, params) = prepared(
+        &mut c,
+        "SELECT count(*) AS n, '?' AS mark FROM purchases WHERE customer_id = ? AND amount > ?",
+        param,
+    )
+    .await;
     assert_eq!(
         params
             .fields()
@@ -173,24 +188,12 @@ async fn queries_prepared_statements_catalogs_and_errors() {
             ("$2", datafusion::arrow::datatypes::DataType::Float64)
         ]
     );
-    let param = RecordBatch::try_from_iter(vec![
-        ("$1", Arc::new(Int64Array::from(vec![42])) as _),
-        (
-            "$2",
-            Arc::new(datafusion::arrow::array::Float64Array::from(vec![5.0])) as _,
-        ),
-    ])
-    .unwrap();
-    ps.set_parameters(param).unwrap();
-    let info = ps.execute().await.unwrap();
-    let got = rows(&collect(&mut c, info).await.unwrap());
     let want = crate::common::query(
         &local,
         "SELECT count(*) AS n, '?' AS mark FROM purchases WHERE customer_id = 42 AND amount > 5.0",
     )
     .await;
     assert_eq!(got, want);
-    ps.close().await.unwrap();
     let ps = c
         .prepare("SELECT $2 + 1 AS a, $1 AS b".into(), None)
         .await
