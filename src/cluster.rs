@@ -39,7 +39,7 @@ use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::{SessionState, SessionStateBuilder, TaskContext};
-use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan};
+use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::bytes::{
@@ -163,6 +163,13 @@ impl LogicalExtensionCodec for LogicalCodec {
             None => self.ballista.try_decode_udaf(name, buf),
         }
     }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        match crate::server::front_end_udf(name) {
+            Some(f) => Ok(f),
+            None => self.ballista.try_decode_udf(name, buf),
+        }
+    }
 }
 
 /// Ballista's physical codec, plus the table functions' internal aggregates (by name).
@@ -195,6 +202,13 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         match lifecycle_udfs::internal_aggregate(name) {
             Some(f) => Ok(f),
             None => self.ballista.try_decode_udaf(name, buf),
+        }
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        match crate::server::front_end_udf(name) {
+            Some(f) => Ok(f),
+            None => self.ballista.try_decode_udf(name, buf),
         }
     }
 }

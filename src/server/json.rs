@@ -77,6 +77,13 @@ pub(super) fn with_json_columns(plan: LogicalPlan) -> Result<LogicalPlan> {
 static TO_JSON: LazyLock<Arc<ScalarUDF>> =
     LazyLock::new(|| Arc::new(ScalarUDF::new_from_impl(ToJson::default())));
 
+/// The conversion's name in plans (not registered for SQL).
+pub(super) const TO_JSON_NAME: &str = "lifecycle_pg_json";
+
+pub(super) fn to_json() -> Arc<ScalarUDF> {
+    TO_JSON.clone()
+}
+
 /// Any value as its JSON text (SQL NULL stays NULL; nulls inside are JSON `null`).
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ToJson {
@@ -93,7 +100,7 @@ impl Default for ToJson {
 
 impl ScalarUDFImpl for ToJson {
     fn name(&self) -> &str {
-        "lifecycle_pg_json"
+        TO_JSON_NAME
     }
 
     fn signature(&self) -> &Signature {

@@ -65,6 +65,17 @@ use handles::param_values;
 pub use handles::{decode_handle, encode_handle};
 use metadata::{SQL_INFO, XDBC_INFO, table_type_name};
 pub use pg::SETTABLE_DATAFUSION;
+
+/// Scalar functions the front ends put into plans without registering them for SQL (the
+/// Postgres listener's JSON conversion, `current_setting`), by name: how a cluster's processes
+/// decode them.
+pub fn front_end_udf(name: &str) -> Option<Arc<datafusion::logical_expr::ScalarUDF>> {
+    match name {
+        json::TO_JSON_NAME => Some(json::to_json()),
+        "current_setting" => Some(Arc::new(pg_functions::current_setting())),
+        _ => None,
+    }
+}
 pub use placeholders::number_question_marks;
 use stream::{DoGetStream, Tracked};
 

@@ -346,13 +346,58 @@ fn pg_session(ctx: &SessionContext) -> datafusion::error::Result<SessionContext>
         list.register_catalog(name, copy);
     }
     let default_catalog = state.config_options().catalog.default_catalog.clone();
+    let planner = Arc::new(CatalogsHere {
+        session: state.query_planner().clone(),
+    });
     let state = SessionStateBuilder::new_from_existing(state)
         .with_catalog_list(list)
+        .with_query_planner(planner)
         .build();
     let pg = SessionContext::new_with_state(state);
     setup_pg_catalog(&pg, &default_catalog, EmptyContextProvider).map_err(|e| *e)?;
     pg.register_udf(super::pg_functions::current_setting());
     Ok(pg)
+}
+
+/// Plans that read anything but Parquet tables (`pg_catalog`, `information_schema`, in-memory
+/// tables) run in this process; the rest as the server session plans them. On a `--cluster`
+/// session this keeps psql's and BI tools' catalog queries local (the catalog tables exist only
+/// here, and the cluster can only read tables registered with `--table`); on a local session both
+/// are the same planner.
+#[derive(Debug)]
+struct CatalogsHere {
+    session: Arc<dyn datafusion::execution::context::QueryPlanner + Send + Sync>,
+}
+
+#[async_trait]
+impl datafusion::execution::context::QueryPlanner for CatalogsHere {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::common::tree_node::TreeNode;
+        use datafusion::physical_planner::PhysicalPlanner;
+        let local = plan.exists(|node| {
+            Ok(match node {
+                LogicalPlan::TableScan(scan) => {
+                    datafusion::datasource::source_as_provider(&scan.source).map_or(true, |p| {
+                        (p.as_ref() as &dyn std::any::Any)
+                            .downcast_ref::<datafusion::datasource::listing::ListingTable>()
+                            .is_none()
+                    })
+                }
+                _ => false,
+            })
+        })?;
+        if local {
+            datafusion::physical_planner::DefaultPhysicalPlanner::default()
+                .create_physical_plan(plan, session)
+                .await
+        } else {
+            self.session.create_physical_plan(plan, session).await
+        }
+    }
 }
 
 /// A TLS acceptor from PEM files; any problem is an error (never a plaintext fallback).

@@ -1,9 +1,10 @@
 """Object storage, for real: an S3-protocol server (moto's server mode) on a loopback port, a bucket
 holding generated Parquet, and the same lifecycle queries through s3:// on one machine and on a
 cluster (`lifecycle scheduler` + two `lifecycle executor`s), compared with the answers from the
-local files. Also: a missing bucket is one clear error naming the table and the URL.
+local files; then `lifecycle serve --pg-listen` over that cluster, with psycopg. Also: a missing bucket is one
+clear error naming the table and the URL.
 
-Usage: python s3_cluster.py PATH/TO/lifecycle   (run by .ci/run in its venv: moto[server], boto3)
+Usage: python s3_cluster.py PATH/TO/lifecycle   (run by .ci/run in its venv: moto[server], boto3, psycopg)
 """
 
 import os
@@ -124,6 +125,31 @@ def main():
             got = answers(binary, s3_tables, env, cluster=f"df://127.0.0.1:{sport}")
             assert got == expected, "cluster s3:// answers differ from the local files'"
             print(f"cluster (1 scheduler, 2 executors): {len(QUERIES)} queries over s3:// equal the local answers")
+
+            # The Postgres listener over the cluster: queries run on the cluster, catalog browsing in
+            # the server (pg_catalog exists only there), STRUCT columns arrive as JSON text.
+            import json
+            import psycopg
+            pport = free_port()
+            args = [binary, "serve", "--pg-listen", f"127.0.0.1:{pport}", "--cluster", f"df://127.0.0.1:{sport}"]
+            for name, path in s3_tables.items():
+                args += ["--table", f"{name}={path}"]
+            server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(server)
+            wait_port(pport, server, "lifecycle serve --pg-listen --cluster")
+            with psycopg.connect(host="127.0.0.1", port=pport, user="analyst", dbname="lifecycle",
+                                 autocommit=True) as conn:
+                tables = [r[0] for r in conn.execute(
+                    "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = 'public' ORDER BY 1").fetchall()]
+                assert tables == ["events", "purchases"], tables
+                stages = conn.execute(QUERIES[0]).fetchall()
+                want = [tuple(line.split(",")) for line in expected[0].splitlines()[1:]]
+                assert [(s, str(n)) for s, n in stages] == want, (stages, want)
+                rfm = conn.execute("SELECT rfm_summary(order_ts, amount, TIMESTAMP '2024-07-01') AS s "
+                                   "FROM purchases WHERE customer_id = %s GROUP BY customer_id", (1,)).fetchone()[0]
+                assert set(json.loads(rfm)) == {"frequency", "recency", "t", "monetary_value"}, rfm
+            print("cluster over the Postgres protocol: catalog browsing, a lifecycle query, a STRUCT as JSON")
     finally:
         for p in reversed(procs):
             p.terminate()
