@@ -768,13 +768,9 @@ pub async fn serve(
     };
     let grace = opts.shutdown_grace;
     let pg_task = pg.zip(pg_listener).map(|(front, listener)| {
-        let stop = stopped();
         let limits = limits.clone();
-        tokio::spawn(front.run(listener, async move {
-            stop.await;
-            // Queries in flight (on either protocol) finish first, within the grace period.
-            limits.idle(grace).await;
-        }))
+        // Queries in flight (on either protocol) finish first, within the grace period.
+        tokio::spawn(front.run(listener, stopped(), async move { limits.idle(grace).await }))
     });
 
     if let Some(listener) = flight_listener {

@@ -234,12 +234,14 @@ impl PgFront {
         }))
     }
 
-    /// Accepts connections until `stop` resolves; each runs on its own task, and every one still
-    /// open is closed when this returns.
+    /// Accepts connections until `stop` resolves; each runs on its own task. Then, no longer
+    /// accepting, waits for `drain` (queries in flight finishing) and closes every connection
+    /// still open.
     pub(super) async fn run(
         self,
         listener: TcpListener,
         stop: impl std::future::Future<Output = ()>,
+        drain: impl std::future::Future<Output = ()>,
     ) {
         let mut connections = tokio::task::JoinSet::new();
         tokio::pin!(stop);
@@ -286,6 +288,7 @@ impl PgFront {
             }
         }
         drop(listener);
+        drain.await;
         connections.shutdown().await;
     }
 }

@@ -262,6 +262,17 @@ def interrupt_checks(binary: str) -> None:
         took = time.time() - t0
         check(r.returncode != 0 and "canceling statement due to statement timeout" in r.stderr and took < 10,
               f"statement_timeout stops the query in {took:.1f} s: {r.stderr.strip()}")
+        # SIGTERM while a query runs: no new connections, the query in flight finishes (within the
+        # 10 s grace), then the server exits 0.
+        p = subprocess.Popen(["psql", dsn, "-X", "-At", "-c", "SELECT sum(value) FROM generate_series(1, 500000000)"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PGPASSWORD=""))
+        time.sleep(1)
+        srv.proc.terminate()
+        time.sleep(0.5)
+        late = psql(port, "-At", "-c", "SELECT 1", password="")
+        out, err = p.communicate(timeout=60)
+        check(late.returncode != 0, f"after SIGTERM new connections are refused: {late.stderr.strip()[:100]}")
+        check(out.strip() == "125000000250000000", f"the query in flight at SIGTERM finished: {out.strip()} {err.strip()}")
     finally:
         code = srv.stop()
     cancelled = [line for line in srv.log if "generate_series" in line and "outcome=cancelled" in line]
