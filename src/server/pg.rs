@@ -1189,6 +1189,25 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_cancel_stops_the_running_query_only_and_a_hang_up_stays() {
+        use futures::FutureExt;
+        let i = Interrupt::new();
+        let running = i.stopped();
+        i.fire(Stop::Cancel);
+        assert_eq!(running.await, Stop::Cancel);
+        // The next query starts afresh: the earlier cancel does not stop it.
+        i.start();
+        assert!(i.stopped().now_or_never().is_none());
+        let running = i.stopped();
+        i.fire(Stop::Gone);
+        assert_eq!(running.await, Stop::Gone);
+        // A cancel after a hang-up does not hide it, and a new start does not clear it.
+        i.fire(Stop::Cancel);
+        i.start();
+        assert_eq!(i.stopped().await, Stop::Gone);
+    }
+
     #[test]
     fn settings_a_connection_may_change() {
         assert!(matches!(
