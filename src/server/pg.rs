@@ -204,9 +204,9 @@ impl PgFront {
         let parser = Arc::new(PgParser {
             inner: ExtendedQueryHandler::query_parser(&inner),
         });
-        let startup = match &self.scram {
-            None => PgStartup::Open(Open),
-            Some(source) => PgStartup::Scram(Box::new(
+        let auth = match &self.scram {
+            None => Auth::Open(Open),
+            Some(source) => Auth::Scram(Box::new(
                 SASLAuthStartupHandler::new(Arc::new(DefaultServerParameterProvider::default()))
                     .with_scram({
                         let mut scram = ScramAuth::new(source.clone());
@@ -227,7 +227,10 @@ impl PgFront {
             cancel: Arc::new(PgCancel {
                 running: self.running.clone(),
             }),
-            startup: Arc::new(startup),
+            startup: Arc::new(PgStartup {
+                require_tls: self.tls.is_some(),
+                auth,
+            }),
             errors: Arc::new(PgErrors {
                 limits: self.limits.clone(),
             }),
@@ -462,7 +465,14 @@ struct Open;
 
 impl NoopStartupHandler for Open {}
 
-enum PgStartup {
+/// Startup: TLS first when the server has a certificate (as Flight SQL, which serves TLS only),
+/// then the password when it has a token.
+struct PgStartup {
+    require_tls: bool,
+    auth: Auth,
+}
+
+enum Auth {
     Open(Open),
     Scram(Box<SASLAuthStartupHandler<DefaultServerParameterProvider>>),
 }
@@ -479,9 +489,19 @@ impl StartupHandler for PgStartup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            PgStartup::Open(h) => h.on_startup(client, message).await,
-            PgStartup::Scram(h) => h.on_startup(client, message).await,
+        if self.require_tls
+            && !client.is_secure()
+            && matches!(message, PgWireFrontendMessage::Startup(_))
+        {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                "this server accepts TLS connections only: connect with sslmode=require".into(),
+            ))));
+        }
+        match &self.auth {
+            Auth::Open(h) => h.on_startup(client, message).await,
+            Auth::Scram(h) => h.on_startup(client, message).await,
         }
     }
 }

@@ -372,6 +372,9 @@ def tls_checks(binary: str, token_file: str) -> None:
             with pg_connect(port, sslmode="verify-full", sslrootcert=cert) as conn:
                 check(conn.execute("SELECT count(*) FROM customers").fetchone() == (12000,),
                       "psycopg over TLS, certificate verified")
+            r = psql(port, "-c", "SELECT 1", conninfo="sslmode=disable")
+            check(r.returncode != 0 and "TLS connections only" in r.stderr,
+                  f"a plaintext connection to a TLS server is refused: {r.stderr.strip()}")
         finally:
             srv.stop()
         # A certificate that does not load is a startup error, not a plaintext server.
