@@ -65,6 +65,8 @@ use handles::param_values;
 pub use handles::{decode_handle, encode_handle};
 use metadata::{SQL_INFO, XDBC_INFO, table_type_name};
 pub use pg::SETTABLE_DATAFUSION;
+pub use placeholders::number_question_marks;
+use stream::{DoGetStream, Tracked};
 
 /// Scalar functions the front ends put into plans without registering them for SQL (the
 /// Postgres listener's JSON conversion, `current_setting`), by name: how a cluster's processes
@@ -76,8 +78,6 @@ pub fn front_end_udf(name: &str) -> Option<Arc<datafusion::logical_expr::ScalarU
         _ => None,
     }
 }
-pub use placeholders::number_question_marks;
-use stream::{DoGetStream, Tracked};
 
 /// How the server runs.
 #[derive(Debug, Clone)]
