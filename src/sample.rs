@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::error::Result;
@@ -45,29 +45,28 @@ fn partitions(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
     parts
 }
 
-/// Registers the sample's `purchases` and `customers` tables.
-pub fn register(ctx: &SessionContext) -> Result<()> {
+/// The sample's tables as batches: `purchases`, `events`, `cdnow` and `customers`, each with its
+/// schema (what `register` registers, and what the Python package hands to DataFusion Python).
+pub fn tables() -> Result<Vec<(&'static str, SchemaRef, Vec<RecordBatch>)>> {
     let t = generate_batches(sample_options(), 1_000)?;
+    let cdnow = parse_cdnow(CDNOW_TEXT)?;
+    Ok(vec![
+        ("purchases", purchases_schema(), t.purchases),
+        ("events", events_schema(), t.events),
+        ("cdnow", cdnow.schema(), vec![cdnow]),
+        ("customers", customers_schema(), t.customers),
+    ])
+}
+
+/// Registers the sample's tables (see [`tables`]), spread over the session's partitions.
+pub fn register(ctx: &SessionContext) -> Result<()> {
     let n = ctx.copied_config().target_partitions().max(1);
-    ctx.register_table(
-        "purchases",
-        Arc::new(MemTable::try_new(
-            purchases_schema(),
-            partitions(t.purchases, n),
-        )?),
-    )?;
-    ctx.register_table(
-        "events",
-        Arc::new(MemTable::try_new(events_schema(), partitions(t.events, n))?),
-    )?;
-    ctx.register_table("cdnow", Arc::new(cdnow_table()?))?;
-    ctx.register_table(
-        "customers",
-        Arc::new(MemTable::try_new(
-            customers_schema(),
-            partitions(t.customers, n),
-        )?),
-    )?;
+    for (name, schema, batches) in tables()? {
+        ctx.register_table(
+            name,
+            Arc::new(MemTable::try_new(schema, partitions(batches, n))?),
+        )?;
+    }
     Ok(())
 }
 
@@ -118,9 +117,4 @@ pub fn parse_cdnow(text: &str) -> Result<RecordBatch> {
             Arc::new(Float64Array::from(amount)),
         ],
     )?)
-}
-
-fn cdnow_table() -> Result<MemTable> {
-    let batch = parse_cdnow(CDNOW_TEXT)?;
-    MemTable::try_new(batch.schema(), vec![vec![batch]])
 }

@@ -1,0 +1,249 @@
+//! `datafusion_lifecycle._native`: every lifecycle function as an object DataFusion Python can
+//! register. Rust has no stable ABI, so nothing of this crate's DataFusion crosses into the
+//! interpreter's: each object hands out a `datafusion-ffi` struct in a named PyCapsule
+//! (`__datafusion_scalar_udf__`, `__datafusion_aggregate_udf__`, `__datafusion_table_function__`,
+//! `__datafusion_extension_options__`), the protocol DataFusion Python's `udf`, `udaf`, `udtf` and
+//! `SessionConfig.with_extension` accept.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion_ffi::config::extension_options::FFI_ExtensionOptions;
+use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
+use datafusion_ffi::udaf::FFI_AggregateUDF;
+use datafusion_ffi::udf::FFI_ScalarUDF;
+use datafusion_ffi::udtf::FFI_TableFunction;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyCapsule;
+
+/// A function's documentation as text (description, syntax, arguments), for `__doc__`.
+fn doc_text(doc: Option<&datafusion::logical_expr::Documentation>) -> String {
+    let Some(d) = doc else {
+        return String::new();
+    };
+    let mut out = format!("{}\n\n{}\n", d.description, d.syntax_example);
+    for (name, text) in d.arguments.iter().flatten() {
+        out.push_str(&format!("\n{name}: {text}"));
+    }
+    out
+}
+
+/// A lifecycle scalar function.
+#[pyclass(name = "ScalarFunction", module = "datafusion_lifecycle", frozen)]
+struct PyScalar {
+    udf: Arc<ScalarUDF>,
+}
+
+#[pymethods]
+impl PyScalar {
+    fn __datafusion_scalar_udf__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        let ffi = FFI_ScalarUDF::from(Arc::clone(&self.udf));
+        PyCapsule::new_with_value(py, ffi, c"datafusion_scalar_udf")
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.udf.name().to_string()
+    }
+
+    #[getter]
+    fn doc(&self) -> String {
+        doc_text(self.udf.documentation())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<lifecycle scalar function {}>", self.udf.name())
+    }
+}
+
+/// A lifecycle aggregate function.
+#[pyclass(name = "AggregateFunction", module = "datafusion_lifecycle", frozen)]
+struct PyAggregate {
+    udaf: Arc<AggregateUDF>,
+}
+
+#[pymethods]
+impl PyAggregate {
+    fn __datafusion_aggregate_udf__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let ffi = FFI_AggregateUDF::from(Arc::clone(&self.udaf));
+        PyCapsule::new_with_value(py, ffi, c"datafusion_aggregate_udf")
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.udaf.name().to_string()
+    }
+
+    #[getter]
+    fn doc(&self) -> String {
+        doc_text(self.udaf.documentation())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<lifecycle aggregate function {}>", self.udaf.name())
+    }
+}
+
+/// A lifecycle table function; it resolves the tables it names in the calling session.
+#[pyclass(name = "TableFunction", module = "datafusion_lifecycle", frozen)]
+struct PyTableFunction {
+    name: &'static str,
+    func: Arc<dyn TableFunctionImpl>,
+    doc: &'static datafusion::logical_expr::Documentation,
+}
+
+#[pymethods]
+impl PyTableFunction {
+    /// The FFI table function, carrying the session's logical extension codec (DataFusion
+    /// Python hands its session in, and reads the codec from it, from 52 on).
+    fn __datafusion_table_function__<'py>(
+        &self,
+        py: Python<'py>,
+        session: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let codec = session_codec(session)?;
+        let ffi = FFI_TableFunction::new_with_ffi_codec(Arc::clone(&self.func), None, codec);
+        PyCapsule::new_with_value(py, ffi, c"datafusion_table_function")
+    }
+
+    #[getter]
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    #[getter]
+    fn doc(&self) -> String {
+        doc_text(Some(self.doc))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<lifecycle table function {}>", self.name)
+    }
+}
+
+/// The logical extension codec of a DataFusion Python session (or a capsule holding one).
+fn session_codec(session: Bound<'_, PyAny>) -> PyResult<FFI_LogicalExtensionCodec> {
+    let attr = "__datafusion_logical_extension_codec__";
+    let capsule = if session.hasattr(attr)? {
+        session.getattr(attr)?.call0()?
+    } else {
+        session
+    };
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let ptr: NonNull<FFI_LogicalExtensionCodec> = capsule
+        .pointer_checked(Some(c"datafusion_logical_extension_codec"))?
+        .cast();
+    // SAFETY: the capsule's name says it holds an FFI_LogicalExtensionCodec, which lives as long
+    // as the capsule; it is cloned (its own clone function) before the capsule can go away.
+    Ok(unsafe { ptr.as_ref() }.clone())
+}
+
+/// The `lifecycle.*` options, for `SessionConfig().with_extension(...)`.
+#[pyclass(name = "LifecycleOptions", module = "datafusion_lifecycle", frozen)]
+struct PyOptions;
+
+#[pymethods]
+impl PyOptions {
+    #[new]
+    fn new() -> Self {
+        Self
+    }
+
+    fn __datafusion_extension_options__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let mut ffi = FFI_ExtensionOptions::default();
+        ffi.add_config(&lifecycle_udfs::LifecycleOptions::default())
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        PyCapsule::new_with_value(py, ffi, c"datafusion_extension_options")
+    }
+}
+
+/// One table of the embedded sample, as an Arrow C stream (`__arrow_c_stream__`, which pyarrow
+/// and DataFusion Python read): the batches cross without a copy.
+#[pyclass(name = "ArrowStream", module = "datafusion_lifecycle")]
+struct PyArrowStream {
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    batches: Option<Vec<datafusion::arrow::array::RecordBatch>>,
+}
+
+#[pymethods]
+impl PyArrowStream {
+    #[pyo3(signature = (requested_schema = None))]
+    fn __arrow_c_stream__<'py>(
+        &mut self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        let batches = self
+            .batches
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("this sample stream was already read"))?;
+        let reader = datafusion::arrow::array::RecordBatchIterator::new(
+            batches.into_iter().map(Ok),
+            self.schema.clone(),
+        );
+        let stream = arrow::ffi_stream::FFI_ArrowArrayStream::new(Box::new(reader));
+        PyCapsule::new_with_value(py, stream, c"arrow_array_stream")
+    }
+}
+
+/// The embedded sample (`lifecycle sql`'s): (table name, Arrow stream) for purchases, events,
+/// cdnow and customers.
+#[pyfunction]
+fn sample_tables(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyArrowStream>)>> {
+    let tables = lifecycle::sample::tables().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    tables
+        .into_iter()
+        .map(|(name, schema, batches)| {
+            Ok((
+                name,
+                Py::new(
+                    py,
+                    PyArrowStream {
+                        schema,
+                        batches: Some(batches),
+                    },
+                )?,
+            ))
+        })
+        .collect()
+}
+
+/// Every function: (kind, object), kind one of "scalar", "aggregate", "table".
+#[pyfunction]
+fn functions(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyAny>)>> {
+    let mut out: Vec<(&'static str, Py<PyAny>)> = vec![];
+    for udf in lifecycle_udfs::scalar_functions() {
+        out.push(("scalar", Py::new(py, PyScalar { udf })?.into_any()));
+    }
+    for udaf in lifecycle_udfs::aggregate_functions() {
+        out.push(("aggregate", Py::new(py, PyAggregate { udaf })?.into_any()));
+    }
+    for (name, func, doc) in lifecycle_udfs::table_functions() {
+        out.push((
+            "table",
+            Py::new(py, PyTableFunction { name, func, doc })?.into_any(),
+        ));
+    }
+    Ok(out)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyScalar>()?;
+    m.add_class::<PyAggregate>()?;
+    m.add_class::<PyTableFunction>()?;
+    m.add_class::<PyOptions>()?;
+    m.add_function(wrap_pyfunction!(functions, m)?)?;
+    m.add_function(wrap_pyfunction!(sample_tables, m)?)?;
+    Ok(())
+}
