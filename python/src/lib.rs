@@ -5,17 +5,17 @@
 //! `__datafusion_extension_options__`), the protocol DataFusion Python's `udf`, `udaf`, `udtf` and
 //! `SessionConfig.with_extension` accept.
 
+mod guard;
+mod options;
+mod table_plan;
+
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use datafusion::catalog::TableFunctionImpl;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
-use datafusion_ffi::config::extension_options::FFI_ExtensionOptions;
-use datafusion_ffi::proto::logical_extension_codec::FFI_LogicalExtensionCodec;
 use datafusion_ffi::udaf::FFI_AggregateUDF;
 use datafusion_ffi::udf::FFI_ScalarUDF;
-use datafusion_ffi::udtf::FFI_TableFunction;
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
@@ -94,24 +94,11 @@ impl PyAggregate {
 #[pyclass(name = "TableFunction", module = "datafusion_lifecycle", frozen)]
 struct PyTableFunction {
     name: &'static str,
-    func: Arc<dyn TableFunctionImpl>,
     doc: &'static datafusion::logical_expr::Documentation,
 }
 
 #[pymethods]
 impl PyTableFunction {
-    /// The FFI table function, carrying the session's logical extension codec (DataFusion
-    /// Python hands its session in, and reads the codec from it, from 52 on).
-    fn __datafusion_table_function__<'py>(
-        &self,
-        py: Python<'py>,
-        session: Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        let codec = session_codec(session)?;
-        let ffi = FFI_TableFunction::new_with_ffi_codec(Arc::clone(&self.func), None, codec);
-        PyCapsule::new_with_value(py, ffi, c"datafusion_table_function")
-    }
-
     #[getter]
     fn name(&self) -> &'static str {
         self.name
@@ -125,23 +112,6 @@ impl PyTableFunction {
     fn __repr__(&self) -> String {
         format!("<lifecycle table function {}>", self.name)
     }
-}
-
-/// The logical extension codec of a DataFusion Python session (or a capsule holding one).
-fn session_codec(session: Bound<'_, PyAny>) -> PyResult<FFI_LogicalExtensionCodec> {
-    let attr = "__datafusion_logical_extension_codec__";
-    let capsule = if session.hasattr(attr)? {
-        session.getattr(attr)?.call0()?
-    } else {
-        session
-    };
-    let capsule = capsule.cast::<PyCapsule>()?;
-    let ptr: NonNull<FFI_LogicalExtensionCodec> = capsule
-        .pointer_checked(Some(c"datafusion_logical_extension_codec"))?
-        .cast();
-    // SAFETY: the capsule's name says it holds an FFI_LogicalExtensionCodec, which lives as long
-    // as the capsule; it is cloned (its own clone function) before the capsule can go away.
-    Ok(unsafe { ptr.as_ref() }.clone())
 }
 
 /// The `lifecycle.*` options, for `SessionConfig().with_extension(...)`.
@@ -159,10 +129,7 @@ impl PyOptions {
         &self,
         py: Python<'py>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        let mut ffi = FFI_ExtensionOptions::default();
-        ffi.add_config(&lifecycle_udfs::LifecycleOptions::default())
-            .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        PyCapsule::new_with_value(py, ffi, c"datafusion_extension_options")
+        PyCapsule::new_with_value(py, options::new_options(), c"datafusion_extension_options")
     }
 }
 
@@ -226,15 +193,48 @@ fn functions(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyAny>)>> {
         out.push(("scalar", Py::new(py, PyScalar { udf })?.into_any()));
     }
     for udaf in lifecycle_udfs::aggregate_functions() {
+        let udaf = match udaf.name() {
+            "lifecycle_stage" | "churn_flag" => guard::SessionThresholds::wrap(udaf),
+            _ => udaf,
+        };
         out.push(("aggregate", Py::new(py, PyAggregate { udaf })?.into_any()));
     }
-    for (name, func, doc) in lifecycle_udfs::table_functions() {
-        out.push((
-            "table",
-            Py::new(py, PyTableFunction { name, func, doc })?.into_any(),
-        ));
+    for (name, _, doc) in lifecycle_udfs::table_functions() {
+        out.push(("table", Py::new(py, PyTableFunction { name, doc })?.into_any()));
     }
     Ok(out)
+}
+
+/// The aggregates the table functions' plans use internally (not callable by users, but the SQL
+/// of [`table_sql`] names them, so a session that runs it registers them).
+#[pyfunction]
+fn internal_functions(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
+    lifecycle_udfs::table::cohort_retention::internal_aggregates()
+        .into_iter()
+        .map(|f| Ok(Py::new(py, PyAggregate { udaf: Arc::new(f) })?.into_any()))
+        .collect()
+}
+
+/// The SQL DataFusion Python runs for `function(table, args...)`: `args` are SQL literal texts,
+/// `schema` the table's (an object with `__arrow_c_schema__`), `options` the session's
+/// `lifecycle.*` settings as (name, value).
+#[pyfunction]
+fn table_sql(
+    function: &str,
+    table: &str,
+    args: Vec<String>,
+    schema: Bound<'_, PyAny>,
+    options: Vec<(String, String)>,
+) -> PyResult<String> {
+    let capsule = schema.call_method0("__arrow_c_schema__")?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let ptr: NonNull<arrow::ffi::FFI_ArrowSchema> =
+        capsule.pointer_checked(Some(c"arrow_schema"))?.cast();
+    // SAFETY: the capsule's name says it holds an FFI_ArrowSchema, alive while the capsule is.
+    let schema = datafusion::arrow::datatypes::Schema::try_from(unsafe { ptr.as_ref() })
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    table_plan::table_sql(function, table, &args, Arc::new(schema), &options)
+        .map_err(|e| PyValueError::new_err(e.strip_backtrace()))
 }
 
 #[pymodule]
@@ -245,5 +245,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyOptions>()?;
     m.add_function(wrap_pyfunction!(functions, m)?)?;
     m.add_function(wrap_pyfunction!(sample_tables, m)?)?;
+    m.add_function(wrap_pyfunction!(internal_functions, m)?)?;
+    m.add_function(wrap_pyfunction!(table_sql, m)?)?;
     Ok(())
 }

@@ -54,7 +54,10 @@ counts AS (
 grid AS (
     SELECT p.period, s.status
     FROM periods p
-    CROSS JOIN (VALUES ('dormant'), ('new'), ('resurrecting'), ('returning')) AS s(status)
+    CROSS JOIN (
+        SELECT 'dormant' AS status UNION ALL SELECT 'new'
+        UNION ALL SELECT 'resurrecting' UNION ALL SELECT 'returning'
+    ) AS s
 )
 SELECT g.period, g.status, coalesce(c.customers, 0) AS customers
 FROM grid g

@@ -40,12 +40,37 @@ pub fn check_integer(func: &str, name: &str, t: &DataType) -> Result<DataType> {
     }
 }
 
+/// The value of a constant argument of an aggregate (after constant folding): a [`Literal`], or
+/// an expression without inputs that evaluates to a scalar. The second form is how a constant
+/// arrives when the aggregate runs in another DataFusion build (DataFusion Python, through
+/// datafusion-ffi): as a foreign expression that can only be evaluated, not inspected.
+pub fn constant(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
+    if let Some(lit) = expr.downcast_ref::<Literal>() {
+        return Some(lit.value().clone());
+    }
+    if !expr.children().is_empty() {
+        return None;
+    }
+    let empty = datafusion::arrow::datatypes::Schema::empty();
+    let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1));
+    let batch = datafusion::arrow::array::RecordBatch::try_new_with_options(
+        Arc::new(empty),
+        vec![],
+        &options,
+    )
+    .ok()?;
+    match expr.evaluate(&batch).ok()? {
+        datafusion::logical_expr::ColumnarValue::Scalar(v) => Some(v),
+        datafusion::logical_expr::ColumnarValue::Array(_) => None,
+    }
+}
+
 /// The value of a constant integer argument (after constant folding), >= 1.
 pub fn literal_positive(func: &str, name: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<u64> {
-    let Some(lit) = expr.downcast_ref::<Literal>() else {
+    let Some(value) = constant(expr) else {
         return plan_err!("{func}: argument '{name}' must be a constant");
     };
-    let v = match lit.value() {
+    let v = match &value {
         ScalarValue::Int64(Some(v)) => *v,
         other => match other.cast_to(&DataType::Int64)? {
             ScalarValue::Int64(Some(v)) => v,

@@ -22,7 +22,6 @@ use datafusion::logical_expr::{
     AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Literal;
 
 use crate::common::{GroupLog, check_arity, list_array, resize, row_mask, take};
 use crate::doc::aggregate_doc;
@@ -185,10 +184,10 @@ impl RfmUdaf {
 
 /// The `period` argument as a number of days.
 fn period_days(expr: &Arc<dyn PhysicalExpr>) -> Result<f64> {
-    let Some(lit) = expr.downcast_ref::<Literal>() else {
+    let Some(value) = crate::common::constant(expr) else {
         return plan_err!("rfm_summary: argument 'period' must be a constant");
     };
-    let days = match lit.value() {
+    let days = match &value {
         ScalarValue::Utf8(Some(s))
         | ScalarValue::LargeUtf8(Some(s))
         | ScalarValue::Utf8View(Some(s)) => match s.trim().to_ascii_lowercase().as_str() {

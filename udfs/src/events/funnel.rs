@@ -20,7 +20,6 @@ use datafusion::logical_expr::{
     AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Literal;
 
 use super::{self as events, EventAggregate, EventGroups, GroupEvents};
 use crate::common::list_array;
@@ -273,20 +272,20 @@ static TIMES_DOC: LazyLock<Documentation> = LazyLock::new(|| {
 
 /// The constant window in seconds (>= 0) of argument 0.
 fn window_seconds(name: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<f64> {
-    let Some(lit) = expr.downcast_ref::<Literal>() else {
+    let Some(value) = crate::common::constant(expr) else {
         return plan_err!("{name}: argument 'window_seconds' must be a constant");
     };
-    match lit.value().cast_to(&DataType::Float64)? {
+    match value.cast_to(&DataType::Float64)? {
         ScalarValue::Float64(Some(w)) if w >= 0.0 && w.is_finite() => Ok(w),
         _ => plan_err!("{name}: argument 'window_seconds' must be a number >= 0"),
     }
 }
 
 fn mode_of(name: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<Modes> {
-    let Some(lit) = expr.downcast_ref::<Literal>() else {
+    let Some(value) = crate::common::constant(expr) else {
         return plan_err!("{name}: argument 'mode' must be a constant string");
     };
-    match lit.value().try_as_str() {
+    match value.try_as_str() {
         Some(Some(s)) => Modes::parse(s).or_else(|e| plan_err!("{name}: {e}")),
         _ => plan_err!("{name}: argument 'mode' must be a constant string"),
     }

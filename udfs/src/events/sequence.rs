@@ -17,7 +17,6 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
 };
-use datafusion::physical_expr::expressions::Literal;
 
 use super::{self as events, EventAggregate, EventGroups, GroupEvents};
 use crate::doc::aggregate_doc;
@@ -409,9 +408,8 @@ impl SequenceUdaf {
     fn groups(&self, args: &AccumulatorArgs) -> Result<EventGroups<Sequence>> {
         let name = self.name();
         let unit = TickUnit::common(&[args.expr_fields[1].data_type()])?;
-        let Some(pattern) = args.exprs[0]
-            .downcast_ref::<Literal>()
-            .and_then(|l| l.value().try_as_str().flatten().map(str::to_string))
+        let Some(pattern) = crate::common::constant(&args.exprs[0])
+            .and_then(|v| v.try_as_str().flatten().map(str::to_string))
         else {
             return plan_err!("{name}: argument 'pattern' must be a constant string");
         };

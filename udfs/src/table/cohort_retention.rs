@@ -40,7 +40,6 @@ use datafusion::logical_expr::{
     LogicalPlan, LogicalPlanBuilder, Signature, Volatility, cast, col, lit,
 };
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Literal;
 
 use super::{PlannedTable, as_of_bound, constant_arg, require_columns, resolve_table, string_arg};
 use crate::cohort::{KeyedSums, Runs, Sum, TooLong, Triangle};
@@ -136,7 +135,7 @@ pub fn cohort_plan(
         None => lit(ScalarValue::Int64(None)),
     };
     let [customer, triangle] = internal_aggregates();
-    let field = |name: &str| get_field(col("row"), name).alias(name);
+    let field = |name: &str| get_field(col("r"), name).alias(name);
     LogicalPlanBuilder::scan("t", provider_as_source(provider), None)?
         .filter(filter)?
         .project(vec![
@@ -156,11 +155,17 @@ pub fn cohort_plan(
                     .alias("c"),
             ],
         )?
+        .alias("customers")?
         .aggregate(
             Vec::<Expr>::new(),
             vec![triangle.call(vec![col("c"), end]).alias("row")],
         )?
+        // (Projections around the unnest, as the SQL planner makes them: the shape DataFusion's
+        // unparser writes back as `SELECT UNNEST(row) AS r`, which the Python package runs.)
+        .alias("triangle")?
+        .project(vec![col("row")])?
         .unnest_column("row")?
+        .project(vec![col("row").alias("r")])?
         .project(vec![
             field("cohort"),
             field("period"),
@@ -186,9 +191,9 @@ fn period_index_of(granularity: Granularity, v: &ScalarValue) -> Result<i64> {
 }
 
 /// A constant argument of an internal aggregate.
-fn literal<'a>(func: &str, expr: &'a Arc<dyn PhysicalExpr>) -> Result<&'a ScalarValue> {
-    match expr.downcast_ref::<Literal>() {
-        Some(l) => Ok(l.value()),
+fn literal(func: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<ScalarValue> {
+    match crate::common::constant(expr) {
+        Some(v) => Ok(v),
         None => plan_err!("{func}: expected a constant argument, got {expr}"),
     }
 }
@@ -271,7 +276,9 @@ impl CohortCustomerUdaf {
 
     fn groups(&self, args: &AccumulatorArgs) -> Result<CohortCustomers> {
         let granularity: Granularity = match literal(Self::NAME, &args.exprs[2])? {
-            ScalarValue::Utf8(Some(s)) => s.parse()?,
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)) => s.parse()?,
             other => return plan_err!("{}: bad granularity {other}", Self::NAME),
         };
         let ts_type = args.expr_fields[0].data_type();
@@ -563,7 +570,7 @@ impl AggregateUDFImpl for CohortTriangleUdaf {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let end = match literal(Self::NAME, &args.exprs[1])? {
-            ScalarValue::Int64(v) => *v,
+            ScalarValue::Int64(v) => v,
             ScalarValue::Null => None,
             other => return plan_err!("{}: bad end {other}", Self::NAME),
         };
