@@ -6,6 +6,7 @@ rows must be equal.
 """
 
 import csv
+import datetime as dt
 import io
 import os
 import subprocess
@@ -30,6 +31,14 @@ QUERIES = {
     "FROM purchases GROUP BY customer_id), f AS (SELECT bgnbd_fit(r.frequency, r.recency, r.t) AS fit FROM s) "
     "SELECT customer_id, round(bgnbd_p_alive(f.fit, s.r.frequency, s.r.recency, s.r.t), 6) AS p "
     "FROM s CROSS JOIN f ORDER BY customer_id LIMIT 50",
+    "stages_explicit": "SELECT stage, count(*) AS n FROM (SELECT customer_id, "
+    "lifecycle_stage(order_ts, TIMESTAMP '2024-06-30 00:00:00', 400, 90, 365, 4) AS stage FROM purchases "
+    "GROUP BY customer_id) GROUP BY stage ORDER BY stage",
+    "customer_value": "SELECT customer_id, frequency, recency, round(p_alive, 6) AS p, stage, rfm_segment "
+    "FROM customer_value('purchases', TIMESTAMP '2024-07-01 00:00:00') ORDER BY customer_id",
+    "lifecycle_by_period": "SELECT * FROM lifecycle_by_period('purchases', 'quarter') ORDER BY period, status",
+    "cohort_as_of": "SELECT cohort, period, active_customers FROM cohort_retention('purchases', 'quarter', "
+    "DATE '2023-12-31') ORDER BY cohort, period",
     "window_funnel": "SELECT level, count(*) AS n FROM (SELECT customer_id, window_funnel(86400, event_ts, "
     "event_type = 'visit', event_type = 'cart', event_type = 'purchase') AS level FROM events "
     "GROUP BY customer_id) GROUP BY level ORDER BY level",
@@ -53,15 +62,23 @@ def cli(data, sql, *settings):
         args += ["-c", s]
     r = subprocess.run(args + ["-c", sql], check=True, capture_output=True, text=True)
     rows = list(csv.reader(io.StringIO(r.stdout)))
-    return rows[1:]
+    return [[_norm(v) for v in row] for row in rows[1:]]
 
 
 def python_rows(ctx, sql):
     table = ctx.sql(sql).to_arrow_table()
     out = []
     for row in table.to_pylist():
-        out.append([_text(v) for v in row.values()])
+        out.append([_norm(_text(v)) for v in row.values()])
     return out
+
+
+def _norm(text):
+    """A cell as compared: numbers by value (8e-06 and 8e-6 are the same DOUBLE), the rest as text."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _text(v):
@@ -87,13 +104,47 @@ def test_equals_lifecycle_sql(ctx, data, name):
     assert python_rows(ctx, QUERIES[name]) == cli(data, QUERIES[name])
 
 
-def test_set_thresholds_per_context(ctx, data):
-    before = python_rows(ctx, QUERIES["stages"])
-    ctx.sql("SET lifecycle.churn_days = 400").collect()
-    after = python_rows(ctx, QUERIES["stages"])
-    assert after != before
-    assert after == cli(data, QUERIES["stages"], "SET lifecycle.churn_days = 400")
+def test_set_thresholds(data):
+    ctx = lc.session_context()
+    ctx.register_parquet("purchases", str(data / "purchases"))
+    setting = "SET lifecycle.churn_days = 400"
+    ctx.sql(setting).collect()
     assert ctx.sql("SHOW lifecycle.churn_days").to_pylist()[0]["value"] == "400"
+    # Table functions plan with the session's thresholds.
+    q = QUERIES["customer_value"]
+    assert python_rows(ctx, q) == cli(data, q, setting)
+    # Explicit thresholds need no session setting.
+    assert python_rows(ctx, QUERIES["stages_explicit"]) == cli(data, QUERIES["stages"], setting)
+    # The two-argument form cannot see them through the FFI: an error, not the defaults' answer.
+    with pytest.raises(Exception, match="pass them explicitly"):
+        ctx.sql(QUERIES["stages"]).collect()
+    # Invalid values are refused with lifecycle sql's message, and change nothing.
+    with pytest.raises(Exception, match="must be a whole number >= 1"):
+        ctx.sql("SET lifecycle.churn_days = 0").collect()
+    with pytest.raises(Exception, match="must be less than lifecycle.churn_days"):
+        ctx.sql("SET lifecycle.at_risk_days = 500").collect()
+    with pytest.raises(Exception, match="unknown option"):
+        ctx.sql("SET lifecycle.nope = 1").collect()
+    assert ctx.sql("SHOW lifecycle.churn_days").to_pylist()[0]["value"] == "400"
+    # Back to the defaults, the two-argument form answers again.
+    ctx.sql("SET lifecycle.churn_days = 180").collect()
+    assert python_rows(ctx, QUERIES["stages"]) == cli(data, QUERIES["stages"])
+
+
+def test_table_function_from_python(ctx, data):
+    df = lc.cohort_retention(ctx, "purchases", "quarter", dt.date(2023, 12, 31))
+    rows = [[_norm(_text(r[k])) for k in ("cohort", "period", "active_customers")] for r in df.to_pylist()]
+    assert sorted(rows) == sorted(cli(data, QUERIES["cohort_as_of"]))
+
+
+def test_sample_is_lifecycle_sqls():
+    ctx = lc.sample(lc.session_context())
+    for t in ("purchases", "customers", "events", "cdnow"):
+        q = f"SELECT count(*) AS n FROM {t}"
+        got = ctx.sql(q).to_pylist()[0]["n"]
+        want = subprocess.run([BIN, "sql", "--format", "csv", "-c", q], check=True, capture_output=True,
+                              text=True).stdout.split()[1]
+        assert str(got) == want, t
 
 
 def test_to_pandas_and_imports(ctx):
@@ -108,6 +159,12 @@ def test_to_pandas_and_imports(ctx):
 def test_wrong_argument_type_is_an_exception(ctx):
     with pytest.raises(Exception, match="lifecycle_stage"):
         ctx.sql("SELECT lifecycle_stage('not a time', 'x') FROM purchases").collect()
+    with pytest.raises(Exception, match="window_funnel"):
+        ctx.sql("SELECT window_funnel(order_ts, order_ts, TRUE) FROM purchases").collect()
+    with pytest.raises(Exception, match="granularity|fortnight"):
+        ctx.sql("SELECT * FROM cohort_retention('purchases', 'fortnight')").collect()
+    with pytest.raises(Exception, match="nosuch"):
+        ctx.sql("SELECT * FROM cohort_retention('nosuch', 'month')").collect()
     # The context keeps working.
     assert ctx.sql("SELECT count(*) AS n FROM purchases").to_pylist()[0]["n"] > 0
 
