@@ -237,6 +237,35 @@ fn table_sql(
         .map_err(|e| PyValueError::new_err(e.strip_backtrace()))
 }
 
+/// The `lifecycle.*` settings of a DataFusion Python context, as (name, value), read from its
+/// configuration through the FFI (no `information_schema` needed); empty when the context was
+/// made without the options (it then runs with the defaults: SET lifecycle.* fails there).
+#[pyfunction]
+fn session_options(ctx: Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
+    let capsule = ctx.call_method0("__datafusion_task_context_provider__")?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let ptr: NonNull<datafusion_ffi::execution::FFI_TaskContextProvider> = capsule
+        .pointer_checked(Some(c"datafusion_task_context_provider"))?
+        .cast();
+    // SAFETY: the capsule's name says what it holds; it lives while the capsule does.
+    let task = Arc::<datafusion::execution::TaskContext>::try_from(unsafe { ptr.as_ref() })
+        .map_err(|e| PyRuntimeError::new_err(e.strip_backtrace()))?;
+    let config = task.session_config().options();
+    let mut out = std::collections::BTreeMap::new();
+    for (_, extension) in config.extensions.iter() {
+        for entry in extension.entries() {
+            let mut key = entry.key.as_str();
+            while let Some(rest) = key.strip_prefix("datafusion_ffi.") {
+                key = rest;
+            }
+            if let (true, Some(value)) = (key.starts_with("lifecycle."), entry.value) {
+                out.insert(key.to_string(), value);
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyScalar>()?;
@@ -247,5 +276,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sample_tables, m)?)?;
     m.add_function(wrap_pyfunction!(internal_functions, m)?)?;
     m.add_function(wrap_pyfunction!(table_sql, m)?)?;
+    m.add_function(wrap_pyfunction!(session_options, m)?)?;
     Ok(())
 }
+

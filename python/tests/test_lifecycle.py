@@ -10,9 +10,10 @@ import datetime as dt
 import io
 import os
 import subprocess
+import sys
 
 import pytest
-from datafusion import SessionContext
+from datafusion import SessionConfig, SessionContext
 
 import datafusion_lifecycle as lc
 
@@ -131,6 +132,19 @@ def test_set_thresholds(data):
     assert python_rows(ctx, QUERIES["stages"]) == cli(data, QUERIES["stages"])
 
 
+def test_table_functions_read_settings_without_information_schema(data):
+    # The settings are read from the context's configuration, not through SHOW.
+    ctx = lc.session_context(SessionConfig())
+    ctx.register_parquet("purchases", str(data / "purchases"))
+    setting = "SET lifecycle.churn_days = 400"
+    ctx.sql(setting).collect()
+    q = QUERIES["customer_value"]
+    try:
+        assert python_rows(ctx, q) == cli(data, q, setting)
+    finally:
+        ctx.sql("SET lifecycle.churn_days = 180").collect()
+
+
 def test_table_function_from_python(ctx, data):
     df = lc.cohort_retention(ctx, "purchases", "quarter", dt.date(2023, 12, 31))
     rows = [[_norm(_text(r[k])) for k in ("cohort", "period", "active_customers")] for r in df.to_pylist()]
@@ -173,3 +187,9 @@ def test_register_on_a_plain_context(data):
     ctx = lc.register(SessionContext())
     ctx.register_parquet("purchases", str(data / "purchases"))
     assert python_rows(ctx, QUERIES["stages"]) == cli(data, QUERIES["stages"])
+
+
+def test_type_stubs_are_current():
+    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "gen_stubs.py")
+    r = subprocess.run([sys.executable, tool, "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -130,16 +130,9 @@ def _sql_literal(func: str, position: int, v: Any) -> str:
 
 
 def _options(ctx: SessionContext) -> list[tuple[str, str]]:
-    """The session's ``lifecycle.*`` settings (none when it was made without them)."""
-    try:
-        rows = ctx.sql("SHOW ALL").to_pydict()
-    except Exception:  # noqa: BLE001 - a context without information_schema: the defaults
-        return []
-    return [
-        (name, value)
-        for name, value in zip(rows["name"], rows["value"])
-        if name.startswith("lifecycle.") and value is not None
-    ]
+    """The session's ``lifecycle.*`` settings, read from its configuration (none when it was made
+    without them: it then runs with the defaults)."""
+    return _native.session_options(ctx)
 
 
 _FUNCTIONS: list[tuple[str, Any]] = []
