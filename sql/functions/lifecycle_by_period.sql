@@ -54,10 +54,7 @@ counts AS (
 grid AS (
     SELECT p.period, s.status
     FROM periods p
-    CROSS JOIN (
-        SELECT 'dormant' AS status UNION ALL SELECT 'new'
-        UNION ALL SELECT 'resurrecting' UNION ALL SELECT 'returning'
-    ) AS s
+    CROSS JOIN (SELECT unnest(['dormant', 'new', 'resurrecting', 'returning']) AS status) AS s
 )
 SELECT g.period, g.status, coalesce(c.customers, 0) AS customers
 FROM grid g

@@ -412,4 +412,23 @@ mod tests {
         let (offsets, _) = log.take(EmitTo::All, 3);
         assert_eq!(offsets, vec![0, 3, 7, 8]);
     }
+
+    #[test]
+    fn constants_are_literals_or_input_free_expressions() {
+        use datafusion::common::DFSchema;
+        use datafusion::execution::context::ExecutionProps;
+        use datafusion::logical_expr::{col, lit};
+        use datafusion::physical_expr::create_physical_expr;
+        let schema = DFSchema::try_from(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("a", DataType::Int64, true),
+        ]))
+        .unwrap();
+        let physical = |e| create_physical_expr(&e, &schema, &ExecutionProps::new()).unwrap();
+        assert_eq!(constant(&physical(lit(7i64))), Some(ScalarValue::Int64(Some(7))));
+        // Not a Literal, no inputs, a scalar when evaluated: what a foreign (FFI) constant is.
+        let now = constant(&physical(datafusion::functions::expr_fn::now()));
+        assert!(matches!(now, Some(ScalarValue::TimestampNanosecond(Some(_), _))), "{now:?}");
+        assert_eq!(constant(&physical(col("a"))), None);
+        assert_eq!(constant(&physical(col("a") + lit(1i64))), None);
+    }
 }
