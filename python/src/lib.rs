@@ -200,7 +200,10 @@ fn functions(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyAny>)>> {
         out.push(("aggregate", Py::new(py, PyAggregate { udaf })?.into_any()));
     }
     for (name, _, doc) in lifecycle_udfs::table_functions() {
-        out.push(("table", Py::new(py, PyTableFunction { name, doc })?.into_any()));
+        out.push((
+            "table",
+            Py::new(py, PyTableFunction { name, doc })?.into_any(),
+        ));
     }
     Ok(out)
 }
@@ -279,4 +282,3 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(session_options, m)?)?;
     Ok(())
 }
-

@@ -125,4 +125,3 @@ unsafe extern "C" fn release(o: &mut FFI_ExtensionOptions) {
     d.recount();
     o.private_data = std::ptr::null_mut();
 }
-

@@ -59,7 +59,8 @@ pub fn table_sql(
     outer.apply(|p| {
         if let LogicalPlan::TableScan(s) = p
             && let Ok(provider) = source_as_provider(&s.source)
-            && let Some(t) = (provider.as_ref() as &dyn std::any::Any).downcast_ref::<PlannedTable>()
+            && let Some(t) =
+                (provider.as_ref() as &dyn std::any::Any).downcast_ref::<PlannedTable>()
         {
             planned = Some(t.plan().clone());
             return Ok(TreeNodeRecursion::Stop);

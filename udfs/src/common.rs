@@ -423,11 +423,17 @@ mod tests {
             datafusion::arrow::datatypes::Field::new("a", DataType::Int64, true),
         ]))
         .unwrap();
-        let physical = |e| create_physical_expr(&e, &schema, &ExecutionProps::new()).unwrap();
-        assert_eq!(constant(&physical(lit(7i64))), Some(ScalarValue::Int64(Some(7))));
+        let physical = |e| {
+            let planning = datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext::default();
+            create_physical_expr(&e, &schema, &ExecutionProps::new(), &planning).unwrap()
+        };
+        assert_eq!(
+            constant(&physical(lit(7i64))),
+            Some(ScalarValue::Int64(Some(7)))
+        );
         // Not a Literal, no inputs, a scalar when evaluated: what a foreign (FFI) constant is.
-        let now = constant(&physical(datafusion::functions::expr_fn::now()));
-        assert!(matches!(now, Some(ScalarValue::TimestampNanosecond(Some(_), _))), "{now:?}");
+        let pi = constant(&physical(datafusion::functions::math::expr_fn::pi()));
+        assert_eq!(pi, Some(ScalarValue::Float64(Some(std::f64::consts::PI))));
         assert_eq!(constant(&physical(col("a"))), None);
         assert_eq!(constant(&physical(col("a") + lit(1i64))), None);
     }
