@@ -1,0 +1,36 @@
+"""Fails when building the Python package alone would resolve different crate features than the
+workspace's test build (and so compile DataFusion a second time in CI and for `pip install`).
+
+maturin builds `-p datafusion-lifecycle` without the workspace's dev-dependencies; python/Cargo.toml
+turns their features on explicitly. Run from the repository root: ``python python/tools/check_features.py``.
+"""
+
+import subprocess
+import sys
+
+
+def features(args):
+    out = subprocess.run(["cargo", "tree", "-q", "--prefix", "none", "--format", "{p}|{f}", *args],
+                         check=True, capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        if "|" not in line:
+            continue
+        package, feats = line.replace(" (*)", "").split("|", 1)
+        package = package.split(" (/")[0].replace(" (proc-macro)", "")
+        found[package] = {f for f in feats.split(",") if f}
+    return found
+
+
+workspace = features(["-e", "normal,build,dev", "--workspace"])
+package = features(["-e", "normal,build", "-p", "datafusion-lifecycle"])
+differences = [
+    f"{p}: the workspace has {sorted(workspace[p] - package[p])}, the package alone {sorted(package[p] - workspace[p])}"
+    for p in sorted(package)
+    if p in workspace and workspace[p] != package[p]
+]
+if differences:
+    print("python/Cargo.toml: align these features with the workspace (see its feature-alignment block):",
+          *differences, sep="\n  ", file=sys.stderr)
+    sys.exit(1)
+print(f"the Python package alone resolves the workspace's features ({len(package)} crates)")
