@@ -101,17 +101,7 @@ pub fn table_sql(
     let analyzed = state
         .analyzer()
         .execute_and_check(named, state.config_options(), |_, _| {})?;
-    let unparsed = datafusion::sql::unparser::plan_to_sql(&analyzed);
-    match unparsed {
-        Ok(sql) => Ok(sql.to_string()),
-        Err(first) => {
-            let optimized = state.optimize(&analyzed)?;
-            match datafusion::sql::unparser::plan_to_sql(&optimized) {
-                Ok(sql) => Ok(sql.to_string()),
-                Err(e) => plan_err!("{function}: {first}; optimized: {e}"),
-            }
-        }
-    }
+    Ok(datafusion::sql::unparser::plan_to_sql(&analyzed)?.to_string())
 }
 
 /// Planning a query over in-memory tables completes without waiting on anything.
