@@ -45,6 +45,26 @@ pub fn table_sql(
     }
     let stand_in: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(schema));
     let reference = TableReference::parse_str(table);
+    // A qualified name gets its catalog and schema in the private session too.
+    let state = ctx.state();
+    let options = &state.config_options().catalog;
+    let resolved = reference
+        .clone()
+        .resolve(&options.default_catalog, &options.default_schema);
+    if ctx.catalog(&resolved.catalog).is_none() {
+        ctx.register_catalog(
+            resolved.catalog.as_ref(),
+            Arc::new(datafusion::catalog::MemoryCatalogProvider::new()),
+        );
+    }
+    if let Some(catalog) = ctx.catalog(&resolved.catalog)
+        && catalog.schema(&resolved.schema).is_none()
+    {
+        catalog.register_schema(
+            &resolved.schema,
+            Arc::new(datafusion::catalog::MemorySchemaProvider::new()),
+        )?;
+    }
     ctx.register_table(reference.clone(), Arc::clone(&stand_in))?;
 
     let quoted = format!("'{}'", table.replace('\'', "''"));
@@ -52,7 +72,6 @@ pub fn table_sql(
         .chain(args.iter().map(String::as_str))
         .collect();
     let sql = format!("SELECT * FROM {function}({})", call_args.join(", "));
-    let state = ctx.state();
     let outer = block_on(state.create_logical_plan(&sql))?;
 
     let mut planned = None;

@@ -240,3 +240,20 @@ def test_hostile_tables(tmp_path, unit):
     # A file without rows: an empty triangle.
     ctx.register_parquet("nothing", str(full / "empty.parquet"))
     assert ctx.sql("SELECT * FROM cohort_retention('nothing', 'month')").to_pandas().empty
+
+
+def test_qualified_table_name():
+    """A table in another schema, by its qualified name; the triangle computed by hand."""
+    import pyarrow as pa
+
+    ctx = lc.session_context()
+    ctx.sql("CREATE SCHEMA shop").collect()
+    ts = [dt.datetime(2024, 1, 5), dt.datetime(2024, 3, 5), dt.datetime(2024, 2, 1)]
+    t = pa.table({"customer_id": [1, 1, 2], "order_ts": pa.array(ts, pa.timestamp("us")), "amount": [1.0, 2.0, 3.0]})
+    ctx.register_record_batches("shop.purchases", [t.to_batches()])
+    got = ctx.sql("SELECT cohort, period, cohort_size, active_customers "
+                  "FROM cohort_retention('shop.purchases', 'month') ORDER BY cohort, period").to_pylist()
+    # Customer 1: cohort January, active in periods 0 and 2; customer 2: cohort February, period 0.
+    want = [(dt.datetime(2024, 1, 1), 0, 1, 1), (dt.datetime(2024, 1, 1), 1, 1, 0), (dt.datetime(2024, 1, 1), 2, 1, 1),
+            (dt.datetime(2024, 2, 1), 0, 1, 1), (dt.datetime(2024, 2, 1), 1, 1, 0)]
+    assert [(r["cohort"], r["period"], r["cohort_size"], r["active_customers"]) for r in got] == want
