@@ -218,6 +218,22 @@ fn internal_functions(py: Python<'_>) -> PyResult<Vec<Py<PyAny>>> {
         .collect()
 }
 
+/// Calls `obj.method()`, which returns a PyCapsule named `name` holding a `T`, and applies `f` to
+/// the `T` while the capsule is alive.
+fn with_capsule<T, R>(
+    obj: &Bound<'_, PyAny>,
+    method: &str,
+    name: &std::ffi::CStr,
+    f: impl FnOnce(&T) -> R,
+) -> PyResult<R> {
+    let capsule = obj.call_method0(method)?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let ptr: NonNull<T> = capsule.pointer_checked(Some(name))?.cast();
+    // SAFETY: the capsule's name says it holds a T, which lives as long as the capsule, and the
+    // capsule outlives this call.
+    Ok(f(unsafe { ptr.as_ref() }))
+}
+
 /// The SQL DataFusion Python runs for `function(table, args...)`: `args` are SQL literal texts,
 /// `schema` the table's (an object with `__arrow_c_schema__`), `options` the session's
 /// `lifecycle.*` settings as (name, value).
@@ -229,13 +245,13 @@ fn table_sql(
     schema: Bound<'_, PyAny>,
     options: Vec<(String, String)>,
 ) -> PyResult<String> {
-    let capsule = schema.call_method0("__arrow_c_schema__")?;
-    let capsule = capsule.cast::<PyCapsule>()?;
-    let ptr: NonNull<arrow::ffi::FFI_ArrowSchema> =
-        capsule.pointer_checked(Some(c"arrow_schema"))?.cast();
-    // SAFETY: the capsule's name says it holds an FFI_ArrowSchema, alive while the capsule is.
-    let schema = datafusion::arrow::datatypes::Schema::try_from(unsafe { ptr.as_ref() })
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let schema = with_capsule(
+        &schema,
+        "__arrow_c_schema__",
+        c"arrow_schema",
+        |s: &arrow::ffi::FFI_ArrowSchema| datafusion::arrow::datatypes::Schema::try_from(s),
+    )?
+    .map_err(|e| PyValueError::new_err(e.to_string()))?;
     table_plan::table_sql(function, table, &args, Arc::new(schema), &options)
         .map_err(|e| PyValueError::new_err(e.strip_backtrace()))
 }
@@ -245,20 +261,25 @@ fn table_sql(
 /// made without the options (it then runs with the defaults: SET lifecycle.* fails there).
 #[pyfunction]
 fn session_options(ctx: Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
-    let capsule = ctx.call_method0("__datafusion_task_context_provider__")?;
-    let capsule = capsule.cast::<PyCapsule>()?;
-    let ptr: NonNull<datafusion_ffi::execution::FFI_TaskContextProvider> = capsule
-        .pointer_checked(Some(c"datafusion_task_context_provider"))?
-        .cast();
-    // SAFETY: the capsule's name says what it holds; it lives while the capsule does.
-    let task = Arc::<datafusion::execution::TaskContext>::try_from(unsafe { ptr.as_ref() })
-        .map_err(|e| PyRuntimeError::new_err(e.strip_backtrace()))?;
+    let task = with_capsule(
+        &ctx,
+        "__datafusion_task_context_provider__",
+        c"datafusion_task_context_provider",
+        |p: &datafusion_ffi::execution::FFI_TaskContextProvider| {
+            Arc::<datafusion::execution::TaskContext>::try_from(p)
+        },
+    )?
+    .map_err(|e| PyRuntimeError::new_err(e.strip_backtrace()))?;
     let config = task.session_config().options();
     let mut out = std::collections::BTreeMap::new();
     for (_, extension) in config.extensions.iter() {
         for entry in extension.entries() {
             let mut key = entry.key.as_str();
-            while let Some(rest) = key.strip_prefix("datafusion_ffi.") {
+            // (Each FFI crossing prefixes the FFI namespace once more.)
+            while let Some(rest) = key
+                .strip_prefix(datafusion::common::config::DATAFUSION_FFI_CONFIG_NAMESPACE)
+                .and_then(|k| k.strip_prefix('.'))
+            {
                 key = rest;
             }
             if let (true, Some(value)) = (key.starts_with("lifecycle."), entry.value) {

@@ -69,7 +69,10 @@ class TableFunction:
             raise TypeError(msg)
         schema = ctx.table(table).schema()
         literals = [_sql_literal(self.name, i + 2, a) for i, a in enumerate(args)]
-        return _native.table_sql(self.name, table, literals, schema, _options(ctx))
+        # The session's lifecycle.* settings, read from its configuration through the FFI (none
+        # when it was made without them: it then runs with the defaults).
+        options = _native.session_options(ctx)
+        return _native.table_sql(self.name, table, literals, schema, options)
 
     def __call__(self, ctx: SessionContext, table: str, *args: Any) -> DataFrame:
         return ctx.sql(self.sql(ctx, table, *args))
@@ -127,12 +130,6 @@ def _sql_literal(func: str, position: int, v: Any) -> str:
         return f"DATE '{v.isoformat()}'"
     msg = f"{func}: argument {position} must be a string, number, date or datetime, got {v!r}"
     raise TypeError(msg)
-
-
-def _options(ctx: SessionContext) -> list[tuple[str, str]]:
-    """The session's ``lifecycle.*`` settings, read from its configuration (none when it was made
-    without them: it then runs with the defaults)."""
-    return _native.session_options(ctx)
 
 
 _FUNCTIONS: list[tuple[str, Any]] = []
