@@ -39,6 +39,7 @@ pub mod kernel {
         pub strict_deduplication: bool,
         pub strict_increase: bool,
         pub allow_reentry: bool,
+        pub strict_once: bool,
     }
 
     impl Modes {
@@ -51,12 +52,13 @@ pub mod kernel {
                     "strict_deduplication" => m.strict_deduplication = true,
                     "strict_increase" => m.strict_increase = true,
                     "allow_reentry" => m.allow_reentry = true,
+                    "strict_once" => m.strict_once = true,
                     "strict" => {
                         return Err("mode 'strict' is replaced by 'strict_deduplication' (as in ClickHouse)".into());
                     }
                     other => {
                         return Err(format!(
-                            "unknown mode '{other}': use strict_order, strict_deduplication, strict_increase or allow_reentry"
+                            "unknown mode '{other}': use strict_order, strict_deduplication, strict_increase, strict_once or allow_reentry"
                         ));
                     }
                 }
@@ -136,6 +138,134 @@ pub mod kernel {
             }
         }
         answer(reached(&level), &paths)
+    }
+
+    /// One chain of `strict_once`: its first and last step's timestamps and, per step, the
+    /// position of the step's entry in the sorted entries.
+    #[derive(Clone, Copy)]
+    struct Chain {
+        first: i64,
+        last: i64,
+        path: [u32; MAX_STEPS],
+    }
+
+    /// The funnel in `strict_once` mode over one group's rows, `(ts, mask)` with `mask` the
+    /// conditions the row matches (0: none, kept only in strict_order mode), as ClickHouse 26
+    /// evaluates it: each row expands to one entry per condition it matches, entries are sorted
+    /// by (timestamp, condition, row) — rows at one instant in order of their bitmask (the one
+    /// tie rule ClickHouse leaves to arrival order) — and a chain may use each row at most once (a row matching
+    /// steps 1 and 2 is not a two-step chain by itself). The other modes apply as in [`funnel`].
+    ///
+    /// ClickHouse keeps every partial chain, because which of them will extend depends on which
+    /// rows they used. Here a row's identity only matters at its own timestamp: once time moves
+    /// on, a chain's future depends only on its first timestamp (the window) — its last step is
+    /// earlier than anything to come (so `strict_increase` holds) and its rows cannot recur. So
+    /// at each new timestamp every level keeps one chain, the one with the latest start (of equal
+    /// starts, the newest), which is the same answer in memory bounded by the entries at one
+    /// instant. The step times are those of the chain that completed the funnel, or else of the
+    /// kept chain of the level reached.
+    pub fn funnel_once(
+        rows: &mut [(i64, u32)],
+        steps: usize,
+        window: i64,
+        m: Modes,
+    ) -> (usize, Vec<i64>) {
+        // ClickHouse takes rows at one instant in arrival order (which decides, for example,
+        // which of two rows matching step 2 strict_deduplication stops at); here in order of
+        // their conditions' bitmask, so the answer does not depend on row order.
+        rows.sort_unstable();
+        // (ts, step 1..=steps or 0 for a row matching nothing, row)
+        let mut entries: Vec<(i64, u32, u32)> = Vec::with_capacity(rows.len());
+        for (row, &(ts, mask)) in rows.iter().enumerate() {
+            if mask == 0 {
+                entries.push((ts, 0, row as u32));
+            }
+            let mut bits = mask;
+            while bits != 0 {
+                let k = bits.trailing_zeros();
+                entries.push((ts, k + 1, row as u32));
+                bits &= bits - 1;
+            }
+        }
+        if entries.is_empty() {
+            return (0, vec![]);
+        }
+        entries.sort_unstable();
+        if !m.strict_order && steps == 1 {
+            return (1, vec![entries[0].0]);
+        }
+        let times = |c: &Chain, k: usize| -> Vec<i64> {
+            c.path[..k].iter().map(|&p| entries[p as usize].0).collect()
+        };
+        let mut levels: Vec<Vec<Chain>> = vec![vec![]; steps];
+        // The chain a level keeps: the latest start, of equal starts the newest.
+        let kept = |level: &[Chain]| -> Option<Chain> {
+            level
+                .iter()
+                .enumerate()
+                .max_by_key(|(i, c)| (c.first, *i))
+                .map(|(_, c)| *c)
+        };
+        let answer = |levels: &[Vec<Chain>]| -> (usize, Vec<i64>) {
+            let k = levels.iter().take_while(|l| !l.is_empty()).count();
+            match kept(&levels[k.max(1) - 1]) {
+                Some(c) if k > 0 => (k, times(&c, k)),
+                _ => (0, vec![]),
+            }
+        };
+        let mut now = None;
+        let mut first_event = false;
+        for (pos, &(ts, idx, row)) in entries.iter().enumerate() {
+            if now != Some(ts) {
+                now = Some(ts);
+                for level in levels.iter_mut().filter(|l| l.len() > 1) {
+                    let best = kept(level).expect("non-empty");
+                    level.clear();
+                    level.push(best);
+                }
+            }
+            if idx == 0 {
+                if m.strict_order && first_event {
+                    break;
+                }
+                continue;
+            }
+            let e = idx as usize - 1;
+            if e == 0 {
+                let mut path = [0u32; MAX_STEPS];
+                path[0] = pos as u32;
+                levels[0].push(Chain {
+                    first: ts,
+                    last: ts,
+                    path,
+                });
+                first_event = true;
+            } else if m.strict_deduplication && !levels[e].is_empty() {
+                return answer(&levels);
+            } else if m.strict_order && first_event && levels[e - 1].is_empty() {
+                if m.allow_reentry {
+                    continue;
+                }
+                return answer(&levels);
+            } else {
+                let (before, after) = levels.split_at_mut(e);
+                for c in before[e - 1].iter() {
+                    let fits = ts <= c.first.saturating_add(window)
+                        && (!m.strict_increase || c.last < ts)
+                        && c.path[..e].iter().all(|&p| entries[p as usize].2 != row);
+                    if fits {
+                        let mut next = *c;
+                        next.last = ts;
+                        next.path[e] = pos as u32;
+                        if e + 1 == steps {
+                            return (steps, times(&next, steps));
+                        }
+                        after[0].push(next);
+                    }
+                }
+            }
+        }
+        answer(&levels)
     }
 
     /// The default mode's walk fed one event at a time: `starts[e]` is the first timestamp of
@@ -240,19 +370,22 @@ static LEVEL_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          constant, several comma-separated): `strict_order` (an event matching no condition, or a later step before \
          its predecessor, stops the search), `strict_deduplication` (a repeated step stops it), `strict_increase` \
          (each step strictly after the previous one), `allow_reentry` (with strict_order: early later steps are \
-         skipped instead of stopping). Beyond ClickHouse: `ts` may be a timestamp of any unit or a DATE (ClickHouse \
+         skipped instead of stopping), `strict_once` (a row counts at most once in a chain, even when it matches \
+         several steps; rows at the same instant are taken in order of the set of conditions they match, where \
+         ClickHouse takes them in arrival order). Beyond ClickHouse: `ts` may be a timestamp of any unit or a DATE (ClickHouse \
          rejects 64-bit timestamps), and `window_seconds` may be fractional. NULL conditions count as false; rows \
-         with a NULL `ts` are ignored. ClickHouse's `strict_once` mode is not supported. Memory: like ClickHouse, \
+         with a NULL `ts` are ignored. Memory: like ClickHouse, \
          a group keeps the events matching a condition until it is evaluated, except that in the default mode a \
          group that has reached the last step is settled (more events cannot lower its level) and keeps nothing \
-         more; the strict modes and `window_funnel_times` keep every matching event.",
+         more; the strict modes and `window_funnel_times` keep every matching event (in `strict_once` mode, one per \
+         matching row).",
         "window_funnel(window_seconds, ts, cond1, ..., condN [, mode])",
         "SELECT level, count(*) AS customers FROM (\n  SELECT customer_id, window_funnel(7 * 86400, event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase') AS level\n  FROM (VALUES (1, TIMESTAMP '2024-01-01 10:00:00', 'visit'), (1, TIMESTAMP '2024-01-02 09:00:00', 'cart'),\n               (1, TIMESTAMP '2024-01-03 09:00:00', 'purchase'), (2, TIMESTAMP '2024-01-01 10:00:00', 'visit'))\n       AS e(customer_id, event_ts, event_type)\n  GROUP BY customer_id)\nGROUP BY level ORDER BY level;",
     )
     .with_argument("window_seconds", "constant number of seconds the chain may span from its first step")
     .with_argument("ts", "TIMESTAMP (any unit, with or without time zone) or DATE of each event")
     .with_argument("cond1, ..., condN", "BOOLEAN step conditions, in funnel order (1 to 32)")
-    .with_argument("mode", "optional constant string: strict_order, strict_deduplication, strict_increase, allow_reentry")
+    .with_argument("mode", "optional constant string: strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry (comma-separated)")
     .build()
 });
 
@@ -420,7 +553,8 @@ impl EventAggregate for Funnel {
     type Progress = kernel::Progress;
 
     /// One event per matching condition (tag = its 1-based index), and a tag-0 event for a row
-    /// matching none in strict_order mode.
+    /// matching none in strict_order mode; in strict_once mode one event per row, tagged with
+    /// its conditions' bitmask.
     fn events(
         &self,
         values: &[ArrayRef],
@@ -428,6 +562,14 @@ impl EventAggregate for Funnel {
         f: &mut impl FnMut(usize, i64, u32),
     ) -> Result<()> {
         events::for_each_condition_row(values, self.unit, self.steps, filter, |row, ts, mask| {
+            if self.modes.strict_once {
+                // One event per row, tagged with the conditions it matches: strict_once must
+                // know which steps came from the same row.
+                if mask != 0 || self.modes.strict_order {
+                    f(row, ts, mask);
+                }
+                return;
+            }
             if mask == 0 {
                 if self.modes.strict_order {
                     f(row, ts, 0);
@@ -447,6 +589,9 @@ impl EventAggregate for Funnel {
         let results = (0..n).map(|g| match events.get(g) {
             // Only the level is ever settled early (see `progress_slots`).
             None => (self.steps, vec![]),
+            Some(evs) if self.modes.strict_once => {
+                kernel::funnel_once(evs, self.steps, self.window, self.modes)
+            }
             Some(evs) => kernel::funnel(evs, self.steps, self.window, self.modes),
         });
         Ok(match self.output {
@@ -581,6 +726,177 @@ mod tests {
         assert!(Modes::parse("fast").is_err());
     }
 
+    fn once(rows: &[(i64, u32)], steps: usize, window: i64, mode: &str) -> usize {
+        let m = Modes::parse(&format!("strict_once,{mode}")).unwrap();
+        funnel_once(&mut rows.to_vec(), steps, window, m).0
+    }
+
+    /// ClickHouse 26's strict_once walk as its source describes it: every partial chain kept,
+    /// out-of-window chains dropped only while another remains. The reference the bounded walk
+    /// must agree with.
+    fn once_reference(rows: &[(i64, u32)], steps: usize, window: i64, m: Modes) -> usize {
+        let mut entries = vec![];
+        for (row, &(ts, mask)) in rows.iter().enumerate() {
+            if mask == 0 {
+                entries.push((ts, 0u32, row));
+            }
+            for k in 0..32 {
+                if mask & (1 << k) != 0 {
+                    entries.push((ts, k + 1, row));
+                }
+            }
+        }
+        if entries.is_empty() {
+            return 0;
+        }
+        entries.sort();
+        if !m.strict_order && steps == 1 {
+            return 1;
+        }
+        // (first, last, rows used)
+        let mut seqs: Vec<Vec<(i64, i64, Vec<usize>)>> = vec![vec![]; steps];
+        let reached = |seqs: &Vec<Vec<(i64, i64, Vec<usize>)>>| {
+            seqs.iter().take_while(|l| !l.is_empty()).count()
+        };
+        let mut has_first = false;
+        for &(ts, idx, row) in &entries {
+            if m.strict_order && idx == 0 {
+                if has_first {
+                    break;
+                }
+                continue;
+            }
+            if idx == 0 {
+                continue;
+            }
+            let e = idx as usize - 1;
+            if e == 0 {
+                seqs[0].push((ts, ts, vec![row]));
+                has_first = true;
+            } else if m.strict_deduplication && !seqs[e].is_empty() {
+                return reached(&seqs);
+            } else if m.strict_order && has_first && seqs[e - 1].is_empty() {
+                if m.allow_reentry {
+                    continue;
+                }
+                return reached(&seqs);
+            } else {
+                let mut i = 0;
+                while i < seqs[e - 1].len() {
+                    let (first, last, used) = seqs[e - 1][i].clone();
+                    let in_window = ts <= first + window;
+                    if !in_window && seqs[e - 1].len() > 1 {
+                        seqs[e - 1].remove(i);
+                        continue;
+                    }
+                    let ok = in_window && !used.contains(&row) && (!m.strict_increase || last < ts);
+                    if ok {
+                        let mut u = used;
+                        u.push(row);
+                        seqs[e].push((first, ts, u));
+                        if e + 1 == steps {
+                            return steps;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
+        reached(&seqs)
+    }
+
+    #[test]
+    fn strict_once_by_hand() {
+        // ClickHouse's test: one row matching all three conditions is one step, not three.
+        assert_eq!(once(&[(2, 0b111)], 3, 10000, ""), 1);
+        assert_eq!(level(&[(2, 1), (2, 2), (2, 3)], 3, 10000, ""), 3);
+        // ClickHouse's funnel_test2 (window 200; failure matches steps 1 and 2, success step 3):
+        // uid 123: F(180) F(220) S(250): F(180) is step 1, F(220) step 2, S step 3.
+        let uid123 = [(180, 0b011), (220, 0b011), (250, 0b100)];
+        // uid 234: F(100) F(250): two steps from two rows.
+        let uid234 = [(100, 0b011), (250, 0b011)];
+        // uid 345: S(200) F(210) S(230): F is step 1 only; it cannot also be step 2.
+        let uid345 = [(200, 0b100), (210, 0b011), (230, 0b100)];
+        for mode in ["", "strict_increase", "strict_deduplication"] {
+            assert_eq!(once(&uid123, 3, 200, mode), 3, "{mode}");
+            assert_eq!(once(&uid234, 3, 200, mode), 2, "{mode}");
+            assert_eq!(once(&uid345, 3, 200, mode), 1, "{mode}");
+        }
+        // Without strict_once the same row is steps 1 and 2: uid 345 reaches 3.
+        let expanded: Vec<(i64, u32)> = vec![(200, 3), (210, 1), (210, 2), (230, 3)];
+        assert_eq!(level(&expanded, 3, 200, ""), 3);
+        // Two rows at one instant each matching both steps chain with each other.
+        assert_eq!(once(&[(5, 0b11), (5, 0b11)], 2, 0, ""), 2);
+        // ... but not under strict_increase (same instant).
+        assert_eq!(once(&[(5, 0b11), (5, 0b11)], 2, 0, "strict_increase"), 1);
+        // The window: step 2 exactly `window` after step 1 is in, one more is out.
+        assert_eq!(once(&[(0, 1), (10, 2)], 2, 10, ""), 2);
+        assert_eq!(once(&[(0, 1), (11, 2)], 2, 10, ""), 1);
+        // A later restart that completes uses the restart's start.
+        let (l, t) = funnel_once(
+            &mut [(0, 1), (50, 1), (55, 2), (58, 4)],
+            3,
+            10,
+            Modes::parse("strict_once").unwrap(),
+        );
+        assert_eq!((l, t), (3, vec![50, 55, 58]));
+        // strict_order: a row matching nothing after the first step stops the search.
+        assert_eq!(once(&[(1, 1), (2, 0), (3, 2)], 2, 10, "strict_order"), 1);
+        assert_eq!(
+            once(&[(1, 1), (2, 4), (3, 2), (4, 4)], 3, 10, "strict_order"),
+            1
+        );
+        assert_eq!(
+            once(
+                &[(1, 1), (2, 4), (3, 2), (4, 4)],
+                3,
+                10,
+                "strict_order,allow_reentry"
+            ),
+            3
+        );
+        assert_eq!(once(&[], 3, 10, ""), 0);
+        assert!(Modes::parse("strict_once,allow_reentry").is_err());
+    }
+
+    proptest::proptest! {
+        /// The bounded walk answers what ClickHouse's keep-every-chain walk answers, in every
+        /// mode combination, whatever the rows' order.
+        #[test]
+        fn strict_once_matches_the_reference(
+            rows in proptest::collection::vec((0i64..12, 0u32..16), 0..14),
+            steps in 1usize..5,
+            window in 0i64..8,
+            flags in 0u32..16,
+        ) {
+            let rows: Vec<(i64, u32)> = rows
+                .into_iter()
+                .map(|(t, m)| (t, m & ((1 << steps) - 1)))
+                .collect();
+            let m = Modes {
+                strict_order: flags & 1 != 0,
+                strict_deduplication: flags & 2 != 0,
+                strict_increase: flags & 4 != 0,
+                allow_reentry: flags & 9 == 9,
+                strict_once: true,
+            };
+            // Rows matching nothing exist only in strict_order mode.
+            let rows: Vec<(i64, u32)> =
+                rows.into_iter().filter(|r| r.1 != 0 || m.strict_order).collect();
+            // ClickHouse's answer for the rows arriving in (timestamp, bitmask) order.
+            let mut arrival = rows.clone();
+            arrival.sort();
+            let want = once_reference(&arrival, steps, window, m);
+            let (got, times) = funnel_once(&mut rows.clone(), steps, window, m);
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(times.len(), got);
+            proptest::prop_assert!(times.windows(2).all(|w| w[0] <= w[1]));
+            let mut reversed = rows.clone();
+            reversed.reverse();
+            proptest::prop_assert_eq!(funnel_once(&mut reversed, steps, window, m).0, want);
+        }
+    }
+
     #[test]
     fn step_times_follow_the_chain() {
         let m = Modes::default();
@@ -672,6 +988,13 @@ mod tests {
             "strict_order,allow_reentry",
         ] {
             let want = level(&events, 3, 6, mode);
+            let rows: Vec<(i64, u32)> = events
+                .iter()
+                .filter(|e| e.1 > 0 || mode.contains("strict_order"))
+                .map(|&(t, i)| (t, if i == 0 { 0 } else { 1 << (i - 1) }))
+                .collect();
+            let once_mode = Modes::parse(&format!("strict_once,{mode}")).unwrap();
+            let once_want = funnel_once(&mut rows.clone(), 3, 6, once_mode);
             for cut in 0..events.len() {
                 let mut v: Vec<_> = events[cut..]
                     .iter()
@@ -680,6 +1003,13 @@ mod tests {
                     .collect();
                 v.reverse();
                 assert_eq!(level(&v, 3, 6, mode), want, "{mode} {cut}");
+                let mut r: Vec<_> = rows[cut..].iter().chain(&rows[..cut]).cloned().collect();
+                r.reverse();
+                assert_eq!(
+                    funnel_once(&mut r, 3, 6, once_mode),
+                    once_want,
+                    "{mode} {cut}"
+                );
             }
         }
     }
@@ -754,12 +1084,20 @@ mod adapter_tests {
     fn run(rows: &[(usize, i64, u32)], parts: &[usize], mode: &str, output: FunnelOutput) {
         let want: Vec<(usize, Vec<i64>)> = (0..GROUPS)
             .map(|g| {
-                let mut ev: Vec<(i64, u32)> = rows
-                    .iter()
-                    .filter(|r| r.0 == g && (r.2 > 0 || mode.contains("strict_order")))
-                    .map(|r| (r.1, r.2))
-                    .collect();
-                let (l, t) = kernel::funnel(&mut ev, STEPS, 5, Modes::parse(mode).unwrap());
+                let modes = Modes::parse(mode).unwrap();
+                let kept = |r: &&(usize, i64, u32)| r.0 == g && (r.2 > 0 || modes.strict_order);
+                let (l, t) = if modes.strict_once {
+                    let mut rows: Vec<(i64, u32)> = rows
+                        .iter()
+                        .filter(kept)
+                        .map(|r| (r.1, if r.2 == 0 { 0 } else { 1 << (r.2 - 1) }))
+                        .collect();
+                    kernel::funnel_once(&mut rows, STEPS, 5, modes)
+                } else {
+                    let mut ev: Vec<(i64, u32)> =
+                        rows.iter().filter(kept).map(|r| (r.1, r.2)).collect();
+                    kernel::funnel(&mut ev, STEPS, 5, modes)
+                };
                 (
                     l,
                     if output == FunnelOutput::Times {
@@ -813,10 +1151,12 @@ mod adapter_tests {
             rows in proptest::collection::vec((0usize..GROUPS, 0i64..30, 0u32..=STEPS as u32), 0..60),
             parts in proptest::collection::vec(0usize..3, 60),
         ) {
-            for mode in ["", "strict_order", "strict_deduplication", "strict_increase"] {
+            for mode in ["", "strict_order", "strict_deduplication", "strict_increase",
+                         "strict_once", "strict_once,strict_order"] {
                 run(&rows, &parts, mode, FunnelOutput::Level);
             }
             run(&rows, &parts, "", FunnelOutput::Times);
+            run(&rows, &parts, "strict_once", FunnelOutput::Times);
         }
     }
 }
