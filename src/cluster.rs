@@ -533,6 +533,9 @@ mod tests {
         for f in lifecycle_udfs::scalar_functions() {
             assert!(r.udf(f.name()).is_ok(), "{}", f.name());
         }
+        for f in lifecycle_udfs::window_functions() {
+            assert!(r.udwf(f.name()).is_ok(), "{}", f.name());
+        }
         assert!(r.udf("abs").is_ok());
         assert!(r.udf("array_length").is_ok());
         assert!(r.udaf("count").is_ok());

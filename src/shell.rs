@@ -215,6 +215,11 @@ impl Shell {
                             .map(|f| format!("{} (aggregate)", f.name())),
                     )
                     .chain(
+                        lifecycle_udfs::window_functions()
+                            .iter()
+                            .map(|f| format!("{} (window)", f.name())),
+                    )
+                    .chain(
                         lifecycle_udfs::table_functions()
                             .iter()
                             .map(|(n, _, _)| format!("{n} (table function)")),

@@ -14,7 +14,7 @@ use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
-use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF, WindowUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub mod cohort;
@@ -29,6 +29,7 @@ pub mod period;
 pub mod retention;
 pub mod rfm;
 pub mod segment;
+pub mod sessionize;
 pub mod single_phase;
 pub mod stage;
 pub mod table;
@@ -66,6 +67,11 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         events::sequence::sequence_match_udaf(),
         events::sequence::sequence_count_udaf(),
     ]
+}
+
+/// Every window function.
+pub fn window_functions() -> Vec<Arc<WindowUDF>> {
+    vec![sessionize::sessionize_udwf()]
 }
 
 /// An aggregate that plans of the table functions use internally but SQL cannot name (it is not
@@ -168,6 +174,9 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
     for f in aggregate_functions() {
         ctx.register_udaf(f.as_ref().clone());
     }
+    for f in window_functions() {
+        ctx.register_udwf(f.as_ref().clone());
+    }
     for (name, f, _) in table_functions() {
         ctx.register_udtf(name, f);
     }
@@ -187,6 +196,8 @@ impl LifecycleStateBuilderExt for SessionStateBuilder {
         scalars.extend(scalar_functions());
         let mut aggregates = self.aggregate_functions().take().unwrap_or_default();
         aggregates.extend(aggregate_functions());
+        let mut windows = self.window_functions().take().unwrap_or_default();
+        windows.extend(window_functions());
         let mut analyzer = self.analyzer().take().unwrap_or_default();
         if !has_thresholds_rewrite(&analyzer) {
             analyzer.add_function_rewrite(Arc::new(stage::ThresholdsRewrite));
@@ -206,6 +217,7 @@ impl LifecycleStateBuilderExt for SessionStateBuilder {
         let builder = self
             .with_scalar_functions(scalars)
             .with_aggregate_functions(aggregates)
+            .with_window_functions(windows)
             .with_table_functions(tables);
         if with_rule {
             builder
@@ -227,6 +239,11 @@ pub fn function_docs() -> String {
     for f in aggregate_functions() {
         if let Some(d) = f.documentation() {
             entries.push((f.name().to_string(), "aggregate", d.clone()));
+        }
+    }
+    for f in window_functions() {
+        if let Some(d) = f.documentation() {
+            entries.push((f.name().to_string(), "window", d.clone()));
         }
     }
     for (name, _, d) in table_functions() {
