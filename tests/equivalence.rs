@@ -310,6 +310,9 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
                        window_funnel(86400, {FUNNEL_STEPS}, 'strict_deduplication'),
                        window_funnel(86400, {FUNNEL_STEPS}, 'strict_increase'),
                        window_funnel_times(86400, {FUNNEL_STEPS}),
+                       window_funnel(86400, {FUNNEL_STEPS}, 'strict_once'),
+                       window_funnel(86400, {FUNNEL_STEPS}, 'strict_once,strict_order,allow_reentry'),
+                       window_funnel_times(86400, {FUNNEL_STEPS}, 'strict_once,strict_increase'),
                        sequence_match('(?1)(?2)(?3)', event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'),
                        sequence_count('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase')
                      FROM events GROUP BY customer_id ORDER BY 1"
@@ -317,6 +320,34 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
             )
             .await;
             answers.push(others);
+
+            // sessionize against the lag-based query: a session starts where the gap to the
+            // previous event exceeds 30 minutes; its number is the running count of starts.
+            let sessions = query(
+                &ctx,
+                "SELECT customer_id, event_ts, sessionize(event_ts, INTERVAL '30 minutes')
+                   OVER (PARTITION BY customer_id ORDER BY event_ts) AS s
+                 FROM events ORDER BY 1, 2, 3",
+            )
+            .await;
+            let lag_based = query(
+                &ctx,
+                "SELECT customer_id, event_ts, sum(start) OVER (PARTITION BY customer_id ORDER BY event_ts
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS s
+                 FROM (SELECT customer_id, event_ts,
+                         CASE WHEN event_ts - lag(event_ts) OVER (PARTITION BY customer_id ORDER BY event_ts)
+                                   <= INTERVAL '30 minutes' THEN 0 ELSE 1 END AS start
+                       FROM events)
+                 ORDER BY 1, 2, 3",
+            )
+            .await;
+            assert_eq!(
+                sessions,
+                lag_based,
+                "sessionize, {partitions} partitions, {}",
+                dir.display()
+            );
+            assert!(sessions.iter().any(|r| r[2] != "1"), "some second sessions");
         }
     }
     for a in &answers[1..] {
