@@ -314,7 +314,9 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
                        window_funnel(86400, {FUNNEL_STEPS}, 'strict_once,strict_order,allow_reentry'),
                        window_funnel_times(86400, {FUNNEL_STEPS}, 'strict_once,strict_increase'),
                        sequence_match('(?1)(?2)(?3)', event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'),
-                       sequence_count('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase')
+                       sequence_count('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase'),
+                       sequence_match_events('(?1).*(?2)(?t<=86400)(?3)', event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'),
+                       sequence_match_events('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase')
                      FROM events GROUP BY customer_id ORDER BY 1"
                 ),
             )

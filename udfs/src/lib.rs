@@ -66,6 +66,7 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         lead::lead_score_udaf(),
         events::sequence::sequence_match_udaf(),
         events::sequence::sequence_count_udaf(),
+        events::sequence::sequence_match_events_udaf(),
     ]
 }
 

@@ -461,7 +461,7 @@ impl WindowFunnel {
 }
 
 /// The list element type of `window_funnel_times`: the timestamp type of `ts` (DATE as seconds).
-fn times_type(ts: &DataType) -> DataType {
+pub(super) fn times_type(ts: &DataType) -> DataType {
     match ts {
         DataType::Timestamp(u, tz) => DataType::Timestamp(*u, tz.clone()),
         DataType::Date64 => DataType::Timestamp(TimeUnit::Millisecond, None),

@@ -11,7 +11,7 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array};
-use datafusion::arrow::datatypes::{DataType, FieldRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -180,26 +180,39 @@ pub mod kernel {
 
         /// Backtracking match from `*pos`; leaves `*pos` after the match (or one past where it
         /// started), as ClickHouse's `backtrackingMatch`.
-        fn backtrack_match(&self, events: &[(i64, u32)], pos: &mut usize) -> Result<bool, String> {
+        /// `used`, when given, receives the positions of the events the match's `(?N)` steps
+        /// used, in pattern order.
+        fn backtrack_match(
+            &self,
+            events: &[(i64, u32)],
+            pos: &mut usize,
+            mut used: Option<&mut Vec<usize>>,
+        ) -> Result<bool, String> {
             let acts = &self.actions;
             let end = events.len();
             let begin = *pos;
             let (mut a, mut e, mut base) = (0usize, *pos, *pos);
-            let mut stack: Vec<(usize, usize, usize)> = vec![];
-            let backtrack = |stack: &mut Vec<(usize, usize, usize)>,
+            // (action, event, base, events used so far)
+            let mut stack: Vec<(usize, usize, usize, usize)> = vec![];
+            let backtrack = |stack: &mut Vec<(usize, usize, usize, usize)>,
                              a: &mut usize,
                              e: &mut usize,
-                             base: &mut usize| {
-                while let Some((a0, e0, b0)) = stack.pop() {
+                             base: &mut usize,
+                             used: &mut Option<&mut Vec<usize>>| {
+                while let Some((a0, e0, b0, n0)) = stack.pop() {
                     *a = a0;
                     *e = e0 + 1;
                     *base = b0;
+                    if let Some(u) = used.as_deref_mut() {
+                        u.truncate(n0);
+                    }
                     if *e != end {
                         return true;
                     }
                 }
                 false
             };
+            let depth = |used: &Option<&mut Vec<usize>>| used.as_deref().map_or(0, Vec::len);
             let mut steps = 0usize;
             while a < acts.len() && e < end {
                 let (ts, bits) = events[e];
@@ -207,10 +220,13 @@ pub mod kernel {
                 match acts[a] {
                     Action::Event(k) => {
                         if bits & (1 << k) != 0 {
+                            if let Some(u) = used.as_deref_mut() {
+                                u.push(e);
+                            }
                             base = e;
                             a += 1;
                             e += 1;
-                        } else if !backtrack(&mut stack, &mut a, &mut e, &mut base) {
+                        } else if !backtrack(&mut stack, &mut a, &mut e, &mut base, &mut used) {
                             break;
                         }
                     }
@@ -220,7 +236,7 @@ pub mod kernel {
                         e += 1;
                     }
                     Action::Star => {
-                        stack.push((a, e, base));
+                        stack.push((a, e, base, depth(&used)));
                         base = e;
                         a += 1;
                     }
@@ -230,10 +246,10 @@ pub mod kernel {
                             _ => ts < base_ts.saturating_add(d),
                         };
                         if ok {
-                            stack.push((a, e, base));
+                            stack.push((a, e, base, depth(&used)));
                             base = e;
                             a += 1;
-                        } else if !backtrack(&mut stack, &mut a, &mut e, &mut base) {
+                        } else if !backtrack(&mut stack, &mut a, &mut e, &mut base, &mut used) {
                             break;
                         }
                     }
@@ -245,12 +261,14 @@ pub mod kernel {
                             _ => ts == limit,
                         };
                         if ok {
-                            stack.push((a, e, base));
+                            stack.push((a, e, base, depth(&used)));
                             base = e;
                             a += 1;
                         } else {
                             e += 1;
-                            if e == end && !backtrack(&mut stack, &mut a, &mut e, &mut base) {
+                            if e == end
+                                && !backtrack(&mut stack, &mut a, &mut e, &mut base, &mut used)
+                            {
                                 break;
                             }
                         }
@@ -326,7 +344,7 @@ pub mod kernel {
                 return Ok(false);
             }
             if self.has_time {
-                Ok(self.could_match(events) && self.backtrack_match(events, &mut 0)?)
+                Ok(self.could_match(events) && self.backtrack_match(events, &mut 0, None)?)
             } else {
                 Ok(self.dfa_match(events))
             }
@@ -338,10 +356,73 @@ pub mod kernel {
                 return Ok(0);
             }
             let (mut pos, mut n) = (0usize, 0u64);
-            while pos < events.len() && self.backtrack_match(events, &mut pos)? {
+            while pos < events.len() && self.backtrack_match(events, &mut pos, None)? {
                 n += 1;
             }
             Ok(n)
+        }
+    }
+
+    impl Pattern {
+        /// `sequence_match_events` of sorted events: the positions of the events the first
+        /// match's `(?N)` steps used, in pattern order (empty when nothing matches). The first
+        /// match is the backtracking matcher's (ClickHouse's): each `.*` takes as few events as
+        /// it can, so it is the match whose steps come earliest, the first step first. Patterns
+        /// without time conditions find it without backtracking: a table of which pattern
+        /// suffixes can match from which event, then one forward walk.
+        pub fn match_events(&self, events: &[(i64, u32)], seen: u32) -> Result<Vec<usize>, String> {
+            if self.conditions & seen != self.conditions || !self.could_match(events) {
+                return Ok(vec![]);
+            }
+            if self.has_time {
+                let mut used = vec![];
+                return Ok(if self.backtrack_match(events, &mut 0, Some(&mut used))? {
+                    used
+                } else {
+                    vec![]
+                });
+            }
+            let (acts, n) = (&self.actions, events.len());
+            let width = n + 1;
+            // can[a * width + e]: actions a.. match starting at event e.
+            let mut can = vec![false; (acts.len() + 1) * width];
+            can[acts.len() * width..].iter_mut().for_each(|c| *c = true);
+            for a in (0..acts.len()).rev() {
+                for e in (0..=n).rev() {
+                    let next = |e: usize| can[(a + 1) * width + e];
+                    can[a * width + e] = match acts[a] {
+                        Action::Event(k) => e < n && events[e].1 & (1 << k) != 0 && next(e + 1),
+                        Action::Any => e < n && next(e + 1),
+                        Action::Star => next(e) || (e < n && can[a * width + e + 1]),
+                        _ => unreachable!("no time conditions"),
+                    };
+                }
+            }
+            let mut used = vec![];
+            if !can[0] {
+                return Ok(used);
+            }
+            let (mut a, mut e) = (0usize, 0usize);
+            while a < acts.len() {
+                match acts[a] {
+                    Action::Star if can[(a + 1) * width + e] => a += 1,
+                    Action::Star => e += 1,
+                    Action::Event(_) => {
+                        used.push(e);
+                        (a, e) = (a + 1, e + 1);
+                    }
+                    _ => (a, e) = (a + 1, e + 1),
+                }
+            }
+            Ok(used)
+        }
+    }
+
+    #[cfg(test)]
+    impl Pattern {
+        /// The backtracking matcher's first match from the start, for tests.
+        pub fn backtrack_first(&self, events: &[(i64, u32)], used: &mut Vec<usize>) -> bool {
+            self.backtrack_match(events, &mut 0, Some(used)).unwrap()
         }
     }
 
@@ -358,6 +439,7 @@ use kernel::Pattern;
 pub enum SequenceOutput {
     Match,
     Count,
+    Events,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -397,6 +479,23 @@ static COUNT_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     .build()
 });
 
+static EVENTS_DOC: LazyLock<Documentation> = LazyLock::new(|| {
+    aggregate_doc(
+        &format!("The timestamps of the events the first match of the pattern used, one per `(?N)` step in pattern order \
+         (`.` and `.*` contribute none), as ClickHouse's `sequenceMatchEvents(pattern)(ts, cond1, ...)`; an empty list when \
+         the pattern does not match. The first match is the one whose steps come earliest, the first step first (each `.*` \
+         takes as few events as it can, as in ClickHouse's matcher). Where ClickHouse returns the longest partial chain \
+         for a group that does not match, this returns an empty list, so `cardinality(...) > 0` is `sequence_match`. The \
+         list's type is the timestamp type of `ts` (DATE as TIMESTAMP(s)). {PATTERN_SYNTAX}"),
+        "sequence_match_events(pattern, ts, cond1, ..., condN)",
+        "SELECT customer_id, sequence_match_events('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase') AS cart_then_buy\nFROM (VALUES (1, TIMESTAMP '2024-01-01 10:00:00', 'cart'), (1, TIMESTAMP '2024-01-01 10:05:00', 'view'), (1, TIMESTAMP '2024-01-01 10:09:00', 'purchase'))\n     AS e(customer_id, event_ts, event_type)\nGROUP BY customer_id;",
+    )
+    .with_argument("pattern", "constant pattern string")
+    .with_argument("ts", "TIMESTAMP (any unit) or DATE of each event")
+    .with_argument("cond1, ..., condN", "BOOLEAN conditions (1 to 32), referred to as (?1) ... (?N)")
+    .build()
+});
+
 impl SequenceUdaf {
     pub fn new(output: SequenceOutput) -> Self {
         Self {
@@ -423,6 +522,7 @@ impl SequenceUdaf {
             unit,
             conditions,
             pattern,
+            ts_type: args.expr_fields[1].data_type().clone(),
         }))
     }
 }
@@ -432,6 +532,7 @@ impl AggregateUDFImpl for SequenceUdaf {
         match self.output {
             SequenceOutput::Match => "sequence_match",
             SequenceOutput::Count => "sequence_count",
+            SequenceOutput::Events => "sequence_match_events",
         }
     }
 
@@ -467,10 +568,14 @@ impl AggregateUDFImpl for SequenceUdaf {
         Ok(out)
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         Ok(match self.output {
             SequenceOutput::Match => DataType::Boolean,
             SequenceOutput::Count => DataType::Int64,
+            SequenceOutput::Events => DataType::List(Arc::new(Field::new_list_field(
+                super::funnel::times_type(&arg_types[1]),
+                false,
+            ))),
         })
     }
 
@@ -484,6 +589,7 @@ impl AggregateUDFImpl for SequenceUdaf {
         Some(match self.output {
             SequenceOutput::Match => &MATCH_DOC,
             SequenceOutput::Count => &COUNT_DOC,
+            SequenceOutput::Events => &EVENTS_DOC,
         })
     }
 }
@@ -494,6 +600,7 @@ struct Sequence {
     unit: TickUnit,
     conditions: usize,
     pattern: Pattern,
+    ts_type: DataType,
 }
 
 impl EventAggregate for Sequence {
@@ -524,9 +631,12 @@ impl EventAggregate for Sequence {
         let name = match self.output {
             SequenceOutput::Match => "sequence_match",
             SequenceOutput::Count => "sequence_count",
+            SequenceOutput::Events => "sequence_match_events",
         };
         let mut matches = Vec::with_capacity(n);
         let mut counts = Vec::with_capacity(n);
+        let (mut offsets, mut times) = (Vec::with_capacity(n + 1), vec![]);
+        offsets.push(0usize);
         for g in 0..n {
             // Sequences never settle early, so every group has its events.
             let events = events.get(g).unwrap_or(&mut []);
@@ -539,6 +649,10 @@ impl EventAggregate for Sequence {
                     .pattern
                     .count(events, seen)
                     .map(|c| counts.push(c as i64)),
+                SequenceOutput::Events => self.pattern.match_events(events, seen).map(|used| {
+                    times.extend(used.iter().map(|&e| events[e].0));
+                    offsets.push(times.len());
+                }),
             };
             if let Err(e) = r {
                 return exec_err!("{name}: {e}");
@@ -547,6 +661,13 @@ impl EventAggregate for Sequence {
         Ok(match self.output {
             SequenceOutput::Match => Arc::new(BooleanArray::from(matches)),
             SequenceOutput::Count => Arc::new(Int64Array::from(counts)),
+            SequenceOutput::Events => {
+                let values = datafusion::arrow::compute::cast(
+                    &(Arc::new(Int64Array::from(times)) as ArrayRef),
+                    &super::funnel::times_type(&self.ts_type),
+                )?;
+                crate::common::list_array(&offsets, values)
+            }
         })
     }
 }
@@ -554,6 +675,12 @@ impl EventAggregate for Sequence {
 pub fn sequence_match_udaf() -> Arc<AggregateUDF> {
     Arc::new(AggregateUDF::new_from_impl(SequenceUdaf::new(
         SequenceOutput::Match,
+    )))
+}
+
+pub fn sequence_match_events_udaf() -> Arc<AggregateUDF> {
+    Arc::new(AggregateUDF::new_from_impl(SequenceUdaf::new(
+        SequenceOutput::Events,
     )))
 }
 
@@ -584,6 +711,76 @@ mod tests {
         let mut e = ev(events);
         let seen = prepare(&mut e);
         Pattern::parse(p, n, 1).unwrap().count(&e, seen).unwrap()
+    }
+
+    fn me(p: &str, n: usize, events: &[(i64, &[u32])]) -> Vec<i64> {
+        let mut e = ev(events);
+        let seen = prepare(&mut e);
+        let used = Pattern::parse(p, n, 1)
+            .unwrap()
+            .match_events(&e, seen)
+            .unwrap();
+        used.iter().map(|&i| e[i].0).collect()
+    }
+
+    #[test]
+    fn match_events_by_hand() {
+        // ClickHouse's sequenceMatchEventsFirst cases: data at times 0..11 is
+        // 0 0 0 0 1 2 0 0 0 0 1 1; conditions data = 0, 1, 2, 3.
+        let data = [0u32, 0, 0, 0, 1, 2, 0, 0, 0, 0, 1, 1];
+        let conds: Vec<[u32; 1]> = data.iter().map(|d| [d + 1]).collect();
+        let events: Vec<(i64, &[u32])> = conds
+            .iter()
+            .enumerate()
+            .map(|(t, c)| (t as i64, &c[..]))
+            .collect();
+        assert_eq!(me("(?1)", 4, &events), vec![0]);
+        assert_eq!(me("(?1)(?1)(?1)(?1)", 4, &events), vec![0, 1, 2, 3]);
+        assert_eq!(me("(?2)(?3)(?1)", 4, &events), vec![4, 5, 6]);
+        assert_eq!(me("(?1)(?t>10)(?2)", 4, &events), vec![0, 11]);
+        assert_eq!(me("(?1)(?t<11)(?2)", 4, &events), vec![0, 4]);
+        assert_eq!(me("(?4)", 4, &events), Vec::<i64>::new());
+        // `.` and `.*` contribute no timestamps; `.*` takes as few events as it can.
+        assert_eq!(me("(?2).(?1)", 4, &events), vec![4, 6]);
+        assert_eq!(me("(?3).*(?2)", 4, &events), vec![5, 10]);
+        // No match: empty, where sequence_match is false.
+        assert_eq!(me("(?3).*(?3)", 4, &events), Vec::<i64>::new());
+        assert!(!m("(?3).*(?3)", 4, &events));
+        // Unsorted input; a row matching two conditions can be both steps only via two events.
+        assert_eq!(
+            me("(?1).*(?2)", 2, &[(9, &[2]), (1, &[1]), (5, &[1, 2])]),
+            vec![1, 5]
+        );
+    }
+
+    proptest::proptest! {
+        /// Without time conditions the forward walk finds what the backtracking matcher finds,
+        /// and it finds something exactly when the pattern matches.
+        #[test]
+        fn match_events_walk_equals_backtracking(
+            acts in proptest::collection::vec(0u32..5, 1..6),
+            events in proptest::collection::vec((0i64..20, 1u32..8), 0..25),
+        ) {
+            let p: String = acts.iter().map(|a| match a {
+                0 => ".".to_string(),
+                1 => ".*".to_string(),
+                k => format!("(?{})", k - 1),
+            }).collect();
+            let pattern = Pattern::parse(&p, 3, 1).unwrap();
+            let mut e = events.clone();
+            let seen = prepare(&mut e);
+            let walked = pattern.match_events(&e, seen).unwrap();
+            let mut used = vec![];
+            let found = pattern.backtrack_first(&e, &mut used);
+            let matches = pattern.matches(&e, seen).unwrap();
+            proptest::prop_assert_eq!(found, matches);
+            if p.contains("(?") {
+                proptest::prop_assert_eq!(!walked.is_empty(), matches);
+                if found {
+                    proptest::prop_assert_eq!(walked, used);
+                }
+            }
+        }
     }
 
     #[test]
