@@ -316,7 +316,9 @@ async fn window_funnel_equals_plain_sql_across_layouts() {
                        sequence_match('(?1)(?2)(?3)', event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'),
                        sequence_count('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase'),
                        sequence_match_events('(?1).*(?2)(?t<=86400)(?3)', event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase'),
-                       sequence_match_events('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase')
+                       sequence_match_events('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase'),
+                       sequence_next_node('forward', 'first_match', event_ts, event_type, true, event_type = 'cart'),
+                       sequence_next_node('backward', 'last_match', event_ts, event_type, true, event_type = 'purchase', event_type = 'checkout')
                      FROM events GROUP BY customer_id ORDER BY 1"
                 ),
             )

@@ -67,6 +67,7 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         events::sequence::sequence_match_udaf(),
         events::sequence::sequence_count_udaf(),
         events::sequence::sequence_match_events_udaf(),
+        events::next_node::sequence_next_node_udaf(),
     ]
 }
 

@@ -561,27 +561,34 @@ impl EventAggregate for Funnel {
         filter: Option<&BooleanArray>,
         f: &mut impl FnMut(usize, i64, u32),
     ) -> Result<()> {
-        events::for_each_condition_row(values, self.unit, self.steps, filter, |row, ts, mask| {
-            if self.modes.strict_once {
-                // One event per row, tagged with the conditions it matches: strict_once must
-                // know which steps came from the same row.
-                if mask != 0 || self.modes.strict_order {
-                    f(row, ts, mask);
+        let conditions = &values[2..2 + self.steps];
+        events::for_each_condition_row(
+            &values[1],
+            conditions,
+            self.unit,
+            filter,
+            |row, ts, mask| {
+                if self.modes.strict_once {
+                    // One event per row, tagged with the conditions it matches: strict_once must
+                    // know which steps came from the same row.
+                    if mask != 0 || self.modes.strict_order {
+                        f(row, ts, mask);
+                    }
+                    return;
                 }
-                return;
-            }
-            if mask == 0 {
-                if self.modes.strict_order {
-                    f(row, ts, 0);
+                if mask == 0 {
+                    if self.modes.strict_order {
+                        f(row, ts, 0);
+                    }
+                    return;
                 }
-                return;
-            }
-            for k in 0..self.steps {
-                if mask & (1 << k) != 0 {
-                    f(row, ts, (k + 1) as u32);
+                for k in 0..self.steps {
+                    if mask & (1 << k) != 0 {
+                        f(row, ts, (k + 1) as u32);
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 
     fn finish(&self, events: &mut GroupEvents<'_>) -> Result<ArrayRef> {

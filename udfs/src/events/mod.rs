@@ -15,7 +15,8 @@
 //! it kept, and passes a settled group on as a flag without events.
 //!
 //! The aggregates built on it: [`funnel`] (`window_funnel`, `window_funnel_times`) and
-//! [`sequence`] (`sequence_match`, `sequence_count`). The adapter knows none of them: an
+//! [`sequence`] (`sequence_match`, `sequence_count`, `sequence_match_events`).
+//! [`next_node`] (`sequence_next_node`) keeps each event's value too, so it has its own adapter. The adapter knows none of them: an
 //! aggregate's streaming state is its own type ([`EventAggregate::Progress`]).
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::common::{bucket_in_place_with, group_offsets, list_array, resize, row
 use crate::time::{TickUnit, ticks_of};
 
 pub mod funnel;
+pub mod next_node;
 pub mod sequence;
 
 /// A group's streaming state, for aggregates that can settle a group's answer early.
@@ -90,20 +92,19 @@ pub trait EventAggregate: Send + Sync + 'static {
     }
 }
 
-/// Walks the rows of `(ts, cond1, ..., condN)` arguments (`values[1]` the timestamps,
-/// `values[2..2 + conditions]` the conditions) that have a timestamp and pass the FILTER, calling
-/// `f(row, ticks, mask)` with the bitmask of the conditions that hold (NULL counts as false).
-/// The masks are built column by column from the conditions' bitmaps.
+/// Walks the rows that have a timestamp (`ts`) and pass the FILTER, calling `f(row, ticks, mask)`
+/// with the bitmask of the `conditions` that hold (bit k for `conditions[k]`, at most 32; NULL
+/// counts as false). The masks are built column by column from the conditions' bitmaps.
 pub fn for_each_condition_row(
-    values: &[ArrayRef],
+    ts: &ArrayRef,
+    conditions: &[ArrayRef],
     unit: TickUnit,
-    conditions: usize,
     filter: Option<&BooleanArray>,
     mut f: impl FnMut(usize, i64, u32),
 ) -> Result<()> {
-    let (ts, ts_nulls) = ticks_of(&values[1], unit)?;
+    let (ts, ts_nulls) = ticks_of(ts, unit)?;
     let mut masks = vec![0u32; ts.len()];
-    for (k, c) in values[2..2 + conditions].iter().enumerate() {
+    for (k, c) in conditions.iter().enumerate() {
         let c = c.as_boolean();
         let holds = match c.nulls() {
             Some(n) => c.values() & n.inner(),

@@ -614,9 +614,9 @@ impl EventAggregate for Sequence {
         f: &mut impl FnMut(usize, i64, u32),
     ) -> Result<()> {
         events::for_each_condition_row(
-            values,
+            &values[1],
+            &values[2..2 + self.conditions],
             self.unit,
-            self.conditions,
             filter,
             |row, ts, mask| {
                 if mask != 0 {
