@@ -25,15 +25,18 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, StructArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast as cast_array;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
-use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, FieldRef, Fields, Float64Type, Int64Type,
+};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{Column, DataFusionError, Result, ScalarValue, plan_err};
 use datafusion::datasource::provider_as_source;
 use datafusion::functions::core::expr_fn::get_field;
+use datafusion::functions_aggregate::expr_fn::first_value;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, Expr, GroupsAccumulator,
@@ -42,8 +45,8 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{PlannedTable, as_of_bound, constant_arg, require_columns, resolve_table, string_arg};
-use crate::cohort::{KeyedSums, Runs, Sum, TooLong, Triangle};
-use crate::common::{list_array, row_mask};
+use crate::cohort::{Amount, KeyedSums, Mode, Runs, Sum, TooLong, Triangle, TriangleRow};
+use crate::common::{OneGroup, list_array, row_mask};
 use crate::doc::scalar_doc;
 use crate::period::period_start_type;
 use crate::time::{Granularity, TickUnit, check_temporal, periods_of, ticks_of};
@@ -55,52 +58,106 @@ pub static COHORT_RETENTION_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "Table function: the whole retention triangle of a purchases table. One row per cohort (start of \
          the first-purchase period) and period (0, 1, ... up to the period of the latest order, or of \
          `as_of`), zero-filled, ordered by cohort then period, with columns `cohort` TIMESTAMP, `period` \
-         BIGINT, `cohort_size` BIGINT, `active_customers` BIGINT, `retention` DOUBLE (active / size) and \
-         `revenue` DOUBLE (sum of the cohort's non-NULL amounts in the period). The table needs columns \
-         `customer_id`, `order_ts` (TIMESTAMP or DATE) and `amount`; rows with a NULL customer_id or \
-         order_ts are ignored, and so are orders after `as_of`. Periods are calendar periods in UTC.",
-        "cohort_retention(table, granularity [, as_of])",
-        "SELECT cohort, period, cohort_size, round(retention * 100, 1) AS pct\nFROM cohort_retention('purchases', 'month')\nWHERE period <= 3;",
+         BIGINT, `cohort_size` BIGINT, `active_customers` BIGINT, `retention` DOUBLE (active / size), `revenue` \
+         (sum of the cohort's non-NULL amounts in the period), `cumulative_revenue` (periods 0 through this one: \
+         the cohort's value curve) and `revenue_retention` DOUBLE (revenue in the period / revenue in period 0; \
+         NULL when period 0's revenue is 0). Revenue is DECIMAL(38, s), summed exactly, when `amount` is a \
+         DECIMAL of scale s, and DOUBLE otherwise. `mode` 'bounded' (the default) counts a customer active in \
+         period n when it ordered in period n; 'unbounded' when it ordered in period n or any later period \
+         (PostHog's \"on or after\" retention; revenue is unchanged). With a `breakdown` column, each customer is \
+         attributed the value of its first order (first touch; of several first orders at one instant, the \
+         smallest value), and the result has one triangle per value (NULL is a value) with a `breakdown` column \
+         first, ordered by breakdown (NULL last), cohort, period; each triangle runs to its own customers' latest \
+         order (or to `as_of`), so it equals the plain triangle of a table holding just those customers. The \
+         table needs columns `customer_id`, `order_ts` (TIMESTAMP or DATE) and `amount`; rows with a NULL \
+         customer_id or order_ts are ignored, and so are orders after `as_of`. Periods are calendar periods in \
+         UTC. The optional arguments are positional, and `as_of` may be left out before `mode`: DataFusion 55 \
+         rejects named arguments (`mode => 'unbounded'`) in table functions.",
+        "cohort_retention(table, granularity [, as_of] [, mode [, breakdown]])",
+        "SELECT cohort, period, cohort_size, round(retention * 100, 1) AS pct, cumulative_revenue\nFROM cohort_retention('purchases', 'month', 'unbounded')\nWHERE period <= 3;",
     )
     .with_argument("table", "name of a table (or view) in the session, as a string")
     .with_argument("granularity", "'day', 'week', 'month', 'quarter' or 'year'")
     .with_argument("as_of", "optional TIMESTAMP or DATE: ignore later orders and extend the triangle to it")
+    .with_argument("mode", "optional 'bounded' (default) or 'unbounded'")
+    .with_argument("breakdown", "optional name of a column of the table: one triangle per value of the customer's first order")
     .build()
 });
 
 #[derive(Debug, Default)]
 pub struct CohortRetention;
 
-const USAGE: &str = "cohort_retention(table, granularity [, as_of])";
+const USAGE: &str = "cohort_retention(table, granularity [, as_of] [, mode [, breakdown]])";
+
+/// What a `cohort_retention` call asks for, beyond the table.
+#[derive(Debug, Clone, Default)]
+pub struct CohortOptions {
+    pub as_of: Option<ScalarValue>,
+    pub mode: Mode,
+    pub breakdown: Option<String>,
+}
+
+impl CohortOptions {
+    /// Reads the arguments after `table, granularity`: an optional temporal `as_of`, then the
+    /// optional strings `mode` and `breakdown`.
+    fn parse(exprs: &[Expr], session: &dyn Session) -> Result<Self> {
+        const F: &str = "cohort_retention";
+        let mut options = CohortOptions::default();
+        let mut rest = exprs;
+        if let Some(e) = rest.first() {
+            let v = constant_arg(F, "as_of", e, session)?;
+            if !matches!(
+                v,
+                ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_)
+            ) {
+                check_temporal(F, "as_of", &v.data_type())?;
+                if v.is_null() {
+                    return plan_err!("{F}: argument 'as_of' must not be NULL");
+                }
+                options.as_of = Some(v);
+                rest = &rest[1..];
+            }
+        }
+        if let Some(e) = rest.first() {
+            let mode = string_arg(F, "mode", e, session)?;
+            options.mode = mode.parse().or_else(|msg: String| {
+                let hint = if options.as_of.is_none() && rest.len() == exprs.len() {
+                    " (an as_of there must be a TIMESTAMP or DATE, e.g. DATE '2024-01-31')"
+                } else {
+                    ""
+                };
+                plan_err!("{F}: {msg}{hint}")
+            })?;
+            rest = &rest[1..];
+        }
+        if let Some(e) = rest.first() {
+            options.breakdown = Some(string_arg(F, "breakdown", e, session)?);
+            rest = &rest[1..];
+        }
+        if !rest.is_empty() {
+            return plan_err!("{F}: an argument follows breakdown ({USAGE})");
+        }
+        Ok(options)
+    }
+}
 
 impl TableFunctionImpl for CohortRetention {
     fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
         const F: &str = "cohort_retention";
         let exprs = args.exprs();
         let session = args.session();
-        if !(2..=3).contains(&exprs.len()) {
-            return plan_err!("{F} takes 2 or 3 arguments ({USAGE}), got {}", exprs.len());
+        if !(2..=5).contains(&exprs.len()) {
+            return plan_err!("{F} takes 2 to 5 arguments ({USAGE}), got {}", exprs.len());
         }
         let table = string_arg(F, "table", &exprs[0], session)?;
         let granularity: Granularity = string_arg(F, "granularity", &exprs[1], session)?.parse()?;
-        let as_of = match exprs.get(2) {
-            Some(e) => {
-                let v = constant_arg(F, "as_of", e, session)?;
-                check_temporal(F, "as_of", &v.data_type())?;
-                if v.is_null() {
-                    return plan_err!("{F}: argument 'as_of' must not be NULL");
-                }
-                Some(v)
-            }
-            None => None,
-        };
+        let options = CohortOptions::parse(&exprs[2..], session)?;
         let provider = resolve_table(F, &table, session)?;
-        require_columns(
-            F,
-            &table,
-            provider.as_ref(),
-            &["customer_id", "order_ts", "amount"],
-        )?;
+        let mut needed = vec!["customer_id", "order_ts", "amount"];
+        if let Some(b) = &options.breakdown {
+            needed.push(b);
+        }
+        require_columns(F, &table, provider.as_ref(), &needed)?;
         let schema = provider.schema();
         let ts_type = schema.field_with_name("order_ts")?.data_type().clone();
         check_temporal(F, "order_ts", &ts_type)?;
@@ -108,7 +165,7 @@ impl TableFunctionImpl for CohortRetention {
         if !(amount_type.is_numeric() || amount_type.is_null()) {
             return plan_err!("{F}: column 'amount' must be numeric, got {amount_type}");
         }
-        let plan = cohort_plan(provider, &ts_type, granularity, as_of)?;
+        let plan = cohort_plan(provider, &ts_type, &amount_type, granularity, options)?;
         Ok(Arc::new(PlannedTable::new(plan)))
     }
 }
@@ -117,67 +174,111 @@ fn plan_err_ctx(e: DataFusionError) -> DataFusionError {
     e.context("planning cohort_retention")
 }
 
+/// The type revenue is summed and returned in: DECIMAL(38, s) for a DECIMAL amount of scale s
+/// (exact), DOUBLE otherwise.
+pub fn revenue_type(amount: &DataType) -> DataType {
+    match amount {
+        DataType::Decimal32(_, s)
+        | DataType::Decimal64(_, s)
+        | DataType::Decimal128(_, s)
+        | DataType::Decimal256(_, s) => DataType::Decimal128(38, (*s).clamp(0, 38)),
+        _ => DataType::Float64,
+    }
+}
+
 /// Builds the plan described in the module docs.
 pub fn cohort_plan(
     provider: Arc<dyn TableProvider>,
     ts_type: &DataType,
+    amount_type: &DataType,
     granularity: Granularity,
-    as_of: Option<ScalarValue>,
+    options: CohortOptions,
 ) -> Result<LogicalPlan> {
     let mut filter = col("customer_id")
         .is_not_null()
         .and(col("order_ts").is_not_null());
-    let end = match &as_of {
+    let end = match &options.as_of {
         Some(a) => {
             filter = filter.and(as_of_bound(ts_type, a)?.expr(col("order_ts")));
             lit(period_index_of(granularity, a)?)
         }
         None => lit(ScalarValue::Int64(None)),
     };
+    let mode = lit(match options.mode {
+        Mode::Bounded => "bounded",
+        Mode::Unbounded => "unbounded",
+    });
     let [customer, triangle] = internal_aggregates();
     let field = |name: &str| get_field(col("r"), name).alias(name);
+    let mut columns = vec![
+        col("customer_id"),
+        col("order_ts"),
+        cast(col("amount"), revenue_type(amount_type)).alias("amount"),
+    ];
+    let mut per_customer = vec![
+        customer
+            .call(vec![
+                col("order_ts"),
+                col("amount"),
+                lit(granularity.as_str()),
+            ])
+            .alias("c"),
+    ];
+    // With a breakdown: the value of each customer's first order (ties: the smallest value).
+    let by = match &options.breakdown {
+        Some(b) => {
+            columns.push(Expr::Column(Column::from_name(b)).alias("breakdown"));
+            per_customer.push(
+                first_value(
+                    col("breakdown"),
+                    vec![
+                        col("order_ts").sort(true, false),
+                        col("breakdown").sort(true, false),
+                    ],
+                )
+                .alias("breakdown"),
+            );
+            vec![col("breakdown")]
+        }
+        None => vec![],
+    };
+    let mut out = by.clone();
+    out.extend([
+        field("cohort"),
+        field("period"),
+        field("cohort_size"),
+        field("active_customers"),
+        field("retention"),
+        field("revenue"),
+        field("cumulative_revenue"),
+        field("revenue_retention"),
+    ]);
+    let mut order: Vec<_> = by.iter().map(|b| b.clone().sort(true, false)).collect();
+    order.extend([
+        col("cohort").sort(true, false),
+        col("period").sort(true, false),
+    ]);
+    let mut with_row = by.clone();
+    with_row.push(col("row"));
+    let mut with_r = by.clone();
+    with_r.push(col("row").alias("r"));
     LogicalPlanBuilder::scan("t", provider_as_source(provider), None)?
         .filter(filter)?
-        .project(vec![
-            col("customer_id"),
-            col("order_ts"),
-            cast(col("amount"), DataType::Float64).alias("amount"),
-        ])?
-        .aggregate(
-            vec![col("customer_id")],
-            vec![
-                customer
-                    .call(vec![
-                        col("order_ts"),
-                        col("amount"),
-                        lit(granularity.as_str()),
-                    ])
-                    .alias("c"),
-            ],
-        )?
+        .project(columns)?
+        .aggregate(vec![col("customer_id")], per_customer)?
         .alias("customers")?
         .aggregate(
-            Vec::<Expr>::new(),
-            vec![triangle.call(vec![col("c"), end]).alias("row")],
+            by,
+            vec![triangle.call(vec![col("c"), end, mode]).alias("row")],
         )?
         // (Projections around the unnest, as the SQL planner makes them: the shape DataFusion's
         // unparser writes back as `SELECT UNNEST(row) AS r`, which the Python package runs.)
         .alias("triangle")?
-        .project(vec![col("row")])?
+        .project(with_row)?
         .unnest_column("row")?
-        .project(vec![col("row").alias("r")])?
-        .project(vec![
-            field("cohort"),
-            field("period"),
-            field("cohort_size"),
-            field("active_customers"),
-            field("retention"),
-            field("revenue"),
-        ])?
-        .sort(vec![
-            col("cohort").sort(true, false),
-            col("period").sort(true, false),
-        ])?
+        .project(with_r)?
+        .project(out)?
+        .sort(order)?
         .build()
         .map_err(plan_err_ctx)
 }
@@ -216,24 +317,123 @@ fn list_state_fields(name: &str, fields: &[(&str, DataType)]) -> Vec<FieldRef> {
         .collect()
 }
 
+/// How one kind of revenue total ([`Amount`]) is read from and written to Arrow: floating
+/// totals as DOUBLE (with the compensation term in partial states), decimal totals as
+/// DECIMAL(38, s).
+trait Money: Amount {
+    /// The state columns of a list of totals: (suffix, element type).
+    fn state_types(revenue: &DataType) -> Vec<(&'static str, DataType)>;
+
+    /// Flat state arrays of `totals`, one per [`Money::state_types`] entry.
+    fn state_arrays(totals: &[Self], revenue: &DataType) -> Result<Vec<ArrayRef>>;
+
+    /// Totals back from flat state arrays.
+    fn from_state(arrays: &[ArrayRef]) -> Vec<Self>;
+
+    /// Totals from a flat array of revenue values (DOUBLE or DECIMAL); NULL counts as 0.
+    fn from_values(values: &ArrayRef) -> Vec<Self>;
+
+    /// An output array of revenue values; a decimal total beyond DECIMAL(38) is an error.
+    fn values(totals: impl Iterator<Item = Self>, revenue: &DataType) -> Result<ArrayRef>;
+}
+
+impl Money for Sum {
+    fn state_types(_: &DataType) -> Vec<(&'static str, DataType)> {
+        vec![
+            ("revenue", DataType::Float64),
+            ("revenue_lo", DataType::Float64),
+        ]
+    }
+
+    fn state_arrays(totals: &[Self], _: &DataType) -> Result<Vec<ArrayRef>> {
+        Ok(vec![
+            Arc::new(Float64Array::from_iter_values(totals.iter().map(|s| s.hi))),
+            Arc::new(Float64Array::from_iter_values(totals.iter().map(|s| s.lo))),
+        ])
+    }
+
+    fn from_state(arrays: &[ArrayRef]) -> Vec<Self> {
+        let hi = arrays[0].as_primitive::<Float64Type>().values();
+        let lo = arrays[1].as_primitive::<Float64Type>().values();
+        hi.iter()
+            .zip(lo.iter())
+            .map(|(&hi, &lo)| Sum { hi, lo })
+            .collect()
+    }
+
+    fn from_values(values: &ArrayRef) -> Vec<Self> {
+        let v = values.as_primitive::<Float64Type>();
+        (0..v.len())
+            .map(|i| Sum::of(if v.is_null(i) { 0.0 } else { v.value(i) }))
+            .collect()
+    }
+
+    fn values(totals: impl Iterator<Item = Self>, _: &DataType) -> Result<ArrayRef> {
+        Ok(Arc::new(Float64Array::from_iter_values(
+            totals.map(|s| s.value()),
+        )))
+    }
+}
+
+impl Money for i128 {
+    fn state_types(revenue: &DataType) -> Vec<(&'static str, DataType)> {
+        vec![("revenue", revenue.clone())]
+    }
+
+    fn state_arrays(totals: &[Self], revenue: &DataType) -> Result<Vec<ArrayRef>> {
+        Ok(vec![Self::values(totals.iter().copied(), revenue)?])
+    }
+
+    fn from_state(arrays: &[ArrayRef]) -> Vec<Self> {
+        arrays[0].as_primitive::<Decimal128Type>().values().to_vec()
+    }
+
+    fn from_values(values: &ArrayRef) -> Vec<Self> {
+        let v = values.as_primitive::<Decimal128Type>();
+        (0..v.len())
+            .map(|i| if v.is_null(i) { 0 } else { v.value(i) })
+            .collect()
+    }
+
+    fn values(totals: impl Iterator<Item = Self>, revenue: &DataType) -> Result<ArrayRef> {
+        let DataType::Decimal128(p, s) = revenue else {
+            return plan_err!("cohort_retention: unexpected revenue type {revenue}");
+        };
+        let a = Decimal128Array::from_iter_values(totals).with_precision_and_scale(*p, *s)?;
+        a.validate_decimal_precision(*p).map_err(|_| {
+            DataFusionError::Execution(format!(
+                "cohort_retention: a revenue total exceeds {revenue}; cast amount to DOUBLE"
+            ))
+        })?;
+        Ok(Arc::new(a))
+    }
+}
+
+/// The revenue type of an argument: DECIMAL(38, s) or DOUBLE.
+fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal128(_, _))
+}
+
 /// One customer's part of the triangle (the output of `lifecycle_cohort_customer`).
-fn customer_fields(cohort: &DataType) -> Fields {
+fn customer_fields(cohort: &DataType, revenue: &DataType) -> Fields {
     Fields::from(vec![
         Field::new("cohort", cohort.clone(), false),
         Field::new("cohort_index", DataType::Int64, false),
         Field::new("periods", list_of(DataType::Int64), false),
-        Field::new("revenue", list_of(DataType::Float64), false),
+        Field::new("revenue", list_of(revenue.clone()), false),
     ])
 }
 
-fn fill_fields(cohort: &DataType) -> Fields {
+fn fill_fields(cohort: &DataType, revenue: &DataType) -> Fields {
     Fields::from(vec![
         Field::new("cohort", cohort.clone(), false),
         Field::new("period", DataType::Int64, false),
         Field::new("cohort_size", DataType::Int64, false),
         Field::new("active_customers", DataType::Int64, false),
         Field::new("retention", DataType::Float64, false),
-        Field::new("revenue", DataType::Float64, false),
+        Field::new("revenue", revenue.clone(), false),
+        Field::new("cumulative_revenue", revenue.clone(), false),
+        Field::new("revenue_retention", DataType::Float64, true),
     ])
 }
 
@@ -253,8 +453,9 @@ pub fn internal_aggregates() -> [AggregateUDF; 2] {
     ]
 }
 
-/// Internal aggregate `lifecycle_cohort_customer(order_ts, amount DOUBLE, granularity)`: per
-/// customer, the cohort and the revenue of every period the customer ordered in.
+/// Internal aggregate `lifecycle_cohort_customer(order_ts, amount, granularity)`, amount DOUBLE
+/// or DECIMAL(38, s): per customer, the cohort and the revenue of every period the customer
+/// ordered in.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CohortCustomerUdaf {
     signature: Signature,
@@ -274,7 +475,7 @@ pub const COHORT_CUSTOMER: &str = "lifecycle_cohort_customer";
 impl CohortCustomerUdaf {
     const NAME: &'static str = COHORT_CUSTOMER;
 
-    fn groups(&self, args: &AccumulatorArgs) -> Result<CohortCustomers> {
+    fn groups<A: Money>(&self, args: &AccumulatorArgs) -> Result<CohortCustomers<A>> {
         let granularity: Granularity = match literal(Self::NAME, &args.exprs[2])? {
             ScalarValue::Utf8(Some(s))
             | ScalarValue::Utf8View(Some(s))
@@ -291,6 +492,7 @@ impl CohortCustomerUdaf {
             unit: TickUnit::common(&[ts_type])?,
             out_unit: TickUnit { unit: *out_unit },
             cohort_type,
+            revenue_type: args.expr_fields[1].data_type().clone(),
             sums: KeyedSums::default(),
         })
     }
@@ -306,47 +508,69 @@ impl AggregateUDFImpl for CohortCustomerUdaf {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Struct(customer_fields(&period_start_type(
-            &arg_types[0],
-        ))))
+        Ok(DataType::Struct(customer_fields(
+            &period_start_type(&arg_types[0]),
+            &arg_types[1],
+        )))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(list_state_fields(
-            args.name,
-            &[
-                ("periods", DataType::Int64),
-                ("revenue", DataType::Float64),
-                ("revenue_lo", DataType::Float64),
-            ],
-        ))
+        let revenue = args.input_fields[1].data_type();
+        let mut fields = vec![("periods", DataType::Int64)];
+        if is_decimal(revenue) {
+            fields.extend(<i128 as Money>::state_types(revenue));
+        } else {
+            fields.extend(<Sum as Money>::state_types(revenue));
+        }
+        Ok(list_state_fields(args.name, &fields))
     }
 
-    crate::common::grouped_accumulators!(Self::groups);
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(if is_decimal(args.expr_fields[1].data_type()) {
+            Box::new(OneGroup::new(self.groups::<i128>(&args)?, &args)?)
+        } else {
+            Box::new(OneGroup::new(self.groups::<Sum>(&args)?, &args)?)
+        })
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(if is_decimal(args.expr_fields[1].data_type()) {
+            Box::new(self.groups::<i128>(&args)?)
+        } else {
+            Box::new(self.groups::<Sum>(&args)?)
+        })
+    }
 }
 
-struct CohortCustomers {
+struct CohortCustomers<A: Money> {
     granularity: Granularity,
     /// Unit of the order_ts ticks, and of the cohort instants produced.
     unit: TickUnit,
     out_unit: TickUnit,
     cohort_type: DataType,
-    sums: KeyedSums,
+    revenue_type: DataType,
+    sums: KeyedSums<A>,
 }
 
-impl CohortCustomers {
+impl<A: Money> CohortCustomers<A> {
     /// Calls `f(row, period index, amount)` for every usable row (order_ts not NULL, FILTER
     /// true); a NULL amount counts as 0 (the customer was active).
     fn for_each_row(
         &self,
         values: &[ArrayRef],
         filter: Option<&BooleanArray>,
-        mut f: impl FnMut(usize, i64, f64),
+        mut f: impl FnMut(usize, i64, A),
     ) -> Result<()> {
         let (ticks, nulls) = ticks_of(&values[0], self.unit)?;
-        let amounts = values[1].as_primitive::<Float64Type>();
+        let amounts = A::from_values(&values[1]);
         let mask = row_mask(filter, &[nulls.as_ref()]);
-        let amount_nulls = amounts.nulls();
         let (mut periods, mut scratch) = (vec![], vec![]);
         periods_of(
             &ticks,
@@ -355,21 +579,16 @@ impl CohortCustomers {
             &mut periods,
             &mut scratch,
         );
-        for (row, (p, x)) in periods.iter().zip(amounts.values()).enumerate() {
+        for (row, (p, x)) in periods.iter().zip(amounts).enumerate() {
             if mask.as_ref().is_some_and(|m| m.is_null(row)) {
                 continue;
             }
-            let x = if amount_nulls.is_some_and(|n| n.is_null(row)) {
-                0.0
-            } else {
-                *x
-            };
             f(row, *p, x);
         }
         Ok(())
     }
 
-    fn take_runs(&mut self, emit_to: EmitTo) -> Runs {
+    fn take_runs(&mut self, emit_to: EmitTo) -> Runs<A> {
         let n = match emit_to {
             EmitTo::All => self.sums.groups(),
             EmitTo::First(n) => n,
@@ -377,19 +596,17 @@ impl CohortCustomers {
         self.sums.take(n)
     }
 
-    fn state_arrays(runs: &Runs) -> Vec<ArrayRef> {
+    fn state_arrays(&self, runs: &Runs<A>) -> Result<Vec<ArrayRef>> {
         let keys = Int64Array::from(runs.keys.clone());
-        let hi = Float64Array::from_iter_values(runs.sums.iter().map(|s| s.hi));
-        let lo = Float64Array::from_iter_values(runs.sums.iter().map(|s| s.lo));
-        vec![
-            list_array(&runs.offsets, Arc::new(keys)),
-            list_array(&runs.offsets, Arc::new(hi)),
-            list_array(&runs.offsets, Arc::new(lo)),
-        ]
+        let mut out = vec![list_array(&runs.offsets, Arc::new(keys))];
+        for a in A::state_arrays(&runs.sums, &self.revenue_type)? {
+            out.push(list_array(&runs.offsets, a));
+        }
+        Ok(out)
     }
 }
 
-impl GroupsAccumulator for CohortCustomers {
+impl<A: Money> GroupsAccumulator for CohortCustomers<A> {
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -400,7 +617,7 @@ impl GroupsAccumulator for CohortCustomers {
         let mut sums = std::mem::take(&mut self.sums);
         sums.resize(total_num_groups);
         let r = self.for_each_row(values, opt_filter, |row, key, x| {
-            sums.add(group_indices[row], key, Sum::of(x))
+            sums.add(group_indices[row], key, x)
         });
         self.sums = sums;
         r
@@ -416,23 +633,17 @@ impl GroupsAccumulator for CohortCustomers {
         let keys = values[0].as_list::<i32>();
         let offsets = keys.value_offsets();
         let key_values = keys.values().as_primitive::<Int64Type>().values();
-        let hi = values[1].as_list::<i32>();
-        let hi = hi.values().as_primitive::<Float64Type>().values();
-        let lo = values[2].as_list::<i32>();
-        let lo = lo.values().as_primitive::<Float64Type>().values();
+        let flat: Vec<ArrayRef> = values[1..]
+            .iter()
+            .map(|v| v.as_list::<i32>().values().clone())
+            .collect();
+        let totals = A::from_state(&flat);
         for (row, g) in group_indices.iter().enumerate() {
             if keys.is_null(row) {
                 continue;
             }
             for k in offsets[row] as usize..offsets[row + 1] as usize {
-                self.sums.add(
-                    *g,
-                    key_values[k],
-                    Sum {
-                        hi: hi[k],
-                        lo: lo[k],
-                    },
-                );
+                self.sums.add(*g, key_values[k], totals[k]);
             }
         }
         Ok(())
@@ -459,15 +670,15 @@ impl GroupsAccumulator for CohortCustomers {
             valid.push(true);
             offsets.extend(runs.keys[range].iter().map(|k| k - first));
         }
-        let revenue = Float64Array::from_iter_values(runs.sums.iter().map(|s| s.value()));
-        let fields = customer_fields(&self.cohort_type);
+        let revenue = A::values(runs.sums.iter().copied(), &self.revenue_type)?;
+        let fields = customer_fields(&self.cohort_type, &self.revenue_type);
         Ok(Arc::new(StructArray::try_new(
             fields,
             vec![
                 instants(cohort, None, &self.cohort_type)?,
                 Arc::new(Int64Array::from(cohort_index)),
                 list_array(&runs.offsets, Arc::new(Int64Array::from(offsets))),
-                list_array(&runs.offsets, Arc::new(revenue)),
+                list_array(&runs.offsets, revenue),
             ],
             Some(NullBuffer::from(valid)),
         )?))
@@ -475,7 +686,7 @@ impl GroupsAccumulator for CohortCustomers {
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let runs = self.take_runs(emit_to);
-        Ok(Self::state_arrays(&runs))
+        self.state_arrays(&runs)
     }
 
     fn convert_to_state(
@@ -495,12 +706,12 @@ impl GroupsAccumulator for CohortCustomers {
                 runs.offsets.push(runs.keys.len());
             }
             runs.keys.push(key);
-            runs.sums.push(Sum::of(x));
+            runs.sums.push(x);
         })?;
         while runs.offsets.len() <= n {
             runs.offsets.push(runs.keys.len());
         }
-        Ok(Self::state_arrays(&runs))
+        self.state_arrays(&runs)
     }
 
     fn size(&self) -> usize {
@@ -508,7 +719,7 @@ impl GroupsAccumulator for CohortCustomers {
     }
 }
 
-/// Internal aggregate `lifecycle_cohort_triangle(customer, end)`: the customers of
+/// Internal aggregate `lifecycle_cohort_triangle(customer, end, mode)`: the customers of
 /// `lifecycle_cohort_customer` added up into the zero-filled triangle, one list of rows.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct CohortTriangleUdaf {
@@ -518,7 +729,7 @@ struct CohortTriangleUdaf {
 impl Default for CohortTriangleUdaf {
     fn default() -> Self {
         Self {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::any(3, Volatility::Immutable),
         }
     }
 }
@@ -527,10 +738,13 @@ impl CohortTriangleUdaf {
     const NAME: &'static str = "lifecycle_cohort_triangle";
 }
 
-/// The cohort type inside a `lifecycle_cohort_customer` struct.
-fn cohort_type_of(t: &DataType) -> Result<DataType> {
+/// The cohort and revenue types inside a `lifecycle_cohort_customer` struct.
+fn customer_types(t: &DataType) -> Result<(DataType, DataType)> {
     match t {
-        DataType::Struct(f) if !f.is_empty() => Ok(f[0].data_type().clone()),
+        DataType::Struct(f) if f.len() == 4 => match f[3].data_type() {
+            DataType::List(r) => Ok((f[0].data_type().clone(), r.data_type().clone())),
+            other => plan_err!("{}: bad revenue list {other}", CohortTriangleUdaf::NAME),
+        },
         other => plan_err!(
             "{}: expected a customer struct, got {other}",
             CohortTriangleUdaf::NAME
@@ -548,24 +762,28 @@ impl AggregateUDFImpl for CohortTriangleUdaf {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        let (cohort, revenue) = customer_types(&arg_types[0])?;
         Ok(DataType::List(Arc::new(Field::new_list_field(
-            DataType::Struct(fill_fields(&cohort_type_of(&arg_types[0])?)),
+            DataType::Struct(fill_fields(&cohort, &revenue)),
             false,
         ))))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(list_state_fields(
-            args.name,
-            &[
-                ("cohort_index", DataType::Int64),
-                ("cohort", DataType::Int64),
-                ("period", DataType::Int64),
-                ("active", DataType::Int64),
-                ("revenue", DataType::Float64),
-                ("revenue_lo", DataType::Float64),
-            ],
-        ))
+        let (_, revenue) = customer_types(args.input_fields[0].data_type())?;
+        let mut fields = vec![
+            ("cohort_index", DataType::Int64),
+            ("cohort", DataType::Int64),
+            ("period", DataType::Int64),
+            ("active", DataType::Int64),
+            ("last", DataType::Int64),
+        ];
+        if is_decimal(&revenue) {
+            fields.extend(<i128 as Money>::state_types(&revenue));
+        } else {
+            fields.extend(<Sum as Money>::state_types(&revenue));
+        }
+        Ok(list_state_fields(args.name, &fields))
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
@@ -574,22 +792,49 @@ impl AggregateUDFImpl for CohortTriangleUdaf {
             ScalarValue::Null => None,
             other => return plan_err!("{}: bad end {other}", Self::NAME),
         };
-        Ok(Box::new(TriangleAccumulator {
-            cohort_type: cohort_type_of(args.expr_fields[0].data_type())?,
-            end,
-            triangle: Triangle::default(),
-        }))
+        let mode: Mode = match literal(Self::NAME, &args.exprs[2])?.try_as_str() {
+            Some(Some(m)) => m.parse().map_err(DataFusionError::Plan)?,
+            _ => return plan_err!("{}: bad mode", Self::NAME),
+        };
+        let (cohort_type, revenue_type) = customer_types(args.expr_fields[0].data_type())?;
+        Ok(if is_decimal(&revenue_type) {
+            Box::new(TriangleAccumulator::<i128>::new(
+                cohort_type,
+                revenue_type,
+                end,
+                mode,
+            ))
+        } else {
+            Box::new(TriangleAccumulator::<Sum>::new(
+                cohort_type,
+                revenue_type,
+                end,
+                mode,
+            ))
+        })
     }
 }
 
 #[derive(Debug)]
-struct TriangleAccumulator {
+struct TriangleAccumulator<A: Money> {
     cohort_type: DataType,
+    revenue_type: DataType,
     end: Option<i64>,
-    triangle: Triangle,
+    mode: Mode,
+    triangle: Triangle<A>,
 }
 
-impl TriangleAccumulator {
+impl<A: Money> TriangleAccumulator<A> {
+    fn new(cohort_type: DataType, revenue_type: DataType, end: Option<i64>, mode: Mode) -> Self {
+        Self {
+            cohort_type,
+            revenue_type,
+            end,
+            mode,
+            triangle: Triangle::default(),
+        }
+    }
+
     fn too_long(&self, e: TooLong) -> DataFusionError {
         let label = self.triangle.cohorts()[e.cohort].label;
         let cohort = instants(vec![label], None, &self.cohort_type)
@@ -619,7 +864,7 @@ impl TriangleAccumulator {
     }
 }
 
-impl Accumulator for TriangleAccumulator {
+impl<A: Money> Accumulator for TriangleAccumulator<A> {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
         let customers = values[0].as_struct();
         let labels = cast_array(customers.column(0), &DataType::Int64)?;
@@ -628,45 +873,47 @@ impl Accumulator for TriangleAccumulator {
         let periods = customers.column(2).as_list::<i32>();
         let offsets = periods.value_offsets();
         let periods = periods.values().as_primitive::<Int64Type>().values();
-        let revenue = customers.column(3).as_list::<i32>();
-        let revenue = revenue.values().as_primitive::<Float64Type>().values();
+        let revenue = A::from_values(customers.column(3).as_list::<i32>().values());
         for row in 0..customers.len() {
             if customers.is_null(row) {
                 continue;
             }
-            for k in offsets[row] as usize..offsets[row + 1] as usize {
-                if let Err(e) = self.triangle.add_cell(
-                    cohorts[row],
-                    labels[row],
-                    periods[k],
-                    1,
-                    Sum::of(revenue[k]),
-                ) {
-                    return Err(self.too_long(e));
-                }
+            let range = offsets[row] as usize..offsets[row + 1] as usize;
+            if let Err(e) = self.triangle.add_customer(
+                cohorts[row],
+                labels[row],
+                &periods[range.clone()],
+                &revenue[range],
+            ) {
+                return Err(self.too_long(e));
             }
         }
         Ok(())
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let col = |i: usize| states[i].as_list::<i32>().values().clone();
-        let (cohort, label, period, active, hi, lo) =
-            (col(0), col(1), col(2), col(3), col(4), col(5));
+        // The rows' elements: a grouped aggregate hands each group a slice of the state lists,
+        // whose `values()` are still the whole batch's.
+        let col = |i: usize| {
+            let list = states[i].as_list::<i32>();
+            let offsets = list.value_offsets();
+            let (start, end) = (offsets[0] as usize, offsets[list.len()] as usize);
+            list.values().slice(start, end - start)
+        };
         let int = |a: &ArrayRef| a.as_primitive::<Int64Type>().values().clone();
-        let float = |a: &ArrayRef| a.as_primitive::<Float64Type>().values().clone();
-        let (cohort, label, period, active) =
-            (int(&cohort), int(&label), int(&period), int(&active));
-        let (hi, lo) = (float(&hi), float(&lo));
+        let (cohort, label, period, active, last) = (
+            int(&col(0)),
+            int(&col(1)),
+            int(&col(2)),
+            int(&col(3)),
+            int(&col(4)),
+        );
+        let flat: Vec<ArrayRef> = (5..states.len()).map(col).collect();
+        let totals = A::from_state(&flat);
         for i in 0..cohort.len() {
-            let sum = Sum {
-                hi: hi[i],
-                lo: lo[i],
-            };
-            if let Err(e) = self
-                .triangle
-                .add_cell(cohort[i], label[i], period[i], active[i], sum)
-            {
+            if let Err(e) = self.triangle.add_cell(
+                cohort[i], label[i], period[i], active[i], last[i], totals[i],
+            ) {
                 return Err(self.too_long(e));
             }
         }
@@ -674,39 +921,41 @@ impl Accumulator for TriangleAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let (mut cohort, mut label, mut period, mut active, mut hi, mut lo) =
+        let (mut cohort, mut label, mut period, mut active, mut last, mut totals) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for (c, k, a, r) in self.triangle.cells() {
+        for (c, k, a, l, r) in self.triangle.cells() {
             cohort.push(c.cohort);
             label.push(c.label);
             period.push(k);
             active.push(a);
-            hi.push(r.hi);
-            lo.push(r.lo);
+            last.push(l);
+            totals.push(r);
         }
         let ints = |v: Vec<i64>| Self::list_scalar(Arc::new(Int64Array::from(v)));
-        let floats = |v: Vec<f64>| Self::list_scalar(Arc::new(Float64Array::from(v)));
-        Ok(vec![
+        let mut out = vec![
             ints(cohort),
             ints(label),
             ints(period),
             ints(active),
-            floats(hi),
-            floats(lo),
-        ])
+            ints(last),
+        ];
+        for a in A::state_arrays(&totals, &self.revenue_type)? {
+            out.push(Self::list_scalar(a));
+        }
+        Ok(out)
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let rows = self.triangle.rows(self.end).map_err(|e| self.too_long(e))?;
+        let rows = self
+            .triangle
+            .rows(self.end, self.mode)
+            .map_err(|e| self.too_long(e))?;
         let cohorts = self.triangle.cohorts();
         let label: Vec<i64> = rows.iter().map(|r| cohorts[r.cohort].label).collect();
-        let ints = |f: &dyn Fn(&crate::cohort::TriangleRow) -> i64| -> ArrayRef {
+        let ints = |f: &dyn Fn(&TriangleRow<A>) -> i64| -> ArrayRef {
             Arc::new(Int64Array::from_iter_values(rows.iter().map(f)))
         };
-        let floats = |f: &dyn Fn(&crate::cohort::TriangleRow) -> f64| -> ArrayRef {
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(f)))
-        };
-        let fields = fill_fields(&self.cohort_type);
+        let fields = fill_fields(&self.cohort_type, &self.revenue_type);
         let rows_array = StructArray::try_new(
             fields,
             vec![
@@ -714,8 +963,17 @@ impl Accumulator for TriangleAccumulator {
                 ints(&|r| r.period),
                 ints(&|r| r.cohort_size),
                 ints(&|r| r.active),
-                floats(&|r| r.retention),
-                floats(&|r| r.revenue),
+                Arc::new(Float64Array::from_iter_values(
+                    rows.iter().map(|r| r.retention),
+                )),
+                A::values(rows.iter().map(|r| r.revenue), &self.revenue_type)?,
+                A::values(
+                    rows.iter().map(|r| r.cumulative_revenue),
+                    &self.revenue_type,
+                )?,
+                Arc::new(Float64Array::from_iter(
+                    rows.iter().map(|r| r.revenue_retention),
+                )),
             ],
             None,
         )?;
@@ -730,8 +988,8 @@ impl Accumulator for TriangleAccumulator {
                 .iter()
                 .map(|c| {
                     size_of_val(c)
-                        + c.active.capacity() * 8
-                        + c.revenue.capacity() * size_of::<Sum>()
+                        + (c.active.capacity() + c.last.capacity()) * 8
+                        + c.revenue.capacity() * size_of::<A>()
                 })
                 .sum::<usize>()
     }
