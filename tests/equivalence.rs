@@ -446,3 +446,159 @@ async fn cohort_and_rfm_spill_with_the_same_answers() {
         assert!(spilled, "{q}: no spill under 6 MiB:\n{plan}");
     }
 }
+
+/// `cohort_retention`'s modes, value columns, breakdowns and DECIMAL revenue against plain SQL on
+/// generated data in 4 files, at 1 and 4 partitions: the unbounded triangle from each customer's
+/// first and last month; cumulative revenue as a running sum; each breakdown value's triangle as
+/// the plain triangle of a view holding just that value's customers; DECIMAL revenue as DataFusion's
+/// own exact `sum` per cell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cohort_modes_and_breakdowns_equal_plain_sql() {
+    let tmp = tempfile::tempdir().unwrap();
+    generate(tmp.path(), 2_000, 4);
+    let (p, c) = (tmp.path().join("purchases"), tmp.path().join("customers"));
+    let month_index =
+        |e: &str| format!("CAST(date_part('year', {e}) * 12 + date_part('month', {e}) AS BIGINT)");
+    let mut answers = vec![];
+    for partitions in [1, 4] {
+        let ctx = session(
+            partitions,
+            &[
+                ("purchases", p.to_str().unwrap()),
+                ("customers", c.to_str().unwrap()),
+            ],
+        )
+        .await;
+        // Unbounded: customers whose last order is at or after period k.
+        let unbounded = query(
+            &ctx,
+            &format!(
+                "SELECT {}, period, cohort_size, active_customers FROM cohort_retention('purchases', 'month', 'unbounded')
+                 ORDER BY 1, 2",
+                month_index("cohort")
+            ),
+        )
+        .await;
+        let plain = query(
+            &ctx,
+            &format!(
+                "WITH f AS (SELECT customer_id, {} AS c, {} AS l FROM purchases GROUP BY customer_id),
+                      e AS (SELECT max(l) AS e FROM f),
+                      g AS (SELECT c, unnest(generate_series(0, e - c)) AS k FROM (SELECT DISTINCT c FROM f) CROSS JOIN e)
+                 SELECT g.c, g.k, count(*), sum(CASE WHEN f.l - f.c >= g.k THEN 1 ELSE 0 END)
+                 FROM g JOIN f ON f.c = g.c GROUP BY 1, 2 ORDER BY 1, 2",
+                month_index("min(order_ts)"),
+                month_index("max(order_ts)")
+            ),
+        )
+        .await;
+        // (Sorted here: DataFusion 55 drops the second key of that ORDER BY, as the unnest keeps
+        // the DISTINCT's uniqueness of `c`; see the cohort plan.)
+        let mut plain = plain;
+        plain.sort_by_key(|r| (r[0].parse::<i64>().unwrap(), r[1].parse::<i64>().unwrap()));
+        assert!(unbounded.len() > 100);
+        assert_eq!(unbounded, plain, "unbounded, {partitions} partitions");
+
+        // Cumulative revenue and revenue retention from the bounded triangle's own cells.
+        let value = query(
+            &ctx,
+            "SELECT count(*) FROM (
+               SELECT cumulative_revenue, revenue_retention,
+                      sum(revenue) OVER (PARTITION BY cohort ORDER BY period) AS running,
+                      revenue / first_value(revenue) OVER (PARTITION BY cohort ORDER BY period) AS ratio
+               FROM cohort_retention('purchases', 'month'))
+             WHERE abs(cumulative_revenue - running) > 1e-6 * abs(running)
+                OR abs(revenue_retention - ratio) > 1e-9",
+        )
+        .await;
+        assert_eq!(value, vec![vec!["0".to_string()]], "value curve");
+
+        // Breakdown by the customer's channel (first touch): every value's triangle is the
+        // plain triangle of that value's customers.
+        query(
+            &ctx,
+            "CREATE OR REPLACE VIEW pc AS SELECT p.customer_id, p.order_ts, p.amount, c.channel
+             FROM purchases p JOIN customers c ON c.customer_id = p.customer_id",
+        )
+        .await;
+        let channels = query(&ctx, "SELECT DISTINCT channel FROM customers ORDER BY 1").await;
+        assert!(channels.len() >= 2);
+        let cols = "cohort, period, cohort_size, active_customers, round(revenue, 4), round(cumulative_revenue, 4)";
+        for mode in ["bounded", "unbounded"] {
+            let total = query(
+                &ctx,
+                &format!(
+                    "SELECT count(*) FROM cohort_retention('pc', 'month', '{mode}', 'channel')"
+                ),
+            )
+            .await;
+            let mut sum = 0usize;
+            for ch in &channels {
+                let ch = &ch[0];
+                query(
+                    &ctx,
+                    &format!(
+                        "CREATE OR REPLACE VIEW one AS SELECT * FROM pc WHERE channel = '{ch}'"
+                    ),
+                )
+                .await;
+                let got = query(
+                    &ctx,
+                    &format!(
+                        "SELECT {cols} FROM cohort_retention('pc', 'month', '{mode}', 'channel')
+                         WHERE breakdown = '{ch}'"
+                    ),
+                )
+                .await;
+                let want = query(
+                    &ctx,
+                    &format!("SELECT {cols} FROM cohort_retention('one', 'month', '{mode}')"),
+                )
+                .await;
+                assert!(!want.is_empty());
+                assert_eq!(got, want, "breakdown {ch}, {mode}, {partitions} partitions");
+                sum += got.len();
+            }
+            assert_eq!(total, vec![vec![sum.to_string()]]);
+        }
+        // The output is ordered by breakdown, cohort, period (checked on the rows as returned:
+        // a window over it would not keep the order).
+        let rows = query(
+            &ctx,
+            "SELECT breakdown, cohort, period FROM cohort_retention('pc', 'week', 'bounded', 'channel')",
+        )
+        .await;
+        // (Cohorts print as ISO timestamps of one width, which sort as text.)
+        let keys: Vec<(String, String, i64)> = rows
+            .iter()
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].parse().unwrap()))
+            .collect();
+        let bad: Vec<_> = keys.windows(2).filter(|w| w[0] >= w[1]).take(3).collect();
+        assert!(bad.is_empty(), "ordered: {bad:?} of {}", keys.len());
+
+        // DECIMAL amounts: revenue per cell is DataFusion's exact decimal sum.
+        query(
+            &ctx,
+            "CREATE OR REPLACE VIEW dec AS SELECT customer_id, order_ts, CAST(amount AS DECIMAL(18, 2)) AS amount FROM purchases",
+        )
+        .await;
+        let dec = query(
+            &ctx,
+            "SELECT cohort, period, CAST(revenue AS VARCHAR), arrow_typeof(revenue) FROM cohort_retention('dec', 'month')
+             WHERE active_customers > 0 ORDER BY 1, 2",
+        )
+        .await;
+        let want = query(
+            &ctx,
+            "WITH f AS (SELECT customer_id, date_trunc('month', min(order_ts)) AS cohort FROM dec GROUP BY customer_id)
+             SELECT f.cohort, CAST((date_part('year', d.order_ts) * 12 + date_part('month', d.order_ts))
+                                   - (date_part('year', f.cohort) * 12 + date_part('month', f.cohort)) AS BIGINT),
+                    CAST(CAST(sum(d.amount) AS DECIMAL(38, 2)) AS VARCHAR), 'Decimal128(38, 2)'
+             FROM dec d JOIN f ON f.customer_id = d.customer_id GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .await;
+        assert_eq!(dec, want, "decimal revenue, {partitions} partitions");
+        answers.push((unbounded, dec));
+    }
+    assert_eq!(answers[0], answers[1], "1 and 4 partitions");
+}

@@ -258,6 +258,19 @@ pub fn cohort_plan(
         col("cohort").sort(true, false),
         col("period").sort(true, false),
     ]);
+    // The triangle is grouped by `k` and carries the breakdown value out as an aggregate:
+    // DataFusion 55's Unnest keeps its input's functional dependencies, so with the group key
+    // itself in the output it would take every row of a breakdown's triangle for one row and
+    // drop the cohort and period sort keys (`ORDER BY k, x` over `unnest` of a grouped
+    // aggregate returns unsorted x). Projecting `k` away drops the dependency.
+    let (group_by, mut triangle_aggs) = match &options.breakdown {
+        Some(_) => (
+            vec![col("breakdown").alias("k")],
+            vec![first_value(col("breakdown"), vec![]).alias("breakdown")],
+        ),
+        None => (vec![], vec![]),
+    };
+    triangle_aggs.push(triangle.call(vec![col("c"), end, mode]).alias("row"));
     let mut with_row = by.clone();
     with_row.push(col("row"));
     let mut with_r = by.clone();
@@ -267,10 +280,7 @@ pub fn cohort_plan(
         .project(columns)?
         .aggregate(vec![col("customer_id")], per_customer)?
         .alias("customers")?
-        .aggregate(
-            by,
-            vec![triangle.call(vec![col("c"), end, mode]).alias("row")],
-        )?
+        .aggregate(group_by, triangle_aggs)?
         // (Projections around the unnest, as the SQL planner makes them: the shape DataFusion's
         // unparser writes back as `SELECT UNNEST(row) AS r`, which the Python package runs.)
         .alias("triangle")?
@@ -873,7 +883,15 @@ impl<A: Money> Accumulator for TriangleAccumulator<A> {
         let periods = customers.column(2).as_list::<i32>();
         let offsets = periods.value_offsets();
         let periods = periods.values().as_primitive::<Int64Type>().values();
-        let revenue = A::from_values(customers.column(3).as_list::<i32>().values());
+        // Only this batch's part of the lists: a grouped aggregate hands each group a slice,
+        // whose lists still share the whole batch's values.
+        let base = offsets[0] as usize;
+        let revenue_list = customers.column(3).as_list::<i32>();
+        let revenue = A::from_values(
+            &revenue_list
+                .values()
+                .slice(base, offsets[customers.len()] as usize - base),
+        );
         for row in 0..customers.len() {
             if customers.is_null(row) {
                 continue;
@@ -883,7 +901,7 @@ impl<A: Money> Accumulator for TriangleAccumulator<A> {
                 cohorts[row],
                 labels[row],
                 &periods[range.clone()],
-                &revenue[range],
+                &revenue[range.start - base..range.end - base],
             ) {
                 return Err(self.too_long(e));
             }
