@@ -121,6 +121,15 @@ enum Command {
         /// Funnel window: 7d, 12h, 30m or seconds (funnel report).
         #[arg(long, default_value = "7d", value_parser = lifecycle::report::parse_window)]
         window: f64,
+        /// Cohort retention: bounded (active in period n; the default) or unbounded (active in
+        /// period n or later) (cohort report).
+        #[arg(long, value_enum)]
+        mode: Option<lifecycle::report::Mode>,
+        /// One cohort triangle or funnel per value of COLUMN, each customer attributed the value
+        /// of its first order or event; a column of purchases / events, or of customers
+        /// (cohort and funnel reports).
+        #[arg(long, value_name = "COLUMN")]
+        breakdown: Option<String>,
     },
     /// A cluster scheduler (Apache DataFusion Ballista) with every lifecycle function: clients
     /// connect with `--cluster df://HOST:PORT`, executors with `--scheduler HOST:PORT`.
@@ -312,6 +321,8 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             out,
             steps,
             window,
+            mode,
+            breakdown,
         } => {
             let ctx = build_session(&session.options()).await?;
             let opts = lifecycle::report::ReportOptions {
@@ -326,6 +337,8 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                     .filter(|s| !s.is_empty())
                     .collect(),
                 window_seconds: window,
+                mode,
+                breakdown,
             };
             lifecycle::report::run(&ctx, &opts).await
         }

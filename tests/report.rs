@@ -68,7 +68,7 @@ fn cohort_triangle_leaves_unobservable_cells_blank() {
     ]);
     let csv = text(&o.stdout);
     assert!(csv.starts_with(
-        "cohort,period,cohort_size,active_customers,retention,revenue,revenue_per_customer\n"
+        "cohort,period,cohort_size,active_customers,retention,revenue,revenue_per_customer,value_per_customer\n"
     ));
     assert_eq!(csv.lines().count(), 1 + 78);
 }
@@ -305,5 +305,169 @@ fn shipped_report_sql_runs_as_is_in_the_shell() {
             n += 1;
         }
     }
-    assert_eq!(n, 8);
+    assert_eq!(n, 10);
+}
+
+/// Parses CSV output (no quoted commas in these reports) into rows of fields.
+fn csv_rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn cohort_report_by_breakdown_and_unbounded_mode() {
+    let o = lifecycle(&[
+        "report",
+        "cohort",
+        "--period",
+        "quarter",
+        "--as-of",
+        "2024-12-31",
+        "--mode",
+        "unbounded",
+        "--breakdown",
+        "channel",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows = csv_rows(&text(&o.stdout));
+    // The sample's five channels, every customer attributed once: the period-0 sizes add up to
+    // the customers with an order by the end of 2024.
+    let channels: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(channels.len(), 5, "{channels:?}");
+    let size: u64 = rows
+        .iter()
+        .filter(|r| r[2] == "0")
+        .map(|r| r[3].parse::<u64>().unwrap())
+        .sum();
+    let q = "SELECT count(DISTINCT customer_id) FROM purchases WHERE order_ts <= TIMESTAMP '2024-12-31 00:00:00'";
+    let o = lifecycle(&["sql", "--format", "csv", "-c", q]);
+    assert_eq!(text(&o.stdout).lines().nth(1).unwrap(), size.to_string());
+    // Unbounded: retained customers never increase along a cohort's row.
+    for w in rows.windows(2) {
+        if w[0][0] == w[1][0] && w[0][1] == w[1][1] {
+            let (a, b): (u64, u64) = (w[0][4].parse().unwrap(), w[1][4].parse().unwrap());
+            assert!(b <= a, "{:?} then {:?}", w[0], w[1]);
+        }
+    }
+    // The text report draws a heatmap per channel and the curves by channel.
+    let o = lifecycle(&[
+        "report",
+        "cohort",
+        "--period",
+        "quarter",
+        "--breakdown",
+        "channel",
+    ]);
+    let out = text(&o.stdout);
+    assert!(out.contains("Average retention curve by channel"), "{out}");
+    assert!(out.contains("(channel = organic)"), "{out}");
+}
+
+#[test]
+fn funnel_report_by_breakdown_counts_and_times_like_window_funnel_times() {
+    let o = lifecycle(&[
+        "report",
+        "funnel",
+        "--steps",
+        "visit,cart,purchase",
+        "--window",
+        "2d",
+        "--breakdown",
+        "channel",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows = csv_rows(&text(&o.stdout));
+    // Each customer's step times from window_funnel_times and its channel from customers (a
+    // customer attribute, so first touch is the customer's channel; visitors without a customer
+    // record have none).
+    let q = "SELECT coalesce(c.channel, ''), CAST(f.t AS VARCHAR) FROM (
+               SELECT customer_id, window_funnel_times(172800, event_ts, event_type = 'visit', event_type = 'cart', event_type = 'purchase') AS t
+               FROM events GROUP BY customer_id) f
+             LEFT JOIN customers c ON c.customer_id = f.customer_id WHERE cardinality(f.t) > 0";
+    let o = lifecycle(&["sql", "--format", "csv", "-c", q]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // channel -> per customer, the step times in seconds.
+    let mut by: std::collections::BTreeMap<String, Vec<Vec<f64>>> = Default::default();
+    for line in text(&o.stdout).lines().skip(1) {
+        let (ch, t) = line.split_once(',').unwrap();
+        let t = t.trim_matches('"').trim_matches(|c| c == '[' || c == ']');
+        let secs: Vec<f64> = t
+            .split(", ")
+            .map(|s| {
+                let dt = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").unwrap();
+                dt.and_utc().timestamp_micros() as f64 / 1e6
+            })
+            .collect();
+        by.entry(ch.to_string()).or_default().push(secs);
+    }
+    let nearest_rank = |mut v: Vec<f64>, q: f64| -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[((q * v.len() as f64).ceil() as usize).max(1) - 1]
+    };
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let mut checked = 0;
+    for r in &rows {
+        let ch = if r[0].is_empty() { "" } else { r[0].as_str() };
+        let step: usize = r[1].parse().unwrap();
+        let customers = &by[ch];
+        let reached: Vec<&Vec<f64>> = customers.iter().filter(|t| t.len() >= step).collect();
+        assert_eq!(r[2], reached.len().to_string(), "{ch} step {step}");
+        if step > 1 {
+            let prev: Vec<f64> = reached.iter().map(|t| t[step - 1] - t[step - 2]).collect();
+            let first: Vec<f64> = reached.iter().map(|t| t[step - 1] - t[0]).collect();
+            let close = |got: &str, want: f64| (got.parse::<f64>().unwrap() - want).abs() < 1e-6;
+            assert!(
+                close(&r[3], median(prev.clone())),
+                "{ch} {step} median {}",
+                r[3]
+            );
+            assert!(
+                close(&r[4], nearest_rank(prev, 0.9)),
+                "{ch} {step} p90 {}",
+                r[4]
+            );
+            assert!(close(&r[5], median(first.clone())), "{ch} {step}");
+            assert!(close(&r[6], nearest_rank(first, 0.9)), "{ch} {step}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}
+
+#[test]
+fn breakdown_and_mode_errors_are_one_clear_line() {
+    for (args, want) in [
+        (
+            &["report", "cohort", "--breakdown", "nope"][..],
+            "--breakdown 'nope': neither 'purchases' nor 'customer_orders'",
+        ),
+        (
+            &["report", "growth", "--mode", "unbounded"][..],
+            "--mode applies to the cohort report only",
+        ),
+        (
+            &["report", "value", "--breakdown", "channel"][..],
+            "--breakdown applies to the cohort and funnel reports only",
+        ),
+    ] {
+        let o = lifecycle(args);
+        assert!(!o.status.success());
+        let err = text(&o.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
 }

@@ -1,57 +1,148 @@
-//! The funnel report: customers reaching each step and the time between steps, from
-//! `sql/reports/funnel.sql` (`window_funnel_times`).
+//! The funnel report: customers reaching each step, conversion between steps and the time to
+//! convert, from `sql/reports/funnel.sql` (`window_funnel_times`), or one funnel per breakdown
+//! value from `sql/reports/funnel_breakdown.sql`.
 
 use super::*;
+
+/// One funnel: per step (1-based, all of them) the customers and the four time figures.
+struct Funnel {
+    customers: Vec<f64>,
+    times: Vec<[Option<f64>; 4]>,
+}
+
+impl Funnel {
+    /// From rows `(step, customers, median_prev, p90_prev, median_first, p90_first)`; a step
+    /// without a row was reached by nobody.
+    fn new(rows: &[&[Value]], steps: usize) -> Self {
+        let mut f = Funnel {
+            customers: vec![0.0; steps],
+            times: vec![[None; 4]; steps],
+        };
+        for r in rows {
+            let Some(step) = r[0]
+                .num()
+                .map(|s| s as usize)
+                .filter(|s| (1..=steps).contains(s))
+            else {
+                continue;
+            };
+            f.customers[step - 1] = r[1].num().unwrap_or(0.0);
+            f.times[step - 1] = [r[2].num(), r[3].num(), r[4].num(), r[5].num()];
+        }
+        f
+    }
+
+    fn rows(&self, steps: &[String], first: Option<&str>) -> Vec<Vec<String>> {
+        let c = &self.customers;
+        let seconds = |v: Option<f64>| v.map_or(String::new(), |v| Fmt::Seconds.show(v));
+        (0..c.len())
+            .map(|i| {
+                let mut row: Vec<String> = first.map(str::to_string).into_iter().collect();
+                row.extend([
+                    (i + 1).to_string(),
+                    steps.get(i).cloned().unwrap_or_default(),
+                    Fmt::Count.show(c[i]),
+                    if c[0] == 0.0 {
+                        String::new()
+                    } else {
+                        Fmt::Percent.show(c[i] / c[0])
+                    },
+                    if i == 0 || c[i - 1] == 0.0 {
+                        String::new()
+                    } else {
+                        Fmt::Percent.show(c[i] / c[i - 1])
+                    },
+                    seconds(self.times[i][0]),
+                    seconds(self.times[i][1]),
+                    seconds(self.times[i][2]),
+                    seconds(self.times[i][3]),
+                ]);
+                row
+            })
+            .collect()
+    }
+}
+
+const COLUMNS: [&str; 9] = [
+    "step",
+    "event",
+    "customers",
+    "of first step",
+    "conversion from previous",
+    "median time from previous",
+    "p90 time from previous",
+    "median time to convert (from step 1)",
+    "p90 time to convert",
+];
 
 pub(super) async fn funnel(
     r: &Runner<'_>,
     report: &mut Report,
     sql: &str,
     steps: &[String],
+    breakdown: Option<&str>,
 ) -> Result<()> {
     let d = r.run("funnel", sql).await?;
     let rows = d.rows()?;
     report.datasets.push(d);
-    let counts: Vec<f64> = rows.iter().map(|r| r[1].num().unwrap_or(0.0)).collect();
-    if counts.first().copied().unwrap_or(0.0) == 0.0 {
+    let n = steps.len();
+    let Some(column) = breakdown else {
+        let all: Vec<&[Value]> = rows.iter().map(|r| r.as_slice()).collect();
+        let f = Funnel::new(&all, n);
+        if f.customers.first().copied().unwrap_or(0.0) == 0.0 {
+            report.notice = Some("No customer reached the first step: the report is empty.".into());
+            return Ok(());
+        }
+        report.blocks.push(Block::Bars(Bars {
+            title: "Customers reaching each step".into(),
+            x_labels: steps.to_vec(),
+            series: vec![("customers".into(), f.customers.clone())],
+            format: Fmt::Count,
+        }));
+        report.blocks.push(Block::Table(Table {
+            title: "Conversion and time to convert".into(),
+            columns: COLUMNS.map(String::from).to_vec(),
+            rows: f.rows(steps, None),
+        }));
+        return Ok(());
+    };
+    if rows.is_empty() {
         report.notice = Some("No customer reached the first step: the report is empty.".into());
         return Ok(());
     }
+    // One funnel per breakdown value (NULL shown as "(none)"), the largest first.
+    let (groups, total) = breakdown_groups(&rows, |r| {
+        if r[0].num() == Some(1.0) {
+            r[1].num().unwrap_or(0.0)
+        } else {
+            0.0
+        }
+    });
+    breakdown_notice(report, column, groups.len(), total);
+    let funnels: Vec<(String, Funnel)> = groups
+        .iter()
+        .map(|(v, idx)| {
+            let mine: Vec<&[Value]> = idx.iter().map(|&i| &rows[i][1..]).collect();
+            (v.clone(), Funnel::new(&mine, n))
+        })
+        .collect();
     report.blocks.push(Block::Bars(Bars {
-        title: "Customers reaching each step".into(),
+        title: format!("Customers reaching each step, by {column}"),
         x_labels: steps.to_vec(),
-        series: vec![("customers".into(), counts.clone())],
+        series: funnels
+            .iter()
+            .map(|(v, f)| (v.clone(), f.customers.clone()))
+            .collect(),
         format: Fmt::Count,
     }));
+    let mut columns = vec![column.to_string()];
+    columns.extend(COLUMNS.map(String::from));
     report.blocks.push(Block::Table(Table {
-        title: "Conversion".into(),
-        columns: [
-            "step",
-            "event",
-            "customers",
-            "of first step",
-            "drop-off from previous",
-            "median time from previous",
-        ]
-        .map(String::from)
-        .to_vec(),
-        rows: rows
+        title: format!("Conversion and time to convert, by {column}"),
+        columns,
+        rows: funnels
             .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                vec![
-                    (i + 1).to_string(),
-                    steps.get(i).cloned().unwrap_or_default(),
-                    Fmt::Count.show(counts[i]),
-                    Fmt::Percent.show(counts[i] / counts[0]),
-                    if i == 0 || counts[i - 1] == 0.0 {
-                        String::new()
-                    } else {
-                        Fmt::Percent.show(1.0 - counts[i] / counts[i - 1])
-                    },
-                    r[2].num().map_or(String::new(), |v| Fmt::Seconds.show(v)),
-                ]
-            })
+            .flat_map(|(v, f)| f.rows(steps, Some(v)))
             .collect(),
     }));
     Ok(())

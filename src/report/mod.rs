@@ -74,6 +74,24 @@ impl Period {
     }
 }
 
+/// Which customers a cohort report counts as retained in period n.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Active in period n.
+    Bounded,
+    /// Active in period n or any later period.
+    Unbounded,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Bounded => "bounded",
+            Mode::Unbounded => "unbounded",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
     pub kind: Kind,
@@ -86,6 +104,10 @@ pub struct ReportOptions {
     pub steps: Vec<String>,
     /// Funnel window in seconds.
     pub window_seconds: f64,
+    /// Cohort retention mode (cohort report; default bounded).
+    pub mode: Option<Mode>,
+    /// A column to break the cohort or funnel report down by (first touch).
+    pub breakdown: Option<String>,
 }
 
 pub const COHORT_SQL: &str = include_str!("../../sql/reports/cohort.sql");
@@ -96,6 +118,8 @@ pub const VALUE_SQL: &str = include_str!("../../sql/reports/value.sql");
 pub const VALUE_DISTRIBUTION_SQL: &str = include_str!("../../sql/reports/value_distribution.sql");
 pub const VALUE_TOP_SQL: &str = include_str!("../../sql/reports/value_top.sql");
 pub const FUNNEL_SQL: &str = include_str!("../../sql/reports/funnel.sql");
+pub const COHORT_BREAKDOWN_SQL: &str = include_str!("../../sql/reports/cohort_breakdown.sql");
+pub const FUNNEL_BREAKDOWN_SQL: &str = include_str!("../../sql/reports/funnel_breakdown.sql");
 
 /// Parses a funnel window: `7d`, `12h`, `30m`, `90s` or plain seconds.
 pub fn parse_window(s: &str) -> std::result::Result<f64, String> {
@@ -187,6 +211,43 @@ async fn check_tables(ctx: &SessionContext, kind: Kind) -> Result<()> {
     Ok(())
 }
 
+/// The table a breakdown report reads: `table` when it has the column, else the shipped view
+/// `view` (the table joined with each customer's attributes from `customers`) when that has it.
+async fn breakdown_source(
+    ctx: &SessionContext,
+    column: &str,
+    table: &str,
+    view: &str,
+) -> Result<&'static str> {
+    let has = |t: &str| {
+        let t = t.to_string();
+        async move {
+            match ctx.table_provider(t.as_str()).await {
+                Ok(p) => p.schema().field_with_name(column).is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    if has(table).await {
+        return Ok(if table == "purchases" {
+            "purchases"
+        } else {
+            "events"
+        });
+    }
+    if has(view).await {
+        return Ok(if view == "customer_orders" {
+            "customer_orders"
+        } else {
+            "customer_events"
+        });
+    }
+    Err(DataFusionError::Plan(format!(
+        "--breakdown '{column}': neither '{table}' nor '{view}' ({table} with each customer's \
+         columns from 'customers') has a column '{column}'"
+    )))
+}
+
 /// Runs a report and writes it.
 pub async fn run(ctx: &SessionContext, opts: &ReportOptions) -> Result<()> {
     let report = build(ctx, opts).await?;
@@ -211,6 +272,25 @@ pub async fn run(ctx: &SessionContext, opts: &ReportOptions) -> Result<()> {
 /// Builds a report (queries and blocks) without writing it.
 pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report> {
     check_tables(ctx, opts.kind).await?;
+    if opts.mode.is_some() && opts.kind != Kind::Cohort {
+        return Err(DataFusionError::Plan(
+            "--mode applies to the cohort report only".into(),
+        ));
+    }
+    if opts.breakdown.is_some() && !matches!(opts.kind, Kind::Cohort | Kind::Funnel) {
+        return Err(DataFusionError::Plan(
+            "--breakdown applies to the cohort and funnel reports only".into(),
+        ));
+    }
+    let source = match (&opts.breakdown, opts.kind) {
+        (Some(b), Kind::Cohort) => {
+            Some(breakdown_source(ctx, b, "purchases", "customer_orders").await?)
+        }
+        (Some(b), Kind::Funnel) => {
+            Some(breakdown_source(ctx, b, "events", "customer_events").await?)
+        }
+        _ => None,
+    };
     let spinner = if std::io::stderr().is_terminal() {
         let s = indicatif::ProgressBar::new_spinner();
         s.enable_steady_tick(Duration::from_millis(120));
@@ -311,15 +391,52 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
         ),
         // A period length from the enum (not user text).
         ("step", format!("INTERVAL '{}'", opts.period.step())),
+        (
+            "mode",
+            sql_literal(ScalarValue::from(opts.mode.unwrap_or(Mode::Bounded).name()))?,
+        ),
     ];
+    // The breakdown: a column name as a string (cohort_retention's argument) and as an
+    // identifier (the funnel's SQL), and the table that has it.
+    let breakdown_params = match (&opts.breakdown, source) {
+        (Some(b), Some(table)) => vec![
+            (
+                "breakdown",
+                match opts.kind {
+                    Kind::Cohort => sql_literal(ScalarValue::from(b.as_str()))?,
+                    _ => lifecycle_udfs::template::expr(&col(b.as_str()))?,
+                },
+            ),
+            (
+                "table",
+                match opts.kind {
+                    Kind::Cohort => sql_literal(ScalarValue::from(table))?,
+                    _ => table.to_string(),
+                },
+            ),
+        ],
+        _ => vec![],
+    };
     let params = |sql: &str| fill(sql, &common);
     report.subtitle = format!(
         "as of {}, by {}",
         as_of.replace('T', " "),
         opts.period.name()
     );
+    if let Some(m) = opts.mode.filter(|m| *m == Mode::Unbounded) {
+        report
+            .subtitle
+            .push_str(&format!(", {} retention", m.name()));
+    }
+    if let Some(b) = &opts.breakdown {
+        report.subtitle.push_str(&format!(", by {b} (first touch)"));
+    }
     match opts.kind {
-        Kind::Cohort => cohort::cohort(&runner, &mut report, &params(COHORT_SQL)?).await?,
+        Kind::Cohort if opts.breakdown.is_some() => {
+            let sql = fill(&params(COHORT_BREAKDOWN_SQL)?, &breakdown_params)?;
+            cohort::cohort(&runner, &mut report, &sql, opts.breakdown.as_deref()).await?
+        }
+        Kind::Cohort => cohort::cohort(&runner, &mut report, &params(COHORT_SQL)?, None).await?,
         Kind::Growth => growth::growth(&runner, &mut report, &params(GROWTH_SQL)?).await?,
         Kind::Lifecycle => {
             lifecycle::lifecycle(
@@ -354,8 +471,12 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                 .iter()
                 .map(|s| lifecycle_udfs::template::expr(&col("event_type").eq(lit(s.as_str()))))
                 .collect::<Result<Vec<_>>>()?;
+            let template = match &opts.breakdown {
+                Some(_) => fill(FUNNEL_BREAKDOWN_SQL, &breakdown_params)?,
+                None => FUNNEL_SQL.to_string(),
+            };
             let sql = fill(
-                &params(FUNNEL_SQL)?,
+                &params(&template)?,
                 &[
                     ("steps", conds.join(", ")),
                     (
@@ -369,15 +490,64 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                 ],
             )?;
             report.subtitle = format!(
-                "as of {}; window {}",
+                "as of {}; window {}{}",
                 as_of.replace('T', " "),
-                model::human_seconds(opts.window_seconds)
+                model::human_seconds(opts.window_seconds),
+                opts.breakdown
+                    .as_ref()
+                    .map_or(String::new(), |b| format!("; by {b} (first touch)"))
             );
-            funnel::funnel(&runner, &mut report, &sql, &opts.steps).await?
+            funnel::funnel(
+                &runner,
+                &mut report,
+                &sql,
+                &opts.steps,
+                opts.breakdown.as_deref(),
+            )
+            .await?
         }
     }
     runner.spinner.finish_and_clear();
     Ok(report)
+}
+
+/// The most breakdown values a report draws; the datasets (CSV, JSON) keep every value.
+pub const MAX_BREAKDOWN_VALUES: usize = 20;
+
+/// Rows whose column 0 is a breakdown value, grouped by value (NULL as "(none)"): the largest
+/// `MAX_BREAKDOWN_VALUES` values by `size` (of a value's rows, summed), largest first (ties in
+/// the query's order), each with its rows' indices; and how many values there are in all.
+fn breakdown_groups(
+    rows: &[Vec<Value>],
+    size: impl Fn(&[Value]) -> f64,
+) -> (Vec<(String, Vec<usize>)>, usize) {
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    let mut groups: Vec<(String, Vec<usize>, f64)> = vec![];
+    for (i, r) in rows.iter().enumerate() {
+        let label = match &r[0] {
+            Value::Null => "(none)".to_string(),
+            v => v.text(),
+        };
+        let g = *index.entry(label.clone()).or_insert_with(|| {
+            groups.push((label, vec![], 0.0));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+        groups[g].2 += size(&r[1..]);
+    }
+    let total = groups.len();
+    groups.sort_by(|a, b| b.2.total_cmp(&a.2));
+    groups.truncate(MAX_BREAKDOWN_VALUES);
+    (groups.into_iter().map(|(l, i, _)| (l, i)).collect(), total)
+}
+
+/// Says in the subtitle when a report draws only some of the breakdown's values.
+fn breakdown_notice(report: &mut Report, column: &str, drawn: usize, total: usize) {
+    if drawn < total {
+        report.subtitle.push_str(&format!(
+            "; the {drawn} largest of {total} {column} values drawn (csv and json have them all)"
+        ));
+    }
 }
 
 /// Long rows (period, series, count) as stacked bars over periods and a wide table.
@@ -492,7 +662,11 @@ mod tests {
     #[test]
     fn every_shipped_report_query_has_its_markers() {
         for (sql, markers) in [
-            (COHORT_SQL, &["period", "as_of"][..]),
+            (COHORT_SQL, &["period", "as_of", "mode"][..]),
+            (
+                COHORT_BREAKDOWN_SQL,
+                &["period", "as_of", "mode", "table", "breakdown"],
+            ),
             (LIFECYCLE_SQL, &["period", "as_of", "step"]),
             (TRANSITIONS_SQL, &["period", "as_of"]),
             (GROWTH_SQL, &["period", "as_of"]),
@@ -502,6 +676,18 @@ mod tests {
             (
                 FUNNEL_SQL,
                 &["as_of", "window", "n_steps", "steps", "end_steps"],
+            ),
+            (
+                FUNNEL_BREAKDOWN_SQL,
+                &[
+                    "as_of",
+                    "window",
+                    "n_steps",
+                    "steps",
+                    "end_steps",
+                    "table",
+                    "breakdown",
+                ],
             ),
         ] {
             for m in markers {
