@@ -15,15 +15,16 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, StructArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::common::{GroupLog, check_arity, list_array, resize, row_mask, take};
+use crate::common::{GroupLog, OneGroup, check_arity, list_array, money, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
@@ -31,18 +32,75 @@ pub mod kernel {
     /// Marks "no as_of seen".
     pub const NONE: i64 = i64::MIN;
 
-    /// One customer's summary, in days.
+    /// One customer's summary, in days; `monetary_value` in the amounts' own terms (see
+    /// [`Amount`]).
     #[derive(Debug, Clone, Copy, PartialEq)]
-    pub struct Rfm {
+    pub struct Rfm<M = f64> {
         pub frequency: f64,
         pub recency: f64,
         pub t: f64,
-        pub monetary_value: f64,
+        pub monetary_value: M,
+    }
+
+    /// Digits a decimal mean keeps beyond the amounts' scale (DataFusion's `avg` of a DECIMAL).
+    pub const MEAN_EXTRA_SCALE: u32 = 4;
+
+    /// An order amount: a DOUBLE, or the unscaled `i128` of a DECIMAL (summed exactly; the mean
+    /// is unscaled at [`MEAN_EXTRA_SCALE`] more digits, rounded half away from zero).
+    pub trait Amount: Copy + Default + Send + Sync + 'static {
+        type Mean: Copy + Default + PartialEq + std::fmt::Debug;
+
+        fn add(&mut self, other: Self);
+
+        fn mean(sum: Self, n: u64) -> Self::Mean;
+
+        fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
+    }
+
+    impl Amount for f64 {
+        type Mean = f64;
+
+        fn add(&mut self, other: Self) {
+            *self += other;
+        }
+
+        fn mean(sum: Self, n: u64) -> f64 {
+            sum / n as f64
+        }
+
+        fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+            f64::total_cmp(self, other)
+        }
+    }
+
+    impl Amount for i128 {
+        type Mean = i128;
+
+        fn add(&mut self, other: Self) {
+            *self = self.saturating_add(other);
+        }
+
+        /// `sum / n` at 4 more digits, rounded half away from zero; saturates (beyond every
+        /// DECIMAL(38), so the adapter reports it) when `sum` is that large.
+        fn mean(sum: Self, n: u64) -> i128 {
+            let scaled = sum.saturating_mul(10i128.pow(MEAN_EXTRA_SCALE));
+            let n = n as i128;
+            let (q, r) = (scaled / n, scaled % n);
+            if 2 * r.abs() >= n {
+                q + scaled.signum()
+            } else {
+                q
+            }
+        }
+
+        fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.cmp(other)
+        }
     }
 
     /// Summarises one customer's orders (day, amount), all at or before `as_of_day`; None without
     /// orders. Sorts `orders` in place.
-    pub fn summarize(orders: &mut [(i32, f64)], as_of_day: i64) -> Option<Rfm> {
+    pub fn summarize<A: Amount>(orders: &mut [(i32, A)], as_of_day: i64) -> Option<Rfm<A::Mean>> {
         if orders.is_empty() {
             return None;
         }
@@ -50,7 +108,7 @@ pub mod kernel {
         let first = orders[0].0;
         let last = orders[orders.len() - 1].0;
         let mut repeat_days = 0u64;
-        let mut repeat_amount = 0.0;
+        let mut repeat_amount = A::default();
         let mut prev = first;
         for &(day, amount) in orders.iter() {
             if day != prev {
@@ -58,7 +116,7 @@ pub mod kernel {
                 prev = day;
             }
             if day != first {
-                repeat_amount += amount;
+                repeat_amount.add(amount);
             }
         }
         let frequency = repeat_days as f64;
@@ -67,16 +125,16 @@ pub mod kernel {
             recency: (last as i64 - first as i64) as f64,
             t: (as_of_day - first as i64) as f64,
             monetary_value: if repeat_days == 0 {
-                0.0
+                A::Mean::default()
             } else {
-                repeat_amount / frequency
+                A::mean(repeat_amount, repeat_days)
             },
         })
     }
 
     /// `exp(-rate x days_since_last)` with `rate = frequency / recency` (days): how likely a
     /// customer buying at its own pace would be to stay silent this long. None for one-time buyers.
-    pub fn churn_risk(r: &Rfm) -> Option<f64> {
+    pub fn churn_risk<M>(r: &Rfm<M>) -> Option<f64> {
         if r.frequency == 0.0 || r.recency <= 0.0 {
             return None;
         }
@@ -85,7 +143,7 @@ pub mod kernel {
     }
 }
 
-use kernel::{NONE, Rfm};
+use kernel::{Amount, MEAN_EXTRA_SCALE, NONE, Rfm};
 
 /// Which answer the shared kernel gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,12 +158,61 @@ pub struct RfmUdaf {
     signature: Signature,
 }
 
-fn summary_fields() -> Fields {
-    Fields::from(
-        ["frequency", "recency", "t", "monetary_value"]
-            .map(|n| Field::new(n, DataType::Float64, true))
-            .to_vec(),
-    )
+/// The summary's fields; `monetary_value` is DOUBLE, or DECIMAL(38, s + 4) for DECIMAL amounts
+/// of scale s (`amount` as read, see [`money::amount_type`]).
+fn summary_fields(amount: &DataType) -> Fields {
+    let monetary = match amount {
+        DataType::Decimal128(_, s) => {
+            DataType::Decimal128(38, (*s + MEAN_EXTRA_SCALE as i8).min(38))
+        }
+        _ => DataType::Float64,
+    };
+    Fields::from(vec![
+        Field::new("frequency", DataType::Float64, true),
+        Field::new("recency", DataType::Float64, true),
+        Field::new("t", DataType::Float64, true),
+        Field::new("monetary_value", monetary, true),
+    ])
+}
+
+/// How an order amount kind is read from and written to Arrow.
+trait RfmAmount: Amount {
+    /// A column of amounts as read (DOUBLE or DECIMAL(38, s)), NULL as 0.
+    fn column(values: &ArrayRef) -> Vec<Self>;
+
+    /// Amounts as an array of the read type `t`.
+    fn array(values: Vec<Self>, t: &DataType) -> Result<ArrayRef>;
+
+    /// Means as an array of the summary's `monetary_value` type `t`.
+    fn means(values: Vec<Option<Self::Mean>>, t: &DataType) -> Result<ArrayRef>;
+}
+
+impl RfmAmount for f64 {
+    fn column(values: &ArrayRef) -> Vec<Self> {
+        money::floats(values)
+    }
+
+    fn array(values: Vec<Self>, _: &DataType) -> Result<ArrayRef> {
+        Ok(Arc::new(Float64Array::from(values)))
+    }
+
+    fn means(values: Vec<Option<f64>>, _: &DataType) -> Result<ArrayRef> {
+        Ok(Arc::new(Float64Array::from(values)))
+    }
+}
+
+impl RfmAmount for i128 {
+    fn column(values: &ArrayRef) -> Vec<Self> {
+        money::decimals(values)
+    }
+
+    fn array(values: Vec<Self>, t: &DataType) -> Result<ArrayRef> {
+        money::decimal_array("rfm_summary", values.into_iter().map(Some), t)
+    }
+
+    fn means(values: Vec<Option<i128>>, t: &DataType) -> Result<ArrayRef> {
+        money::decimal_array("rfm_summary", values, t)
+    }
 }
 
 static RFM_DOC: LazyLock<Documentation> = LazyLock::new(|| {
@@ -114,7 +221,9 @@ static RFM_DOC: LazyLock<Documentation> = LazyLock::new(|| {
          definitions of `lifetimes.utils.summary_data_from_transaction_data`: orders after `as_of` are dropped; \
          timestamps are floored to (UTC) days; `frequency` = distinct purchase days - 1; `recency` = last purchase \
          day - first purchase day; `t` = `as_of` day - first purchase day; `monetary_value` = mean over the repeat \
-         purchase days of each day's summed amount (0 when frequency is 0). `recency` and `t` are expressed in \
+         purchase days of each day's summed amount (0 when frequency is 0; for DECIMAL amounts of scale s, summed \
+         exactly and a DECIMAL(38, s + 4) rounded half away from zero, as DataFusion's `avg`; other amounts give \
+         DOUBLE). `recency` and `t` are expressed in \
          `period`: 'day' (default), 'week' (days / 7) or any number of days. NULL for a customer without orders \
          at or before `as_of`; a NULL amount counts as 0. The result feeds `bgnbd_fit`, `pareto_nbd_fit` and \
          `gamma_gamma_fit`.",
@@ -122,7 +231,7 @@ static RFM_DOC: LazyLock<Documentation> = LazyLock::new(|| {
         "SELECT customer_id, s.frequency, s.recency, s.t, s.monetary_value FROM (\n  SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '1997-09-30', 'week') AS s\n  FROM cdnow GROUP BY customer_id)\nORDER BY customer_id LIMIT 3;",
     )
     .with_argument("order_ts", "TIMESTAMP (any unit, with or without time zone) or DATE of each order")
-    .with_argument("amount", "numeric amount of each order")
+    .with_argument("amount", "numeric amount of each order (DECIMAL amounts stay exact)")
     .with_argument("as_of", "TIMESTAMP or DATE: end of the observation period (constant per customer)")
     .with_argument("period", "constant 'day', 'week', or a positive number of days (DOUBLE)")
     .build()
@@ -161,7 +270,7 @@ impl RfmUdaf {
         }
     }
 
-    fn groups(&self, args: &AccumulatorArgs) -> Result<RfmGroups> {
+    fn groups<A: RfmAmount>(&self, args: &AccumulatorArgs) -> Result<RfmGroups<A>> {
         let (ts, _, as_of) = self.positions();
         let unit = TickUnit::common(&[
             args.expr_fields[ts].data_type(),
@@ -178,7 +287,16 @@ impl RfmUdaf {
             period_days,
             orders: GroupLog::default(),
             as_of: vec![],
+            amount_type: match self.output {
+                RfmOutput::Summary => args.expr_fields[1].data_type().clone(),
+                RfmOutput::ChurnRisk => DataType::Float64,
+            },
         })
+    }
+
+    /// Whether this call's amounts are exact decimals.
+    fn decimal(&self, args: &AccumulatorArgs) -> bool {
+        self.output == RfmOutput::Summary && money::is_decimal(args.expr_fields[1].data_type())
     }
 }
 
@@ -238,7 +356,7 @@ impl AggregateUDFImpl for RfmUdaf {
                 check_temporal(name, "as_of", &arg_types[2])?;
                 let mut out = vec![
                     arg_types[0].clone(),
-                    DataType::Float64,
+                    money::amount_type(&arg_types[1]),
                     arg_types[2].clone(),
                 ];
                 if n == 4 {
@@ -265,9 +383,9 @@ impl AggregateUDFImpl for RfmUdaf {
         }
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         Ok(match self.output {
-            RfmOutput::Summary => DataType::Struct(summary_fields()),
+            RfmOutput::Summary => DataType::Struct(summary_fields(&arg_types[1])),
             RfmOutput::ChurnRisk => DataType::Float64,
         })
     }
@@ -282,7 +400,10 @@ impl AggregateUDFImpl for RfmUdaf {
             )),
             Arc::new(Field::new(
                 format!("{}[amounts]", args.name),
-                list(DataType::Float64),
+                list(match self.output {
+                    RfmOutput::Summary => args.input_fields[1].data_type().clone(),
+                    RfmOutput::ChurnRisk => DataType::Float64,
+                }),
                 true,
             )),
             Arc::new(Field::new(
@@ -293,7 +414,28 @@ impl AggregateUDFImpl for RfmUdaf {
         ])
     }
 
-    crate::common::grouped_accumulators!(Self::groups);
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(if self.decimal(&args) {
+            Box::new(OneGroup::new(self.groups::<i128>(&args)?, &args)?)
+        } else {
+            Box::new(OneGroup::new(self.groups::<f64>(&args)?, &args)?)
+        })
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(if self.decimal(&args) {
+            Box::new(self.groups::<i128>(&args)?)
+        } else {
+            Box::new(self.groups::<f64>(&args)?)
+        })
+    }
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(match self.output {
@@ -303,23 +445,25 @@ impl AggregateUDFImpl for RfmUdaf {
     }
 }
 
-struct RfmGroups {
+struct RfmGroups<A: RfmAmount> {
     output: RfmOutput,
     unit: TickUnit,
     period_days: f64,
-    /// Every order of every group: (day, amount), 16 bytes with the group id.
-    orders: GroupLog<(i32, f64)>,
+    /// Every order of every group: (day, amount), with the group id.
+    orders: GroupLog<(i32, A)>,
     as_of: Vec<i64>,
+    /// The amounts' type as read: DOUBLE or DECIMAL(38, s).
+    amount_type: DataType,
 }
 
-impl RfmGroups {
+impl<A: RfmAmount> RfmGroups<A> {
     /// Feeds every usable row to `f(row, order, as_of)`; `order` is None for a row without an
     /// order at or before its `as_of`.
     fn for_each_row(
         &self,
         values: &[ArrayRef],
         filter: Option<&BooleanArray>,
-        mut f: impl FnMut(usize, Option<(i32, f64)>, i64),
+        mut f: impl FnMut(usize, Option<(i32, A)>, i64),
     ) -> Result<()> {
         let (ts_i, amount_i, as_of_i) = match self.output {
             RfmOutput::Summary => (0, Some(1), 2),
@@ -327,7 +471,7 @@ impl RfmGroups {
         };
         let (ts, ts_nulls) = ticks_of(&values[ts_i], self.unit)?;
         let (as_of, as_of_nulls) = ticks_of(&values[as_of_i], self.unit)?;
-        let amounts = amount_i.map(|i| values[i].as_primitive::<Float64Type>());
+        let amounts = amount_i.map(|i| A::column(&values[i]));
         let usable = row_mask(filter, &[as_of_nulls.as_ref()]);
         for row in 0..ts.len() {
             if usable.as_ref().is_some_and(|m| m.is_null(row)) {
@@ -337,8 +481,7 @@ impl RfmGroups {
                 ts_nulls.as_ref().is_none_or(|m| m.is_valid(row)) && ts[row] <= as_of[row];
             let order = has_order.then(|| {
                 let day = self.unit.day_of(ts[row]) as i32;
-                let amount =
-                    amounts.map_or(0.0, |a| if a.is_valid(row) { a.value(row) } else { 0.0 });
+                let amount = amounts.as_ref().map_or(A::default(), |a| a[row]);
                 (day, amount)
             });
             f(row, order, as_of[row]);
@@ -347,15 +490,15 @@ impl RfmGroups {
     }
 
     /// Takes groups `emit_to` out: their orders bucketed by group, and their `as_of`.
-    fn take_groups(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i32, f64)>, Vec<i64>) {
+    fn take_groups(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i32, A)>, Vec<i64>) {
         let as_of = take(emit_to, &mut self.as_of);
         let (offsets, flat) = self.orders.take(emit_to, as_of.len());
         (offsets, flat, as_of)
     }
 
-    fn finish(&self, offsets: &[usize], flat: &mut [(i32, f64)], as_of: &[i64]) -> ArrayRef {
+    fn finish(&self, offsets: &[usize], flat: &mut [(i32, A)], as_of: &[i64]) -> Result<ArrayRef> {
         let per_day = self.unit.per_day();
-        let summaries: Vec<Option<Rfm>> = (0..as_of.len())
+        let summaries: Vec<Option<Rfm<A::Mean>>> = (0..as_of.len())
             .map(|g| {
                 if as_of[g] == NONE {
                     return None;
@@ -366,7 +509,7 @@ impl RfmGroups {
                 )
             })
             .collect();
-        match self.output {
+        Ok(match self.output {
             RfmOutput::ChurnRisk => Arc::new(
                 summaries
                     .iter()
@@ -375,7 +518,8 @@ impl RfmGroups {
             ),
             RfmOutput::Summary => {
                 let p = self.period_days;
-                let col = |f: &dyn Fn(&Rfm) -> f64| -> ArrayRef {
+                let fields = summary_fields(&self.amount_type);
+                let col = |f: &dyn Fn(&Rfm<A::Mean>) -> f64| -> ArrayRef {
                     Arc::new(
                         summaries
                             .iter()
@@ -384,28 +528,40 @@ impl RfmGroups {
                     )
                 };
                 let nulls = summaries.iter().map(|s| s.is_some()).collect::<Vec<_>>();
-                Arc::new(StructArray::new(
-                    summary_fields(),
+                let monetary = A::means(
+                    summaries
+                        .iter()
+                        .map(|s| s.as_ref().map(|r| r.monetary_value))
+                        .collect(),
+                    fields[3].data_type(),
+                )?;
+                Arc::new(StructArray::try_new(
+                    fields,
                     vec![
                         col(&|r| r.frequency),
                         col(&|r| r.recency / p),
                         col(&|r| r.t / p),
-                        col(&|r| r.monetary_value),
+                        monetary,
                     ],
                     Some(nulls.into()),
-                ))
+                )?)
             }
-        }
+        })
     }
 
-    fn state_arrays(offsets: &[usize], flat: &[(i32, f64)], as_of: Vec<i64>) -> Vec<ArrayRef> {
+    fn state_arrays(
+        &self,
+        offsets: &[usize],
+        flat: &[(i32, A)],
+        as_of: Vec<i64>,
+    ) -> Result<Vec<ArrayRef>> {
         let days = Int32Array::from_iter_values(flat.iter().map(|e| e.0));
-        let amounts = Float64Array::from_iter_values(flat.iter().map(|e| e.1));
-        vec![
+        let amounts = A::array(flat.iter().map(|e| e.1).collect(), &self.amount_type)?;
+        Ok(vec![
             list_array(offsets, Arc::new(days)),
-            list_array(offsets, Arc::new(amounts)),
+            list_array(offsets, amounts),
             Arc::new(Int64Array::from(as_of)),
-        ]
+        ])
     }
 
     fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
@@ -415,7 +571,7 @@ impl RfmGroups {
         let day_values = days
             .values()
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
-        let amount_values = amounts.values().as_primitive::<Float64Type>();
+        let amount_values = A::column(amounts.values());
         let offsets = days.value_offsets();
         for row in 0..days.len() {
             let g = group_of(row);
@@ -423,14 +579,13 @@ impl RfmGroups {
                 self.as_of[g] = as_of.value(row);
             }
             for k in offsets[row] as usize..offsets[row + 1] as usize {
-                self.orders
-                    .push(g, (day_values.value(k), amount_values.value(k)));
+                self.orders.push(g, (day_values.value(k), amount_values[k]));
             }
         }
     }
 }
 
-impl GroupsAccumulator for RfmGroups {
+impl<A: RfmAmount> GroupsAccumulator for RfmGroups<A> {
     fn update_batch(
         &mut self,
         values: &[ArrayRef],
@@ -468,12 +623,12 @@ impl GroupsAccumulator for RfmGroups {
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let (offsets, mut flat, as_of) = self.take_groups(emit_to);
-        Ok(self.finish(&offsets, &mut flat, &as_of))
+        self.finish(&offsets, &mut flat, &as_of)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let (offsets, flat, as_of) = self.take_groups(emit_to);
-        Ok(Self::state_arrays(&offsets, &flat, as_of))
+        self.state_arrays(&offsets, &flat, as_of)
     }
 
     fn convert_to_state(
@@ -500,7 +655,7 @@ impl GroupsAccumulator for RfmGroups {
         while offsets.len() < n + 1 {
             offsets.push(flat.len());
         }
-        Ok(Self::state_arrays(&offsets, &flat, as_of))
+        self.state_arrays(&offsets, &flat, as_of)
     }
 
     fn size(&self) -> usize {
@@ -546,7 +701,30 @@ mod tests {
             (0.0, 0.0, 4.0, 0.0)
         );
         assert_eq!(churn_risk(&r), None);
-        assert_eq!(summarize(&mut [], 9), None);
+        assert_eq!(summarize::<f64>(&mut [], 9), None);
+    }
+
+    #[test]
+    fn decimal_amounts_are_exact() {
+        // The same orders in cents (scale 2): day 0 (10.00 + 5.00), day 3 (7.00 + 1.00), day 10
+        // (4.01): monetary (8.00 + 4.01) / 2 = 6.005, as 6.005000 at scale 6.
+        let mut o: Vec<(i32, i128)> = vec![(3, 700), (0, 1000), (10, 401), (0, 500), (3, 100)];
+        let r = summarize(&mut o, 20).unwrap();
+        assert_eq!((r.frequency, r.recency, r.t), (2.0, 10.0, 20.0));
+        assert_eq!(r.monetary_value, 6_005_000);
+        // 0.01 over 3 repeat days: 0.0033333... rounds to 0.003333; 0.02 / 3 to 0.006667; a
+        // negative mean rounds away from zero too.
+        assert_eq!(i128::mean(1, 3), 3_333);
+        assert_eq!(i128::mean(2, 3), 6_667);
+        assert_eq!(i128::mean(-2, 3), -6_667);
+        assert_eq!(i128::mean(1, 2), 5_000);
+        // Saturates instead of overflowing.
+        assert_eq!(i128::mean(i128::MAX, 1), i128::MAX);
+        // A float 0.1 + 0.2 is not 0.3; the decimal is.
+        let mut f = vec![(0, 0.0), (1, 0.1), (1, 0.2)];
+        assert_ne!(summarize(&mut f, 5).unwrap().monetary_value, 0.3);
+        let mut d: Vec<(i32, i128)> = vec![(0, 0), (1, 10), (1, 20)];
+        assert_eq!(summarize(&mut d, 5).unwrap().monetary_value, 300_000);
     }
 
     proptest! {

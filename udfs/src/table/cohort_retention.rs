@@ -25,7 +25,7 @@
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Decimal128Array, Float64Array, Int64Array, StructArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, StructArray,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast as cast_array;
@@ -46,7 +46,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{PlannedTable, as_of_bound, constant_arg, require_columns, resolve_table, string_arg};
 use crate::cohort::{Amount, KeyedSums, Mode, Runs, Sum, TooLong, Triangle, TriangleRow};
-use crate::common::{OneGroup, list_array, row_mask};
+use crate::common::{OneGroup, list_array, money, row_mask};
 use crate::doc::scalar_doc;
 use crate::period::period_start_type;
 use crate::time::{Granularity, TickUnit, check_temporal, periods_of, ticks_of};
@@ -177,13 +177,7 @@ fn plan_err_ctx(e: DataFusionError) -> DataFusionError {
 /// The type revenue is summed and returned in: DECIMAL(38, s) for a DECIMAL amount of scale s
 /// (exact), DOUBLE otherwise.
 pub fn revenue_type(amount: &DataType) -> DataType {
-    match amount {
-        DataType::Decimal32(_, s)
-        | DataType::Decimal64(_, s)
-        | DataType::Decimal128(_, s)
-        | DataType::Decimal256(_, s) => DataType::Decimal128(38, (*s).clamp(0, 38)),
-        _ => DataType::Float64,
-    }
+    crate::common::money::amount_type(amount)
 }
 
 /// Builds the plan described in the module docs.
@@ -372,10 +366,7 @@ impl Money for Sum {
     }
 
     fn from_values(values: &ArrayRef) -> Vec<Self> {
-        let v = values.as_primitive::<Float64Type>();
-        (0..v.len())
-            .map(|i| Sum::of(if v.is_null(i) { 0.0 } else { v.value(i) }))
-            .collect()
+        money::floats(values).into_iter().map(Sum::of).collect()
     }
 
     fn values(totals: impl Iterator<Item = Self>, _: &DataType) -> Result<ArrayRef> {
@@ -399,30 +390,15 @@ impl Money for i128 {
     }
 
     fn from_values(values: &ArrayRef) -> Vec<Self> {
-        let v = values.as_primitive::<Decimal128Type>();
-        (0..v.len())
-            .map(|i| if v.is_null(i) { 0 } else { v.value(i) })
-            .collect()
+        money::decimals(values)
     }
 
     fn values(totals: impl Iterator<Item = Self>, revenue: &DataType) -> Result<ArrayRef> {
-        let DataType::Decimal128(p, s) = revenue else {
-            return plan_err!("cohort_retention: unexpected revenue type {revenue}");
-        };
-        let a = Decimal128Array::from_iter_values(totals).with_precision_and_scale(*p, *s)?;
-        a.validate_decimal_precision(*p).map_err(|_| {
-            DataFusionError::Execution(format!(
-                "cohort_retention: a revenue total exceeds {revenue}; cast amount to DOUBLE"
-            ))
-        })?;
-        Ok(Arc::new(a))
+        money::decimal_array("cohort_retention", totals.map(Some), revenue)
     }
 }
 
-/// The revenue type of an argument: DECIMAL(38, s) or DOUBLE.
-fn is_decimal(t: &DataType) -> bool {
-    matches!(t, DataType::Decimal128(_, _))
-}
+use money::is_decimal;
 
 /// One customer's part of the triangle (the output of `lifecycle_cohort_customer`).
 fn customer_fields(cohort: &DataType, revenue: &DataType) -> Fields {

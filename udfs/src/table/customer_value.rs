@@ -24,7 +24,8 @@ pub static CUSTOMER_VALUE_DOC: LazyLock<Documentation> = LazyLock::new(|| {
     scalar_doc(
         "One row per customer of `table` (columns `customer_id`, `order_ts`, `amount`) with orders at or before \
          `as_of`: `customer_id, frequency, recency, t, monetary_value` (`rfm_summary` in days; rows with a NULL \
-         `customer_id` are ignored, as in every lifecycle table function), `p_alive` and \
+         `customer_id` are ignored, as in every lifecycle table function; `monetary_value` is DECIMAL(38, s + 4), from \
+         exact sums, when `amount` is a DECIMAL of scale s, and DOUBLE otherwise), `p_alive` and \
          `expected_purchases` over the next `horizon_days` (default 365) from a BG/NBD model fitted on these \
          customers, `expected_value` per purchase from a Gamma-Gamma fit, `clv` over `horizon_days / 30` months \
          (rounded; 1% monthly discount), `stage` (`lifecycle_stage` at `as_of`), `rfm_segment` (quintile R by \
