@@ -1,7 +1,8 @@
 //! Criterion benches: every aggregate over 1 million rows and 100,000 groups (customers), next to
 //! the floor `count(*), sum(amount) GROUP BY customer_id` on the same data, the summary and a
-//! BG/NBD fit over it, `cohort_retention(..., 'month')` and its one-pass kernel alone; the event
-//! aggregates over the embedded sample's 0.76M site events, next to their floors.
+//! BG/NBD fit over it, `cohort_retention(..., 'month')` (bounded, unbounded, DECIMAL amounts, a
+//! 5-value breakdown) and its one-pass kernel alone; the event aggregates and `sessionize` over
+//! the embedded sample's 0.76M site events, next to their floors (and sessions in plain SQL).
 //!
 //! `cargo bench --bench aggregates`
 
@@ -13,7 +14,7 @@ use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
 use lifecycle::generate::purchases_schema;
 use lifecycle::{SessionOptions, build_session};
-use lifecycle_udfs::cohort::{KeyedSums, Sum, Triangle};
+use lifecycle_udfs::cohort::{KeyedSums, Mode, Sum, Triangle};
 
 const ROWS: usize = 1_000_000;
 const GROUPS: i64 = 100_000;
@@ -102,7 +103,35 @@ fn bench(c: &mut Criterion) {
             "cohort_retention_month",
             "SELECT * FROM cohort_retention('purchases', 'month')",
         ),
+        (
+            "cohort_retention_month_unbounded",
+            "SELECT * FROM cohort_retention('purchases', 'month', 'unbounded')",
+        ),
+        (
+            "cohort_retention_month_decimal",
+            "SELECT * FROM cohort_retention('purchases_decimal', 'month')",
+        ),
+        (
+            "cohort_retention_month_breakdown_5",
+            "SELECT * FROM cohort_retention('purchases_decimal', 'month', 'bounded', 'segment')",
+        ),
+        (
+            "rfm_summary_decimal",
+            "SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2025-01-01 00:00:00') FROM purchases_decimal GROUP BY customer_id",
+        ),
+        (
+            "floor_sum_decimal",
+            "SELECT customer_id, count(*), sum(amount) FROM purchases_decimal GROUP BY customer_id",
+        ),
     ];
+    rt.block_on(async {
+        ctx.sql(
+            "CREATE VIEW purchases_decimal AS SELECT customer_id, order_id, order_ts,
+                    CAST(amount AS DECIMAL(18, 2)) AS amount, customer_id % 5 AS segment FROM purchases",
+        )
+        .await
+        .unwrap();
+    });
     let mut group = c.benchmark_group("1M_rows_100k_customers");
     group.sample_size(10);
     for (name, sql) in queries {
@@ -144,11 +173,11 @@ fn bench(c: &mut Criterion) {
                 let r = runs.range(g);
                 let first = runs.keys[r.start];
                 for i in r {
-                    t.add_cell(first, 0, runs.keys[i] - first, 1, runs.sums[i])
+                    t.add_cell(first, 0, runs.keys[i] - first, 1, 0, runs.sums[i])
                         .unwrap();
                 }
             }
-            t.rows(None).unwrap().len()
+            t.rows(None, Mode::Bounded).unwrap().len()
         })
     });
     group.finish();
@@ -175,8 +204,32 @@ fn bench(c: &mut Criterion) {
             format!("SELECT customer_id, window_funnel(604800, {steps}, 'strict_order') FROM events GROUP BY customer_id"),
         ),
         (
+            "window_funnel_strict_once",
+            format!("SELECT customer_id, window_funnel(604800, {steps}, 'strict_once') FROM events GROUP BY customer_id"),
+        ),
+        (
             "sequence_count",
             "SELECT customer_id, sequence_count('(?1).*(?2)', event_ts, event_type = 'cart', event_type = 'purchase') FROM events GROUP BY customer_id".to_string(),
+        ),
+        (
+            "sequence_match_events",
+            "SELECT customer_id, sequence_match_events('(?1).*(?2)(?t<=3600)(?3)', event_ts, event_type = 'view', event_type = 'cart', event_type = 'purchase') FROM events GROUP BY customer_id".to_string(),
+        ),
+        (
+            "sequence_next_node",
+            "SELECT customer_id, sequence_next_node('forward', 'first_match', event_ts, event_type, true, event_type = 'cart') FROM events GROUP BY customer_id".to_string(),
+        ),
+        (
+            "floor_row_number",
+            "SELECT customer_id, row_number() OVER (PARTITION BY customer_id ORDER BY event_ts) FROM events".to_string(),
+        ),
+        (
+            "sessionize",
+            "SELECT customer_id, sessionize(event_ts, INTERVAL '30 minutes') OVER (PARTITION BY customer_id ORDER BY event_ts) FROM events".to_string(),
+        ),
+        (
+            "sessions_lag_sql",
+            "SELECT customer_id, sum(CASE WHEN event_ts - prev <= INTERVAL '30 minutes' THEN 0 ELSE 1 END) OVER (PARTITION BY customer_id ORDER BY event_ts ROWS UNBOUNDED PRECEDING) FROM (SELECT customer_id, event_ts, lag(event_ts) OVER (PARTITION BY customer_id ORDER BY event_ts) AS prev FROM events)".to_string(),
         ),
     ];
     let mut group = c.benchmark_group("sample_events");

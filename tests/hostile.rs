@@ -124,6 +124,15 @@ fn queries() -> Vec<String> {
          sequence_match('(?1)(?2)', order_ts, event_type = 'visit', amount > 5), \
          sequence_count('(?1)', order_ts, event_type = 'visit') FROM t GROUP BY customer_id"
             .to_string(),
+        "SELECT customer_id, window_funnel(86400, order_ts, event_type = 'visit', amount > 5, 'strict_once'), \
+         window_funnel_times(60, order_ts, event_type = 'visit', event_type = 'visit', 'strict_once,strict_order'), \
+         sequence_match_events('(?1).*(?2)', order_ts, event_type = 'visit', amount > 5), \
+         sequence_next_node('forward', 'head', order_ts, event_type, amount > 5, event_type = 'visit') \
+         FROM t GROUP BY customer_id"
+            .to_string(),
+        "SELECT customer_id, sessionize(order_ts, INTERVAL '1 day') OVER (PARTITION BY customer_id ORDER BY order_ts), \
+         sessionize(order_ts, 1e30) OVER (PARTITION BY customer_id ORDER BY order_ts) FROM t"
+            .to_string(),
     ];
     for a in AS_OF {
         q.push(format!(
@@ -135,6 +144,9 @@ fn queries() -> Vec<String> {
             "SELECT lifecycle_stage(order_ts, {a}) OVER (PARTITION BY customer_id) FROM t"
         ));
         q.push(format!("SELECT * FROM cohort_retention('t', 'month', {a})"));
+        q.push(format!(
+            "SELECT * FROM cohort_retention('t', 'month', {a}, 'unbounded', 'event_type')"
+        ));
         q.push(format!(
             "SELECT * FROM lifecycle_by_period('t', 'year', {a})"
         ));
@@ -244,6 +256,9 @@ async fn table_functions_over_tiny_parquet_files() {
                         ),
                         format!(
                             "SELECT sum(customers) FROM lifecycle_by_period('purchases', '{g}'{as_of}) WHERE status = 'new'"
+                        ),
+                        format!(
+                            "SELECT sum(cohort_size) FROM cohort_retention('purchases', '{g}'{as_of}, 'unbounded', 'event_type') WHERE period = 0"
                         ),
                     ] {
                         let got = crate::common::query(&ctx, &sql).await;

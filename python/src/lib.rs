@@ -12,9 +12,10 @@ mod table_plan;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 use datafusion_ffi::udaf::FFI_AggregateUDF;
 use datafusion_ffi::udf::FFI_ScalarUDF;
+use datafusion_ffi::udwf::FFI_WindowUDF;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
@@ -87,6 +88,34 @@ impl PyAggregate {
 
     fn __repr__(&self) -> String {
         format!("<lifecycle aggregate function {}>", self.udaf.name())
+    }
+}
+
+/// A lifecycle window function (`datafusion.udwf` accepts it).
+#[pyclass(name = "WindowFunction", module = "datafusion_lifecycle", frozen)]
+struct PyWindow {
+    udwf: Arc<WindowUDF>,
+}
+
+#[pymethods]
+impl PyWindow {
+    fn __datafusion_window_udf__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        let ffi = FFI_WindowUDF::from(Arc::clone(&self.udwf));
+        PyCapsule::new_with_value(py, ffi, c"datafusion_window_udf")
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.udwf.name().to_string()
+    }
+
+    #[getter]
+    fn doc(&self) -> String {
+        doc_text(self.udwf.documentation())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<lifecycle window function {}>", self.udwf.name())
     }
 }
 
@@ -185,7 +214,7 @@ fn sample_tables(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyArrowStream
         .collect()
 }
 
-/// Every function: (kind, object), kind one of "scalar", "aggregate", "table".
+/// Every function: (kind, object), kind one of "scalar", "aggregate", "window", "table".
 #[pyfunction]
 fn functions(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyAny>)>> {
     let mut out: Vec<(&'static str, Py<PyAny>)> = vec![];
@@ -198,6 +227,9 @@ fn functions(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyAny>)>> {
             _ => udaf,
         };
         out.push(("aggregate", Py::new(py, PyAggregate { udaf })?.into_any()));
+    }
+    for udwf in lifecycle_udfs::window_functions() {
+        out.push(("window", Py::new(py, PyWindow { udwf })?.into_any()));
     }
     for (name, _, doc) in lifecycle_udfs::table_functions() {
         out.push((
@@ -294,6 +326,7 @@ fn session_options(ctx: Bound<'_, PyAny>) -> PyResult<Vec<(String, String)>> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyScalar>()?;
     m.add_class::<PyAggregate>()?;
+    m.add_class::<PyWindow>()?;
     m.add_class::<PyTableFunction>()?;
     m.add_class::<PyOptions>()?;
     m.add_function(wrap_pyfunction!(functions, m)?)?;

@@ -43,6 +43,23 @@ QUERIES = {
     "window_funnel": "SELECT level, count(*) AS n FROM (SELECT customer_id, window_funnel(86400, event_ts, "
     "event_type = 'visit', event_type = 'cart', event_type = 'purchase') AS level FROM events "
     "GROUP BY customer_id) GROUP BY level ORDER BY level",
+    "strict_once": "SELECT level, count(*) AS n FROM (SELECT customer_id, window_funnel(86400, event_ts, "
+    "event_type = 'visit', event_type IN ('visit', 'cart'), event_type = 'purchase', 'strict_once') AS level "
+    "FROM events GROUP BY customer_id) GROUP BY level ORDER BY level",
+    "sequence_match_events": "SELECT customer_id, CAST(sequence_match_events('(?1).*(?2)', event_ts, "
+    "event_type = 'cart', event_type = 'purchase') AS VARCHAR) AS t FROM events GROUP BY customer_id "
+    "ORDER BY customer_id LIMIT 100",
+    "sequence_next_node": "SELECT next, count(*) AS n FROM (SELECT customer_id, sequence_next_node('forward', "
+    "'first_match', event_ts, event_type, true, event_type = 'cart') AS next FROM events GROUP BY customer_id) "
+    "GROUP BY next ORDER BY next",
+    "sessionize": "SELECT customer_id, max(s) AS sessions, count(*) AS events FROM (SELECT customer_id, "
+    "sessionize(event_ts, INTERVAL '30 minutes') OVER (PARTITION BY customer_id ORDER BY event_ts) AS s "
+    "FROM events) GROUP BY customer_id ORDER BY customer_id LIMIT 200",
+    "cohort_unbounded": "SELECT cohort, period, active_customers, round(cumulative_revenue, 4) AS value "
+    "FROM cohort_retention('purchases', 'quarter', 'unbounded') ORDER BY cohort, period",
+    "cohort_breakdown": "SELECT breakdown, cohort, period, cohort_size, active_customers FROM "
+    "cohort_retention('purchases', 'quarter', DATE '2024-06-30', 'bounded', 'customer_id') "
+    "WHERE breakdown < 40 ORDER BY breakdown, cohort, period",
 }
 
 

@@ -33,6 +33,13 @@ class AggregateFunction:
     doc: str
     def __datafusion_aggregate_udf__(self) -> object: ...
 
+class WindowFunction:
+    """A lifecycle window function (``datafusion.udwf`` accepts it)."""
+
+    name: str
+    doc: str
+    def __datafusion_window_udf__(self) -> object: ...
+
 class TableFunction:
     """A lifecycle table function: in SQL once registered, or called with a context."""
 
@@ -53,7 +60,12 @@ def session_context(base: SessionConfig | None = None) -> SessionContext: ...
 def sample(ctx: SessionContext) -> SessionContext: ...
 '''
 
-CLASS = {"scalar": "ScalarFunction", "aggregate": "AggregateFunction", "table": "TableFunction"}
+CLASS = {
+    "scalar": "ScalarFunction",
+    "aggregate": "AggregateFunction",
+    "window": "WindowFunction",
+    "table": "TableFunction",
+}
 
 
 def render() -> str:

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, new_empty_array};
 use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
@@ -208,6 +208,73 @@ macro_rules! grouped_accumulators {
     };
 }
 pub(crate) use grouped_accumulators;
+
+/// [`grouped_accumulators`] for an aggregate generic over its amounts (see [`money`]): built by
+/// `$make::<i128>` when `$decimal(&self, &args)` says the amounts are DECIMAL, else by
+/// `$make::<$float>`.
+macro_rules! money_accumulators {
+    ($make:ident, $float:ty, $decimal:expr) => {
+        fn accumulator(
+            &self,
+            args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+            Ok(if $decimal(self, &args) {
+                Box::new($crate::common::OneGroup::new(
+                    self.$make::<i128>(&args)?,
+                    &args,
+                )?)
+            } else {
+                Box::new($crate::common::OneGroup::new(
+                    self.$make::<$float>(&args)?,
+                    &args,
+                )?)
+            })
+        }
+
+        fn groups_accumulator_supported(
+            &self,
+            _args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> bool {
+            true
+        }
+
+        fn create_groups_accumulator(
+            &self,
+            args: datafusion::logical_expr::function::AccumulatorArgs,
+        ) -> datafusion::common::Result<Box<dyn datafusion::logical_expr::GroupsAccumulator>> {
+            Ok(if $decimal(self, &args) {
+                Box::new(self.$make::<i128>(&args)?)
+            } else {
+                Box::new(self.$make::<$float>(&args)?)
+            })
+        }
+    };
+}
+pub(crate) use money_accumulators;
+
+/// Whether `t` is a string type.
+pub fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+/// A list of `t` (elements not null), the shape of every list state.
+pub fn list_of(t: DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(t, false)))
+}
+
+/// Partial-state fields `name[suffix]`, each a (nullable) list of the given element type.
+pub fn list_state_fields(name: &str, fields: &[(&str, DataType)]) -> Vec<FieldRef> {
+    fields
+        .iter()
+        .map(|(suffix, t)| {
+            Arc::new(Field::new(
+                format!("{name}[{suffix}]"),
+                list_of(t.clone()),
+                true,
+            ))
+        })
+        .collect()
+}
 
 /// Grows every state vector to `n` groups with its initial value.
 pub fn resize<T: Clone>(v: &mut Vec<T>, n: usize, init: T) {

@@ -19,12 +19,11 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type}
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
-    Signature, Volatility,
+    AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::common::{GroupLog, OneGroup, check_arity, list_array, money, resize, row_mask, take};
+use crate::common::{GroupLog, check_arity, list_array, money, resize, row_mask, take};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal, ticks_of};
 
@@ -414,28 +413,7 @@ impl AggregateUDFImpl for RfmUdaf {
         ])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(if self.decimal(&args) {
-            Box::new(OneGroup::new(self.groups::<i128>(&args)?, &args)?)
-        } else {
-            Box::new(OneGroup::new(self.groups::<f64>(&args)?, &args)?)
-        })
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(if self.decimal(&args) {
-            Box::new(self.groups::<i128>(&args)?)
-        } else {
-            Box::new(self.groups::<f64>(&args)?)
-        })
-    }
+    crate::common::money_accumulators!(groups, f64, Self::decimal);
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(match self.output {

@@ -30,7 +30,7 @@ import decimal as _decimal
 import threading as _threading
 from typing import Any
 
-from datafusion import DataFrame, SessionConfig, SessionContext, udaf, udf, udtf
+from datafusion import DataFrame, SessionConfig, SessionContext, udaf, udf, udtf, udwf
 
 from . import _native
 from ._native import LifecycleOptions
@@ -137,7 +137,7 @@ for _kind, _obj in _native.functions():
     _fn = TableFunction(_obj) if _kind == "table" else _obj
     _FUNCTIONS.append((_kind, _fn))
     # Each function importable by name (``from datafusion_lifecycle import lifecycle_stage``):
-    # the FFI object, which ``datafusion.udf`` / ``udaf`` accept, or the table function.
+    # the FFI object, which ``datafusion.udf`` / ``udaf`` / ``udwf`` accept, or the table function.
     globals()[_obj.name] = _fn
     __all__.append(_obj.name)
 
@@ -145,7 +145,8 @@ _INTERNAL = _native.internal_functions()
 
 
 def functions() -> list[tuple[str, Any]]:
-    """Every lifecycle function as ``(kind, object)``; kind is ``scalar``, ``aggregate`` or ``table``."""
+    """Every lifecycle function as ``(kind, object)``; kind is ``scalar``, ``aggregate``, ``window`` or
+    ``table``."""
     return list(_FUNCTIONS)
 
 
@@ -163,7 +164,7 @@ def config(base: SessionConfig | None = None) -> SessionConfig:
 
 
 def register(ctx: SessionContext) -> SessionContext:
-    """Registers every lifecycle scalar, aggregate and table function on ``ctx``; returns ``ctx``.
+    """Registers every lifecycle scalar, aggregate, window and table function on ``ctx``; returns ``ctx``.
 
     The ``lifecycle.*`` options come with the context's configuration (see :func:`config`).
     """
@@ -172,6 +173,8 @@ def register(ctx: SessionContext) -> SessionContext:
             ctx.register_udf(udf(obj))
         elif kind == "aggregate":
             ctx.register_udaf(udaf(obj))
+        elif kind == "window":
+            ctx.register_udwf(udwf(obj))
         else:
             ctx.register_udtf(udtf(obj._udtf, obj.name, with_session=True))
     for obj in _INTERNAL:

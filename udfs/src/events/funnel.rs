@@ -22,7 +22,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{self as events, EventAggregate, EventGroups, GroupEvents};
-use crate::common::list_array;
+use crate::common::{is_string, list_array};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal};
 
@@ -422,10 +422,6 @@ fn mode_of(name: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<Modes> {
         Some(Some(s)) => Modes::parse(s).or_else(|e| plan_err!("{name}: {e}")),
         _ => plan_err!("{name}: argument 'mode' must be a constant string"),
     }
-}
-
-fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
 impl WindowFunnel {

@@ -29,7 +29,9 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32T
 use datafusion::common::Result;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
-use crate::common::{bucket_in_place_with, group_offsets, list_array, resize, row_mask};
+use crate::common::{
+    bucket_in_place_with, group_offsets, list_array, list_state_fields, resize, row_mask,
+};
 use crate::time::{TickUnit, ticks_of};
 
 pub mod funnel;
@@ -132,24 +134,13 @@ pub fn for_each_condition_row(
 /// The partial-state fields: timestamps and tags, one list each per group, and whether the
 /// group's answer is settled (then both lists are empty).
 pub fn state_fields(name: &str) -> Vec<FieldRef> {
-    let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
-    vec![
-        Arc::new(Field::new(
-            format!("{name}[ts]"),
-            list(DataType::Int64),
-            true,
-        )),
-        Arc::new(Field::new(
-            format!("{name}[tag]"),
-            list(DataType::UInt32),
-            true,
-        )),
-        Arc::new(Field::new(
-            format!("{name}[settled]"),
-            DataType::Boolean,
-            true,
-        )),
-    ]
+    let mut fields = list_state_fields(name, &[("ts", DataType::Int64), ("tag", DataType::UInt32)]);
+    fields.push(Arc::new(Field::new(
+        format!("{name}[settled]"),
+        DataType::Boolean,
+        true,
+    )));
+    fields
 }
 
 /// Every group's events from input rows, as three vectors side by side: (group, timestamp, tag).

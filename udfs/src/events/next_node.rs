@@ -17,14 +17,14 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, LargeStringArray, LargeStringBuilder,
     ListArray, StringBuilder, UInt32Array,
 };
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32Type};
+use datafusion::arrow::datatypes::{DataType, FieldRef, Int64Type, UInt32Type};
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use crate::common::{group_offsets, list_array};
+use crate::common::{group_offsets, is_string, list_array, list_state_fields};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal};
 
@@ -278,10 +278,6 @@ impl SequenceNextNode {
     }
 }
 
-fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
 impl AggregateUDFImpl for SequenceNextNode {
     fn name(&self) -> &str {
         "sequence_next_node"
@@ -337,25 +333,14 @@ impl AggregateUDFImpl for SequenceNextNode {
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
-        let name = args.name;
-        Ok(vec![
-            Arc::new(Field::new(
-                format!("{name}[ts]"),
-                list(DataType::Int64),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{name}[mask]"),
-                list(DataType::UInt32),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{name}[value]"),
-                list(DataType::LargeUtf8),
-                true,
-            )),
-        ])
+        Ok(list_state_fields(
+            args.name,
+            &[
+                ("ts", DataType::Int64),
+                ("mask", DataType::UInt32),
+                ("value", DataType::LargeUtf8),
+            ],
+        ))
     }
 
     crate::common::grouped_accumulators!(Self::groups);

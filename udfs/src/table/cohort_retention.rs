@@ -46,7 +46,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{PlannedTable, as_of_bound, constant_arg, require_columns, resolve_table, string_arg};
 use crate::cohort::{Amount, KeyedSums, Mode, Runs, Sum, TooLong, Triangle, TriangleRow};
-use crate::common::{OneGroup, list_array, money, row_mask};
+use crate::common::{list_array, list_of, list_state_fields, money, row_mask};
 use crate::doc::scalar_doc;
 use crate::period::period_start_type;
 use crate::time::{Granularity, TickUnit, check_temporal, periods_of, ticks_of};
@@ -303,24 +303,6 @@ fn literal(func: &str, expr: &Arc<dyn PhysicalExpr>) -> Result<ScalarValue> {
     }
 }
 
-fn list_of(t: DataType) -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(t, false)))
-}
-
-/// State fields `name[suffix]`, each a list of the given type.
-fn list_state_fields(name: &str, fields: &[(&str, DataType)]) -> Vec<FieldRef> {
-    fields
-        .iter()
-        .map(|(suffix, t)| {
-            Arc::new(Field::new(
-                format!("{name}[{suffix}]"),
-                list_of(t.clone()),
-                true,
-            ))
-        })
-        .collect()
-}
-
 /// How one kind of revenue total ([`Amount`]) is read from and written to Arrow: floating
 /// totals as DOUBLE (with the compensation term in partial states), decimal totals as
 /// DECIMAL(38, s).
@@ -511,28 +493,9 @@ impl AggregateUDFImpl for CohortCustomerUdaf {
         Ok(list_state_fields(args.name, &fields))
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(if is_decimal(args.expr_fields[1].data_type()) {
-            Box::new(OneGroup::new(self.groups::<i128>(&args)?, &args)?)
-        } else {
-            Box::new(OneGroup::new(self.groups::<Sum>(&args)?, &args)?)
-        })
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(if is_decimal(args.expr_fields[1].data_type()) {
-            Box::new(self.groups::<i128>(&args)?)
-        } else {
-            Box::new(self.groups::<Sum>(&args)?)
-        })
-    }
+    crate::common::money_accumulators!(groups, Sum, |_: &Self, args: &AccumulatorArgs| {
+        is_decimal(args.expr_fields[1].data_type())
+    });
 }
 
 struct CohortCustomers<A: Money> {
