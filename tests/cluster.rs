@@ -17,6 +17,10 @@ fn generate(dir: &Path, customers: u64, files: u64) {
     crate::common::generate_dense(dir, customers, files, 5);
 }
 
+/// A view the queries read: amounts as DECIMAL and a five-value segment to break down by.
+const PREPARE: &str = "CREATE VIEW purchases_decimal AS SELECT customer_id, order_ts,
+    CAST(amount AS DECIMAL(18, 2)) AS amount, customer_id % 5 AS segment FROM purchases";
+
 /// One query per function family, each with a total order on its output.
 const QUERIES: &[&str] = &[
     // lifecycle_stage and churn_flag (session thresholds, added at planning)
@@ -36,6 +40,10 @@ const QUERIES: &[&str] = &[
     // the same through a week triangle with as_of
     "SELECT count(*), sum(active_customers), round(sum(revenue), 2)
      FROM cohort_retention('purchases', 'week', TIMESTAMP '2024-03-31')",
+    // unbounded, by a breakdown (first_value with an order, the triangle grouped), DECIMAL revenue
+    "SELECT breakdown, count(*), sum(active_customers), CAST(sum(cumulative_revenue) AS VARCHAR)
+     FROM cohort_retention('purchases_decimal', 'quarter', 'unbounded', 'segment')
+     GROUP BY breakdown ORDER BY breakdown",
     // rfm_summary (single phase) and bgnbd_fit over it
     "SELECT customer_id, s.frequency, s.recency, s.t, round(s.monetary_value, 6) AS m FROM (
        SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2024-07-01') AS s
@@ -47,6 +55,19 @@ const QUERIES: &[&str] = &[
     // churn_risk
     "SELECT customer_id, round(churn_risk(order_ts, TIMESTAMP '2024-07-01'), 9) AS risk
      FROM purchases GROUP BY customer_id ORDER BY customer_id",
+    // strict_once, sequence_match_events, sequence_next_node and sessionize over events
+    "SELECT level, count(*) AS n FROM (
+       SELECT customer_id, window_funnel(86400, event_ts, event_type = 'visit', event_type IN ('visit', 'cart'),
+                                         event_type = 'purchase', 'strict_once') AS level
+       FROM events GROUP BY customer_id) GROUP BY level ORDER BY level",
+    "SELECT next, cardinality(t) AS k, count(*) AS n FROM (
+       SELECT customer_id, sequence_next_node('forward', 'first_match', event_ts, event_type, true,
+                                              event_type = 'view') AS next,
+              sequence_match_events('(?1).*(?2)', event_ts, event_type = 'view', event_type = 'cart') AS t
+       FROM events GROUP BY customer_id) GROUP BY next, k ORDER BY next, k",
+    "SELECT s, count(*) AS n FROM (
+       SELECT sessionize(event_ts, INTERVAL '30 minutes') OVER (PARTITION BY customer_id ORDER BY event_ts) AS s
+       FROM events) GROUP BY s ORDER BY s",
     // window_funnel and sequence_count over events
     "SELECT level, count(*) AS n FROM (
        SELECT customer_id, window_funnel(86400, event_ts, event_type = 'visit', event_type = 'view',
@@ -85,6 +106,7 @@ async fn local_answers(dir: &Path) -> Vec<Vec<Vec<String>>> {
     let t = tables(dir);
     let t: Vec<(&str, &str)> = t.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let ctx = session(4, &t).await;
+    query(&ctx, PREPARE).await;
     let mut out = vec![];
     for q in QUERIES {
         out.push(query(&ctx, q).await);
@@ -104,6 +126,7 @@ async fn standalone_cluster_gives_the_single_process_answers() {
             .await
             .unwrap();
     }
+    query(&ctx, PREPARE).await;
     for (q, want) in QUERIES.iter().zip(&expected) {
         assert!(!want.is_empty(), "{q}");
         assert_eq!(&query(&ctx, q).await, want, "{q}");
@@ -259,13 +282,13 @@ fn a_cluster_of_processes_gives_the_single_process_answers() {
 
     for q in QUERIES {
         // The same command without --cluster: the same printing, so lists and structs compare too.
-        let local = lifecycle_sql(None, &data, &[q]);
+        let local = lifecycle_sql(None, &data, &[PREPARE, q]);
         assert!(
             local.status.success(),
             "{q}: {}",
             String::from_utf8_lossy(&local.stderr)
         );
-        let o = lifecycle_sql(Some(&addr), &data, &[q]);
+        let o = lifecycle_sql(Some(&addr), &data, &[PREPARE, q]);
         assert!(
             o.status.success(),
             "{q}: {}",
