@@ -556,8 +556,9 @@ impl<A: RfmAmount> RfmGroups<A> {
             if as_of.is_valid(row) && as_of.value(row) > self.as_of[g] {
                 self.as_of[g] = as_of.value(row);
             }
-            for k in offsets[row] as usize..offsets[row + 1] as usize {
-                self.orders.push(g, (day_values.value(k), amount_values[k]));
+            let range = offsets[row] as usize..offsets[row + 1] as usize;
+            for (k, amount) in range.clone().zip(&amount_values[range]) {
+                self.orders.push(g, (day_values.value(k), *amount));
             }
         }
     }

@@ -118,9 +118,9 @@ pub mod kernel {
             ) {
                 ts.sort();
                 let got = sessions(&ts.iter().map(|&t| Some(t)).collect::<Vec<_>>(), gap).unwrap();
-                for i in 0..ts.len() {
+                for (i, session) in got.iter().enumerate() {
                     let breaks = (1..=i).filter(|&j| ts[j] - ts[j - 1] > gap).count() as i64;
-                    proptest::prop_assert_eq!(got[i], Some(1 + breaks));
+                    proptest::prop_assert_eq!(*session, Some(1 + breaks));
                 }
                 let cut = cut.min(ts.len());
                 let mut s = Sessions::new(gap);
