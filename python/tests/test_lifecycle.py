@@ -183,7 +183,8 @@ def test_to_pandas_and_imports(ctx):
     from datafusion_lifecycle import cohort_retention, lifecycle_stage  # noqa: F401
 
     df = ctx.sql("SELECT * FROM cohort_retention('purchases', 'month')").to_pandas()
-    assert list(df.columns) == ["cohort", "period", "cohort_size", "active_customers", "retention", "revenue"]
+    assert list(df.columns) == ["cohort", "period", "cohort_size", "active_customers", "retention", "revenue",
+                                "cumulative_revenue", "revenue_retention"]
     assert len(df) > 10
     assert "lifecycle_stage" in lifecycle_stage.doc or lifecycle_stage.doc
 

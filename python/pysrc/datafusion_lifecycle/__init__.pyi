@@ -18,6 +18,13 @@ class AggregateFunction:
     doc: str
     def __datafusion_aggregate_udf__(self) -> object: ...
 
+class WindowFunction:
+    """A lifecycle window function (``datafusion.udwf`` accepts it)."""
+
+    name: str
+    doc: str
+    def __datafusion_window_udf__(self) -> object: ...
+
 class TableFunction:
     """A lifecycle table function: in SQL once registered, or called with a context."""
 
@@ -91,16 +98,18 @@ months: whole number of months (30 days each)
 monthly_discount_rate: default 0.01"""
 
 cohort_retention: TableFunction
-"""Table function: the whole retention triangle of a purchases table. One row per cohort (start of the first-purchase period) and period (0, 1, ... up to the period of the latest order, or of `as_of`), zero-filled, ordered by cohort then period, with columns `cohort` TIMESTAMP, `period` BIGINT, `cohort_size` BIGINT, `active_customers` BIGINT, `retention` DOUBLE (active / size) and `revenue` DOUBLE (sum of the cohort's non-NULL amounts in the period). The table needs columns `customer_id`, `order_ts` (TIMESTAMP or DATE) and `amount`; rows with a NULL customer_id or order_ts are ignored, and so are orders after `as_of`. Periods are calendar periods in UTC.
+"""Table function: the whole retention triangle of a purchases table. One row per cohort (start of the first-purchase period) and period (0, 1, ... up to the period of the latest order, or of `as_of`), zero-filled, ordered by cohort then period, with columns `cohort` TIMESTAMP, `period` BIGINT, `cohort_size` BIGINT, `active_customers` BIGINT, `retention` DOUBLE (active / size), `revenue` (sum of the cohort's non-NULL amounts in the period), `cumulative_revenue` (periods 0 through this one: the cohort's value curve) and `revenue_retention` DOUBLE (revenue in the period / revenue in period 0; NULL when period 0's revenue is 0). Revenue is DECIMAL(38, s), summed exactly, when `amount` is a DECIMAL of scale s, and DOUBLE otherwise. `mode` 'bounded' (the default) counts a customer active in period n when it ordered in period n; 'unbounded' when it ordered in period n or any later period (PostHog's "on or after" retention; revenue is unchanged). With a `breakdown` column, each customer is attributed the value of its first order (first touch; of several first orders at one instant, the smallest value), and the result has one triangle per value (NULL is a value) with a `breakdown` column first, ordered by breakdown (NULL last), cohort, period; each triangle runs to its own customers' latest order (or to `as_of`), so it equals the plain triangle of a table holding just those customers. The table needs columns `customer_id`, `order_ts` (TIMESTAMP or DATE) and `amount`; rows with a NULL customer_id or order_ts are ignored, and so are orders after `as_of`. Periods are calendar periods in UTC. The optional arguments are positional, and `as_of` may be left out before `mode`: DataFusion 55 rejects named arguments (`mode => 'unbounded'`) in table functions.
 
-cohort_retention(table, granularity [, as_of])
+cohort_retention(table, granularity [, as_of] [, mode [, breakdown]])
 
 table: name of a table (or view) in the session, as a string
 granularity: 'day', 'week', 'month', 'quarter' or 'year'
-as_of: optional TIMESTAMP or DATE: ignore later orders and extend the triangle to it"""
+as_of: optional TIMESTAMP or DATE: ignore later orders and extend the triangle to it
+mode: optional 'bounded' (default) or 'unbounded'
+breakdown: optional name of a column of the table: one triangle per value of the customer's first order"""
 
 customer_value: TableFunction
-"""One row per customer of `table` (columns `customer_id`, `order_ts`, `amount`) with orders at or before `as_of`: `customer_id, frequency, recency, t, monetary_value` (`rfm_summary` in days; rows with a NULL `customer_id` are ignored, as in every lifecycle table function), `p_alive` and `expected_purchases` over the next `horizon_days` (default 365) from a BG/NBD model fitted on these customers, `expected_value` per purchase from a Gamma-Gamma fit, `clv` over `horizon_days / 30` months (rounded; 1% monthly discount), `stage` (`lifecycle_stage` at `as_of`), `rfm_segment` (quintile R by days since the last order, F by frequency, ties by customer_id) and `models_converged`. The fits need data that supports them: when a fit does not converge (for example a handful of customers, or almost only one-time buyers), `models_converged` is false and the predictions that need it are NULL; a prediction is never negative or infinite. A few hundred customers, some with repeat purchases, are a practical minimum. Unordered (add ORDER BY). The query is `sql/functions/customer_value.sql`, readable and adaptable.
+"""One row per customer of `table` (columns `customer_id`, `order_ts`, `amount`) with orders at or before `as_of`: `customer_id, frequency, recency, t, monetary_value` (`rfm_summary` in days; rows with a NULL `customer_id` are ignored, as in every lifecycle table function; `monetary_value` is DECIMAL(38, s + 4), from exact sums, when `amount` is a DECIMAL of scale s, and DOUBLE otherwise), `p_alive` and `expected_purchases` over the next `horizon_days` (default 365) from a BG/NBD model fitted on these customers, `expected_value` per purchase from a Gamma-Gamma fit, `clv` over `horizon_days / 30` months (rounded; 1% monthly discount), `stage` (`lifecycle_stage` at `as_of`), `rfm_segment` (quintile R by days since the last order, F by frequency, ties by customer_id) and `models_converged`. The fits need data that supports them: when a fit does not converge (for example a handful of customers, or almost only one-time buyers), `models_converged` is false and the predictions that need it are NULL; a prediction is never negative or infinite. A few hundred customers, some with repeat purchases, are a practical minimum. Unordered (add ORDER BY). The query is `sql/functions/customer_value.sql`, readable and adaptable.
 
 customer_value(table, as_of [, horizon_days])
 
@@ -209,12 +218,12 @@ r_score: recency score 1-5 (5 = most recent)
 f_score: frequency score 1-5 (5 = most frequent)"""
 
 rfm_summary: AggregateFunction
-"""Recency-frequency-monetary summary of one customer (use with GROUP BY customer), with exactly the definitions of `lifetimes.utils.summary_data_from_transaction_data`: orders after `as_of` are dropped; timestamps are floored to (UTC) days; `frequency` = distinct purchase days - 1; `recency` = last purchase day - first purchase day; `t` = `as_of` day - first purchase day; `monetary_value` = mean over the repeat purchase days of each day's summed amount (0 when frequency is 0). `recency` and `t` are expressed in `period`: 'day' (default), 'week' (days / 7) or any number of days. NULL for a customer without orders at or before `as_of`; a NULL amount counts as 0. The result feeds `bgnbd_fit`, `pareto_nbd_fit` and `gamma_gamma_fit`.
+"""Recency-frequency-monetary summary of one customer (use with GROUP BY customer), with exactly the definitions of `lifetimes.utils.summary_data_from_transaction_data`: orders after `as_of` are dropped; timestamps are floored to (UTC) days; `frequency` = distinct purchase days - 1; `recency` = last purchase day - first purchase day; `t` = `as_of` day - first purchase day; `monetary_value` = mean over the repeat purchase days of each day's summed amount (0 when frequency is 0; for DECIMAL amounts of scale s, summed exactly and a DECIMAL(38, s + 4) rounded half away from zero, as DataFusion's `avg`; other amounts give DOUBLE). `recency` and `t` are expressed in `period`: 'day' (default), 'week' (days / 7) or any number of days. NULL for a customer without orders at or before `as_of`; a NULL amount counts as 0. The result feeds `bgnbd_fit`, `pareto_nbd_fit` and `gamma_gamma_fit`.
 
 rfm_summary(order_ts, amount, as_of [, period])
 
 order_ts: TIMESTAMP (any unit, with or without time zone) or DATE of each order
-amount: numeric amount of each order
+amount: numeric amount of each order (DECIMAL amounts stay exact)
 as_of: TIMESTAMP or DATE: end of the observation period (constant per customer)
 period: constant 'day', 'week', or a positive number of days (DOUBLE)"""
 
@@ -236,15 +245,44 @@ pattern: constant pattern string
 ts: TIMESTAMP (any unit) or DATE of each event
 cond1, ..., condN: BOOLEAN conditions (1 to 32), referred to as (?1) ... (?N)"""
 
+sequence_match_events: AggregateFunction
+"""The timestamps of the events the first match of the pattern used, one per `(?N)` step in pattern order (`.` and `.*` contribute none), as ClickHouse's `sequenceMatchEvents(pattern)(ts, cond1, ...)`; an empty list when the pattern does not match. The first match is the one whose steps come earliest, the first step first (each `.*` takes as few events as it can, as in ClickHouse's matcher). Where ClickHouse returns the longest partial chain for a group that does not match, this returns an empty list, so `cardinality(...) > 0` is `sequence_match`. The list's type is the timestamp type of `ts` (DATE as TIMESTAMP(s)). Pattern syntax (ClickHouse's): `(?N)` an event matching condition N; `.` any one event; `.*` any number of events; `(?t<=S)`, `(?t<S)`, `(?t>=S)`, `(?t>S)`, `(?t==S)` the time in seconds between the events on either side. Only rows where at least one condition holds are events; they are ordered by timestamp (ties by which conditions hold; ClickHouse leaves ties unordered). The pattern may match anywhere. A match needing more than 1,000,000 steps is an error, as in ClickHouse. `ts` may be any timestamp unit or a DATE; NULL conditions are false; NULL `ts` rows are ignored.
+
+sequence_match_events(pattern, ts, cond1, ..., condN)
+
+pattern: constant pattern string
+ts: TIMESTAMP (any unit) or DATE of each event
+cond1, ..., condN: BOOLEAN conditions (1 to 32), referred to as (?1) ... (?N)"""
+
+sequence_next_node: AggregateFunction
+"""The value of `event_column` at the event that follows a chain of events, as ClickHouse's `sequenceNextNode(direction, base)(ts, event_column, base_condition, event1, ...)`: the natural "what do customers do next after A then B" question. Every row with a `ts` and an `event_column` value is an event; a group's events are ordered by `ts` (ties by value, then by the conditions they match, so the order never depends on row order). The base event is the first event (`base` 'head'), the last ('tail'), or the first / last event matching `event1` ('first_match', 'last_match'), and it must satisfy `base_condition`. From the base, going `direction` 'forward' (or 'backward'), the k-th event must match event k for every event condition; the answer is the value of the event after them (before them, backward). NULL when there is no base, the chain breaks, or no event is left. `event_column` is a string (cast other types); up to 31 event conditions; NULL conditions are false; rows with a NULL `ts` or `event_column` are ignored. ClickHouse marks the function experimental; its semantics here are those of its source (ClickHouse 26).
+
+sequence_next_node(direction, base, ts, event_column, base_condition, event1, ..., eventN)
+
+direction: constant 'forward' or 'backward'
+base: constant 'head', 'tail', 'first_match' or 'last_match'
+ts: TIMESTAMP (any unit) or DATE of each event
+event_column: string value returned for the next event
+base_condition: BOOLEAN condition the base event must satisfy
+event1, ..., eventN: BOOLEAN conditions of the chain (1 to 31)"""
+
+sessionize: WindowFunction
+"""Window function: the session number (1, 2, ...) of each event within its partition (usually a customer). A new session starts when an event comes more than `gap` after the previous event of the partition (exactly `gap` later is the same session; events at the same instant always share one, so ties cannot change the answer). Write it with the partition's events in time order: `OVER (PARTITION BY customer_id ORDER BY ts)`; rows that go back in time (another ORDER BY, or DESC) are an error rather than a wrong number. Rows with a NULL `ts` get NULL and do not end a session. It streams: on a sorted input it keeps only the current batch, so it runs over tens of millions of events like `row_number()`. A session key is `(customer_id, sessionize(...))`; aggregate over it for session length and count.
+
+sessionize(ts, gap) OVER (PARTITION BY key ORDER BY ts)
+
+ts: TIMESTAMP (any unit, with or without time zone) or DATE of each event
+gap: constant INTERVAL (days, hours, minutes, seconds; not months) or number of seconds (>= 0)"""
+
 window_funnel: AggregateFunction
-"""The funnel level a group (usually a customer) reached: the largest k such that events matching cond1, ..., condk occur in that order with every step within `window_seconds` of the chain's first step (inclusive), exactly as ClickHouse's `windowFunnel(window[, mode])(ts, cond1, ...)`: a row matching several conditions counts as one event per condition, events are sorted by timestamp then condition index, a repeated first step starts a new chain (the levels already reached stay), and 1 to 32 conditions are allowed. `mode` (a constant, several comma-separated): `strict_order` (an event matching no condition, or a later step before its predecessor, stops the search), `strict_deduplication` (a repeated step stops it), `strict_increase` (each step strictly after the previous one), `allow_reentry` (with strict_order: early later steps are skipped instead of stopping). Beyond ClickHouse: `ts` may be a timestamp of any unit or a DATE (ClickHouse rejects 64-bit timestamps), and `window_seconds` may be fractional. NULL conditions count as false; rows with a NULL `ts` are ignored. ClickHouse's `strict_once` mode is not supported. Memory: like ClickHouse, a group keeps the events matching a condition until it is evaluated, except that in the default mode a group that has reached the last step is settled (more events cannot lower its level) and keeps nothing more; the strict modes and `window_funnel_times` keep every matching event.
+"""The funnel level a group (usually a customer) reached: the largest k such that events matching cond1, ..., condk occur in that order with every step within `window_seconds` of the chain's first step (inclusive), exactly as ClickHouse's `windowFunnel(window[, mode])(ts, cond1, ...)`: a row matching several conditions counts as one event per condition, events are sorted by timestamp then condition index, a repeated first step starts a new chain (the levels already reached stay), and 1 to 32 conditions are allowed. `mode` (a constant, several comma-separated): `strict_order` (an event matching no condition, or a later step before its predecessor, stops the search), `strict_deduplication` (a repeated step stops it), `strict_increase` (each step strictly after the previous one), `allow_reentry` (with strict_order: early later steps are skipped instead of stopping), `strict_once` (a row counts at most once in a chain, even when it matches several steps; rows at the same instant are taken in order of the set of conditions they match, where ClickHouse takes them in arrival order). Beyond ClickHouse: `ts` may be a timestamp of any unit or a DATE (ClickHouse rejects 64-bit timestamps), and `window_seconds` may be fractional. NULL conditions count as false; rows with a NULL `ts` are ignored. Memory: like ClickHouse, a group keeps the events matching a condition until it is evaluated, except that in the default mode a group that has reached the last step is settled (more events cannot lower its level) and keeps nothing more; the strict modes and `window_funnel_times` keep every matching event (in `strict_once` mode, one per matching row).
 
 window_funnel(window_seconds, ts, cond1, ..., condN [, mode])
 
 window_seconds: constant number of seconds the chain may span from its first step
 ts: TIMESTAMP (any unit, with or without time zone) or DATE of each event
 cond1, ..., condN: BOOLEAN step conditions, in funnel order (1 to 32)
-mode: optional constant string: strict_order, strict_deduplication, strict_increase, allow_reentry"""
+mode: optional constant string: strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry (comma-separated)"""
 
 window_funnel_times: AggregateFunction
 """Like `window_funnel`, but returns when each reached step happened: a list of `level` timestamps, those of the chain that reached the level (empty for level 0). Time between steps, e.g. `t[2] - t[1]`, follows.
