@@ -547,11 +547,7 @@ impl GroupsAccumulator for NextNodeGroups {
         for &i in &order {
             values.append_value(std::str::from_utf8(log.value(i)).expect("logged from a string"));
         }
-        Ok(vec![
-            list_array(&offsets, Arc::new(Int64Array::from(ts))),
-            list_array(&offsets, Arc::new(UInt32Array::from(masks))),
-            list_array(&offsets, Arc::new(values.finish())),
-        ])
+        Ok(state_lists(&offsets, ts, masks, values))
     }
 
     fn convert_to_state(
@@ -573,16 +569,26 @@ impl GroupsAccumulator for NextNodeGroups {
         for r in 0..n {
             offsets[r + 1] += offsets[r];
         }
-        Ok(vec![
-            list_array(&offsets, Arc::new(Int64Array::from(ts))),
-            list_array(&offsets, Arc::new(UInt32Array::from(masks))),
-            list_array(&offsets, Arc::new(strings.finish())),
-        ])
+        Ok(state_lists(&offsets, ts, masks, strings))
     }
 
     fn size(&self) -> usize {
         self.log.size()
     }
+}
+
+/// The partial state: per group (`offsets`), the events' timestamps, masks and values.
+fn state_lists(
+    offsets: &[usize],
+    ts: Vec<i64>,
+    masks: Vec<u32>,
+    mut values: LargeStringBuilder,
+) -> Vec<ArrayRef> {
+    vec![
+        list_array(offsets, Arc::new(Int64Array::from(ts))),
+        list_array(offsets, Arc::new(UInt32Array::from(masks))),
+        list_array(offsets, Arc::new(values.finish())),
+    ]
 }
 
 pub fn sequence_next_node_udaf() -> Arc<AggregateUDF> {
