@@ -99,7 +99,8 @@ def run_checks(port: int) -> None:
         table = cur.fetch_arrow_table()
         check(
             table.column_names
-            == ["cohort", "period", "cohort_size", "active_customers", "retention", "revenue"],
+            == ["cohort", "period", "cohort_size", "active_customers", "retention", "revenue",
+                "cumulative_revenue", "revenue_retention"],
             f"cohort_retention columns {table.column_names}",
         )
         check(table.num_rows > 100, f"cohort_retention returned {table.num_rows} rows")
