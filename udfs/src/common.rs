@@ -252,6 +252,14 @@ macro_rules! money_accumulators {
 }
 pub(crate) use money_accumulators;
 
+/// Turns per-row counts (`offsets[row + 1]` holds row's count, `offsets[0]` is 0) into list
+/// offsets, in place: the shape `convert_to_state` builds when each row is its own group.
+pub fn counts_to_offsets(offsets: &mut [usize]) {
+    for r in 1..offsets.len() {
+        offsets[r] += offsets[r - 1];
+    }
+}
+
 /// Whether `t` is a string type.
 pub fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)

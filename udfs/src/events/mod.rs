@@ -30,7 +30,8 @@ use datafusion::common::Result;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
 use crate::common::{
-    bucket_in_place_with, group_offsets, list_array, list_state_fields, resize, row_mask,
+    bucket_in_place_with, counts_to_offsets, group_offsets, list_array, list_state_fields, resize,
+    row_mask,
 };
 use crate::time::{TickUnit, ticks_of};
 
@@ -698,9 +699,7 @@ impl<A: EventAggregate> GroupsAccumulator for EventGroups<A> {
             ts.push(t);
             tags.push(tag);
         })?;
-        for r in 0..n {
-            counts[r + 1] += counts[r];
-        }
+        counts_to_offsets(&mut counts);
         Ok(vec![
             list_array(&counts, Arc::new(Int64Array::from(ts))),
             list_array(&counts, Arc::new(UInt32Array::from(tags))),

@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
     AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use crate::common::{group_offsets, is_string, list_array, list_state_fields};
+use crate::common::{counts_to_offsets, group_offsets, is_string, list_array, list_state_fields};
 use crate::doc::aggregate_doc;
 use crate::time::{TickUnit, check_temporal};
 
@@ -566,9 +566,7 @@ impl GroupsAccumulator for NextNodeGroups {
             masks.push(mask);
             strings.append_value(std::str::from_utf8(value).expect("from a string"));
         })?;
-        for r in 0..n {
-            offsets[r + 1] += offsets[r];
-        }
+        counts_to_offsets(&mut offsets);
         Ok(state_lists(&offsets, ts, masks, strings))
     }
 
