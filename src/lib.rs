@@ -3,11 +3,11 @@
 pub mod cluster;
 pub mod generate;
 pub mod limits;
-pub mod linger;
 pub mod logging;
 pub mod output;
 pub mod report;
 pub mod sample;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod shell;

@@ -39,6 +39,14 @@ enum Command {
         /// Rows the table format shows at most (0: all); csv, json and ndjson stream every row.
         #[arg(long, value_name = "N", default_value_t = lifecycle::output::DEFAULT_MAX_ROWS)]
         max_rows: usize,
+        /// File holding the cluster's token (with --cluster; the same as --cluster-token-file).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "cluster",
+            conflicts_with = "cluster_token_file"
+        )]
+        token_file: Option<PathBuf>,
     },
     /// Arrow Flight SQL and Postgres-protocol server: the shell's tables and functions for BI
     /// tools (ADBC, JDBC, psql, psycopg, Metabase, Grafana, DBeaver).
@@ -64,6 +72,15 @@ enum Command {
         /// Queries running at once; more wait their turn (default: cores x 2).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_concurrent_queries: Option<u64>,
+        /// Connections open at once on each listener; beyond it a client is refused (Postgres:
+        /// SQLSTATE 53300, Flight SQL: RESOURCE_EXHAUSTED).
+        #[arg(long, value_name = "N", default_value_t = lifecycle::server::DEFAULT_MAX_CONNECTIONS,
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        max_connections: u64,
+        /// The longest statement a client may send, in bytes (longer ones are refused).
+        #[arg(long, value_name = "BYTES", default_value_t = lifecycle::limits::DEFAULT_MAX_STATEMENT_BYTES as u64,
+              value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+        max_statement_bytes: u64,
     },
     /// Write synthetic purchase history (buy-till-you-die) as Parquet.
     Generate {
@@ -130,6 +147,14 @@ enum Command {
         /// (cohort and funnel reports).
         #[arg(long, value_name = "COLUMN")]
         breakdown: Option<String>,
+        /// File holding the cluster's token (with --cluster; the same as --cluster-token-file).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "cluster",
+            conflicts_with = "cluster_token_file"
+        )]
+        token_file: Option<PathBuf>,
     },
     /// A cluster scheduler (Apache DataFusion Ballista) with every lifecycle function: clients
     /// connect with `--cluster df://HOST:PORT`, executors with `--scheduler HOST:PORT`.
@@ -207,13 +232,15 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> datafusion::error::Result<()> {
     match cli.command {
         Command::Sql {
-            session,
+            mut session,
             commands,
             files,
             format,
             timing,
             max_rows,
+            token_file,
         } => {
+            session.cluster_token_file = session.cluster_token_file.or(token_file);
             let ctx = build_session(&session.options()).await?;
             let mut shell = Shell::new(ctx, format);
             shell.timing = timing;
@@ -266,31 +293,22 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
         Command::Serve {
             listen,
             pg_listen,
-            session,
+            mut session,
             token_file,
             tls_cert,
             tls_key,
             max_concurrent_queries,
+            max_connections,
+            max_statement_bytes,
         } => {
-            let token = match token_file {
-                Some(f) => {
-                    let t = std::fs::read_to_string(&f).map_err(|e| {
-                        datafusion::error::DataFusionError::Configuration(format!(
-                            "cannot read token file '{}': {e}",
-                            f.display()
-                        ))
-                    })?;
-                    let t = t.trim().to_string();
-                    if t.is_empty() {
-                        return Err(datafusion::error::DataFusionError::Configuration(format!(
-                            "token file '{}' is empty",
-                            f.display()
-                        )));
-                    }
-                    Some(t)
-                }
-                None => None,
-            };
+            let token = token_file
+                .as_deref()
+                .map(lifecycle::secrets::read_token_file)
+                .transpose()?;
+            // On a cluster, the server's own token is the cluster's unless another is given.
+            if session.cluster.is_some() && session.cluster_token_file.is_none() {
+                session.cluster_token_file = token_file.clone();
+            }
             // The server bounds memory per query (see ServeOptions::memory_limit).
             let ctx = build_session(&SessionOptions {
                 memory_limit: None,
@@ -307,6 +325,8 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 token,
                 tls: tls_cert.zip(tls_key),
                 max_concurrent_queries: max_concurrent_queries.map_or(cores * 2, |n| n as usize),
+                max_connections: max_connections as usize,
+                max_statement_bytes: max_statement_bytes as usize,
                 memory_limit: session.memory_limit,
                 shutdown_grace: std::time::Duration::from_secs(10),
             };
@@ -323,7 +343,10 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
             window,
             mode,
             breakdown,
+            token_file,
         } => {
+            let mut session = session;
+            session.cluster_token_file = session.cluster_token_file.or(token_file);
             let ctx = build_session(&session.options()).await?;
             let opts = lifecycle::report::ReportOptions {
                 kind,

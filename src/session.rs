@@ -84,10 +84,17 @@ pub struct SessionFlags {
     /// (`serve` splits it between concurrent queries).
     #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
     pub memory_limit: Option<usize>,
-    /// Run queries on a cluster (`lifecycle scheduler` at df://HOST:PORT): planned here,
-    /// executed by its executors. Needs --table, with paths every executor can read.
+    /// Run queries on a cluster (`lifecycle scheduler` at df://HOST:PORT, dfs:// with TLS):
+    /// planned here, executed by its executors. Needs --table, with paths every executor can
+    /// read.
     #[arg(long, value_name = "df://HOST:PORT", value_parser = crate::cluster::parse_cluster_url)]
     pub cluster: Option<String>,
+    /// File holding the cluster's token (what its scheduler and executors were started with).
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_token_file: Option<std::path::PathBuf>,
+    /// The certificate (or its authority, PEM) a dfs:// cluster serves with.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_ca: Option<std::path::PathBuf>,
 }
 
 impl SessionFlags {
@@ -97,7 +104,14 @@ impl SessionFlags {
             tables: self.tables.clone(),
             memory_limit: self.memory_limit,
             target_partitions: None,
-            cluster: self.cluster.clone(),
+            cluster: self
+                .cluster
+                .as_ref()
+                .map(|url| crate::cluster::ClusterClient {
+                    url: url.clone(),
+                    token_file: self.cluster_token_file.clone(),
+                    ca: self.cluster_ca.clone(),
+                }),
         }
     }
 }
@@ -110,9 +124,8 @@ pub struct SessionOptions {
     pub memory_limit: Option<usize>,
     /// Overrides `datafusion.execution.target_partitions` (default: number of cores).
     pub target_partitions: Option<usize>,
-    /// A cluster to run queries on (`df://HOST:PORT`, checked by
-    /// [`crate::cluster::parse_cluster_url`]).
-    pub cluster: Option<String>,
+    /// A cluster to run queries on.
+    pub cluster: Option<crate::cluster::ClusterClient>,
 }
 
 /// The product's settings on top of a session configuration (a local session's and every
@@ -138,7 +151,8 @@ pub fn product_defaults(mut config: SessionConfig) -> SessionConfig {
 pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
     let stores = crate::storage::Stores::new();
     let ctx = match &opts.cluster {
-        Some(url) => {
+        Some(client) => {
+            let url = &client.url;
             if opts.tables.is_empty() {
                 return Err(DataFusionError::Configuration(format!(
                     "--cluster {url} needs --table NAME=PATH: the embedded sample lives only in \
@@ -146,7 +160,7 @@ pub async fn build_session(opts: &SessionOptions) -> Result<SessionContext> {
                      on each, or s3://)"
                 )));
             }
-            let ctx = crate::cluster::connect(url, stores).await?;
+            let ctx = crate::cluster::connect(client, stores).await?;
             if let Some(p) = opts.target_partitions {
                 ctx.state_ref()
                     .write()
@@ -203,15 +217,23 @@ pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &str) -> R
         check_parquet_files(name, local)?;
     }
     // A directory is read as every Parquet file below it; a single file whatever its extension.
-    // So is an object-store prefix (`s3://bucket/prefix/`).
-    let (url_path, extension) = if local.is_dir() {
-        (format!("{}/", path.trim_end_matches('/')), ".parquet")
-    } else if path.contains("://") && path.ends_with('/') {
-        (path.to_string(), ".parquet")
+    // Object storage the same way: an object, a glob, or a prefix of `.parquet` objects.
+    let (url, extension) = if path.contains("://") {
+        let bucket = path
+            .split_once("://")
+            .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or("")))
+            .unwrap_or_default();
+        let store_url =
+            datafusion::execution::object_store::ObjectStoreUrl::parse(&bucket).map_err(wrap)?;
+        let store = ctx.runtime_env().object_store(&store_url).map_err(wrap)?;
+        let t = crate::storage::object_table(&store, name, path).await?;
+        (t.url, t.extension)
+    } else if local.is_dir() {
+        let dir = format!("{}/", path.trim_end_matches('/'));
+        (ListingTableUrl::parse(&dir).map_err(wrap)?, ".parquet")
     } else {
-        (path.to_string(), "")
+        (ListingTableUrl::parse(path).map_err(wrap)?, "")
     };
-    let url = ListingTableUrl::parse(&url_path).map_err(wrap)?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(extension);
     let state = ctx.state();

@@ -156,6 +156,7 @@ async fn standalone_cluster_gives_the_single_process_answers() {
         max_concurrent_queries: 2,
         memory_limit: None,
         shutdown_grace: Duration::from_secs(5),
+        ..Default::default()
     };
     let server = tokio::spawn(lifecycle::server::serve(
         ctx.clone(),

@@ -42,6 +42,7 @@ async fn start_with(setup: Setup) -> Running {
         max_concurrent_queries: setup.max_concurrent_queries.unwrap_or(4),
         memory_limit: setup.memory_limit,
         shutdown_grace: Duration::from_millis(setup.grace_ms.unwrap_or(10_000)),
+        ..Default::default()
     };
     let task = tokio::spawn(async move {
         serve(ctx, opts, Some(tx_addr), async {
@@ -684,6 +685,7 @@ async fn pg_listener_startup_errors() {
         max_concurrent_queries: 2,
         memory_limit: None,
         shutdown_grace: Duration::from_secs(1),
+        ..Default::default()
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let err = serve(session(1, &[]).await, base.clone(), Some(tx), async {})

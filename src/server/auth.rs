@@ -35,15 +35,29 @@ pub(super) fn authorized(token: &str, metadata: &tonic::metadata::MetadataMap) -
 #[derive(Clone)]
 pub(super) struct Authenticate {
     pub(super) token: Option<Arc<str>>,
+    /// The listener's connections: a call on a connection beyond `--max-connections` is
+    /// refused, and one with valid credentials lets its connection stay.
+    pub(super) admission: super::admission::Admission,
 }
 
 impl tonic::service::Interceptor for Authenticate {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let peer = request.remote_addr();
+        if let Err(super::admission::Refusal::TooManyConnections(max)) = self.admission.check(peer)
+        {
+            return Err(Status::resource_exhausted(format!(
+                "too many connections: this server accepts at most {max} at once \
+                 (--max-connections)"
+            )));
+        }
         match &self.token {
             Some(token) if !authorized(token, request.metadata()) => Err(Status::unauthenticated(
                 "missing or invalid credentials: send 'authorization: Bearer <token>'",
             )),
-            _ => Ok(request),
+            _ => {
+                self.admission.authenticated(peer);
+                Ok(request)
+            }
         }
     }
 }

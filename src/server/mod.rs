@@ -51,20 +51,24 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::shell::error_line;
 
+mod admission;
 mod auth;
+mod flight_session;
 mod handles;
 mod json;
+mod linger;
 mod metadata;
 mod pg;
 mod pg_functions;
 mod placeholders;
+pub mod read_only;
+pub mod settings;
 mod stream;
 
 use auth::{Authenticate, authorized};
 use handles::param_values;
 pub use handles::{decode_handle, encode_handle};
 use metadata::{SQL_INFO, XDBC_INFO, table_type_name};
-pub use pg::SETTABLE_DATAFUSION;
 pub use placeholders::number_question_marks;
 use stream::{DoGetStream, Tracked};
 
@@ -92,6 +96,10 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Queries running at once; further ones wait.
     pub max_concurrent_queries: usize,
+    /// Connections open at once, on each listener; further ones are refused.
+    pub max_connections: usize,
+    /// The longest statement a client may send, in bytes.
+    pub max_statement_bytes: usize,
     /// Memory for all queries together; each query gets `memory_limit / max_concurrent_queries`.
     pub memory_limit: Option<usize>,
     /// After the shutdown signal, how long streams in flight may run to completion before they
@@ -99,10 +107,32 @@ pub struct ServeOptions {
     pub shutdown_grace: std::time::Duration,
 }
 
+/// Connections a listener holds at once by default (PostgreSQL's `max_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
+
+impl Default for ServeOptions {
+    /// Flight SQL on 127.0.0.1:50051, no token or TLS, the default limits.
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
+            pg_listen: None,
+            token: None,
+            tls: None,
+            max_concurrent_queries: 4,
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            max_statement_bytes: crate::limits::DEFAULT_MAX_STATEMENT_BYTES,
+            memory_limit: None,
+            shutdown_grace: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
 /// The Flight SQL service.
 #[derive(Clone)]
 pub struct LifecycleFlightSql {
     ctx: SessionContext,
+    /// The server's settings, which a client's session options are checked against.
+    server_config: Arc<datafusion::common::config::ConfigOptions>,
     token: Option<Arc<str>>,
     limits: QueryLimits,
 }
@@ -117,10 +147,16 @@ pub struct QueryLimits {
     query_memory: Option<usize>,
     /// What an out-of-memory error adds: that the pool it names is the query's share.
     memory_share: Arc<Option<String>>,
+    /// The longest statement a client may send, in bytes.
+    pub(crate) max_statement_bytes: usize,
 }
 
 impl QueryLimits {
-    pub fn new(max_concurrent_queries: usize, memory_limit: Option<usize>) -> Self {
+    pub fn new(
+        max_concurrent_queries: usize,
+        memory_limit: Option<usize>,
+        max_statement_bytes: usize,
+    ) -> Self {
         let slots = max_concurrent_queries.max(1);
         let query_memory = memory_limit.map(|m| (m / slots).max(1));
         let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
@@ -137,6 +173,7 @@ impl QueryLimits {
             slots,
             query_memory,
             memory_share: Arc::new(memory_share),
+            max_statement_bytes,
         }
     }
 
@@ -213,18 +250,34 @@ fn read_only() -> SQLOptions {
 impl LifecycleFlightSql {
     pub fn new(ctx: SessionContext, token: Option<String>, limits: QueryLimits) -> Self {
         Self {
+            server_config: Arc::new(ctx.state().config_options().as_ref().clone()),
             ctx,
             token: token.map(Into::into),
             limits,
         }
     }
 
+    /// The session a call runs in: the server's, with the settings of the client's session
+    /// (its cookie; see [`flight_session`]), checked again.
+    fn state(&self, metadata: &tonic::metadata::MetadataMap) -> Result<SessionState, Status> {
+        let session =
+            flight_session::Session::from_metadata(metadata).map_err(Status::invalid_argument)?;
+        let mut state = self.ctx.state();
+        match session.apply(&self.server_config) {
+            Ok(Some(config)) => *state.config_mut().options_mut() = config,
+            Ok(None) => {}
+            Err(e) => return Err(Status::invalid_argument(e.message().to_string())),
+        }
+        Ok(state)
+    }
+
     /// Plans SQL read-only, its parameters (`$1`, `$2`, ... or `?`) left unbound: what a
     /// prepared statement's schemas are described from.
-    async fn plan_unbound(&self, sql: &str) -> Result<LogicalPlan, Status> {
+    async fn plan_unbound(&self, sql: &str, state: &SessionState) -> Result<LogicalPlan, Status> {
+        crate::limits::check_statement_size(sql, self.limits.max_statement_bytes)
+            .map_err(Status::invalid_argument)?;
         crate::limits::check_expression_depth(sql).map_err(status)?;
         let sql = number_question_marks(sql).map_err(status)?;
-        let state = self.ctx.state();
         let plan = state.create_logical_plan(&sql).await.map_err(status)?;
         read_only().verify_plan(&plan).map_err(|e| {
             Status::permission_denied(format!(
@@ -232,15 +285,33 @@ impl LifecycleFlightSql {
                 error_line(&e)
             ))
         })?;
+        read_only::verify(&plan).map_err(Status::permission_denied)?;
         Ok(plan)
     }
 
     /// Plans SQL read-only with its parameters bound, ready to run: a statement with parameters
     /// and no values for them is refused here, with the parameters it has.
-    async fn plan(&self, sql: &str, params: Option<&RecordBatch>) -> Result<LogicalPlan, Status> {
-        let plan = self.plan_unbound(sql).await?;
+    async fn plan(
+        &self,
+        sql: &str,
+        params: Option<&RecordBatch>,
+        state: &SessionState,
+    ) -> Result<LogicalPlan, Status> {
+        let plan = self.plan_unbound(sql, state).await?;
         match params {
-            Some(p) => plan.with_param_values(param_values(p)?).map_err(status),
+            Some(p) => {
+                let names = parameter_names(&plan)?;
+                if p.num_columns() != names.len() {
+                    return Err(Status::invalid_argument(format!(
+                        "the statement has {} parameter{} and {} value{} were bound",
+                        names.len(),
+                        if names.len() == 1 { "" } else { "s" },
+                        p.num_columns(),
+                        if p.num_columns() == 1 { "" } else { "s" },
+                    )));
+                }
+                plan.with_param_values(param_values(p)?).map_err(status)
+            }
             None => {
                 let names = parameter_names(&plan)?;
                 if names.is_empty() {
@@ -262,13 +333,14 @@ impl LifecycleFlightSql {
         plan: LogicalPlan,
         sql: &str,
         request: &Request<T>,
+        state: SessionState,
     ) -> Result<Response<DoGetStream>, Status> {
         let permit = self
             .limits
             .permit()
             .await
             .ok_or_else(|| Status::unavailable("server is shutting down"))?;
-        let state = self.limits.state(self.ctx.state()).map_err(status)?;
+        let state = self.limits.state(state).map_err(status)?;
         let df = DataFrame::new(state, plan);
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let limits = self.limits.clone();
@@ -410,7 +482,8 @@ impl FlightSqlService for LifecycleFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let plan = self.plan(&query.query, None).await?;
+        let state = self.state(request.metadata())?;
+        let plan = self.plan(&query.query, None, &state).await?;
         let schema = plan.schema().as_arrow().clone();
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
@@ -430,8 +503,9 @@ impl FlightSqlService for LifecycleFlightSql {
     ) -> Result<Response<DoGetStream>, Status> {
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("invalid statement ticket"))?;
-        let plan = self.plan(&sql, None).await?;
-        self.execute(plan, &sql, &request).await
+        let state = self.state(request.metadata())?;
+        let plan = self.plan(&sql, None, &state).await?;
+        self.execute(plan, &sql, &request, state).await
     }
 
     async fn get_flight_info_prepared_statement(
@@ -440,7 +514,8 @@ impl FlightSqlService for LifecycleFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let (sql, params) = decode_handle(&cmd.prepared_statement_handle)?;
-        let plan = self.plan(&sql, params.as_ref()).await?;
+        let state = self.state(request.metadata())?;
+        let plan = self.plan(&sql, params.as_ref(), &state).await?;
         let schema = plan.schema().as_arrow().clone();
         let info = Self::info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
@@ -452,16 +527,18 @@ impl FlightSqlService for LifecycleFlightSql {
         request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
         let (sql, params) = decode_handle(&cmd.prepared_statement_handle)?;
-        let plan = self.plan(&sql, params.as_ref()).await?;
-        self.execute(plan, &sql, &request).await
+        let state = self.state(request.metadata())?;
+        let plan = self.plan(&sql, params.as_ref(), &state).await?;
+        self.execute(plan, &sql, &request, state).await
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<arrow_flight::Action>,
+        request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let plan = self.plan_unbound(&query.query).await?;
+        let state = self.state(request.metadata())?;
+        let plan = self.plan_unbound(&query.query, &state).await?;
         let dataset: Schema = plan.schema().as_arrow().clone();
         let param_types = plan.get_parameter_types().map_err(status)?;
         let fields: Vec<datafusion::arrow::datatypes::Field> = parameter_names(&plan)?
@@ -495,25 +572,21 @@ impl FlightSqlService for LifecycleFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let (sql, _) = decode_handle(&cmd.prepared_statement_handle)?;
-        let batches: Vec<RecordBatch> =
-            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
-                request.into_inner().map_err(FlightError::from),
-            )
-            .try_collect()
-            .await
-            .map_err(Status::from)?;
-        let params = match batches.as_slice() {
-            [] => None,
-            [b] => Some(b.clone()),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "bind exactly one row of parameters in one batch",
-                ));
-            }
-        };
+        let state = self.state(request.metadata())?;
+        // One batch of one row; reading stops at a second batch (a client streaming batches
+        // would otherwise be buffered without bound).
+        let mut batches = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+            request.into_inner().map_err(FlightError::from),
+        );
+        let params = batches.try_next().await.map_err(Status::from)?;
+        if batches.try_next().await.map_err(Status::from)?.is_some() {
+            return Err(Status::invalid_argument(
+                "bind exactly one row of parameters in one batch",
+            ));
+        }
         if let Some(p) = &params {
             // Fail early on a bad binding rather than at execution.
-            self.plan(&sql, Some(p)).await?;
+            self.plan(&sql, Some(p), &state).await?;
         }
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(encode_handle(&sql, params.as_ref())?.into()),
@@ -670,6 +743,79 @@ impl FlightSqlService for LifecycleFlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+
+    /// Flight's session actions (see [`flight_session`]); nothing else.
+    async fn do_action_fallback(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<
+        Response<<Self as arrow_flight::flight_service_server::FlightService>::DoActionStream>,
+        Status,
+    > {
+        use flight_session::{CLOSE, GET, SET, Session};
+        let mut session =
+            Session::from_metadata(request.metadata()).map_err(Status::invalid_argument)?;
+        let action = request.into_inner();
+        let (body, cookie) = match action.r#type.as_str() {
+            SET => {
+                let wanted = flight_session::SetSessionOptionsRequest::decode(action.body)
+                    .map_err(|e| {
+                        Status::invalid_argument(format!("invalid SetSessionOptionsRequest: {e}"))
+                    })?;
+                let errors = session.set(&self.server_config, wanted.session_options);
+                let result = flight_session::SetSessionOptionsResult { errors };
+                (result.encode_to_vec(), session.set_cookie())
+            }
+            GET => {
+                let result = flight_session::GetSessionOptionsResult {
+                    session_options: session.options(&self.server_config),
+                };
+                (result.encode_to_vec(), session.set_cookie())
+            }
+            CLOSE => {
+                let result = flight_session::CloseSessionResult {
+                    status: flight_session::CLOSED,
+                };
+                (result.encode_to_vec(), Session::clear_cookie())
+            }
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown action '{other}' (this server's actions: CreatePreparedStatement, \
+                     ClosePreparedStatement, {SET}, {GET}, {CLOSE})"
+                )));
+            }
+        };
+        let result = arrow_flight::Result { body: body.into() };
+        let stream: <Self as arrow_flight::flight_service_server::FlightService>::DoActionStream =
+            Box::pin(futures::stream::iter(vec![Ok(result)]));
+        let mut response = Response::new(stream);
+        let value = cookie
+            .parse()
+            .map_err(|_| Status::internal("the session cookie is not a valid header"))?;
+        response.metadata_mut().insert("set-cookie", value);
+        Ok(response)
+    }
+
+    async fn list_custom_actions(&self) -> Option<Vec<Result<arrow_flight::ActionType, Status>>> {
+        let action = |name: &str, description: &str| {
+            Ok(arrow_flight::ActionType {
+                r#type: name.into(),
+                description: description.into(),
+            })
+        };
+        Some(vec![
+            action(
+                flight_session::SET,
+                "Set this session's settings (lifecycle.* and some datafusion.*, each within the \
+                 server's range); the session is kept in the arrow_flight_session_id cookie",
+            ),
+            action(flight_session::GET, "This session's settings"),
+            action(
+                flight_session::CLOSE,
+                "End this session: back to the server's settings",
+            ),
+        ])
+    }
 }
 
 /// The addresses the server listens on (the ports are known once bound, for `:0`).
@@ -703,7 +849,13 @@ pub async fn serve(
             );
         }
     }
-    let limits = QueryLimits::new(opts.max_concurrent_queries, opts.memory_limit);
+    // Read-only whatever a statement's syntax: the catalogs refuse new tables and schemas.
+    let ctx = read_only::session(&ctx);
+    let limits = QueryLimits::new(
+        opts.max_concurrent_queries,
+        opts.memory_limit,
+        opts.max_statement_bytes,
+    );
     let pg = match opts.pg_listen {
         Some(_) => Some(pg::PgFront::new(
             &ctx,
@@ -767,24 +919,29 @@ pub async fn serve(
         }
     };
     let grace = opts.shutdown_grace;
+    let max_connections = opts.max_connections;
     let pg_task = pg.zip(pg_listener).map(|(front, listener)| {
         let limits = limits.clone();
         // Queries in flight (on either protocol) finish first, within the grace period.
-        tokio::spawn(front.run(listener, stopped(), async move { limits.idle(grace).await }))
+        tokio::spawn(front.run(listener, max_connections, stopped(), async move {
+            limits.idle(grace).await
+        }))
     });
 
     if let Some(listener) = flight_listener {
         let service = LifecycleFlightSql::new(ctx, opts.token.clone(), limits.clone());
+        let admission = admission::Admission::new(max_connections);
         let auth = Authenticate {
             token: opts.token.as_deref().map(Into::into),
+            admission: admission.clone(),
         };
-        let lingering = crate::linger::Lingering::default();
+        let lingering = linger::Lingering::default();
         // Graceful shutdown: stop accepting, let streams in flight finish for `shutdown_grace`,
         // then cancel them (dropping the server drops their streams and so their queries).
         let stop = stopped();
         let server = builder
             .add_service(FlightServiceServer::with_interceptor(service, auth))
-            .serve_with_incoming_shutdown(lingering.incoming(listener), stop);
+            .serve_with_incoming_shutdown(lingering.incoming(listener, admission), stop);
         let stop = stopped();
         tokio::select! {
             r = server => r.map_err(|e| external(format!("server error: {e}")))?,

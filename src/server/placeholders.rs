@@ -44,12 +44,21 @@ pub fn number_question_marks(sql: &str) -> Result<std::borrow::Cow<'_, str>> {
     let (mut line, mut column) = (1u64, 1u64);
     let mut next = marks.iter().peekable();
     let mut n = 0usize;
-    for ch in sql.chars() {
+    let mut chars = sql.chars().peekable();
+    while let Some(ch) = chars.next() {
         if next.peek() == Some(&&(line, column)) && ch == '?' {
             next.next();
             n += 1;
             out.push('$');
             out.push_str(&n.to_string());
+            // `??` must not become `$1$2` (a dollar-quoted string to the tokenizer), nor `?x`
+            // `$1x`: a mark followed by what could continue a placeholder is set apart.
+            if chars
+                .peek()
+                .is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '$' | '?'))
+            {
+                out.push(' ');
+            }
         } else {
             out.push(ch);
         }
@@ -101,6 +110,13 @@ mod tests {
         // Multi-byte characters before a mark: columns count characters, not bytes.
         assert_eq!(n("SELECT 'é€?', ? AS \"ü\""), "SELECT 'é€?', $1 AS \"ü\"");
         assert_eq!(n("SELECT 'no marks?'"), "SELECT 'no marks?'");
+    }
+
+    #[test]
+    fn adjacent_marks_stay_apart() {
+        assert_eq!(n("SELECT ??"), "SELECT $1 $2");
+        assert_eq!(n("SELECT ?,?"), "SELECT $1,$2");
+        assert_eq!(n("SELECT (?)"), "SELECT ($1)");
     }
 
     #[test]

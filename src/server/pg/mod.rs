@@ -30,22 +30,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::Schema;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
 };
-use datafusion::common::{DFSchema, DataFusionError, ParamValues};
+use datafusion::common::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
-use datafusion::prelude::{SQLOptions, SessionContext};
-use datafusion::sql::sqlparser::ast::{Expr, Query, Set, SetExpr, Statement, Value};
-use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
@@ -57,21 +55,21 @@ use pgwire::api::auth::{
 };
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
-use pgwire::types::format::FormatOptions;
-use tokio::net::TcpListener;
 
 use super::QueryLimits;
 use super::stream::Tracked;
 use crate::shell::error_line;
+
+mod connection;
+mod guard;
 
 /// The statement a prepared statement or portal holds (`datafusion-postgres`'s).
 type PgStatement = (String, Option<(Statement, LogicalPlan)>);
@@ -79,34 +77,24 @@ type PgStatement = (String, Option<(Statement, LogicalPlan)>);
 /// SCRAM's iteration count (RFC 7677's minimum and PostgreSQL's default).
 const SCRAM_ITERATIONS: usize = 4096;
 
-/// `datafusion.*` settings a connection may change for itself: they shape only its own queries.
-/// Everything else under `datafusion.` is refused (the runtime's memory and spill settings, the
-/// catalog and the parser are the server's).
-pub const SETTABLE_DATAFUSION: &[&str] = &[
-    "datafusion.execution.batch_size",
-    "datafusion.execution.target_partitions",
-    "datafusion.execution.time_zone",
-    "datafusion.execution.coalesce_batches",
-    "datafusion.execution.collect_statistics",
-    "datafusion.execution.skip_partial_aggregation_probe_ratio_threshold",
-    "datafusion.execution.skip_partial_aggregation_probe_rows_threshold",
-    "datafusion.execution.parquet.pushdown_filters",
-    "datafusion.execution.parquet.reorder_filters",
-];
-
 /// The Postgres front end: the server session with `pg_catalog`, and what every connection
 /// shares (limits, credentials, TLS, the connections a cancel request may name).
 pub(super) struct PgFront {
     base: SessionContext,
+    /// The server's configuration (what a connection's `SET` is checked against).
+    server_config: Arc<datafusion::common::config::ConfigOptions>,
     limits: QueryLimits,
     scram: Option<Arc<TokenSource>>,
     tls: Option<TlsAcceptor>,
     running: Arc<Running>,
+    cancel: Arc<PgCancel>,
+    errors: Arc<PgErrors>,
+    auth_delays: connection::AuthDelays,
 }
 
 /// Why a running query stops early.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Stop {
+pub(super) enum Stop {
     /// A cancel request (psql's Ctrl-C) named this connection.
     Cancel,
     /// The client closed its connection.
@@ -116,7 +104,7 @@ enum Stop {
 }
 
 /// One connection's interrupt: what stops its running query's rows.
-struct Interrupt {
+pub(super) struct Interrupt {
     tx: tokio::sync::watch::Sender<Option<Stop>>,
 }
 
@@ -178,32 +166,25 @@ impl PgFront {
         tls: Option<&(PathBuf, PathBuf)>,
         limits: QueryLimits,
     ) -> datafusion::error::Result<Self> {
+        let base = pg_session(ctx)?;
+        let running: Arc<Running> = Arc::default();
         Ok(Self {
-            base: pg_session(ctx)?,
-            limits,
+            server_config: Arc::new(base.state().config_options().as_ref().clone()),
+            base,
+            limits: limits.clone(),
             scram: token.map(|t| Arc::new(TokenSource::new(t))),
             tls: tls.map(|(c, k)| tls_acceptor(c, k)).transpose()?,
-            running: Arc::default(),
+            cancel: Arc::new(PgCancel {
+                running: running.clone(),
+            }),
+            running,
+            errors: Arc::new(PgErrors { limits }),
+            auth_delays: Default::default(),
         })
     }
 
-    /// The handlers of one connection, with its own session.
-    fn connection(
-        &self,
-        interrupt: Arc<Interrupt>,
-    ) -> datafusion::error::Result<Arc<PgConnection>> {
-        let state = SessionStateBuilder::new_from_existing(self.base.state()).build();
-        let ctx = Arc::new(SessionContext::new_with_state(self.limits.state(state)?));
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(Guard),
-            Arc::new(CursorStatementHook),
-            Arc::new(SetShowHook),
-            Arc::new(TransactionStatementHook),
-        ];
-        let inner = DfSessionService::new_with_hooks(ctx, hooks);
-        let parser = Arc::new(PgParser {
-            inner: ExtendedQueryHandler::query_parser(&inner),
-        });
+    /// The startup handler of one connection (its SCRAM exchange has state of its own).
+    fn startup(&self, _peer: SocketAddr) -> Arc<PgStartup> {
         let auth = match &self.scram {
             None => Auth::Open(Open),
             Some(source) => Auth::Scram(Box::new(
@@ -215,6 +196,34 @@ impl PgFront {
                     }),
             )),
         };
+        Arc::new(PgStartup {
+            require_tls: self.tls.is_some(),
+            auth,
+        })
+    }
+
+    /// The handlers of one authenticated connection, with its own session (built once, from
+    /// the server's, with the connection's memory pool).
+    fn connection(
+        &self,
+        interrupt: Arc<Interrupt>,
+    ) -> datafusion::error::Result<Arc<PgConnection>> {
+        let ctx = Arc::new(SessionContext::new_with_state(
+            self.limits.state(self.base.state())?,
+        ));
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(guard::Guard {
+                server: self.server_config.clone(),
+            }),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let inner = DfSessionService::new_with_hooks(ctx, hooks);
+        let parser = Arc::new(PgParser {
+            inner: ExtendedQueryHandler::query_parser(&inner),
+            max_statement_bytes: self.limits.max_statement_bytes,
+        });
         Ok(Arc::new(PgConnection {
             queries: Arc::new(PgQueries {
                 inner,
@@ -224,112 +233,11 @@ impl PgFront {
                 running: self.running.clone(),
                 key: std::sync::OnceLock::new(),
             }),
-            cancel: Arc::new(PgCancel {
-                running: self.running.clone(),
-            }),
-            startup: Arc::new(PgStartup {
-                require_tls: self.tls.is_some(),
-                auth,
-            }),
-            errors: Arc::new(PgErrors {
-                limits: self.limits.clone(),
-            }),
+            cancel: self.cancel.clone(),
+            startup: self.startup(SocketAddr::from(([0, 0, 0, 0], 0))),
+            errors: self.errors.clone(),
         }))
     }
-
-    /// Accepts connections until `stop` resolves; each runs on its own task. Then, no longer
-    /// accepting, waits for `drain` (queries in flight finishing) and closes every connection
-    /// still open.
-    pub(super) async fn run(
-        self,
-        listener: TcpListener,
-        stop: impl std::future::Future<Output = ()>,
-        drain: impl std::future::Future<Output = ()>,
-    ) {
-        let mut connections = tokio::task::JoinSet::new();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                accepted = listener.accept() => {
-                    let (socket, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: keep serving the others.
-                            log::warn!("postgres listener: accept failed: {e}");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = socket.set_nodelay(true);
-                    let interrupt = Interrupt::new();
-                    let (socket, watcher) = match watch_for_hangup(socket, interrupt.clone()) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            log::warn!("postgres connection from {peer}: {e}");
-                            continue;
-                        }
-                    };
-                    let handlers = match self.connection(interrupt) {
-                        Ok(h) => h,
-                        Err(e) => {
-                            eprintln!("postgres connection from {peer}: {}", error_line(&e));
-                            continue;
-                        }
-                    };
-                    let tls = self.tls.clone();
-                    connections.spawn(async move {
-                        let watcher = tokio::spawn(watcher);
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
-                            log::info!("postgres connection from {peer} ended: {e}");
-                        }
-                        watcher.abort();
-                    });
-                }
-                // Reap finished connections as they end, so the set does not grow.
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            }
-        }
-        drop(listener);
-        drain.await;
-        connections.shutdown().await;
-    }
-}
-
-/// How often a connection with a query running checks that its client is still there.
-const HANGUP_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// The socket for pgwire, and a task that fires `interrupt` when the client hangs up. pgwire
-/// reads the socket only between queries, so a client that disconnects while its query runs
-/// would otherwise leave the query running (and holding its slot) to the end; the task peeks at
-/// a second handle of the same socket: end of stream or a reset means the client is gone.
-/// (Over TLS a client's close_notify is unread data, so only a hang-up without it, such as a
-/// killed client, is noticed before the query's next rows are written.)
-fn watch_for_hangup(
-    socket: tokio::net::TcpStream,
-    interrupt: Arc<Interrupt>,
-) -> std::io::Result<(
-    tokio::net::TcpStream,
-    impl std::future::Future<Output = ()> + Send + 'static,
-)> {
-    let std_socket = socket.into_std()?;
-    let peeker = std_socket.try_clone()?;
-    let socket = tokio::net::TcpStream::from_std(std_socket)?;
-    let watcher = async move {
-        let mut byte = [0u8; 1];
-        loop {
-            tokio::time::sleep(HANGUP_CHECK).await;
-            match peeker.peek(&mut byte) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        interrupt.fire(Stop::Gone);
-    };
-    Ok((socket, watcher))
 }
 
 /// The server session as Postgres clients see it: the same tables (the schemas are shared, not
@@ -362,7 +270,8 @@ fn pg_session(ctx: &SessionContext) -> datafusion::error::Result<SessionContext>
     let pg = SessionContext::new_with_state(state);
     setup_pg_catalog(&pg, &default_catalog, EmptyContextProvider).map_err(|e| *e)?;
     pg.register_udf(super::pg_functions::current_setting());
-    Ok(pg)
+    // Then nothing a connection runs can register or drop a table or schema.
+    Ok(super::read_only::session(&pg))
 }
 
 /// Plans that read anything but Parquet tables (`pg_catalog`, `information_schema`, in-memory
@@ -576,6 +485,16 @@ impl Drop for PgQueries {
     }
 }
 
+/// The error a stopped query ends with (SQLSTATE 57014, as PostgreSQL's).
+fn stop_error(why: Stop) -> PgWireError {
+    let message = match why {
+        Stop::Cancel => "canceling statement due to user request",
+        Stop::Gone => "canceling statement: the client disconnected",
+        Stop::Timeout => "canceling statement due to statement timeout",
+    };
+    user_error("57014", message.into())
+}
+
 fn shutting_down() -> PgWireError {
     user_error("57P01", "the server is shutting down".into())
 }
@@ -586,6 +505,14 @@ fn user_error(code: &str, message: String) -> PgWireError {
         code.into(),
         message,
     )))
+}
+
+fn api(e: DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
+fn size_check(sql: &str, max: usize) -> PgWireResult<()> {
+    crate::limits::check_statement_size(sql, max).map_err(|m| user_error("54000", m))
 }
 
 fn depth_check(sql: &str) -> PgWireResult<()> {
@@ -613,6 +540,28 @@ impl PgQueries {
             .and_then(|ms| ms.parse::<u64>().ok())
             .filter(|ms| *ms > 0)
             .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
+    }
+
+    /// Runs a query's planning and start (waiting for its slot included) until it is done, or
+    /// until the connection's interrupt fires (a cancel request, the client hanging up) or its
+    /// `statement_timeout` passes: then the work is dropped and the query ends with 57014.
+    async fn interruptible<T>(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+        work: impl std::future::Future<Output = PgWireResult<T>>,
+    ) -> PgWireResult<T> {
+        let stopped = self.interrupt.stopped();
+        let timeout = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            why = stopped => Err(stop_error(why)),
+            _ = timeout => Err(stop_error(Stop::Timeout)),
+        }
     }
 
     /// The response with its rows guarded: the permit is held and the query logged until they
@@ -673,12 +622,7 @@ impl futures::Stream for Interruptible {
         }
         if let Poll::Ready(why) = self.stop.as_mut().poll(cx) {
             self.inner = None;
-            let message = match why {
-                Stop::Cancel => "canceling statement due to user request",
-                Stop::Gone => "canceling statement: the client disconnected",
-                Stop::Timeout => "canceling statement due to statement timeout",
-            };
-            return Poll::Ready(Some(Err(user_error("57014", message.into()))));
+            return Poll::Ready(Some(Err(stop_error(why))));
         }
         Poll::Pending
     }
@@ -693,10 +637,16 @@ impl SimpleQueryHandler for PgQueries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        size_check(query, self.limits.max_statement_bytes)?;
         depth_check(query)?;
         let deadline = self.begin(client);
-        let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
-        let responses = SimpleQueryHandler::do_query(&self.inner, client, query).await?;
+        let (permit, responses) = self
+            .interruptible(deadline, async {
+                let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
+                let responses = SimpleQueryHandler::do_query(&self.inner, client, query).await?;
+                Ok((permit, responses))
+            })
+            .await?;
         let peer = client.socket_addr();
         Ok(responses
             .into_iter()
@@ -727,9 +677,14 @@ impl ExtendedQueryHandler for PgQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = self.begin(client);
-        let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
-        let response =
-            ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await?;
+        let (permit, response) = self
+            .interruptible(deadline, async {
+                let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
+                let response =
+                    ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await?;
+                Ok((permit, response))
+            })
+            .await?;
         Ok(self.track(
             response,
             &permit,
@@ -740,9 +695,11 @@ impl ExtendedQueryHandler for PgQueries {
     }
 }
 
-/// `datafusion-postgres`'s parser, after the expression-depth limit.
+/// `datafusion-postgres`'s parser, after the statement-size and expression-depth limits, and
+/// with every planned query checked to be read-only.
 struct PgParser {
     inner: Arc<Parser>,
+    max_statement_bytes: usize,
 }
 
 #[async_trait]
@@ -758,10 +715,16 @@ impl QueryParser for PgParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        size_check(sql, self.max_statement_bytes)?;
         depth_check(sql)?;
         match self.inner.parse_sql(client, sql, types).await? {
             Some((text, Some((statement @ Statement::Query(_), plan)))) => {
+                guard::refuse_planned_writes(&plan)?;
                 let plan = super::json::with_json_columns(plan).map_err(api)?;
+                Ok(Some((text, Some((statement, plan)))))
+            }
+            Some((text, Some((statement @ Statement::Explain { .. }, plan)))) => {
+                guard::refuse_planned_writes(&plan)?;
                 Ok(Some((text, Some((statement, plan)))))
             }
             other => Ok(other),
@@ -841,373 +804,9 @@ fn sqlstate(e: &DataFusionError) -> &'static str {
     }
 }
 
-/// Read-only, and `lifecycle.*` / `datafusion.*` settings per connection: the first hook, so it
-/// sees every statement before `datafusion-postgres`'s own hooks and planner.
-struct Guard;
-
-/// What [`Guard`] answers itself.
-enum Own {
-    /// `SET lifecycle.x = ...` or an allowed `SET datafusion.x = ...`.
-    Set,
-    /// `SET TIME ZONE ...` / `SET timezone = ...`: the zone, `None` for LOCAL / DEFAULT.
-    TimeZone(Option<String>),
-    /// `SHOW lifecycle.x`, `SHOW datafusion.x`, `SHOW ALL`: DataFusion's answer.
-    Show,
-}
-
-fn read_only_error(what: &str) -> PgWireError {
-    user_error(
-        "25006",
-        format!(
-            "read-only server: {what} is not allowed (only queries, EXPLAIN, SHOW, SET of this \
-             connection's settings, transactions and cursors)"
-        ),
-    )
-}
-
-/// Refuses anything that would change data, tables or the server.
-fn refuse_writes(s: &Statement) -> PgWireResult<()> {
-    match s {
-        Statement::Query(q) => {
-            if query_writes(q) {
-                Err(read_only_error("a WITH that changes data"))
-            } else {
-                Ok(())
-            }
-        }
-        Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
-            refuse_writes(statement)
-        }
-        Statement::Declare { stmts } => {
-            for d in stmts {
-                if d.for_query.as_ref().is_some_and(|q| query_writes(q)) {
-                    return Err(read_only_error(
-                        "a cursor over a statement that changes data",
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Statement::ExplainTable { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ShowVariables { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowSchemas { .. }
-        | Statement::ShowCatalogs { .. }
-        | Statement::ShowFunctions { .. }
-        | Statement::Set(_)
-        | Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. }
-        | Statement::Fetch { .. }
-        | Statement::Close { .. }
-        | Statement::Deallocate { .. }
-        | Statement::Discard { .. } => Ok(()),
-        Statement::Execute { name: Some(_), .. } => Ok(()),
-        Statement::Copy { .. } => Err(read_only_error("COPY")),
-        other => {
-            let text = other.to_string();
-            let words: Vec<&str> = text.split_whitespace().take(2).collect();
-            Err(read_only_error(&words.join(" ").to_uppercase()))
-        }
-    }
-}
-
-fn query_writes(q: &Query) -> bool {
-    q.with
-        .as_ref()
-        .is_some_and(|w| w.cte_tables.iter().any(|c| query_writes(&c.query)))
-        || set_expr_writes(&q.body)
-}
-
-fn set_expr_writes(e: &SetExpr) -> bool {
-    match e {
-        SetExpr::Query(q) => query_writes(q),
-        SetExpr::SetOperation { left, right, .. } => {
-            set_expr_writes(left) || set_expr_writes(right)
-        }
-        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => true,
-        _ => false,
-    }
-}
-
-/// Whether a setting name is one [`Guard`] applies (an error for a `datafusion.` setting that
-/// is not the connection's to change).
-fn own_setting(name: &str) -> PgWireResult<bool> {
-    if name.starts_with("lifecycle.") {
-        return Ok(true);
-    }
-    if name.starts_with("datafusion.") {
-        if SETTABLE_DATAFUSION.contains(&name) {
-            return Ok(true);
-        }
-        return Err(user_error(
-            "42501",
-            format!(
-                "{name} cannot be changed by a client of this server (it is the server's); a \
-                 connection may SET lifecycle.* and {}",
-                SETTABLE_DATAFUSION.join(", ")
-            ),
-        ));
-    }
-    Ok(false)
-}
-
-fn time_zone_value(value: &Expr) -> PgWireResult<Option<String>> {
-    let zone = match value {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
-            Value::Number(n, _) => n.to_string(),
-            other => other.to_string(),
-        },
-        Expr::Identifier(i) => i.value.clone(),
-        other => other.to_string(),
-    };
-    if zone.eq_ignore_ascii_case("local") || zone.eq_ignore_ascii_case("default") {
-        return Ok(None);
-    }
-    // The zone must be one Arrow can apply (an IANA name, or an offset such as +02:00).
-    zone.parse::<datafusion::arrow::array::timezone::Tz>()
-        .map_err(|e| user_error("22023", format!("invalid time zone '{zone}': {e}")))?;
-    Ok(Some(zone))
-}
-
-/// What [`Guard`] answers itself, if anything (after the read-only check).
-fn own(s: &Statement) -> PgWireResult<Option<Own>> {
-    match s {
-        Statement::Set(Set::SetTimeZone { value, .. }) => {
-            Ok(Some(Own::TimeZone(time_zone_value(value)?)))
-        }
-        Statement::Set(Set::SingleAssignment {
-            variable, values, ..
-        }) => {
-            let name = variable.to_string().to_lowercase();
-            if name == "timezone" || name == "time zone" {
-                let value = values
-                    .first()
-                    .ok_or_else(|| user_error("42601", "SET timezone needs a value".into()))?;
-                return Ok(Some(Own::TimeZone(time_zone_value(value)?)));
-            }
-            Ok(own_setting(&name)?.then_some(Own::Set))
-        }
-        Statement::ShowVariable { variable } => {
-            let name = variable
-                .iter()
-                .map(|i| i.value.to_lowercase())
-                .collect::<Vec<_>>()
-                .join(".");
-            let ours =
-                name == "all" || name.starts_with("lifecycle.") || name.starts_with("datafusion.");
-            Ok(ours.then_some(Own::Show))
-        }
-        _ => Ok(None),
-    }
-}
-
-fn api(e: DataFusionError) -> PgWireError {
-    PgWireError::ApiError(Box::new(e))
-}
-
-/// Statements a connection's `SET` runs as: no DDL or DML, statements (SET) allowed.
-fn settings_only() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(true)
-}
-
-impl Guard {
-    /// A query of the simple protocol, planned here (rather than by `datafusion-postgres`) so
-    /// columns without a Postgres type become JSON text, as in the extended protocol's parser.
-    async fn query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> PgWireResult<Response> {
-        let plan = ctx
-            .state()
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                statement.clone(),
-            )))
-            .await
-            .and_then(super::json::with_json_columns)
-            .map_err(api)?;
-        let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
-        let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        Ok(Response::Query(
-            encode_dataframe(df, &Format::UnifiedText, Some(format)).await?,
-        ))
-    }
-
-    async fn answer(
-        &self,
-        own: Own,
-        statement: &Statement,
-        ctx: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> PgWireResult<Response> {
-        match own {
-            Own::Set => {
-                ctx.sql_with_options(&statement.to_string(), settings_only())
-                    .await
-                    .map_err(api)?;
-                Ok(Response::Execution(Tag::new("SET")))
-            }
-            Own::TimeZone(zone) => {
-                {
-                    let state = ctx.state_ref();
-                    let mut state = state.write();
-                    state.config_mut().options_mut().execution.time_zone = zone.clone();
-                }
-                let shown = zone.unwrap_or_else(|| "UTC".into());
-                // datafusion-postgres's SHOW TIME ZONE reads the connection's metadata.
-                client
-                    .metadata_mut()
-                    .insert("timezone".into(), shown.clone());
-                client
-                    .send_message(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
-                        "TimeZone".into(),
-                        shown,
-                    )))
-                    .await?;
-                Ok(Response::Execution(Tag::new("SET")))
-            }
-            Own::Show => {
-                let df = ctx
-                    .sql_with_options(&statement.to_string(), settings_only())
-                    .await
-                    .map_err(api)?;
-                Ok(Response::Query(
-                    encode_dataframe(df, &Format::UnifiedText, None).await?,
-                ))
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl QueryHook for Guard {
-    async fn handle_simple_query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        if let Err(e) = refuse_writes(statement) {
-            return Some(Err(e));
-        }
-        if let Statement::Query(_) = statement {
-            return Some(self.query(statement, ctx, client).await);
-        }
-        match own(statement) {
-            Err(e) => Some(Err(e)),
-            Ok(None) => None,
-            Ok(Some(o)) => Some(self.answer(o, statement, ctx, client).await),
-        }
-    }
-
-    async fn handle_extended_parse_query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
-    ) -> Option<PgWireResult<LogicalPlan>> {
-        if let Err(e) = refuse_writes(statement) {
-            return Some(Err(e));
-        }
-        match own(statement) {
-            Err(e) => Some(Err(e)),
-            Ok(None) => None,
-            Ok(Some(Own::Show)) => Some(
-                ctx.state()
-                    .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                        statement.clone(),
-                    )))
-                    .await
-                    .map_err(api),
-            ),
-            Ok(Some(_)) => Some(
-                DFSchema::try_from(Schema::empty())
-                    .map(|schema| {
-                        LogicalPlan::EmptyRelation(EmptyRelation {
-                            produce_one_row: false,
-                            schema: Arc::new(schema),
-                        })
-                    })
-                    .map_err(api),
-            ),
-        }
-    }
-
-    async fn handle_extended_query(
-        &self,
-        statement: &Statement,
-        _plan: &LogicalPlan,
-        _params: &ParamValues,
-        ctx: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        match own(statement) {
-            Err(e) => Some(Err(e)),
-            Ok(None) => None,
-            Ok(Some(o)) => Some(self.answer(o, statement, ctx, client).await),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-
-    fn parse(sql: &str) -> Statement {
-        PostgresCompatibilityParser::new()
-            .parse(sql)
-            .unwrap()
-            .remove(0)
-    }
-
-    #[test]
-    fn only_reads_pass() {
-        for ok in [
-            "SELECT 1",
-            "WITH a AS (SELECT 1) SELECT * FROM a",
-            "EXPLAIN SELECT 1",
-            "SHOW TIME ZONE",
-            "SET lifecycle.churn_days = 120",
-            "BEGIN",
-            "COMMIT",
-            "DECLARE c CURSOR FOR SELECT 1",
-            "FETCH 10 FROM c",
-            "CLOSE c",
-        ] {
-            assert!(refuse_writes(&parse(ok)).is_ok(), "{ok}");
-        }
-        for (bad, what) in [
-            ("COPY purchases TO STDOUT", "COPY"),
-            ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
-            ("INSERT INTO purchases VALUES (1)", "INSERT INTO"),
-            ("DELETE FROM purchases", "DELETE FROM"),
-            ("DROP TABLE purchases", "DROP TABLE"),
-            ("EXPLAIN ANALYZE INSERT INTO t SELECT 1", "INSERT INTO"),
-            ("PREPARE p AS DELETE FROM t", "DELETE FROM"),
-            (
-                "WITH a AS (DELETE FROM t RETURNING *) SELECT * FROM a",
-                "WITH",
-            ),
-        ] {
-            let e = refuse_writes(&parse(bad)).unwrap_err();
-            let PgWireError::UserError(info) = e else {
-                panic!("{bad}: {e:?}")
-            };
-            assert_eq!(info.code, "25006", "{bad}");
-            assert!(info.message.contains(what), "{bad}: {}", info.message);
-        }
-    }
 
     #[tokio::test]
     async fn a_cancel_stops_the_running_query_only_and_a_hang_up_stays() {
@@ -1226,41 +825,5 @@ mod tests {
         i.fire(Stop::Cancel);
         i.start();
         assert_eq!(i.stopped().await, Stop::Gone);
-    }
-
-    #[test]
-    fn settings_a_connection_may_change() {
-        assert!(matches!(
-            own(&parse("SET lifecycle.churn_days = 120")),
-            Ok(Some(Own::Set))
-        ));
-        assert!(matches!(
-            own(&parse("SET datafusion.execution.batch_size TO 1024")),
-            Ok(Some(Own::Set))
-        ));
-        let e = own(&parse("SET datafusion.runtime.memory_limit = '100G'"))
-            .err()
-            .unwrap();
-        assert!(
-            e.to_string().contains("cannot be changed") || matches!(e, PgWireError::UserError(_))
-        );
-        assert!(matches!(
-            own(&parse("SET extra_float_digits = 3")),
-            Ok(None)
-        ));
-        assert!(matches!(
-            own(&parse("SET TIME ZONE 'America/New_York'")),
-            Ok(Some(Own::TimeZone(Some(z)))) if z == "America/New_York"
-        ));
-        assert!(matches!(
-            own(&parse("SET TIME ZONE LOCAL")),
-            Ok(Some(Own::TimeZone(None)))
-        ));
-        assert!(own(&parse("SET TIME ZONE 'Mars/Olympus'")).is_err());
-        assert!(matches!(
-            own(&parse("SHOW lifecycle.churn_days")),
-            Ok(Some(Own::Show))
-        ));
-        assert!(matches!(own(&parse("SHOW search_path")), Ok(None)));
     }
 }

@@ -56,7 +56,8 @@ use tonic::{Code, Streaming};
 pub struct BallistaClient {
     host: String,
     port: u16,
-    flight_client: FlightServiceClient<tonic::transport::channel::Channel>,
+    // (lifecycle patch) every call carries the process's cluster token
+    flight_client: FlightServiceClient<crate::auth::AuthChannel>,
     io_retries_times: u8,
     io_retry_wait_time_ms: u64,
 }
@@ -113,7 +114,7 @@ impl BallistaClient {
             ))
         })?;
 
-        let flight_client = FlightServiceClient::new(connection)
+        let flight_client = FlightServiceClient::new(crate::auth::authenticated(connection))
             .max_decoding_message_size(max_message_size)
             .max_encoding_message_size(max_message_size);
 
@@ -142,7 +143,7 @@ impl BallistaClient {
             io_retry_wait_time_ms: 250,
             host: host.to_string(),
             port,
-            flight_client: FlightServiceClient::new(channel),
+            flight_client: FlightServiceClient::new(crate::auth::authenticated(channel)),
         }
     }
 

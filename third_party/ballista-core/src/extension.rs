@@ -839,6 +839,8 @@ impl BallistaGrpcMetadataInterceptor {
 
 impl Interceptor for BallistaGrpcMetadataInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        // (lifecycle patch) the process's cluster token, on every call to the scheduler
+        crate::auth::authorize(&mut request);
         if self.additional_metadata.is_empty() {
             Ok(request)
         } else {

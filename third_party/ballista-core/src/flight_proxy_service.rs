@@ -186,7 +186,7 @@ async fn get_flight_client(
     max_encoding_message_size: usize,
     use_tls: bool,
     customize_endpoint: Option<Arc<BallistaConfigGrpcEndpoint>>,
-) -> Result<FlightServiceClient<tonic::transport::channel::Channel>, BallistaError> {
+) -> Result<FlightServiceClient<crate::auth::AuthChannel>, BallistaError> {
     let scheme = if use_tls { "https" } else { "http" };
     let addr = format!("{scheme}://{host}:{port}");
     let grpc_config = GrpcClientConfig::default();
@@ -212,7 +212,7 @@ async fn get_flight_client(
         ))
     })?;
 
-    let flight_client = FlightServiceClient::new(connection)
+    let flight_client = FlightServiceClient::new(crate::auth::authenticated(connection))
         .max_decoding_message_size(max_decoding_message_size)
         .max_encoding_message_size(max_encoding_message_size);
 

@@ -67,6 +67,8 @@ macro_rules! assert_plan {
     }};
 }
 
+/// (lifecycle patch) The cluster credential: a token on every call, optionally TLS.
+pub mod auth;
 /// Client utilities for connecting to Ballista schedulers.
 pub mod client;
 /// Connection pool for reusing `BallistaClient` instances across requests.

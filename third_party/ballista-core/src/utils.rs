@@ -211,25 +211,44 @@ pub async fn write_stream_to_disk(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(channel_capacity);
 
     let handle = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let file = BufWriter::new(File::create(&path_owned).map_err(|e| {
-            error!("Failed to create partition file at {:?}: {e:?}", path_owned);
-            BallistaError::IoError(e)
-        })?);
+        // (lifecycle patch) The file is written under a name of its own and renamed into place
+        // once complete: task ids restart at 0 in each attempt of a stage, so a task of an
+        // abandoned attempt and the same task of the next one may write the same path at once,
+        // and a reader must never see a partial or interleaved file. With the rename, the path
+        // holds one complete file, from one writer.
+        let partial = partial_path(&path_owned);
+        let mut write = || -> Result<u64> {
+            let file = BufWriter::new(File::create(&partial).map_err(|e| {
+                error!("Failed to create partition file at {:?}: {e:?}", partial);
+                BallistaError::IoError(e)
+            })?);
 
-        let options = create_write_options(compression_type)?;
+            let options = create_write_options(compression_type)?;
 
-        let mut writer =
-            StreamWriter::try_new_with_options(file, schema.as_ref(), options)?;
+            let mut writer =
+                StreamWriter::try_new_with_options(file, schema.as_ref(), options)?;
 
-        while let Some(batch) = rx.blocking_recv() {
+            while let Some(batch) = rx.blocking_recv() {
+                let timer = write_metric.timer();
+                writer.write(&batch)?;
+                timer.done();
+            }
             let timer = write_metric.timer();
-            writer.write(&batch)?;
+            writer.finish()?;
+            let file = writer.into_inner()?;
+            let file = file
+                .into_inner()
+                .map_err(|e| BallistaError::IoError(e.into_error()))?;
+            drop(file);
+            std::fs::rename(&partial, &path_owned).map_err(BallistaError::IoError)?;
             timer.done();
+            Ok(std::fs::metadata(&path_owned).map(|m| m.len()).unwrap_or(0))
+        };
+        let written = write();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
         }
-        let timer = write_metric.timer();
-        writer.finish()?;
-        timer.done();
-        Ok(std::fs::metadata(&path_owned).map(|m| m.len()).unwrap_or(0))
+        written
     });
 
     let mut num_rows = 0;
@@ -267,6 +286,16 @@ pub async fn write_stream_to_disk(
         Some(num_batches),
         Some(num_bytes),
     ))
+}
+
+/// A name beside `path`, unique to this writer, for a file being written (lifecycle patch).
+fn partial_path(path: &Path) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-{n}.partial", std::process::id()));
+    path.with_file_name(name)
 }
 
 /// Collects all record batches from a stream into a vector.
@@ -316,7 +345,8 @@ where
     D: std::convert::TryInto<tonic::transport::Endpoint>,
     D::Error: Into<StdError>,
 {
-    let endpoint = tonic::transport::Endpoint::new(dst)?;
+    // (lifecycle patch) TLS when the process has a client TLS configuration.
+    let endpoint = crate::auth::client_endpoint(tonic::transport::Endpoint::new(dst)?)?;
     if let Some(config) = config {
         let mut endpoint = endpoint
             .connect_timeout(Duration::from_secs(config.connect_timeout_seconds))
@@ -345,7 +375,7 @@ where
 
 /// Creates a gRPC server builder with the specified configuration.
 pub fn create_grpc_server(config: &GrpcServerConfig) -> Server {
-    Server::builder()
+    let builder = Server::builder()
         .timeout(Duration::from_secs(config.timeout_seconds))
         // Disable Nagle's Algorithm since we don't want packets to wait
         .tcp_nodelay(true)
@@ -355,7 +385,16 @@ pub fn create_grpc_server(config: &GrpcServerConfig) -> Server {
         )))
         .http2_keepalive_timeout(Some(Duration::from_secs(
             config.http2_keepalive_timeout_seconds,
-        )))
+        )));
+    // (lifecycle patch) TLS when the process has a server identity. The process checks that
+    // the identity loads before it sets its credential, so this cannot fail here; it never
+    // falls back to plaintext.
+    match crate::auth::server_tls() {
+        Some(tls) => builder
+            .tls_config(tls)
+            .expect("the TLS identity was checked at start-up"),
+        None => builder,
+    }
 }
 
 /// Binds a gRPC server's listening socket, for use with tonic's

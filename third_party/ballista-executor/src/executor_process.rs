@@ -663,7 +663,8 @@ pub async fn start_executor_process(
         }
     }?;
 
-    let mut scheduler = SchedulerGrpcClient::new(connection)
+    // (lifecycle patch) every call to the scheduler carries the process's cluster token
+    let mut scheduler = SchedulerGrpcClient::new(ballista_core::auth::authenticated(connection))
         .max_encoding_message_size(opt.grpc_max_encoding_message_size as usize)
         .max_decoding_message_size(opt.grpc_max_decoding_message_size as usize);
 
@@ -876,11 +877,12 @@ async fn flight_server_task(
         );
 
         let server_future = create_grpc_server(&grpc_server_config)
-            .add_service(
+            // (lifecycle patch) only calls that carry the cluster token are answered
+            .add_service(ballista_core::auth::checked(
                 FlightServiceServer::new(BallistaFlightService::new(work_dir))
                     .max_decoding_message_size(max_decoding_message_size)
                     .max_encoding_message_size(max_encoding_message_size),
-            )
+            ))
             .serve_with_shutdown(address, grpc_shutdown.recv());
 
         server_future.await.map_err(|e| {

@@ -32,7 +32,6 @@ use sysinfo::{MemoryRefreshKind, System};
 use tokio::sync::mpsc;
 
 use log::{debug, error, info, warn};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use ballista_core::error::BallistaError;
@@ -78,8 +77,11 @@ use crate::{TaskCompletionExtras, TaskExecutionTimes, as_task_status};
 /// crash-looping until the executor image is bumped to match.
 const HEARTBEAT_FAILURE_TERMINATION_THRESHOLD: u32 = 5;
 
+/// (lifecycle patch) the scheduler clients carry the process's cluster token.
+use ballista_core::auth::AuthChannel;
+
 type ServerHandle = JoinHandle<Result<(), BallistaError>>;
-type SchedulerClients = Arc<DashMap<String, SchedulerGrpcClient<Channel>>>;
+type SchedulerClients = Arc<DashMap<String, SchedulerGrpcClient<AuthChannel>>>;
 
 /// Wrap TaskDefinition with its scheduler callback endpoint so task updates
 /// return to the scheduler that launched the task.
@@ -107,7 +109,7 @@ struct CuratorTaskStatus {
 ///
 /// Returns a handle to the server task that can be awaited for completion.
 pub async fn startup<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>(
-    mut scheduler: SchedulerGrpcClient<Channel>,
+    mut scheduler: SchedulerGrpcClient<AuthChannel>,
     config: Arc<ExecutorProcessConfig>,
     executor: Arc<Executor>,
     codec: BallistaCodec<T, U>,
@@ -159,8 +161,9 @@ pub async fn startup<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>(
         let mut grpc_shutdown = shutdown_noti.subscribe_for_shutdown();
         tokio::spawn(async move {
             let shutdown_signal = grpc_shutdown.recv();
+            // (lifecycle patch) only calls that carry the cluster token are answered
             let grpc_server_future = create_grpc_server(&grpc_server_config)
-                .add_service(server)
+                .add_service(ballista_core::auth::checked(server))
                 .serve_with_incoming_shutdown(incoming, shutdown_signal);
             grpc_server_future.await.map_err(|e| {
                 error!("Tonic error, Could not start Executor Grpc Server.");
@@ -200,7 +203,7 @@ pub async fn startup<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>(
 
 #[allow(clippy::clone_on_copy)]
 async fn register_executor(
-    scheduler: &mut SchedulerGrpcClient<Channel>,
+    scheduler: &mut SchedulerGrpcClient<AuthChannel>,
     executor: Arc<Executor>,
 ) -> Result<(), BallistaError> {
     let result = scheduler
@@ -232,7 +235,7 @@ pub struct ExecutorServer<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPl
     /// Codec for serializing/deserializing execution plans.
     codec: BallistaCodec<T, U>,
     /// gRPC client for the scheduler this executor registered with.
-    scheduler_to_register: SchedulerGrpcClient<Channel>,
+    scheduler_to_register: SchedulerGrpcClient<AuthChannel>,
     /// Cache of scheduler clients for communicating with multiple schedulers.
     schedulers: SchedulerClients,
     /// Maximum size for outgoing gRPC messages.
@@ -265,7 +268,7 @@ pub static TERMINATING: AtomicBool = AtomicBool::new(false);
 impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> ExecutorServer<T, U> {
     #[allow(clippy::too_many_arguments)]
     fn new(
-        scheduler_to_register: SchedulerGrpcClient<Channel>,
+        scheduler_to_register: SchedulerGrpcClient<AuthChannel>,
         executor: Arc<Executor>,
         executor_env: ExecutorEnv,
         codec: BallistaCodec<T, U>,
@@ -296,7 +299,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> ExecutorServer<T,
     async fn get_scheduler_client(
         &self,
         scheduler_endpoint: &str,
-    ) -> Result<SchedulerGrpcClient<Channel>, BallistaError> {
+    ) -> Result<SchedulerGrpcClient<AuthChannel>, BallistaError> {
         let scheduler = self
             .schedulers
             .get(scheduler_endpoint)
@@ -317,7 +320,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> ExecutorServer<T,
             }
 
             let connection = endpoint.connect().await?;
-            let scheduler = SchedulerGrpcClient::new(connection)
+            let scheduler = SchedulerGrpcClient::new(ballista_core::auth::authenticated(connection))
                 .max_encoding_message_size(self.grpc_max_encoding_message_size)
                 .max_decoding_message_size(self.grpc_max_decoding_message_size);
 

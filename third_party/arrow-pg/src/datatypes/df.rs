@@ -59,11 +59,33 @@ fn invalid_parameter_error(msg: impl Into<String>) -> PgWireError {
     )))
 }
 
-fn out_of_range_error(source: &str, value: i64, target: &DataType) -> PgWireError {
-    invalid_parameter_error(format!(
-        "{} value {} is out of range for {:?}",
-        source, value, target
-    ))
+fn out_of_range_error(source: &str, value: impl std::fmt::Display, target: &DataType) -> PgWireError {
+    // (lifecycle patch) numeric_value_out_of_range, as PostgreSQL answers
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".to_owned(),
+        "22003".to_owned(),
+        format!("{} value {} is out of range for {:?}", source, value, target),
+    )))
+}
+
+/// (lifecycle patch) A NUMERIC parameter converted to `target` by `convert`, or an out-of-range
+/// error when it does not fit (it used to become NULL).
+fn checked_numeric<T>(
+    value: Option<Decimal>,
+    target: &DataType,
+    convert: impl Fn(&Decimal) -> Option<T>,
+) -> PgWireResult<Option<T>> {
+    value
+        .map(|n| convert(&n).ok_or_else(|| out_of_range_error("NUMERIC", n, target)))
+        .transpose()
+}
+
+/// (lifecycle patch) An integer parameter scaled to a finer time unit, or an out-of-range error
+/// (the multiplication used to overflow).
+fn scaled(value: Option<i64>, factor: i64, target: &DataType) -> PgWireResult<Option<i64>> {
+    value
+        .map(|n| n.checked_mul(factor).ok_or_else(|| out_of_range_error("INT", n, target)))
+        .transpose()
 }
 
 fn checked_int_cast<T>(value: i64, target: &DataType) -> PgWireResult<T>
@@ -101,15 +123,15 @@ fn coerce_int_value(value: Option<i64>, target: &DataType) -> PgWireResult<Scala
         DataType::Float64 => Ok(ScalarValue::Float64(value.map(|n| n as f64))),
         DataType::Timestamp(TimeUnit::Second, _) => Ok(ScalarValue::TimestampSecond(value, None)),
         DataType::Timestamp(TimeUnit::Millisecond, _) => Ok(ScalarValue::TimestampMillisecond(
-            value.map(|n| n * 1000),
+            scaled(value, 1000, target)?,
             None,
         )),
         DataType::Timestamp(TimeUnit::Microsecond, _) => Ok(ScalarValue::TimestampMicrosecond(
-            value.map(|n| n * 1_000_000),
+            scaled(value, 1_000_000, target)?,
             None,
         )),
         DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(ScalarValue::TimestampNanosecond(
-            value.map(|n| n * 1_000_000_000),
+            scaled(value, 1_000_000_000, target)?,
             None,
         )),
         _ => Err(invalid_parameter_error(format!(
@@ -647,39 +669,40 @@ where
             Type::NUMERIC => {
                 let value = portal.parameter::<Decimal>(i, &pg_type)?;
                 match inferenced_type {
-                    Some(DataType::Decimal128(p, s)) => {
-                        deserialized_params.push(ScalarValue::Decimal128(
-                            value.map(|mut n| {
-                                n.rescale(*s as u32);
-                                n.mantissa()
-                            }),
-                            *p,
-                            *s,
-                        ));
+                    Some(t @ DataType::Decimal128(p, s)) => {
+                        // (lifecycle patch) a value with more digits than the precision is
+                        // out of range, not an invalid decimal
+                        let limit = 10i128.checked_pow(*p as u32).unwrap_or(i128::MAX);
+                        let mantissa = checked_numeric(value, t, |n| {
+                            let mut n = *n;
+                            n.rescale(*s as u32);
+                            (n.mantissa().abs() < limit).then(|| n.mantissa())
+                        })?;
+                        deserialized_params.push(ScalarValue::Decimal128(mantissa, *p, *s));
                     }
-                    Some(DataType::UInt64) => {
+                    Some(t @ DataType::UInt64) => {
                         deserialized_params
-                            .push(ScalarValue::UInt64(value.and_then(|n| n.to_u64())));
+                            .push(ScalarValue::UInt64(checked_numeric(value, t, |n| n.to_u64())?));
                     }
-                    Some(DataType::UInt32) => {
+                    Some(t @ DataType::UInt32) => {
                         deserialized_params
-                            .push(ScalarValue::UInt32(value.and_then(|n| n.to_u32())));
+                            .push(ScalarValue::UInt32(checked_numeric(value, t, |n| n.to_u32())?));
                     }
-                    Some(DataType::Int64) => {
+                    Some(t @ DataType::Int64) => {
                         deserialized_params
-                            .push(ScalarValue::Int64(value.and_then(|n| n.to_i64())));
+                            .push(ScalarValue::Int64(checked_numeric(value, t, |n| n.to_i64())?));
                     }
-                    Some(DataType::Int32) => {
+                    Some(t @ DataType::Int32) => {
                         deserialized_params
-                            .push(ScalarValue::Int32(value.and_then(|n| n.to_i32())));
+                            .push(ScalarValue::Int32(checked_numeric(value, t, |n| n.to_i32())?));
                     }
-                    Some(DataType::Float64) => {
+                    Some(t @ DataType::Float64) => {
                         deserialized_params
-                            .push(ScalarValue::Float64(value.and_then(|n| n.to_f64())));
+                            .push(ScalarValue::Float64(checked_numeric(value, t, |n| n.to_f64())?));
                     }
-                    Some(DataType::Float32) => {
+                    Some(t @ DataType::Float32) => {
                         deserialized_params
-                            .push(ScalarValue::Float32(value.and_then(|n| n.to_f32())));
+                            .push(ScalarValue::Float32(checked_numeric(value, t, |n| n.to_f32())?));
                     }
                     Some(target) => {
                         return Err(invalid_parameter_error(format!(

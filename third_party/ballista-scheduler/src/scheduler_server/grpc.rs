@@ -828,6 +828,8 @@ fn extract_connect_info<T>(request: &Request<T>) -> Option<ConnectInfo<SocketAdd
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .cloned()
+        // (lifecycle patch) served by tonic's own server rather than axum's
+        .or_else(|| request.remote_addr().map(ConnectInfo))
 }
 
 impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> SchedulerServer<T, U> {

@@ -658,6 +658,37 @@ impl StaticExecutionGraph {
     fn clear_stage_failure(&mut self, stage_id: usize) {
         self.failed_stage_attempts.remove(&stage_id);
     }
+
+    /// Forgets every output location stage `stage_id` has published so far: its consumers'
+    /// `inputs[stage_id]`, or the job's `output_locations` when it is the final stage.
+    ///
+    /// Called when a running stage is rolled back. Its next attempt is a new `RunningStage` that
+    /// runs every partition again (`RunningStage::new`), so what the abandoned attempt's finished
+    /// tasks published is superseded; kept, the consumer's `ShuffleReaderExec` reads those
+    /// partitions twice and the job succeeds with inflated results. (lifecycle patch: an
+    /// executor killed during a join stage gave 692,344,058 rows for 613,581,422.)
+    fn discard_published_outputs(&mut self, stage_id: usize, output_links: &[usize]) {
+        if output_links.is_empty() {
+            self.output_locations.clear();
+            return;
+        }
+        for link in output_links {
+            match self.stages.get_mut(link) {
+                Some(ExecutionStage::UnResolved(consumer)) => {
+                    if let Some(output) = consumer.inputs.get_mut(&stage_id) {
+                        output.partition_locations.clear();
+                        output.complete = false;
+                    }
+                }
+                Some(other) => warn!(
+                    "Job {}: stage {link}, a consumer of the rolled-back stage {stage_id}, is {} (expected unresolved)",
+                    self.job_id,
+                    other.variant_name()
+                ),
+                None => {}
+            }
+        }
+    }
 }
 
 impl ExecutionGraph for StaticExecutionGraph {
@@ -1371,9 +1402,13 @@ impl ExecutionGraph for StaticExecutionGraph {
                     executor_id,
                 })
                 .collect();
+            let output_links = stage.output_links.clone();
             let unresolved_stage = stage.to_unresolved(failure_reasons)?;
             self.stages
                 .insert(stage_id, ExecutionStage::UnResolved(unresolved_stage));
+            // The next attempt runs every partition again: what this attempt already published
+            // downstream must go, or it is read twice (lifecycle patch).
+            self.discard_published_outputs(stage_id, &output_links);
             Ok(running_tasks)
         } else {
             warn!(

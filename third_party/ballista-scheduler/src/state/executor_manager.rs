@@ -46,9 +46,10 @@ use dashmap::DashMap;
 use log::{debug, error, info, warn};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use tonic::transport::Channel;
+// (lifecycle patch) the executor clients carry the process's cluster token.
+use ballista_core::auth::AuthChannel;
 
-type ExecutorClients = Arc<DashMap<String, ExecutorGrpcClient<Channel>>>;
+type ExecutorClients = Arc<DashMap<String, ExecutorGrpcClient<AuthChannel>>>;
 
 /// Manages executor lifecycle and communication for the Ballista scheduler.
 ///
@@ -543,7 +544,7 @@ impl ExecutorManager {
         &self,
         executor_id: &str,
         grpc_client_config: &GrpcClientConfig,
-    ) -> Result<ExecutorGrpcClient<Channel>> {
+    ) -> Result<ExecutorGrpcClient<AuthChannel>> {
         let client = self.clients.get(executor_id).map(|value| value.clone());
 
         if let Some(client) = client {
@@ -572,7 +573,7 @@ impl ExecutorManager {
             // settings, so `create_grpc_client_endpoint` cannot apply them.
             // Without this the configured `max_message_size` is silently
             // ignored and task assignment falls back to tonic's own defaults.
-            let client = ExecutorGrpcClient::new(connection)
+            let client = ExecutorGrpcClient::new(ballista_core::auth::authenticated(connection))
                 .max_encoding_message_size(grpc_client_config.max_message_size)
                 .max_decoding_message_size(grpc_client_config.max_message_size);
 
@@ -587,7 +588,9 @@ impl ExecutorManager {
     async fn test_connectivity(metadata: &ExecutorMetadata) -> Result<()> {
         let executor_url = format!("http://{}:{}", metadata.host, metadata.grpc_port);
         debug!("Connecting to executor {executor_url:?}");
-        let _ = protobuf::executor_grpc_client::ExecutorGrpcClient::connect(executor_url)
+        // (lifecycle patch) through the process's client TLS, like every other client
+        let endpoint = create_grpc_client_endpoint(executor_url, None)?;
+        let _ = protobuf::executor_grpc_client::ExecutorGrpcClient::connect(endpoint)
             .await
             .map_err(|e| {
                 BallistaError::Internal(format!(
@@ -662,7 +665,10 @@ mod tests {
         let channel = Endpoint::from_static("http://localhost:1").connect_lazy();
         manager
             .clients
-            .insert("executor-1".to_owned(), ExecutorGrpcClient::new(channel));
+            .insert(
+                "executor-1".to_owned(),
+                ExecutorGrpcClient::new(ballista_core::auth::authenticated(channel)),
+            );
 
         manager
             .remove_executor("executor-1", None)

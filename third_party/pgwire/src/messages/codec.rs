@@ -86,6 +86,14 @@ where
         if msg_len > max_size {
             return Err(PgWireError::MessageTooLarge(max_size, msg_len));
         }
+        // (lifecycle patch) The length counts itself: below 4 the message is malformed, and
+        // the bodies' `full_len - 4` would underflow and panic the connection's task.
+        if msg_len < 4 {
+            return Err(PgWireError::IoError(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("invalid message length {msg_len}"),
+            )));
+        }
 
         if buf.remaining() >= msg_len + offset {
             buf.advance(offset + 4);

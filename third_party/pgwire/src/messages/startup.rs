@@ -730,9 +730,17 @@ impl Message for SASLInitialResponse {
         _ctx: &DecodeContext,
     ) -> PgWireResult<Self> {
         let auth_method = codec::get_cstring(buf).unwrap_or_else(|| "".to_owned());
+        // (lifecycle patch) A message that is not a SASL initial response (a cleartext
+        // password in its place) is an error, not a panic on a short buffer.
+        let malformed = || PgWireError::InvalidScramMessage("malformed SASL initial response".into());
+        if buf.remaining() < 4 {
+            return Err(malformed());
+        }
         let data_len = buf.get_i32();
         let data = if data_len == -1 {
             None
+        } else if data_len < 0 || data_len as usize > buf.remaining() {
+            return Err(malformed());
         } else {
             Some(buf.split_to(data_len as usize).freeze())
         };

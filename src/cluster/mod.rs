@@ -23,6 +23,7 @@ use std::sync::Arc;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::JobId;
 use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_core::serde::{
     BallistaCodec, BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec,
 };
@@ -30,7 +31,6 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::metrics::SchedulerMetricsCollector;
-use ballista_scheduler::scheduler_process::start_grpc_service_with_listener;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
@@ -53,14 +53,28 @@ use lifecycle_udfs::table::PlannedTable;
 
 use crate::storage::Stores;
 
+mod security;
+
+pub use security::NodeSecurity;
+
 /// The scheme of a cluster address (`df://HOST:PORT`, as Ballista's own clients write it).
 pub const SCHEME: &str = "df://";
 
-/// Checks a `--cluster` value: `df://HOST:PORT`.
+/// The scheme of a cluster served over TLS (`dfs://HOST:PORT`).
+pub const TLS_SCHEME: &str = "dfs://";
+
+/// Checks a `--cluster` value: `df://HOST:PORT`, or `dfs://HOST:PORT` for TLS.
 pub fn parse_cluster_url(s: &str) -> std::result::Result<String, String> {
-    let rest = s.strip_prefix(SCHEME).ok_or_else(|| {
-        format!("cluster address '{s}' must look like df://HOST:PORT (a lifecycle scheduler)")
-    })?;
+    let (scheme, rest) = match (s.strip_prefix(SCHEME), s.strip_prefix(TLS_SCHEME)) {
+        (Some(rest), _) => (SCHEME, rest),
+        (None, Some(rest)) => (TLS_SCHEME, rest),
+        (None, None) => {
+            return Err(format!(
+                "cluster address '{s}' must look like df://HOST:PORT (a lifecycle scheduler; \
+                 dfs:// with TLS)"
+            ));
+        }
+    };
     let (host, port) = rest
         .trim_end_matches('/')
         .rsplit_once(':')
@@ -70,7 +84,13 @@ pub fn parse_cluster_url(s: &str) -> std::result::Result<String, String> {
             "cluster address '{s}' must look like df://HOST:PORT (a lifecycle scheduler)"
         ));
     }
-    Ok(format!("{SCHEME}{host}:{port}"))
+    Ok(format!("{scheme}{host}:{port}"))
+}
+
+/// `HOST:PORT` of a checked cluster address.
+fn host_port(url: &str) -> &str {
+    url.trim_start_matches(TLS_SCHEME)
+        .trim_start_matches(SCHEME)
 }
 
 /// Marks a serialised [`PlannedTable`] among the table providers of a plan.
@@ -109,9 +129,13 @@ impl LogicalExtensionCodec for LogicalCodec {
                 let plan = logical_plan_from_bytes_with_extension_codec(plan, ctx, self)?;
                 Ok(Arc::new(PlannedTable::new(plan)))
             }
-            None => self
-                .ballista
-                .try_decode_table_provider(buf, table_ref, schema, ctx),
+            None => {
+                let table = self
+                    .ballista
+                    .try_decode_table_provider(buf, table_ref, schema, ctx)?;
+                check_local_paths(table_ref, table.as_ref())?;
+                Ok(table)
+            }
         }
     }
 
@@ -170,6 +194,60 @@ impl LogicalExtensionCodec for LogicalCodec {
             None => self.ballista.try_decode_udf(name, buf),
         }
     }
+}
+
+/// Refuses a table whose local files this process cannot see (decoded on the scheduler, which
+/// lists a table's files to plan its scan): a path that exists only on the client would
+/// otherwise list as no files and read as an empty table, a wrong answer with no error. Object
+/// storage is checked by listing it (an error there is an error already).
+fn check_local_paths(table_ref: &TableReference, table: &dyn TableProvider) -> Result<()> {
+    let Some(listing) = (table as &dyn std::any::Any)
+        .downcast_ref::<datafusion::datasource::listing::ListingTable>()
+    else {
+        return Ok(());
+    };
+    let extension = listing.options().file_extension.clone();
+    for url in listing.table_paths() {
+        if url.scheme() != "file" {
+            continue;
+        }
+        let Ok(path) = url.get_url().to_file_path() else {
+            continue;
+        };
+        let seen = match std::fs::metadata(&path) {
+            Err(e) => Err(e.to_string()),
+            Ok(m) if m.is_dir() => match has_file(&path, &extension) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("no {extension} files in it")),
+                Err(e) => Err(e.to_string()),
+            },
+            Ok(_) => Ok(()),
+        };
+        if let Err(why) = seen {
+            return Err(DataFusionError::Plan(format!(
+                "the cluster's scheduler cannot read table '{table_ref}' at '{}': {why} (a \
+                 --cluster table's path must be the same on the client, the scheduler and every \
+                 executor: a shared file system, or object storage)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a directory holds (at any depth) a file with the extension.
+fn has_file(dir: &std::path::Path, extension: &str) -> std::io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            if has_file(&p, extension)? {
+                return Ok(true);
+            }
+        } else if p.to_string_lossy().ends_with(extension) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Ballista's physical codec, plus the table functions' internal aggregates (by name).
@@ -284,24 +362,79 @@ fn function_registry() -> BallistaFunctionRegistry {
     registry
 }
 
-/// A session on the cluster at `url` (checked with [`parse_cluster_url`]): planned here, run
-/// there. Fails at once, naming the address, when no scheduler answers.
-pub async fn connect(url: &str, stores: Arc<Stores>) -> Result<SessionContext> {
-    let http = format!("http://{}", url.trim_start_matches(SCHEME));
-    ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient::connect(
-        http.clone(),
-    )
-    .await
-    .map_err(|e| {
-        DataFusionError::Configuration(format!(
-            "cannot reach the cluster's scheduler at {url}: {e}"
-        ))
-    })?;
+/// How a client reaches the cluster: its address (checked with [`parse_cluster_url`]), the
+/// token file and, for `dfs://`, the certificate authority to trust.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterClient {
+    pub url: String,
+    pub token_file: Option<std::path::PathBuf>,
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// A session on the cluster: planned here, run there. Fails at once, naming the address, when
+/// no scheduler answers or it refuses this client's token.
+pub async fn connect(client: &ClusterClient, stores: Arc<Stores>) -> Result<SessionContext> {
+    let url = client.url.as_str();
+    security::install(security::client_credential(
+        url,
+        client.token_file.as_deref(),
+        client.ca.as_deref(),
+    )?)?;
+    probe_scheduler(url).await?;
     let state = lifecycle_state(cluster_config(), runtime(&stores, None)?);
-    let ctx = SessionContext::remote_with_state(url, state).await?;
+    let ctx =
+        SessionContext::remote_with_state(&format!("{SCHEME}{}", host_port(url)), state).await?;
     // Ballista's upgrade of the state replaces the function lists with its built-ins.
     lifecycle_udfs::register_all(&ctx)?;
     Ok(ctx)
+}
+
+/// Connects to the scheduler and makes one call, so that a wrong address, a missing or wrong
+/// token and a TLS mismatch are one clear error before any query.
+async fn probe_scheduler(url: &str) -> Result<()> {
+    use ballista_core::serde::protobuf::GetJobStatusParams;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    let unreachable = |why: String| {
+        DataFusionError::Configuration(format!(
+            "cannot reach the cluster's scheduler at {url}: {why}"
+        ))
+    };
+    let endpoint = ballista_core::utils::create_grpc_client_endpoint(
+        format!("http://{}", host_port(url)),
+        None,
+    )
+    .map_err(|e| unreachable(e.to_string()))?
+    .connect_timeout(std::time::Duration::from_secs(10));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| unreachable(transport_reason(&e)))?;
+    let mut scheduler = SchedulerGrpcClient::new(ballista_core::auth::authenticated(channel));
+    let probe = GetJobStatusParams {
+        job_id: "lifecycle-connection-check".into(),
+    };
+    match scheduler.get_job_status(probe).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::Unauthenticated => {
+            Err(DataFusionError::Configuration(format!(
+                "the cluster's scheduler at {url} refused this client: it needs the cluster's \
+                 token (--token-file FILE, on serve --cluster-token-file FILE)"
+            )))
+        }
+        // Any other answer comes from a scheduler that let the call in.
+        Err(s) if !matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => Ok(()),
+        Err(s) => Err(unreachable(s.message().to_string())),
+    }
+}
+
+/// The innermost reason of a transport error ("Connection refused", "invalid peer
+/// certificate", ...), not tonic's "transport error" wrapping.
+fn transport_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner: &(dyn std::error::Error + 'static) = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
 }
 
 /// Seconds without a heartbeat after which the scheduler declares an executor dead.
@@ -316,6 +449,8 @@ pub struct SchedulerArgs {
     /// Address to listen on for clients and executors (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub bind: SocketAddr,
+    #[command(flatten)]
+    pub security: NodeSecurity,
 }
 
 /// One log line per finished, failed or cancelled job (Ballista's metrics hook).
@@ -355,6 +490,7 @@ fn ballista_err(e: ballista_core::error::BallistaError) -> DataFusionError {
 
 /// Runs a scheduler until Ctrl-C or SIGTERM.
 pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
+    security::install(args.security.credential()?)?;
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
         .map_err(|e| {
@@ -377,6 +513,9 @@ pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
     }
     .with_override_config_producer(Arc::new(cluster_config))
     .with_override_session_builder(Arc::new(move |config: SessionConfig| {
+        // Every job is planned by the static planner, whatever the client set: the adaptive
+        // one has read a stage twice (see [`cluster_config`]).
+        let config = config.with_ballista_adaptive_query_planner(false);
         Ok(lifecycle_state(config, runtime(&builder_stores, None)?))
     }));
     // One pair of codecs: the server's, and the same in the config for anything that reads it.
@@ -385,6 +524,8 @@ pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
     config.override_logical_codec = Some(logical.clone());
     config.override_physical_codec = Some(physical.clone());
     config.validate().map_err(ballista_err)?;
+    let grpc_max_encoding = config.grpc_server_max_encoding_message_size as usize;
+    let grpc_max_decoding = config.grpc_server_max_decoding_message_size as usize;
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(ballista_err)?;
@@ -398,14 +539,33 @@ pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
         Arc::new(JobLog),
     );
     scheduler.init().await.map_err(ballista_err)?;
-    eprintln!("lifecycle scheduler listening on {SCHEME}{local}");
-    tokio::select! {
-        r = start_grpc_service_with_listener(listener, scheduler) => r.map_err(ballista_err),
-        _ = crate::server::shutdown_signal() => {
-            eprintln!("lifecycle scheduler stopped");
-            Ok(())
-        }
+    // The scheduler's gRPC service, served here rather than by Ballista's
+    // `start_grpc_service_with_listener` so that every call is checked for the cluster's token
+    // before it is decoded, and served over TLS with a certificate. (Ballista's REST API and
+    // Flight proxy are not served.)
+    let service = SchedulerGrpcServer::new(scheduler)
+        .max_encoding_message_size(grpc_max_encoding)
+        .max_decoding_message_size(grpc_max_decoding);
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = ballista_core::auth::server_tls() {
+        server = server.tls_config(tls).map_err(|e| {
+            DataFusionError::Configuration(format!("scheduler TLS configuration: {e}"))
+        })?;
     }
+    let scheme = if ballista_core::auth::server_tls().is_some() {
+        TLS_SCHEME
+    } else {
+        SCHEME
+    };
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    eprintln!("lifecycle scheduler listening on {scheme}{local}");
+    server
+        .add_service(ballista_core::auth::checked(service))
+        .serve_with_incoming_shutdown(incoming, crate::server::shutdown_signal())
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    eprintln!("lifecycle scheduler stopped");
+    Ok(())
 }
 
 /// `lifecycle executor`.
@@ -430,13 +590,14 @@ pub struct ExecutorArgs {
     /// it operators spill to the work directory.
     #[arg(long, value_name = "SIZE", value_parser = crate::session::parse_memory_size)]
     pub memory_limit: Option<usize>,
+    #[command(flatten)]
+    pub security: NodeSecurity,
 }
 
 /// Runs an executor until Ctrl-C, SIGTERM or the scheduler stops it.
 pub async fn run_executor(args: &ExecutorArgs) -> Result<()> {
-    let (scheduler_host, scheduler_port) = args
-        .scheduler
-        .trim_start_matches(SCHEME)
+    security::install(args.security.credential()?)?;
+    let (scheduler_host, scheduler_port) = host_port(&args.scheduler)
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
         .ok_or_else(|| {

@@ -22,6 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use super::admission::{Admission, Admitted};
+
 /// How long a closed connection waits for its client to close.
 const LINGER: Duration = Duration::from_secs(10);
 
@@ -32,23 +34,34 @@ pub struct Lingering {
 }
 
 impl Lingering {
-    /// Accepted connections of `listener`, each closed lingeringly when dropped.
+    /// Accepted connections of `listener` that `admission` admits, each closed lingeringly when
+    /// dropped.
     pub fn incoming(
         &self,
         listener: TcpListener,
+        admission: Admission,
     ) -> impl Stream<Item = io::Result<LingeringStream>> + Send + 'static {
         let count = self.count.clone();
         futures::stream::unfold(listener, move |listener| {
             let count = count.clone();
+            let admission = admission.clone();
             async move {
-                let accepted = listener.accept().await.map(|(stream, _)| {
+                loop {
+                    let (stream, peer) = match listener.accept().await {
+                        Ok(a) => a,
+                        Err(e) => return Some((Err(e), listener)),
+                    };
                     let _ = stream.set_nodelay(true);
-                    LingeringStream {
+                    let Some(admitted) = admission.admit(&stream, peer) else {
+                        continue;
+                    };
+                    let stream = LingeringStream {
                         inner: Some(stream),
                         count,
-                    }
-                });
-                Some((accepted, listener))
+                        _admitted: Some(admitted),
+                    };
+                    return Some((Ok(stream), listener));
+                }
             }
         })
     }
@@ -72,6 +85,8 @@ impl Lingering {
 pub struct LingeringStream {
     inner: Option<TcpStream>,
     count: Arc<(AtomicUsize, Notify)>,
+    /// The connection's place among the listener's connections, given back when it closes.
+    _admitted: Option<Admitted>,
 }
 
 impl LingeringStream {

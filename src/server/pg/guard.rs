@@ -1,0 +1,714 @@
+//! The first hook of every connection: read-only, and the connection's own settings.
+//!
+//! - Read-only, in two layers: the statement's syntax first (DDL, DML, COPY, `SELECT ... INTO`,
+//!   a `WITH` that writes: SQLSTATE 25006 before anything is planned), then the planned query
+//!   ([`crate::server::read_only::verify`]): whatever syntax produced it, a plan that creates,
+//!   changes or writes anything is refused, on the simple and the extended protocol alike.
+//! - Settings: every `SET`, `RESET` and `SHOW` of a `lifecycle.*` or `datafusion.*` name, quoted
+//!   or not, in any case, is answered here against the server's table of settable settings
+//!   ([`crate::server::settings`]); none reaches DataFusion's own `SET` (datafusion-postgres falls
+//!   back to it and ignores its errors, which let quoted names through and turned refused values
+//!   into silent no-ops). The Postgres client settings datafusion-postgres keeps
+//!   (`statement_timeout`, `DateStyle`, ...) are passed to it under their normalised name; any
+//!   other `SET` a client sends on connect is accepted and changes nothing, as before.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::{DFSchema, ParamValues};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, ObjectName, Query, Reset, Set, SetExpr, Statement, UnaryOperator, Value,
+};
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::{HookClient, QueryHook};
+use datafusion_postgres::pgwire;
+use pgwire::api::ClientInfo;
+use pgwire::api::portal::Format;
+use pgwire::api::results::{Response, Tag};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::startup::ParameterStatus;
+use pgwire::types::format::FormatOptions;
+
+use super::{api, user_error};
+use crate::server::read_only;
+use crate::server::settings::{self, SettingError};
+
+/// The Postgres client settings datafusion-postgres keeps per connection (its `SetShowHook`
+/// answers them without DataFusion).
+const CLIENT_SETTINGS: &[&str] = &[
+    "statement_timeout",
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+];
+
+/// Read-only, and `lifecycle.*` / `datafusion.*` settings per connection (see the module docs).
+pub(super) struct Guard {
+    /// The server's configuration: the bound of some settings and the value of `DEFAULT`.
+    pub(super) server: Arc<ConfigOptions>,
+}
+
+/// What [`Guard`] answers itself.
+#[derive(Debug)]
+enum Own {
+    /// Settings of ours, each `(name, value)` (`None`: the server's value), applied together.
+    Set(Vec<(String, Option<String>)>),
+    /// `RESET ALL`: every setting of ours back to the server's value.
+    ResetAll,
+    /// `SET TIME ZONE ...` / `SET timezone = ...`: the zone, `None` for LOCAL / DEFAULT.
+    TimeZone(Option<String>),
+    /// `SHOW lifecycle.x`, `SHOW datafusion.x`, `SHOW ALL`: DataFusion's answer, by this name.
+    Show(String),
+    /// A Postgres client setting, rewritten with its normalised name for datafusion-postgres.
+    Client(Box<Statement>),
+    /// Any other `SET`: accepted, and nothing changes.
+    Ignore,
+}
+
+fn read_only_error(what: &str) -> PgWireError {
+    user_error("25006", read_only::refusal(what))
+}
+
+/// Refuses anything that would change data, tables or the server (the statement-level check).
+pub(super) fn refuse_writes(s: &Statement) -> PgWireResult<()> {
+    match s {
+        Statement::Query(q) => match query_writes(q) {
+            Some(what) => Err(read_only_error(what)),
+            None => Ok(()),
+        },
+        Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
+            refuse_writes(statement)
+        }
+        Statement::Declare { stmts } => {
+            for d in stmts {
+                if d.for_query
+                    .as_ref()
+                    .is_some_and(|q| query_writes(q).is_some())
+                {
+                    return Err(read_only_error(
+                        "a cursor over a statement that changes data",
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Statement::ExplainTable { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::Set(_)
+        | Statement::Reset(_)
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. }
+        | Statement::Deallocate { .. }
+        | Statement::Discard { .. } => Ok(()),
+        Statement::Execute { name: Some(_), .. } => Ok(()),
+        Statement::Copy { .. } => Err(read_only_error("COPY")),
+        other => {
+            let text = other.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(2).collect();
+            Err(read_only_error(&words.join(" ").to_uppercase()))
+        }
+    }
+}
+
+/// What a query writes, if anything: a data-changing `WITH`, or `SELECT ... INTO`.
+fn query_writes(q: &Query) -> Option<&'static str> {
+    if let Some(w) = &q.with {
+        for c in &w.cte_tables {
+            if let Some(what) = query_writes(&c.query) {
+                return Some(what);
+            }
+        }
+    }
+    set_expr_writes(&q.body)
+}
+
+fn set_expr_writes(e: &SetExpr) -> Option<&'static str> {
+    match e {
+        SetExpr::Query(q) => query_writes(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            set_expr_writes(left).or_else(|| set_expr_writes(right))
+        }
+        SetExpr::Select(s) if s.into.is_some() => Some("SELECT ... INTO"),
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+            Some("a WITH that changes data")
+        }
+        _ => None,
+    }
+}
+
+/// Refuses a planned query that creates, changes or writes anything (the plan-level check).
+pub(super) fn refuse_planned_writes(plan: &LogicalPlan) -> PgWireResult<()> {
+    read_only::verify(plan).map_err(|m| user_error("25006", m))
+}
+
+fn setting_error(e: SettingError) -> PgWireError {
+    user_error(e.sqlstate(), e.message().to_string())
+}
+
+/// A setting's name from an object name, normalised (quoted or not, any case).
+fn name_of(variable: &ObjectName) -> String {
+    settings::normalize_name(
+        variable
+            .0
+            .iter()
+            .map(|p| p.as_ident().map_or("", |i: &Ident| i.value.as_str())),
+    )
+}
+
+/// The text of a `SET` value; `None` for `DEFAULT`.
+fn value_text(name: &str, values: &[Expr]) -> PgWireResult<Option<String>> {
+    let [value] = values else {
+        return Err(user_error(
+            "22023",
+            format!("SET {name} takes one value, got {}", values.len()),
+        ));
+    };
+    Ok(match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s.clone()),
+            Value::Number(n, _) => Some(n.to_string()),
+            Value::Boolean(b) => Some(b.to_string()),
+            Value::Null => {
+                return Err(user_error("22023", format!("SET {name} cannot be NULL")));
+            }
+            other => Some(other.to_string()),
+        },
+        Expr::Identifier(i) if i.value.eq_ignore_ascii_case("default") => None,
+        Expr::Identifier(i) => Some(i.value.clone()),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match expr.as_ref() {
+            Expr::Value(v) => Some(format!("-{}", v.value)),
+            other => Some(format!("-{other}")),
+        },
+        other => Some(other.to_string()),
+    })
+}
+
+fn time_zone_value(value: &Expr) -> PgWireResult<Option<String>> {
+    let zone = match value {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Number(n, _) => n.to_string(),
+            other => other.to_string(),
+        },
+        Expr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    };
+    if zone.eq_ignore_ascii_case("local") || zone.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    // The zone must be one Arrow can apply (an IANA name, or an offset such as +02:00).
+    zone.parse::<datafusion::arrow::array::timezone::Tz>()
+        .map_err(|e| user_error("22023", format!("invalid time zone '{zone}': {e}")))?;
+    Ok(Some(zone))
+}
+
+/// One assignment `name = values`, classified.
+fn assignment(variable: &ObjectName, values: &[Expr]) -> PgWireResult<Own> {
+    let name = name_of(variable);
+    if name == "timezone" || name == "time.zone" || name == "time zone" {
+        let value = values
+            .first()
+            .ok_or_else(|| user_error("42601", "SET timezone needs a value".into()))?;
+        return Ok(Own::TimeZone(time_zone_value(value)?));
+    }
+    if settings::is_ours(&name) {
+        let value = value_text(&name, values)?;
+        return Ok(Own::Set(vec![(name, value)]));
+    }
+    if CLIENT_SETTINGS.contains(&name.as_str()) {
+        return Ok(Own::Client(Box::new(Statement::Set(
+            Set::SingleAssignment {
+                scope: None,
+                hivevar: false,
+                variable: ObjectName::from(vec![Ident::new(name)]),
+                values: values.to_vec(),
+            },
+        ))));
+    }
+    Ok(Own::Ignore)
+}
+
+/// What [`Guard`] answers itself, if anything (after the read-only check).
+fn own(s: &Statement) -> PgWireResult<Option<Own>> {
+    let set = match s {
+        Statement::Set(set) => set,
+        Statement::Reset(r) => {
+            return Ok(Some(match &r.reset {
+                Reset::ALL => Own::ResetAll,
+                Reset::ConfigurationParameter(name) => {
+                    let name = name_of(name);
+                    if settings::is_ours(&name) {
+                        Own::Set(vec![(name, None)])
+                    } else {
+                        Own::Ignore
+                    }
+                }
+            }));
+        }
+        Statement::ShowVariable { variable } => {
+            let name = settings::normalize_name(variable.iter().map(|i| i.value.as_str()));
+            let ours = name == "all" || settings::is_ours(&name);
+            return Ok(ours.then_some(Own::Show(name)));
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(match set {
+        Set::SetTimeZone { value, .. } => Own::TimeZone(time_zone_value(value)?),
+        Set::SingleAssignment {
+            variable, values, ..
+        } => assignment(variable, values)?,
+        Set::MultipleAssignments { assignments } => {
+            let mut ours = vec![];
+            for a in assignments {
+                match assignment(&a.name, std::slice::from_ref(&a.value))? {
+                    Own::Set(mut s) => ours.append(&mut s),
+                    Own::Ignore => {}
+                    _ => {
+                        return Err(user_error(
+                            "0A000",
+                            format!("SET {} cannot be combined with other settings", a.name),
+                        ));
+                    }
+                }
+            }
+            Own::Set(ours)
+        }
+        Set::ParenthesizedAssignments { variables, values } => {
+            if variables.len() != values.len() {
+                return Err(user_error(
+                    "42601",
+                    "SET (...) = (...) needs as many values as names".into(),
+                ));
+            }
+            let mut ours = vec![];
+            for (v, x) in variables.iter().zip(values) {
+                match assignment(v, std::slice::from_ref(x))? {
+                    Own::Set(mut s) => ours.append(&mut s),
+                    Own::Ignore => {}
+                    _ => {
+                        return Err(user_error(
+                            "0A000",
+                            format!("SET {v} cannot be combined with other settings"),
+                        ));
+                    }
+                }
+            }
+            Own::Set(ours)
+        }
+        // SET ROLE, SET NAMES, SET TRANSACTION, SET SESSION AUTHORIZATION, ...: accepted and
+        // ignored, unless they name one of the product's namespaces.
+        other => {
+            let text = other.to_string().to_lowercase();
+            if text.contains("datafusion") || text.contains("lifecycle") {
+                return Err(user_error(
+                    "42501",
+                    format!("{other}: only SET name = value can change a setting"),
+                ));
+            }
+            Own::Ignore
+        }
+    }))
+}
+
+/// An empty result plan for statements answered without rows.
+fn no_rows() -> PgWireResult<LogicalPlan> {
+    DFSchema::try_from(Schema::empty())
+        .map(|schema| {
+            LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(schema),
+            })
+        })
+        .map_err(api)
+}
+
+impl Guard {
+    /// A query of the simple protocol, planned here (rather than by `datafusion-postgres`) so
+    /// columns without a Postgres type become JSON text, as in the extended protocol's parser,
+    /// and so its plan is checked before it runs.
+    async fn query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        let plan = ctx
+            .state()
+            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                statement.clone(),
+            )))
+            .await
+            .map_err(api)?;
+        refuse_planned_writes(&plan)?;
+        let plan = crate::server::json::with_json_columns(plan).map_err(api)?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
+        let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        Ok(Response::Query(
+            encode_dataframe(df, &Format::UnifiedText, Some(format)).await?,
+        ))
+    }
+
+    /// Applies settings of ours to the connection's configuration, all or none.
+    fn apply(&self, ctx: &SessionContext, list: &[(String, Option<String>)]) -> PgWireResult<()> {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        let mut next = state.config_options().as_ref().clone();
+        for (name, value) in list {
+            settings::apply(&mut next, &self.server, name, value.as_deref())
+                .map_err(setting_error)?;
+        }
+        *state.config_mut().options_mut() = next;
+        Ok(())
+    }
+
+    async fn answer(
+        &self,
+        own: Own,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+        extended: Option<(&LogicalPlan, &ParamValues)>,
+    ) -> PgWireResult<Response> {
+        match own {
+            Own::Set(list) => {
+                self.apply(ctx, &list)?;
+                Ok(Response::Execution(Tag::new("SET")))
+            }
+            Own::ResetAll => {
+                {
+                    let state = ctx.state_ref();
+                    let mut state = state.write();
+                    *state.config_mut().options_mut() = self.server.as_ref().clone();
+                }
+                Ok(Response::Execution(Tag::new("RESET")))
+            }
+            Own::TimeZone(zone) => {
+                let name = "datafusion.execution.time_zone".to_string();
+                self.apply(ctx, &[(name, Some(zone.clone().unwrap_or_default()))])?;
+                let shown = zone.unwrap_or_else(|| "UTC".into());
+                // datafusion-postgres's SHOW TIME ZONE reads the connection's metadata.
+                client
+                    .metadata_mut()
+                    .insert("timezone".into(), shown.clone());
+                client
+                    .send_message(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                        "TimeZone".into(),
+                        shown,
+                    )))
+                    .await?;
+                Ok(Response::Execution(Tag::new("SET")))
+            }
+            Own::Show(name) => {
+                let df = ctx
+                    .sql_with_options(&format!("SHOW {name}"), settings_only())
+                    .await
+                    .map_err(api)?;
+                Ok(Response::Query(
+                    encode_dataframe(df, &Format::UnifiedText, None).await?,
+                ))
+            }
+            Own::Client(statement) => {
+                let answer = match extended {
+                    None => {
+                        SetShowHook
+                            .handle_simple_query(&statement, ctx, client)
+                            .await
+                    }
+                    Some((plan, params)) => {
+                        SetShowHook
+                            .handle_extended_query(&statement, plan, params, ctx, client)
+                            .await
+                    }
+                };
+                answer.unwrap_or_else(|| Ok(Response::Execution(Tag::new("SET"))))
+            }
+            Own::Ignore => Ok(Response::Execution(Tag::new("SET"))),
+        }
+    }
+}
+
+/// Statements `SHOW` runs as: no DDL or DML.
+fn settings_only() -> datafusion::prelude::SQLOptions {
+    datafusion::prelude::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(true)
+}
+
+#[async_trait]
+impl QueryHook for Guard {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        if let Err(e) = refuse_writes(statement) {
+            return Some(Err(e));
+        }
+        if let Statement::Query(_) | Statement::Explain { .. } = statement {
+            return Some(self.query(statement, ctx, client).await);
+        }
+        match own(statement) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(o)) => Some(self.answer(o, ctx, client, None).await),
+        }
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        if let Err(e) = refuse_writes(statement) {
+            return Some(Err(e));
+        }
+        match own(statement) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(Own::Show(name))) => Some(
+                ctx.state()
+                    .create_logical_plan(&format!("SHOW {name}"))
+                    .await
+                    .map_err(api),
+            ),
+            Ok(Some(_)) => Some(no_rows()),
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        statement: &Statement,
+        plan: &LogicalPlan,
+        params: &ParamValues,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        match own(statement) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(o)) => Some(self.answer(o, ctx, client, Some((plan, params))).await),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+    fn parse(sql: &str) -> Statement {
+        PostgresCompatibilityParser::new()
+            .parse(sql)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn code(e: PgWireError) -> String {
+        match e {
+            PgWireError::UserError(info) => info.code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_reads_pass() {
+        for ok in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "EXPLAIN SELECT 1",
+            "SHOW TIME ZONE",
+            "SET lifecycle.churn_days = 120",
+            "RESET lifecycle.churn_days",
+            "BEGIN",
+            "COMMIT",
+            "DECLARE c CURSOR FOR SELECT 1",
+            "FETCH 10 FROM c",
+            "CLOSE c",
+        ] {
+            assert!(refuse_writes(&parse(ok)).is_ok(), "{ok}");
+        }
+        for (bad, what) in [
+            ("COPY purchases TO STDOUT", "COPY"),
+            ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
+            ("INSERT INTO purchases VALUES (1)", "INSERT INTO"),
+            ("DELETE FROM purchases", "DELETE FROM"),
+            ("DROP TABLE purchases", "DROP TABLE"),
+            ("EXPLAIN ANALYZE INSERT INTO t SELECT 1", "INSERT INTO"),
+            ("PREPARE p AS DELETE FROM t", "DELETE FROM"),
+            (
+                "WITH a AS (DELETE FROM t RETURNING *) SELECT * FROM a",
+                "WITH",
+            ),
+            ("SELECT 1 AS x INTO t", "SELECT ... INTO"),
+            ("SELECT 1 AS x INTO TEMP t", "SELECT ... INTO"),
+            ("SELECT 1 AS x INTO TABLE t", "SELECT ... INTO"),
+            (
+                "WITH a AS (SELECT 1 AS x) SELECT x INTO t FROM a",
+                "SELECT ... INTO",
+            ),
+            ("(SELECT 1 AS x INTO t)", "SELECT ... INTO"),
+            ("EXPLAIN ANALYZE SELECT 1 AS x INTO t", "SELECT ... INTO"),
+            ("DECLARE c CURSOR FOR SELECT 1 INTO t", "cursor"),
+        ] {
+            let e = refuse_writes(&parse(bad)).unwrap_err();
+            let PgWireError::UserError(info) = e else {
+                panic!("{bad}: {e:?}")
+            };
+            assert_eq!(info.code, "25006", "{bad}");
+            assert!(info.message.contains(what), "{bad}: {}", info.message);
+        }
+    }
+
+    #[test]
+    fn settings_are_classified_after_normalising_their_names() {
+        let set = |sql: &str| match own(&parse(sql)) {
+            Ok(Some(Own::Set(list))) => list,
+            other => panic!("{sql}: {other:?}"),
+        };
+        assert_eq!(
+            set("SET lifecycle.churn_days = 120"),
+            vec![("lifecycle.churn_days".into(), Some("120".into()))]
+        );
+        assert_eq!(
+            set("SET \"lifecycle.churn_days\" = -5"),
+            vec![("lifecycle.churn_days".into(), Some("-5".into()))]
+        );
+        assert_eq!(
+            set("SET \"datafusion.runtime.memory_limit\" = '20G'"),
+            vec![("datafusion.runtime.memory_limit".into(), Some("20G".into()))]
+        );
+        assert_eq!(
+            set("SET \"datafusion\".runtime.temp_directory = '/x'"),
+            vec![(
+                "datafusion.runtime.temp_directory".into(),
+                Some("/x".into())
+            )]
+        );
+        assert_eq!(
+            set("SET DataFusion.Execution.BATCH_SIZE TO DEFAULT"),
+            vec![("datafusion.execution.batch_size".into(), None)]
+        );
+        assert_eq!(
+            set("RESET \"lifecycle.churn_days\""),
+            vec![("lifecycle.churn_days".into(), None)]
+        );
+        assert!(matches!(own(&parse("RESET ALL")), Ok(Some(Own::ResetAll))));
+        assert!(matches!(
+            own(&parse("SET extra_float_digits = 3")),
+            Ok(Some(Own::Client(_)))
+        ));
+        assert!(matches!(
+            own(&parse("SET \"statement_timeout\" = '5s'")),
+            Ok(Some(Own::Client(_)))
+        ));
+        assert!(matches!(
+            own(&parse("SET client_min_messages = warning")),
+            Ok(Some(Own::Ignore))
+        ));
+        assert!(matches!(
+            own(&parse("SET TIME ZONE 'America/New_York'")),
+            Ok(Some(Own::TimeZone(Some(z)))) if z == "America/New_York"
+        ));
+        assert!(matches!(
+            own(&parse("SET TIME ZONE LOCAL")),
+            Ok(Some(Own::TimeZone(None)))
+        ));
+        assert!(own(&parse("SET TIME ZONE 'Mars/Olympus'")).is_err());
+        assert!(matches!(
+            own(&parse("SHOW \"lifecycle.churn_days\"")),
+            Ok(Some(Own::Show(n))) if n == "lifecycle.churn_days"
+        ));
+        assert!(matches!(own(&parse("SHOW search_path")), Ok(None)));
+        assert_eq!(
+            code(own(&parse("SET lifecycle.churn_days = NULL")).unwrap_err()),
+            "22023"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_and_invalid_settings_are_errors_and_change_nothing() {
+        let ctx = SessionContext::new_with_config(lifecycle_udfs::with_options(
+            datafusion::prelude::SessionConfig::new().with_target_partitions(2),
+        ));
+        let guard = Guard {
+            server: Arc::new(ctx.state().config_options().as_ref().clone()),
+        };
+        let before = ctx.state().config_options().as_ref().clone();
+        for (sql, want) in [
+            ("SET \"datafusion.runtime.memory_limit\" = '20G'", "42501"),
+            (
+                "SET \"datafusion\".runtime.temp_directory = '/tmp/x'",
+                "42501",
+            ),
+            (
+                "SET \"datafusion.sql_parser.recursion_limit\" = 100000",
+                "42501",
+            ),
+            ("SET \"lifecycle.churn_days\" = -5", "22023"),
+            (
+                "SET datafusion.execution.target_partitions = 100000",
+                "22023",
+            ),
+            ("SET lifecycle.no_such_thing = 1", "42704"),
+            // Postgres reads this as one setting with two values: refused, nothing set.
+            (
+                "SET lifecycle.churn_days = 200, datafusion.runtime.memory_limit = '1G'",
+                "22023",
+            ),
+        ] {
+            let result = match own(&parse(sql)) {
+                Ok(Some(Own::Set(list))) => guard.apply(&ctx, &list),
+                Err(e) => Err(e),
+                other => panic!("{sql}: {other:?}"),
+            };
+            assert_eq!(code(result.unwrap_err()), want, "{sql}");
+        }
+        let after = ctx.state().config_options().as_ref().clone();
+        assert_eq!(
+            before
+                .entries()
+                .iter()
+                .map(|e| (e.key.clone(), e.value.clone()))
+                .collect::<Vec<_>>(),
+            after
+                .entries()
+                .iter()
+                .map(|e| (e.key.clone(), e.value.clone()))
+                .collect::<Vec<_>>(),
+            "nothing changed"
+        );
+        let Ok(Some(Own::Set(list))) = own(&parse("SET \"LIFECYCLE\".CHURN_DAYS = 120")) else {
+            panic!()
+        };
+        guard.apply(&ctx, &list).unwrap();
+        assert_eq!(
+            lifecycle_udfs::LifecycleOptions::from_config(ctx.state().config_options()).churn_days,
+            120
+        );
+    }
+}
