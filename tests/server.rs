@@ -542,7 +542,7 @@ async fn shutdown_delivers_the_whole_stream() {
 
 /// A test CA and a server certificate for localhost / 127.0.0.1 signed by it, made with the
 /// openssl command; returns (CA certificate, server certificate, server key).
-fn test_certificates(
+pub(crate) fn test_certificates(
     dir: &std::path::Path,
 ) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let p = |n: &str| dir.join(n);

@@ -129,13 +129,9 @@ impl LogicalExtensionCodec for LogicalCodec {
                 let plan = logical_plan_from_bytes_with_extension_codec(plan, ctx, self)?;
                 Ok(Arc::new(PlannedTable::new(plan)))
             }
-            None => {
-                let table = self
-                    .ballista
-                    .try_decode_table_provider(buf, table_ref, schema, ctx)?;
-                check_local_paths(table_ref, table.as_ref())?;
-                Ok(table)
-            }
+            None => self
+                .ballista
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
         }
     }
 
@@ -196,10 +192,41 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 }
 
-/// Refuses a table whose local files this process cannot see (decoded on the scheduler, which
-/// lists a table's files to plan its scan): a path that exists only on the client would
-/// otherwise list as no files and read as an empty table, a wrong answer with no error. Object
-/// storage is checked by listing it (an error there is an error already).
+/// The scheduler's query planner: DataFusion's, after checking that every Parquet table's
+/// local files are visible to this process. The scheduler lists a table's files to plan its
+/// scan, and a path that exists only on the client lists as no files: an empty table, a wrong
+/// answer with no error. (Object storage needs no check: listing it fails loudly.)
+#[derive(Debug, Default)]
+struct VisibleTablesPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for VisibleTablesPlanner {
+    async fn create_physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        use datafusion::common::tree_node::TreeNodeRecursion;
+        use datafusion::physical_planner::PhysicalPlanner;
+        let mut checked = Ok(());
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+                && let Err(e) = check_local_paths(&scan.table_name, provider.as_ref())
+            {
+                checked = Err(e);
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        checked?;
+        datafusion::physical_planner::DefaultPhysicalPlanner::default()
+            .create_physical_plan(plan, session)
+            .await
+    }
+}
+
+/// Refuses a table whose local files this process cannot see (see [`VisibleTablesPlanner`]).
 fn check_local_paths(table_ref: &TableReference, table: &dyn TableProvider) -> Result<()> {
     let Some(listing) = (table as &dyn std::any::Any)
         .downcast_ref::<datafusion::datasource::listing::ListingTable>()
@@ -421,9 +448,22 @@ async fn probe_scheduler(url: &str) -> Result<()> {
                  token (--token-file FILE, on serve --cluster-token-file FILE)"
             )))
         }
-        // Any other answer comes from a scheduler that let the call in.
-        Err(s) if !matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => Ok(()),
-        Err(s) => Err(unreachable(s.message().to_string())),
+        // An answer about the (unknown) job comes from a scheduler that let the call in;
+        // anything else is a transport failure (plaintext to a TLS scheduler ends as an HTTP/2
+        // protocol error, for one).
+        Err(s) if s.code() == tonic::Code::Internal && s.message().contains("lifecycle-") => Ok(()),
+        Err(s) => {
+            let why = match std::error::Error::source(&s) {
+                Some(inner) => transport_reason(inner),
+                None => s.message().to_string(),
+            };
+            let hint = if url.starts_with(TLS_SCHEME) {
+                ""
+            } else {
+                " (a scheduler started with --tls-cert is reached at dfs://)"
+            };
+            Err(unreachable(format!("{why}{hint}")))
+        }
     }
 }
 
@@ -449,6 +489,11 @@ pub struct SchedulerArgs {
     /// Address to listen on for clients and executors (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:50050")]
     pub bind: SocketAddr,
+    /// Seconds without a heartbeat after which an executor is declared dead and its work runs
+    /// again elsewhere (or the query fails).
+    #[arg(long, value_name = "SECONDS", default_value_t = EXECUTOR_TIMEOUT_SECONDS,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub executor_timeout: u64,
     #[command(flatten)]
     pub security: NodeSecurity,
 }
@@ -506,9 +551,9 @@ pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
         // An executor that stops heartbeating is declared dead after 30 s (Ballista's default:
         // 180 s), so a query whose executor died is retried elsewhere, or fails, in under a
         // minute rather than appearing to hang.
-        executor_timeout_seconds: EXECUTOR_TIMEOUT_SECONDS,
-        expire_dead_executor_interval_seconds: 5,
-        no_executors_grace_period_seconds: EXECUTOR_TIMEOUT_SECONDS,
+        executor_timeout_seconds: args.executor_timeout,
+        expire_dead_executor_interval_seconds: (args.executor_timeout / 6).clamp(1, 5),
+        no_executors_grace_period_seconds: args.executor_timeout,
         ..Default::default()
     }
     .with_override_config_producer(Arc::new(cluster_config))
@@ -516,7 +561,10 @@ pub async fn run_scheduler(args: &SchedulerArgs) -> Result<()> {
         // Every job is planned by the static planner, whatever the client set: the adaptive
         // one has read a stage twice (see [`cluster_config`]).
         let config = config.with_ballista_adaptive_query_planner(false);
-        Ok(lifecycle_state(config, runtime(&builder_stores, None)?))
+        let state = lifecycle_state(config, runtime(&builder_stores, None)?);
+        Ok(SessionStateBuilder::new_from_existing(state)
+            .with_query_planner(Arc::new(VisibleTablesPlanner))
+            .build())
     }));
     // One pair of codecs: the server's, and the same in the config for anything that reads it.
     let logical: Arc<LogicalCodec> = Arc::default();
@@ -590,6 +638,10 @@ pub struct ExecutorArgs {
     /// it operators spill to the work directory.
     #[arg(long, value_name = "SIZE", value_parser = crate::session::parse_memory_size)]
     pub memory_limit: Option<usize>,
+    /// Seconds between heartbeats to the scheduler (well inside its --executor-timeout).
+    #[arg(long, value_name = "SECONDS", default_value_t = HEARTBEAT_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub heartbeat_interval: u64,
     #[command(flatten)]
     pub security: NodeSecurity,
 }
@@ -630,7 +682,7 @@ pub async fn run_executor(args: &ExecutorArgs) -> Result<()> {
         vcores: args.concurrent_tasks.unwrap_or(0),
         work_dir: args.work_dir.clone(),
         memory_pool_size: args.memory_limit.map(|m| m as u64),
-        executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
+        executor_heartbeat_interval_seconds: args.heartbeat_interval,
         override_function_registry: Some(Arc::new(function_registry())),
         override_config_producer: Some(Arc::new(cluster_config)),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| {

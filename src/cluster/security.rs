@@ -119,14 +119,30 @@ pub fn client_credential(
     })
 }
 
-/// Sets this process's credential, once: a second, different one is an error (a process talks
-/// to one cluster, with one token).
+/// Sets this process's credential, once: a process talks to its clusters with one token and one
+/// TLS configuration, so a second session with other credentials is an error (the same
+/// token without TLS, or none, is the same credential).
 pub fn install(credential: Credential) -> Result<()> {
+    static INSTALLED: std::sync::OnceLock<(Option<Arc<str>>, bool)> = std::sync::OnceLock::new();
+    let tls = credential.client_tls.is_some() || credential.server_tls.is_some();
+    let key = (credential.token.clone(), tls);
+    if let Some(before) = INSTALLED.get() {
+        return if *before == key && !tls {
+            Ok(())
+        } else {
+            Err(DataFusionError::Configuration(
+                "this process already uses a cluster with other credentials (one token and one \
+                 TLS configuration per process)"
+                    .into(),
+            ))
+        };
+    }
     if ballista_core::auth::set_credential(credential) {
+        let _ = INSTALLED.set(key);
         Ok(())
     } else {
         Err(DataFusionError::Configuration(
-            "this process already connected to a cluster with other credentials".into(),
+            "this process already uses a cluster with other credentials".into(),
         ))
     }
 }

@@ -55,7 +55,7 @@ const MAX_AUTH_MESSAGE_BYTES: usize = 64 << 10;
 /// How much longer than `--max-statement-bytes` a message may be (a Parse carries a name and
 /// parameter types, a Bind its values) before the connection is refused rather than the
 /// statement.
-const MESSAGE_MARGIN_BYTES: usize = 1 << 20;
+const MESSAGE_MARGIN_BYTES: usize = 64 << 10;
 
 /// Over-limit connections answered with 53300 at once; more are closed without a word.
 const REFUSERS: usize = 64;
@@ -180,6 +180,9 @@ fn protocol_violation(message: impl Into<String>) -> ErrorInfo {
 enum ReadError {
     /// The message is longer than allowed (its declared or buffered length).
     TooLong(usize),
+    /// A typed message that declares a length over the limit, not yet read: its type byte and
+    /// its whole length (type byte included).
+    Oversized { kind: u8, total: usize },
     /// A malformed message (pgwire's decoding error).
     Malformed(String),
 }
@@ -213,6 +216,12 @@ async fn next_message(
                 0
             };
             if declared < 0 || declared as usize > max || buffered.len() > max {
+                if typed && declared as usize > max {
+                    return Poll::Ready(Some(Err(ReadError::Oversized {
+                        kind: buffered[0],
+                        total: declared as usize + 1,
+                    })));
+                }
                 let len = (declared.max(0) as usize).max(buffered.len());
                 return Poll::Ready(Some(Err(ReadError::TooLong(len))));
             }
@@ -258,7 +267,9 @@ async fn authenticate(
                     return false;
                 }
                 Ok(None) => return false,
-                Ok(Some(Err(ReadError::TooLong(len)))) => {
+                Ok(Some(Err(
+                    ReadError::TooLong(len) | ReadError::Oversized { total: len, .. },
+                ))) => {
                     fatal(
                         socket,
                         protocol_violation(format!(
@@ -369,6 +380,22 @@ async fn serve(
                 .await;
                 return Ok(());
             }
+            Some(Err(ReadError::Oversized { kind, total })) => {
+                // Read past it without keeping it, then refuse the statement alone: the
+                // connection goes on, as after any other error.
+                skip(socket, total).await?;
+                let extended = matches!(kind, b'P' | b'B' | b'E' | b'D' | b'C' | b'H' | b'S');
+                let error = super::user_error(
+                    "54000",
+                    format!(
+                        "the statement is too long: a {total}-byte message, and this server \
+                         accepts statements of at most {} bytes (--max-statement-bytes)",
+                        front.limits.max_statement_bytes
+                    ),
+                );
+                process_error(socket, error, extended).await?;
+                continue;
+            }
             Some(Err(ReadError::Malformed(why))) => {
                 fatal(
                     socket,
@@ -424,6 +451,25 @@ async fn serve(
             process_error(socket, PgWireError::UserError(Box::new(info)), extended).await?;
         }
     }
+}
+
+/// Reads and drops the `total` bytes of the message that starts the read buffer, without
+/// keeping more than one chunk of it.
+async fn skip(socket: &mut Socket, total: usize) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let buffered = socket.read_buffer().len().min(total);
+    let _ = socket.read_buffer_mut().split_to(buffered);
+    let mut left = total - buffered;
+    let mut chunk = vec![0u8; 64 << 10];
+    while left > 0 {
+        let want = left.min(chunk.len());
+        let n = socket.get_mut().read(&mut chunk[..want]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        left -= n;
+    }
+    Ok(())
 }
 
 /// Answers a client over the connection limit as PostgreSQL does, then closes.

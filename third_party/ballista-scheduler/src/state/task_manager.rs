@@ -139,7 +139,22 @@ pub struct TaskManager<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan>
     task_max_failures: usize,
     /// Maximum number of failure attempts for stage-level retry before the stage is considered failed.
     stage_max_failures: usize,
+    /// (lifecycle patch) The vcores each launched task holds on its executor, by (job, stage,
+    /// stage attempt, task id), given back once when the task's status arrives.
+    vcore_ledger: VcoreLedger,
 }
+
+/// (lifecycle patch) What each launched task holds: its executor and its vcores.
+///
+/// The vcores a status gives back used to be read from the task's entry in its stage's
+/// current attempt. A task of a stage rolled back after an executor loss reports after its
+/// stage has gone back to unresolved (no entries) or on to a new attempt (another task under
+/// the same id): its vcores were never given back, or another task's were. The surviving
+/// executor then had no free vcores left, and the job that had lost an executor waited for
+/// ever. The ledger records what each task took when it was launched, keyed by its stage
+/// attempt, so each status gives back exactly what its task took, once.
+type VcoreLedger =
+    Arc<std::sync::Mutex<HashMap<(String, usize, usize, usize), (String, u32)>>>;
 
 /// Contains the execution graph and cached data to improve performance
 /// when scheduling tasks for the job.
@@ -198,6 +213,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
             launcher: Arc::new(DefaultTaskLauncher::new(scheduler_endpoint)),
             task_max_failures: config.task_max_failures,
             stage_max_failures: config.stage_max_failures,
+            vcore_ledger: Default::default(),
         }
     }
 
@@ -217,6 +233,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
             launcher,
             task_max_failures: config.task_max_failures,
             stage_max_failures: config.stage_max_failures,
+            vcore_ledger: Default::default(),
         }
     }
 
@@ -518,28 +535,50 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
     /// Statuses whose (job, stage, task_id) can no longer be resolved
     /// (e.g. the job's graph has been evicted) contribute 0.
     pub(crate) async fn sum_vcores_for_statuses(&self, statuses: &[TaskStatus]) -> u32 {
-        let mut statuses_by_job: HashMap<String, Vec<&TaskStatus>> = HashMap::new();
-        for status in statuses {
-            statuses_by_job
-                .entry(status.job_id.clone())
-                .or_default()
-                .push(status);
-        }
-        let mut total_vcores: u32 = 0;
-        for (job_id, job_statuses) in statuses_by_job {
-            let Some(graph_arc) = self.get_active_execution_graph(&job_id.into()) else {
-                continue;
-            };
-            let graph = graph_arc.read().await;
-            for status in job_statuses {
-                if let Some(vcores) =
-                    graph.task_vcores(status.stage_id as usize, status.task_id as usize)
-                {
-                    total_vcores += vcores;
-                }
+        // (lifecycle patch) from the ledger of launched tasks, whatever their stage's state now.
+        let Ok(mut ledger) = self.vcore_ledger.lock() else {
+            return 0;
+        };
+        statuses
+            .iter()
+            .filter_map(|status| {
+                let key = (
+                    status.job_id.clone(),
+                    status.stage_id as usize,
+                    status.stage_attempt_num as usize,
+                    status.task_id as usize,
+                );
+                ledger.remove(&key).map(|(_, vcores)| vcores)
+            })
+            .sum()
+    }
+
+    /// (lifecycle patch) Records what launched tasks hold.
+    fn record_launch(&self, executor_id: &str, tasks: &[Vec<TaskDescription>]) {
+        if let Ok(mut ledger) = self.vcore_ledger.lock() {
+            for task in tasks.iter().flatten() {
+                ledger.insert(
+                    (
+                        task.key.job_id.to_string(),
+                        task.key.stage_id,
+                        task.stage_attempt_num,
+                        task.key.task_id,
+                    ),
+                    (executor_id.to_string(), task.vcores_consumed),
+                );
             }
         }
-        total_vcores
+    }
+
+    /// (lifecycle patch) Forgets tasks that will never report: those of a lost executor, or of
+    /// jobs whose launch failed (their vcores are given back by the caller).
+    fn forget_launches(&self, executor_id: &str, jobs: Option<&HashSet<JobId>>) {
+        if let Ok(mut ledger) = self.vcore_ledger.lock() {
+            ledger.retain(|(job, _, _, _), (executor, _)| {
+                executor != executor_id
+                    || jobs.is_some_and(|jobs| !jobs.iter().any(|j| j.to_string() == *job))
+            });
+        }
     }
 
     /// Update given task statuses in the respective job and return a tuple containing:
@@ -744,6 +783,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
     ///
     /// Returns a list of running tasks that need to be cancelled.
     pub async fn executor_lost(&self, executor_id: &str) -> Result<Vec<RunningTaskInfo>> {
+        self.forget_launches(executor_id, None);
         // Collect all the running task need to cancel when there are running stages rolled back.
         let mut running_tasks_to_cancel: Vec<RunningTaskInfo> = vec![];
 
@@ -848,6 +888,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
     ) -> Result<HashSet<JobId>> {
         let mut multi_tasks = vec![];
         let mut failed_jobs = HashSet::new();
+        let recorded = tasks.clone();
         for stage_tasks in tasks {
             let job_id = stage_tasks.first().map(|task| task.key.job_id.clone());
             match self.prepare_multi_task_definition(stage_tasks) {
@@ -860,11 +901,21 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
         }
 
         if !multi_tasks.is_empty() {
-            failed_jobs.extend(
-                self.launcher
-                    .launch_tasks(executor, multi_tasks, executor_manager)
-                    .await?,
-            );
+            self.record_launch(&executor.id, &recorded);
+            match self
+                .launcher
+                .launch_tasks(executor, multi_tasks, executor_manager)
+                .await
+            {
+                Ok(rejected) => failed_jobs.extend(rejected),
+                Err(e) => {
+                    self.forget_launches(&executor.id, None);
+                    return Err(e);
+                }
+            }
+        }
+        if !failed_jobs.is_empty() {
+            self.forget_launches(&executor.id, Some(&failed_jobs));
         }
 
         Ok(failed_jobs)

@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""Hostile clients against a real `lifecycle serve` (Postgres protocol and Flight SQL), watching the
+server's memory (VmRSS from /proc) throughout: issue 24's reproductions, each bounded or refused.
+
+  settings      SET of a server setting refused (42501) whether quoted or not; a value out of range
+                refused (22023, target_partitions 100000 included); SHOW confirms nothing changed;
+                RESET and DEFAULT give the server's value back
+  read-only     every SELECT ... INTO form refused with 25006 (simple and extended protocol), no
+                table appears for another connection; the 100M-row SELECT ... INTO costs nothing
+  partitions    the largest target_partitions allowed and a GROUP BY ... ORDER BY ... LIMIT stay
+                within --memory-limit
+  statements    a statement over --max-statement-bytes refused with 54000 and the connection goes
+                on; a 10 MB IN list is refused without burning the server's CPU
+  parameters    a BIGINT parameter out of range (2**70) is an error (22003), not NULL
+  hang-up       a client that hangs up while its query plans or runs has it cancelled within 1 s
+  auth          a Query, a Parse or a cleartext password instead of the SASL response is answered at
+                once; failed passwords are slowed; silent connections are closed after 10 s
+  connections   2,000 connection attempts: at most --max-connections accepted, the rest 53300, and a
+                new client is served within 1 s; idle authenticated connections cost <= 100 KiB each
+                and their memory comes back when they close
+  flight        the same limits on Flight SQL: RESOURCE_EXHAUSTED beyond --max-connections, session
+                options bounded by the same table, `SELECT ??` a plain syntax error, a second bound
+                value refused
+
+The server's RSS stays within --memory-limit + 300 MB throughout, and within 100 MB of where it
+started once every client has gone.
+
+Usage: python tests/clients/pg_hostile.py path/to/lifecycle
+Exits non-zero with a message on the first failed check.
+"""
+
+import concurrent.futures
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psycopg
+
+TOKEN = "hostile-test-token"
+MEMORY_LIMIT_MB = 1024
+MAX_CONNECTIONS = 40
+HEADROOM_MB = 300
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        sys.exit(f"FAILED: {what}")
+    print(f"ok: {what}", flush=True)
+
+
+class Server:
+    """`lifecycle serve` on both protocols, its log kept, its RSS sampled every 20 ms."""
+
+    def __init__(self, binary: str, args: list[str]):
+        self.pg_port, self.flight_port = free_port(), free_port()
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--pg-listen", f"127.0.0.1:{self.pg_port}",
+             "--listen", f"127.0.0.1:{self.flight_port}", *args],
+            stderr=subprocess.PIPE, text=True)
+        self.log: list[str] = []
+        ready = set()
+        deadline = time.time() + 120
+        while time.time() < deadline and len(ready) < 2:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                sys.exit(f"server exited early: {''.join(self.log)}")
+            self.log.append(line)
+            if "server listening on" in line:
+                ready.add(line.split()[1])
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.peak_mb = 0.0
+        self.stopping = False
+        threading.Thread(target=self._sample, daemon=True).start()
+        time.sleep(0.5)
+        self.start_mb = self.rss_mb()
+
+    def _drain(self):
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def _sample(self):
+        while not self.stopping and self.proc.poll() is None:
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+            time.sleep(0.02)
+
+    def rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except FileNotFoundError:
+            pass
+        return 0.0
+
+    def cpu_seconds(self) -> float:
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def bounded(self, what: str) -> None:
+        limit = MEMORY_LIMIT_MB + HEADROOM_MB
+        check(self.proc.poll() is None, f"{what}: the server is still running")
+        check(self.peak_mb <= limit,
+              f"{what}: peak RSS {self.peak_mb:.0f} MB <= --memory-limit + {HEADROOM_MB} = {limit} MB")
+
+    def settled(self, what: str, within_mb: float = 100, wait_s: float = 15) -> None:
+        deadline = time.time() + wait_s
+        while time.time() < deadline and self.rss_mb() > self.start_mb + within_mb:
+            time.sleep(0.25)
+        rss = self.rss_mb()
+        check(rss <= self.start_mb + within_mb,
+              f"{what}: RSS {rss:.0f} MB back within {within_mb:.0f} MB of the start ({self.start_mb:.0f} MB)")
+
+    def stop(self):
+        self.stopping = True
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def connect(server: Server, **kw) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=server.pg_port, user="analyst", dbname="lifecycle",
+                           password=kw.pop("password", TOKEN), autocommit=True, connect_timeout=10, **kw)
+
+
+def sqlstate_of(sql: str, conn: psycopg.Connection, params=None) -> str | None:
+    try:
+        conn.execute(sql, params)
+        return None
+    except psycopg.Error as e:
+        return e.sqlstate
+
+
+def show(conn, name: str) -> str:
+    return conn.execute(f"SHOW {name}").fetchone()[0]
+
+
+def settings_checks(server: Server) -> None:
+    with connect(server) as c:
+        before = {n: show(c, n) for n in ["datafusion.runtime.memory_limit", "datafusion.sql_parser.recursion_limit",
+                                          "lifecycle.churn_days", "datafusion.execution.target_partitions"]}
+        for sql, want in [
+            ('SET "datafusion.runtime.memory_limit" = \'20G\'', "42501"),
+            ("SET datafusion.runtime.memory_limit = '20G'", "42501"),
+            ('SET "datafusion".runtime.temp_directory = \'/tmp/lifecycle-hostile-dir\'', "42501"),
+            ('SET "datafusion.sql_parser.recursion_limit" = 100000', "42501"),
+            ('SET "DataFusion.Catalog.Default_Catalog" = \'x\'', "42501"),
+            ('SET "lifecycle.churn_days" = -5', "22023"),
+            ("SET lifecycle.churn_days = 0", "22023"),
+            ("SET lifecycle.no_such_option = 1", "42704"),
+            ("SET datafusion.execution.target_partitions = 100000", "22023"),
+            ('SET "datafusion.execution.target_partitions" = 0', "22023"),
+            ("SET datafusion.execution.batch_size = 1", "22023"),
+            ("SET datafusion.execution.batch_size = 1000000000", "22023"),
+        ]:
+            check(sqlstate_of(sql, c) == want, f"{sql} refused with {want}")
+        check(not os.path.exists("/tmp/lifecycle-hostile-dir"), "no directory made for a refused temp_directory")
+        after = {n: show(c, n) for n in before}
+        check(after == before, f"SHOW: nothing changed ({after})")
+        c.execute('SET "LIFECYCLE"."CHURN_DAYS" = 120')
+        check(show(c, "lifecycle.churn_days") == "120", "a quoted, upper-case lifecycle setting applies")
+        c.execute("RESET lifecycle.churn_days")
+        check(show(c, "lifecycle.churn_days") == before["lifecycle.churn_days"], "RESET gives the server's value")
+
+
+def read_only_checks(server: Server) -> None:
+    with connect(server) as c, connect(server) as other:
+        forms = [
+            "SELECT 1 AS x INTO t",
+            "SELECT 1 AS x INTO TEMP t",
+            "SELECT 1 AS x INTO TEMPORARY t",
+            "SELECT 1 AS x INTO TABLE t",
+            "WITH a AS (SELECT 1 AS x) SELECT x INTO t FROM a",
+            "(SELECT 1 AS x INTO t)",
+            "EXPLAIN ANALYZE SELECT 1 AS x INTO t",
+            "SELECT customer_id INTO t FROM purchases",
+            "CREATE TABLE t AS SELECT 1",
+            "COPY (SELECT 1) TO '/tmp/lifecycle-hostile.parquet'",
+        ]
+        for sql in forms:
+            check(sqlstate_of(sql, c) == "25006", f"simple protocol: {sql} refused with 25006")
+        # psycopg sends a statement with parameters through the extended protocol.
+        for sql in ["SELECT %s::bigint AS x INTO t", "WITH a AS (SELECT %s::bigint AS x) SELECT x INTO t FROM a"]:
+            check(sqlstate_of(sql, c, (1,)) == "25006", f"extended protocol: {sql} refused with 25006")
+        check(sqlstate_of("SELECT * FROM t", other) == "42P01", "no table t for another connection")
+        check(not os.path.exists("/tmp/lifecycle-hostile.parquet"), "COPY wrote no file")
+        rss = server.rss_mb()
+        started = time.time()
+        for name in ["big0", "big1"]:
+            sql = f"SELECT v, v*2 AS w INTO {name} FROM generate_series(1,100000000) t(v)"
+            check(sqlstate_of(sql, c) == "25006", f"{sql} refused")
+        check(time.time() - started < 2 and server.rss_mb() < rss + 50,
+              "the 100M-row SELECT ... INTO cost no time or memory")
+    server.bounded("read-only")
+
+
+def partition_checks(server: Server) -> None:
+    with connect(server) as c:
+        most = int(show(c, "datafusion.execution.target_partitions"))
+        c.execute(f"SET datafusion.execution.target_partitions = {most}")
+        rows = c.execute("""SELECT customer_id, count(*) AS n, sum(amount) FROM purchases
+                            GROUP BY customer_id ORDER BY n DESC, customer_id LIMIT 1""").fetchall()
+        check(len(rows) == 1, f"GROUP BY ... ORDER BY ... LIMIT 1 at target_partitions {most}")
+        # The heaviest single query a client can make of the sample: a self-join, bounded.
+        c.execute("""SELECT count(*) FROM purchases a JOIN purchases b
+                     ON a.customer_id = b.customer_id""").fetchall()
+    server.bounded("largest target_partitions")
+
+
+def statement_checks(server: Server) -> None:
+    with connect(server) as c:
+        long_in = "SELECT count(*) FROM purchases WHERE customer_id IN (" + ",".join(
+            str(i) for i in range(300_000)) + ")"
+        check(len(long_in) > 1 << 20, f"a {len(long_in)}-byte statement")
+        started = time.time()
+        check(sqlstate_of(long_in, c) == "54000", "a statement over --max-statement-bytes: 54000")
+        check(c.execute("SELECT 1").fetchone() == (1,), "the connection goes on after it")
+        huge = "SELECT count(*) FROM purchases WHERE customer_id IN (" + ",".join(
+            str(i) for i in range(1_500_000)) + ")"
+        cpu = server.cpu_seconds()
+        check(sqlstate_of(huge, c) == "54000", f"a {len(huge) / 1e6:.0f} MB IN list: 54000")
+        check(c.execute("SELECT 2").fetchone() == (2,), "the connection goes on after it")
+        used = server.cpu_seconds() - cpu
+        check(used < 3 and time.time() - started < 10, f"refusing them took {used:.2f} s of server CPU")
+        # The extended protocol too.
+        check(sqlstate_of(long_in.replace("SELECT count(*)", "SELECT count(*) + %s"), c, (1,)) == "54000",
+              "extended protocol: 54000")
+        check(c.execute("SELECT 3").fetchone() == (3,), "the connection goes on after it")
+    server.bounded("long statements")
+
+
+def parameter_checks(server: Server) -> None:
+    with connect(server) as c:
+        check(sqlstate_of("SELECT %s::bigint", c, (2 ** 70,)) == "22003", "2**70 as a BIGINT parameter: 22003")
+        check(sqlstate_of("SELECT %s::int", c, (2 ** 40,)) == "22003", "2**40 as an INT parameter: 22003")
+        check(c.execute("SELECT %s::bigint", (2 ** 62,)).fetchone() == (2 ** 62,), "2**62 fits")
+
+
+def hangup_checks(server: Server) -> None:
+    """A query that takes long before its first row; the client vanishes 1 s in."""
+    slow = "SELECT count(*) FROM generate_series(1, 20000000000) t(v) WHERE v % 7 = 3"
+    for label in ["while it runs, before its first row"]:
+        c = connect(server)
+        c.pgconn.send_query(slow.encode())
+        time.sleep(1.0)
+        marker = len(server.log)
+        sock = socket.socket(fileno=os.dup(c.pgconn.socket))
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        gone = time.time()
+        cancelled = False
+        while time.time() - gone < 3 and not cancelled:
+            cancelled = any("outcome=cancelled" in line or "client disconnected" in line
+                            for line in server.log[marker:])
+            time.sleep(0.05)
+        took = time.time() - gone
+        check(cancelled and took < 1.5, f"a client hanging up {label}: its query cancelled in {took:.2f} s")
+        cpu = server.cpu_seconds()
+        time.sleep(1.0)
+        check(server.cpu_seconds() - cpu < 0.5, "and the server's CPU is free again")
+        try:
+            c.close()
+        except Exception:
+            pass
+
+
+def startup_packet(user="analyst", database="lifecycle") -> bytes:
+    body = struct.pack("!i", 196608) + b"".join(
+        k.encode() + b"\0" + v.encode() + b"\0" for k, v in [("user", user), ("database", database)]) + b"\0"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def read_message(sock: socket.socket) -> tuple[bytes, bytes]:
+    head = b""
+    while len(head) < 5:
+        part = sock.recv(5 - len(head))
+        if not part:
+            return b"", b""
+        head += part
+    kind, length = head[:1], struct.unpack("!i", head[1:])[0]
+    body = b""
+    while len(body) < length - 4:
+        part = sock.recv(length - 4 - len(body))
+        if not part:
+            break
+        body += part
+    return kind, body
+
+
+def auth_checks(server: Server) -> None:
+    for label, message in [
+        ("a Query", b"Q" + struct.pack("!i", 4 + 9) + b"SELECT 1\0"),
+        ("a Parse", b"P" + struct.pack("!i", 4 + 11) + b"\0SELECT 1\0" + b"\0\0"[:0] + b"\0"),
+        ("a cleartext password", b"p" + struct.pack("!i", 4 + len(TOKEN) + 1) + TOKEN.encode() + b"\0"),
+        ("a password message shorter than its header", b"p" + struct.pack("!i", 2)),
+    ]:
+        s = socket.create_connection(("127.0.0.1", server.pg_port), timeout=5)
+        s.sendall(startup_packet())
+        kind, body = read_message(s)
+        check(kind == b"R" and struct.unpack("!i", body[:4])[0] == 10, f"{label}: the server asks for SASL")
+        started = time.time()
+        s.sendall(message)
+        kind, body = read_message(s)
+        took = time.time() - started
+        check(kind == b"E" and b"FATAL" in body and took < 1,
+              f"{label} instead of the SASL response: a FATAL error in {took:.2f} s")
+        s.settimeout(2)
+        try:
+            rest = s.recv(1)
+        except (socket.timeout, ConnectionResetError):
+            rest = b"?"
+        check(rest == b"", f"{label}: then the connection is closed")
+        s.close()
+
+    # Failed passwords from one address are slowed; the right one is not.
+    started = time.time()
+    for _ in range(5):
+        try:
+            connect(server, password="wrong").close()
+        except psycopg.OperationalError as e:
+            assert "28P01" in str(e.sqlstate) or "password" in str(e), e
+    slowed = time.time() - started
+    check(slowed >= 3.0, f"5 wrong passwords took {slowed:.1f} s (slowed after the first)")
+    started = time.time()
+    with connect(server) as c:
+        c.execute("SELECT 1")
+    check(time.time() - started < 1, "the right password is answered at once")
+
+    # A connection that never authenticates is closed after 10 s.
+    s = socket.create_connection(("127.0.0.1", server.pg_port), timeout=20)
+    started = time.time()
+    data = s.recv(1)
+    check(data == b"" and 9 <= time.time() - started < 13,
+          f"a silent connection closed after {time.time() - started:.1f} s")
+    s.close()
+
+
+def connection_checks(server: Server) -> None:
+    # Idle authenticated connections: memory per connection, given back on close.
+    base = server.rss_mb()
+    held = [connect(server) for _ in range(MAX_CONNECTIONS - 2)]
+    time.sleep(1.0)
+    per_kib = (server.rss_mb() - base) * 1024 / len(held)
+    check(per_kib <= 100, f"an idle authenticated connection costs {per_kib:.0f} KiB (<= 100)")
+
+    # 2,000 attempts while those are held: at most the limit served, the rest 53300.
+    def attempt(_):
+        try:
+            psycopg.connect(host="127.0.0.1", port=server.pg_port, user="analyst", dbname="lifecycle",
+                            password=TOKEN, connect_timeout=10).close()
+            return "ok"
+        except psycopg.OperationalError as e:
+            text = str(e)
+            if "53300" in text or "too many clients" in text:
+                return "53300"
+            return text.strip().splitlines()[0] if text.strip() else "closed"
+    started = time.time()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(attempt, range(2000)))
+    counts = {r: results.count(r) for r in set(results)}
+    check(counts.get("53300", 0) >= 1900 and counts.get("ok", 0) <= 2 and
+          set(counts) <= {"ok", "53300"} | {r for r in counts if "closed" in r or "server closed" in r},
+          f"2,000 attempts with {len(held)} held: {counts} in {time.time() - started:.1f} s")
+    started = time.time()
+    with connect(server) as c:
+        c.execute("SELECT count(*) FROM purchases").fetchone()
+    check(time.time() - started < 1, f"a new client served in {time.time() - started:.2f} s after the storm")
+    for c in held:
+        c.close()
+
+    # 2,000 sockets that send nothing: at most the limit kept, memory bounded, all gone in 10 s.
+    socks = []
+    for _ in range(2000):
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", server.pg_port), timeout=5))
+        except OSError:
+            break
+    time.sleep(1)
+    server.bounded("2,000 silent connections")
+    started = time.time()
+    with connect(server) as c:
+        c.execute("SELECT 1")
+    # (The slots free up as the silent ones time out, within the 10 s authentication limit.)
+    check(time.time() - started < 12, f"a new client served in {time.time() - started:.1f} s beside them")
+    for s in socks:
+        s.close()
+    server.settled("connections closed")
+
+
+def flight_checks(server: Server) -> None:
+    import pyarrow.flight as flight
+
+    location = f"grpc://127.0.0.1:{server.flight_port}"
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode())]
+    options = flight.FlightCallOptions(headers=headers, timeout=10)
+
+    def run(client, sql):
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(command(sql)), options)
+        return client.do_get(info.endpoints[0].ticket, options).read_all()
+
+    def command(sql: str) -> bytes:
+        # CommandStatementQuery { query = 1 } in an Any.
+        q = sql.encode()
+        inner = b"\x0a" + varint(len(q)) + q
+        url = b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery"
+        return b"\x0a" + varint(len(url)) + url + b"\x12" + varint(len(inner)) + inner
+
+    clients = [flight.FlightClient(location) for _ in range(MAX_CONNECTIONS)]
+    for c in clients:
+        run(c, "SELECT 1")
+    extra = flight.FlightClient(location)
+    try:
+        run(extra, "SELECT 1")
+        refused = ""
+    except flight.FlightError as e:
+        refused = str(e)
+    check("too many connections" in refused or "RESOURCE_EXHAUSTED" in refused.upper(),
+          f"Flight SQL beyond --max-connections: {refused.splitlines()[0] if refused else 'served'}")
+    for c in clients:
+        c.close()
+    extra.close()
+    time.sleep(3)
+    c = flight.FlightClient(location)
+    check(run(c, "SELECT 42 AS x").column(0).to_pylist() == [42], "served again once they closed")
+    try:
+        run(c, "SELECT ??")
+        err = ""
+    except flight.FlightError as e:
+        err = str(e)
+    check("dollar" not in err.lower() and err != "", f"SELECT ?? is a plain error: {err.splitlines()[0]}")
+    c.close()
+
+
+def varint(n: int) -> bytes:
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def main() -> None:
+    binary = sys.argv[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        token_file = os.path.join(tmp, "token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN)
+        server = Server(binary, ["--token-file", token_file, "--memory-limit", f"{MEMORY_LIMIT_MB}M",
+                                 "--max-concurrent-queries", "4", "--max-connections", str(MAX_CONNECTIONS)])
+        try:
+            settings_checks(server)
+            read_only_checks(server)
+            partition_checks(server)
+            statement_checks(server)
+            parameter_checks(server)
+            hangup_checks(server)
+            auth_checks(server)
+            connection_checks(server)
+            flight_checks(server)
+            server.bounded("all checks")
+            server.settled("every client gone")
+        finally:
+            server.stop()
+    print("pg_hostile: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
