@@ -649,6 +649,14 @@ fn an_executor_killed_at_any_moment_gives_the_answer_or_one_error() {
                 killed = Some((v, started.elapsed()));
             }
         }
+        // Never a hang: the answer or an error within two minutes.
+        while client.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(120) {
+                let _ = client.kill();
+                panic!("run {run} ({moment:?}, killed {killed:?}): the query hung for 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let out = client.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();

@@ -450,6 +450,24 @@ async fn serve(
             }
             process_error(socket, PgWireError::UserError(Box::new(info)), extended).await?;
         }
+        shrink_buffers(socket);
+    }
+}
+
+/// Buffers kept between messages, at most (they grow to the largest message read or written).
+const KEPT_BUFFER_BYTES: usize = 64 << 10;
+
+/// Gives back what a large message grew the connection's buffers to, so that an idle connection
+/// costs little whatever it sent or received before.
+fn shrink_buffers(socket: &mut Socket) {
+    let read = socket.read_buffer_mut();
+    if read.capacity() > KEPT_BUFFER_BYTES && read.len() <= KEPT_BUFFER_BYTES {
+        let rest = bytes::BytesMut::from(&read[..]);
+        *read = rest;
+    }
+    let write = socket.write_buffer_mut();
+    if write.capacity() > KEPT_BUFFER_BYTES && write.is_empty() {
+        *write = bytes::BytesMut::new();
     }
 }
 

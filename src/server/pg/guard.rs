@@ -333,6 +333,65 @@ fn own(s: &Statement) -> PgWireResult<Option<Own>> {
     }))
 }
 
+/// The key of pgwire's per-connection metadata that holds the connection's settings.
+const SETTINGS_KEY: &str = "lifecycle:settings";
+
+/// A connection's settings, `(name, value)` in the order they were set.
+pub(super) fn connection_settings(
+    metadata: &std::collections::HashMap<String, String>,
+) -> Vec<(String, String)> {
+    metadata
+        .get(SETTINGS_KEY)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn store_settings(
+    metadata: &mut std::collections::HashMap<String, String>,
+    kept: &[(String, String)],
+) {
+    if kept.is_empty() {
+        metadata.remove(SETTINGS_KEY);
+    } else {
+        let text: String = kept.iter().map(|(n, v)| format!("{n}={v}\n")).collect();
+        metadata.insert(SETTINGS_KEY.into(), text);
+    }
+}
+
+/// The connection's settings after `list` (each checked, in order, against `current`, the
+/// configuration with the settings so far): a value replaces the setting's earlier one, `None`
+/// (DEFAULT, RESET) removes it. An error leaves the settings as they were.
+fn applied(
+    current: &ConfigOptions,
+    server: &ConfigOptions,
+    mut kept: Vec<(String, String)>,
+    list: &[(String, Option<String>)],
+) -> PgWireResult<Vec<(String, String)>> {
+    let mut config = current.clone();
+    for (name, value) in list {
+        settings::apply(&mut config, server, name, value.as_deref()).map_err(setting_error)?;
+        kept.retain(|(n, _)| n != name);
+        if value.is_some() {
+            let shown = config
+                .entries()
+                .into_iter()
+                .find(|e| e.key == *name)
+                .and_then(|e| e.value)
+                .unwrap_or_default();
+            if shown.contains('\n') {
+                return Err(user_error("22023", format!("invalid value for {name}")));
+            }
+            kept.push((name.clone(), shown));
+        }
+    }
+    Ok(kept)
+}
+
 /// An empty result plan for statements answered without rows.
 fn no_rows() -> PgWireResult<LogicalPlan> {
     DFSchema::try_from(Schema::empty())
@@ -371,16 +430,19 @@ impl Guard {
         ))
     }
 
-    /// Applies settings of ours to the connection's configuration, all or none.
-    fn apply(&self, ctx: &SessionContext, list: &[(String, Option<String>)]) -> PgWireResult<()> {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let mut next = state.config_options().as_ref().clone();
-        for (name, value) in list {
-            settings::apply(&mut next, &self.server, name, value.as_deref())
-                .map_err(setting_error)?;
-        }
-        *state.config_mut().options_mut() = next;
+    /// Applies settings of ours to the connection, all or none: checked against the
+    /// statement's session (which holds the connection's settings so far), then kept in the
+    /// connection's metadata, where every later statement's session is built from.
+    fn apply(
+        &self,
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+        list: &[(String, Option<String>)],
+    ) -> PgWireResult<()> {
+        let current = ctx.state_ref().read().config_options().as_ref().clone();
+        let kept = connection_settings(client.metadata());
+        let kept = applied(&current, &self.server, kept, list)?;
+        store_settings(client.metadata_mut(), &kept);
         Ok(())
     }
 
@@ -393,20 +455,17 @@ impl Guard {
     ) -> PgWireResult<Response> {
         match own {
             Own::Set(list) => {
-                self.apply(ctx, &list)?;
+                self.apply(ctx, client, &list)?;
                 Ok(Response::Execution(Tag::new("SET")))
             }
             Own::ResetAll => {
-                {
-                    let state = ctx.state_ref();
-                    let mut state = state.write();
-                    *state.config_mut().options_mut() = self.server.as_ref().clone();
-                }
+                store_settings(client.metadata_mut(), &[]);
+                client.metadata_mut().remove("timezone");
                 Ok(Response::Execution(Tag::new("RESET")))
             }
             Own::TimeZone(zone) => {
                 let name = "datafusion.execution.time_zone".to_string();
-                self.apply(ctx, &[(name, Some(zone.clone().unwrap_or_default()))])?;
+                self.apply(ctx, client, &[(name, zone.clone())])?;
                 let shown = zone.unwrap_or_else(|| "UTC".into());
                 // datafusion-postgres's SHOW TIME ZONE reads the connection's metadata.
                 client
@@ -650,15 +709,15 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn refused_and_invalid_settings_are_errors_and_change_nothing() {
-        let ctx = SessionContext::new_with_config(lifecycle_udfs::with_options(
+    #[test]
+    fn refused_and_invalid_settings_are_errors_and_change_nothing() {
+        let server = lifecycle_udfs::with_options(
             datafusion::prelude::SessionConfig::new().with_target_partitions(2),
-        ));
-        let guard = Guard {
-            server: Arc::new(ctx.state().config_options().as_ref().clone()),
-        };
-        let before = ctx.state().config_options().as_ref().clone();
+        )
+        .options()
+        .as_ref()
+        .clone();
+        let kept = vec![("lifecycle.churn_days".to_string(), "150".to_string())];
         for (sql, want) in [
             ("SET \"datafusion.runtime.memory_limit\" = '20G'", "42501"),
             (
@@ -682,33 +741,33 @@ mod tests {
             ),
         ] {
             let result = match own(&parse(sql)) {
-                Ok(Some(Own::Set(list))) => guard.apply(&ctx, &list),
+                Ok(Some(Own::Set(list))) => applied(&server, &server, kept.clone(), &list),
                 Err(e) => Err(e),
                 other => panic!("{sql}: {other:?}"),
             };
             assert_eq!(code(result.unwrap_err()), want, "{sql}");
         }
-        let after = ctx.state().config_options().as_ref().clone();
-        assert_eq!(
-            before
-                .entries()
-                .iter()
-                .map(|e| (e.key.clone(), e.value.clone()))
-                .collect::<Vec<_>>(),
-            after
-                .entries()
-                .iter()
-                .map(|e| (e.key.clone(), e.value.clone()))
-                .collect::<Vec<_>>(),
-            "nothing changed"
-        );
         let Ok(Some(Own::Set(list))) = own(&parse("SET \"LIFECYCLE\".CHURN_DAYS = 120")) else {
             panic!()
         };
-        guard.apply(&ctx, &list).unwrap();
+        let after = applied(&server, &server, kept.clone(), &list).unwrap();
         assert_eq!(
-            lifecycle_udfs::LifecycleOptions::from_config(ctx.state().config_options()).churn_days,
-            120
+            after,
+            vec![("lifecycle.churn_days".to_string(), "120".to_string())]
         );
+        // RESET removes it; the settings round-trip through the connection's metadata.
+        let Ok(Some(Own::Set(list))) = own(&parse("RESET lifecycle.churn_days")) else {
+            panic!()
+        };
+        assert!(
+            applied(&server, &server, after.clone(), &list)
+                .unwrap()
+                .is_empty()
+        );
+        let mut md = std::collections::HashMap::new();
+        store_settings(&mut md, &after);
+        assert_eq!(connection_settings(&md), after);
+        store_settings(&mut md, &[]);
+        assert!(md.is_empty());
     }
 }

@@ -80,9 +80,7 @@ const SCRAM_ITERATIONS: usize = 4096;
 /// The Postgres front end: the server session with `pg_catalog`, and what every connection
 /// shares (limits, credentials, TLS, the connections a cancel request may name).
 pub(super) struct PgFront {
-    base: SessionContext,
-    /// The server's configuration (what a connection's `SET` is checked against).
-    server_config: Arc<datafusion::common::config::ConfigOptions>,
+    sessions: Arc<Sessions>,
     limits: QueryLimits,
     scram: Option<Arc<TokenSource>>,
     tls: Option<TlsAcceptor>,
@@ -166,11 +164,9 @@ impl PgFront {
         tls: Option<&(PathBuf, PathBuf)>,
         limits: QueryLimits,
     ) -> datafusion::error::Result<Self> {
-        let base = pg_session(ctx)?;
         let running: Arc<Running> = Arc::default();
         Ok(Self {
-            server_config: Arc::new(base.state().config_options().as_ref().clone()),
-            base,
+            sessions: Arc::new(Sessions::new(pg_session(ctx)?, limits.clone())),
             limits: limits.clone(),
             scram: token.map(|t| Arc::new(TokenSource::new(t))),
             tls: tls.map(|(c, k)| tls_acceptor(c, k)).transpose()?,
@@ -202,32 +198,18 @@ impl PgFront {
         })
     }
 
-    /// The handlers of one authenticated connection, with its own session (built once, from
-    /// the server's, with the connection's memory pool).
+    /// The handlers of one authenticated connection: no session of its own (see [`Sessions`]).
     fn connection(
         &self,
         interrupt: Arc<Interrupt>,
     ) -> datafusion::error::Result<Arc<PgConnection>> {
-        let ctx = Arc::new(SessionContext::new_with_state(
-            self.limits.state(self.base.state())?,
-        ));
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(guard::Guard {
-                server: self.server_config.clone(),
-            }),
-            Arc::new(CursorStatementHook),
-            Arc::new(SetShowHook),
-            Arc::new(TransactionStatementHook),
-        ];
-        let inner = DfSessionService::new_with_hooks(ctx, hooks);
-        let parser = Arc::new(PgParser {
-            inner: ExtendedQueryHandler::query_parser(&inner),
-            max_statement_bytes: self.limits.max_statement_bytes,
-        });
         Ok(Arc::new(PgConnection {
             queries: Arc::new(PgQueries {
-                inner,
-                parser,
+                sessions: self.sessions.clone(),
+                parser: Arc::new(PgParser {
+                    sessions: self.sessions.clone(),
+                    max_statement_bytes: self.limits.max_statement_bytes,
+                }),
                 limits: self.limits.clone(),
                 interrupt,
                 running: self.running.clone(),
@@ -237,6 +219,67 @@ impl PgFront {
             startup: self.startup(SocketAddr::from(([0, 0, 0, 0], 0))),
             errors: self.errors.clone(),
         }))
+    }
+}
+
+/// The sessions statements run in. A connection keeps no session of its own: its settings
+/// (what its `SET`s changed, a few lines of text in pgwire's per-connection metadata) and its
+/// cursors and prepared statements (pgwire's portal store) are all it holds, and each statement
+/// runs in a session built from the server's for it, with those settings checked again and a
+/// memory pool of the query's share. An idle connection costs its socket buffers, whatever it
+/// ran before (a session copy per connection cost 565 KiB).
+pub(super) struct Sessions {
+    base: SessionContext,
+    /// The server's configuration (what a connection's settings are checked against).
+    server_config: Arc<datafusion::common::config::ConfigOptions>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+    limits: QueryLimits,
+    /// datafusion-postgres's parser over the server's session, for what depends on a parsed
+    /// statement only (its parameter types and result columns).
+    template: Arc<Parser>,
+}
+
+impl Sessions {
+    fn new(base: SessionContext, limits: QueryLimits) -> Self {
+        let server_config = Arc::new(base.state().config_options().as_ref().clone());
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(guard::Guard {
+                server: server_config.clone(),
+            }),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let template = ExtendedQueryHandler::query_parser(&DfSessionService::new_with_hooks(
+            Arc::new(base.clone()),
+            hooks.clone(),
+        ));
+        Self {
+            base,
+            server_config,
+            hooks,
+            limits,
+            template,
+        }
+    }
+
+    /// datafusion-postgres's service over a session for one statement of `client`'s: the
+    /// server's session with the connection's settings and a memory pool of one query's share.
+    fn service<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<DfSessionService> {
+        let mut state = self.base.state();
+        let settings = guard::connection_settings(client.metadata());
+        if !settings.is_empty() {
+            let config = state.config_mut().options_mut();
+            for (name, value) in &settings {
+                crate::server::settings::apply(config, &self.server_config, name, Some(value))
+                    .map_err(|e| user_error(e.sqlstate(), e.message().to_string()))?;
+            }
+        }
+        let state = self.limits.state(state).map_err(api)?;
+        Ok(DfSessionService::new_with_hooks(
+            Arc::new(SessionContext::new_with_state(state)),
+            self.hooks.clone(),
+        ))
     }
 }
 
@@ -468,7 +511,7 @@ impl PgWireServerHandlers for PgConnection {
 
 /// `datafusion-postgres`'s query handling, within the server's limits.
 struct PgQueries {
-    inner: DfSessionService,
+    sessions: Arc<Sessions>,
     parser: Arc<PgParser>,
     limits: QueryLimits,
     interrupt: Arc<Interrupt>,
@@ -643,7 +686,8 @@ impl SimpleQueryHandler for PgQueries {
         let (permit, responses) = self
             .interruptible(deadline, async {
                 let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
-                let responses = SimpleQueryHandler::do_query(&self.inner, client, query).await?;
+                let service = self.sessions.service(client)?;
+                let responses = SimpleQueryHandler::do_query(&service, client, query).await?;
                 Ok((permit, responses))
             })
             .await?;
@@ -680,8 +724,9 @@ impl ExtendedQueryHandler for PgQueries {
         let (permit, response) = self
             .interruptible(deadline, async {
                 let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
+                let service = self.sessions.service(client)?;
                 let response =
-                    ExtendedQueryHandler::do_query(&self.inner, client, portal, max_rows).await?;
+                    ExtendedQueryHandler::do_query(&service, client, portal, max_rows).await?;
                 Ok((permit, response))
             })
             .await?;
@@ -698,7 +743,7 @@ impl ExtendedQueryHandler for PgQueries {
 /// `datafusion-postgres`'s parser, after the statement-size and expression-depth limits, and
 /// with every planned query checked to be read-only.
 struct PgParser {
-    inner: Arc<Parser>,
+    sessions: Arc<Sessions>,
     max_statement_bytes: usize,
 }
 
@@ -717,7 +762,9 @@ impl QueryParser for PgParser {
     {
         size_check(sql, self.max_statement_bytes)?;
         depth_check(sql)?;
-        match self.inner.parse_sql(client, sql, types).await? {
+        let service = self.sessions.service(client)?;
+        let parser = ExtendedQueryHandler::query_parser(&service);
+        match parser.parse_sql(client, sql, types).await? {
             Some((text, Some((statement @ Statement::Query(_), plan)))) => {
                 guard::refuse_planned_writes(&plan)?;
                 let plan = super::json::with_json_columns(plan).map_err(api)?;
@@ -732,7 +779,7 @@ impl QueryParser for PgParser {
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        self.inner.get_parameter_types(stmt)
+        self.sessions.template.get_parameter_types(stmt)
     }
 
     fn get_result_schema(
@@ -740,7 +787,9 @@ impl QueryParser for PgParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.inner.get_result_schema(stmt, column_format)
+        self.sessions
+            .template
+            .get_result_schema(stmt, column_format)
     }
 }
 

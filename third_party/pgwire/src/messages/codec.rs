@@ -71,6 +71,19 @@ pub(crate) fn ensure_count(count: usize, elem_size: usize, buf: &BytesMut) -> Pg
     }
 }
 
+/// (lifecycle patch) An error unless `buf` holds at least `n` more bytes: what a decoder checks
+/// before reading a fixed-size field of a client's message, rather than panicking in `Buf`.
+pub(crate) fn need(buf: &BytesMut, n: usize) -> PgWireResult<()> {
+    if buf.remaining() < n {
+        Err(PgWireError::IoError(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "malformed message: its fields do not fit its length",
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// Check if message_length matches and move the cursor to right position then
 /// call the `decode_fn` for the body
 pub(crate) fn decode_packet<T, F>(
@@ -97,7 +110,21 @@ where
 
         if buf.remaining() >= msg_len + offset {
             buf.advance(offset + 4);
-            return decode_fn(buf, msg_len).map(|r| Some(r));
+            // (lifecycle patch) The body is decoded on its own: a decoder that reads past it
+            // (a malformed message: a count or length field larger than what follows) reaches
+            // the end of its own bytes rather than the next message's, and the panic that the
+            // `Buf` getters raise there ends this message with an error, not the connection's
+            // task. A decoder that reads less leaves nothing behind to be misread as a message.
+            let mut body = buf.split_to(msg_len - 4);
+            return match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decode_fn(&mut body, msg_len)
+            })) {
+                Ok(decoded) => decoded.map(Some),
+                Err(_) => Err(PgWireError::IoError(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "malformed message: its fields do not fit its length",
+                ))),
+            };
         }
     }
 
