@@ -825,3 +825,76 @@ fn a_tls_cluster_answers_over_tls_only() {
         "{e}"
     );
 }
+
+/// A cluster's failures are one line each, naming what failed: an executor that cannot see a
+/// table's files (here one in a private mount namespace, where the table's directory is an
+/// empty tmpfs), and a scheduler killed during a query.
+#[test]
+fn cluster_failures_are_one_line_naming_the_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generate(&data, 20_000, 4);
+    let purchases = data.join("purchases");
+
+    // An executor that cannot see the files the scheduler planned.
+    let (_scheduler, addr, _) = start_scheduler();
+    let (flight, grpc) = (free_port(), free_port());
+    let hidden = format!(
+        "mount -t tmpfs none '{}' && exec '{}' executor --scheduler {} --bind 127.0.0.1:{flight} \
+         --grpc-bind 127.0.0.1:{grpc} --work-dir '{}'",
+        purchases.display(),
+        env!("CARGO_BIN_EXE_lifecycle"),
+        addr.trim_start_matches("df://"),
+        tmp.path().join("w-hidden").display()
+    );
+    let _blind = Proc(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &hidden])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare (util-linux) runs an executor in a mount namespace of its own"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let o = lifecycle_sql(Some(&addr), &data, &["SELECT sum(amount) FROM purchases"]);
+    let e = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.starts_with("Error:")
+            && e.lines().count() == 1
+            && e.contains(&format!("executor 127.0.0.1:{flight} cannot read"))
+            && e.contains(purchases.to_str().unwrap()),
+        "{e}"
+    );
+
+    // The scheduler killed while a query runs: one line naming it.
+    let (scheduler, addr, _) = start_scheduler();
+    let _e1 = start_executor(&addr, &tmp.path().join("w1"));
+    std::thread::sleep(Duration::from_secs(1));
+    let heavy = "SELECT count(*) FROM purchases a JOIN purchases b ON a.customer_id = b.customer_id
+                 JOIN purchases c ON a.customer_id = c.customer_id JOIN purchases d ON a.customer_id = d.customer_id";
+    let mut cmd = bin();
+    cmd.args(["sql", "--cluster", &addr, "--format", "csv", "-c", heavy]);
+    for (name, path) in tables(&data) {
+        cmd.args(["--table", &format!("{name}={path}")]);
+    }
+    let client = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(scheduler);
+    let out = client.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(
+        !out.status.success(),
+        "the query finished before the scheduler was killed: {e}"
+    );
+    assert!(
+        e.starts_with("Error:")
+            && e.lines().count() == 1
+            && e.contains(&format!("lost the scheduler at {addr}")),
+        "{e}"
+    );
+}

@@ -53,6 +53,7 @@ use lifecycle_udfs::table::PlannedTable;
 
 use crate::storage::Stores;
 
+mod errors;
 mod security;
 
 pub use security::NodeSecurity;
@@ -413,7 +414,16 @@ pub async fn connect(client: &ClusterClient, stores: Arc<Stores>) -> Result<Sess
         SessionContext::remote_with_state(&format!("{SCHEME}{}", host_port(url)), state).await?;
     // Ballista's upgrade of the state replaces the function lists with its built-ins.
     lifecycle_udfs::register_all(&ctx)?;
-    Ok(ctx)
+    // Every query's errors as one line (see [`errors`]).
+    let state = ctx.state();
+    let planner = Arc::new(errors::Planner {
+        inner: state.query_planner().clone(),
+    });
+    Ok(SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(state)
+            .with_query_planner(planner)
+            .build(),
+    ))
 }
 
 /// Connects to the scheduler and makes one call, so that a wrong address, a missing or wrong

@@ -52,10 +52,12 @@ def run(binary, args, env):
     return p.returncode, p.stdout, p.stderr
 
 
-def answers(binary, tables, env, cluster=None):
+def answers(binary, tables, env, cluster=None, token=None):
     args = ["sql", "--format", "csv"]
     if cluster:
         args += ["--cluster", cluster]
+    if token:
+        args += ["--token-file", token]
     for name, path in tables.items():
         args += ["--table", f"{name}={path}"]
     out = []
@@ -103,14 +105,45 @@ def main():
             assert got == expected, "s3:// answers differ from the local files'"
             print(f"s3: {uploaded} objects in s3://lake/shop/, {len(QUERIES)} queries equal the local answers")
 
+            # Keys as written: reserved characters in a key, a prefix with or without its slash,
+            # other objects under a prefix skipped, a .parquet object that is not Parquet refused.
+            one = sorted(os.listdir(os.path.join(data, "purchases")))[0]
+            odd = "odd/a%20b c#1?.parquet"
+            s3.upload_file(os.path.join(data, "purchases", one), "lake", odd)
+            count = "SELECT count(*) AS n, sum(customer_id) AS s FROM p"
+            rc, want, err = run(binary, ["sql", "--format", "csv", "--table",
+                                         f"p={os.path.join(data, 'purchases', one)}", "-c", count], env)
+            assert rc == 0, err
+            rc, out, err = run(binary, ["sql", "--format", "csv", "--table", f"p=s3://lake/{odd}", "-c", count], env)
+            assert rc == 0 and out == want, (out, want, err)
+            s3.put_object(Bucket="lake", Key="shop/purchases/README.txt", Body=b"not a table")
+            outs = []
+            for url in ("s3://lake/shop/purchases", "s3://lake/shop/purchases/"):
+                rc, out, err = run(binary, ["sql", "--format", "csv", "--table", f"p={url}", "-c", count], env)
+                assert rc == 0, (url, err)
+                outs.append(out)
+            assert outs[0] == outs[1], outs
+            s3.put_object(Bucket="lake", Key="broken/x.parquet", Body=b"hello")
+            rc, _, err = run(binary, ["sql", "--table", "p=s3://lake/broken", "-c", "SELECT 1"], env)
+            assert rc != 0 and "broken/x.parquet" in err and "not a Parquet file" in err, err
+            outs = [run(binary, ["sql", "--table", f"p={url}", "-c", "SELECT count(*) FROM p"], env)[1:]
+                    for url in ("s3://lake", "s3://lake/")]
+            assert outs[0] == outs[1], outs
+            print(f"s3: a key with reserved characters ({odd}), a prefix with and without its slash, "
+                  "other objects skipped, a non-Parquet .parquet object refused, s3://lake = s3://lake/")
+
             # A missing bucket: one clear error naming the table and the URL.
             rc, _, err = run(binary, ["sql", "--table", "purchases=s3://no-such-bucket/x/", "-c", "SELECT 1"], env)
             assert rc != 0 and "purchases" in err and "s3://no-such-bucket/x/" in err, err
             assert len(err.strip().splitlines()) == 1, err
 
-            # The cluster, reading the bucket from its executors.
+            # The cluster, reading the bucket from its executors; every process has the token.
+            token = os.path.join(tmp, "token")
+            with open(token, "w") as f:
+                f.write("s3-cluster-token")
             sport = free_port()
-            scheduler = subprocess.Popen([binary, "scheduler", "--bind", f"127.0.0.1:{sport}"], env=env,
+            scheduler = subprocess.Popen([binary, "scheduler", "--bind", f"127.0.0.1:{sport}",
+                                          "--token-file", token], env=env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(scheduler)
             wait_port(sport, scheduler, "lifecycle scheduler")
@@ -118,12 +151,16 @@ def main():
                 flight, grpc = free_port(), free_port()
                 e = subprocess.Popen([binary, "executor", "--scheduler", f"127.0.0.1:{sport}",
                                       "--bind", f"127.0.0.1:{flight}", "--grpc-bind", f"127.0.0.1:{grpc}",
-                                      "--concurrent-tasks", "2", "--work-dir", os.path.join(tmp, f"work{i}")],
+                                      "--concurrent-tasks", "2", "--work-dir", os.path.join(tmp, f"work{i}"),
+                                      "--token-file", token],
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 procs.append(e)
                 wait_port(flight, e, f"lifecycle executor {i}")
-            got = answers(binary, s3_tables, env, cluster=f"df://127.0.0.1:{sport}")
+            got = answers(binary, s3_tables, env, cluster=f"df://127.0.0.1:{sport}", token=token)
             assert got == expected, "cluster s3:// answers differ from the local files'"
+            rc, out, err = run(binary, ["sql", "--format", "csv", "--cluster", f"df://127.0.0.1:{sport}",
+                                        "--token-file", token, "--table", f"p=s3://lake/{odd}", "-c", count], env)
+            assert rc == 0 and out == want, (out, want, err)
             print(f"cluster (1 scheduler, 2 executors): {len(QUERIES)} queries over s3:// equal the local answers")
 
             # The Postgres listener over the cluster: queries run on the cluster, catalog browsing in
@@ -131,7 +168,8 @@ def main():
             import json
             import psycopg
             pport = free_port()
-            args = [binary, "serve", "--pg-listen", f"127.0.0.1:{pport}", "--cluster", f"df://127.0.0.1:{sport}"]
+            args = [binary, "serve", "--pg-listen", f"127.0.0.1:{pport}", "--cluster", f"df://127.0.0.1:{sport}",
+                    "--cluster-token-file", token]
             for name, path in s3_tables.items():
                 args += ["--table", f"{name}={path}"]
             server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -265,6 +265,20 @@ fn is_retryable_io(e: &BallistaError) -> bool {
     }
 }
 
+/// (lifecycle patch) The message of the innermost error under `e`'s wrappers.
+fn root_message(e: &BallistaError) -> String {
+    match e {
+        BallistaError::DataFusionError(e) => match e.find_root() {
+            DataFusionError::External(inner) => match inner.downcast_ref::<BallistaError>() {
+                Some(b) => root_message(b),
+                None => inner.to_string(),
+            },
+            root => root.strip_backtrace(),
+        },
+        other => other.to_string(),
+    }
+}
+
 impl From<BallistaError> for FailedTask {
     fn from(e: BallistaError) -> Self {
         if let Some(fetch_failed) = find_fetch_failed(&e) {
@@ -298,7 +312,12 @@ impl From<BallistaError> for FailedTask {
                 }
             }
             other => FailedTask {
-                error: format!("Task failed due to runtime execution error: {other:?}"),
+                // (lifecycle patch) the innermost error's message, not the debug output of
+                // every wrapper around it
+                error: format!(
+                    "Task failed due to runtime execution error: {}",
+                    root_message(&other)
+                ),
                 retryable: false,
                 count_to_failures: false,
                 failed_reason: Some(FailedReason::ExecutionError(ExecutionError {})),

@@ -52,7 +52,7 @@ use datafusion_proto::logical_plan::{
 };
 use datafusion_proto::physical_plan::{AsExecutionPlan, PhysicalExtensionCodec};
 use futures::{Stream, StreamExt, TryStreamExt};
-use log::{debug, error, info, warn};
+use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -540,7 +540,7 @@ async fn execute_query_pull(
     let connection = endpoint
         .connect()
         .await
-        .map_err(|e| DataFusionError::Execution(format!("{e:?}")))?;
+        .map_err(|e| lost_scheduler(&scheduler_url, &e))?;
 
     let mut scheduler = SchedulerGrpcClient::with_interceptor(
         connection,
@@ -552,7 +552,7 @@ async fn execute_query_pull(
     let query_response = scheduler
         .execute_query(job_submission_request(query))
         .await
-        .map_err(|e| DataFusionError::Execution(format!("{e:?}")))?;
+        .map_err(|e| lost_scheduler(&scheduler_url, &e))?;
     let version_check =
         check_scheduler_version(crate::BALLISTA_VERSION, query_response.metadata());
     let query_result = query_response.into_inner();
@@ -593,7 +593,7 @@ async fn execute_query_pull(
                 job_id: job_id.clone().into(),
             })
             .await
-            .map_err(|e| DataFusionError::Execution(format!("{e:?}")))?
+            .map_err(|e| lost_scheduler(&scheduler_url, &e))?
             .into_inner();
         let status = status.and_then(|s| s.status);
         let wait_future = tokio::time::sleep(Duration::from_millis(50));
@@ -622,7 +622,8 @@ async fn execute_query_pull(
             }
             Some(job_status::Status::Failed(err)) => {
                 let msg = format!("Job {} failed: {}", job_id, err.error);
-                error!("{msg}");
+                // (lifecycle patch) the error goes to the caller; logging it too printed it twice
+                info!("{msg}");
                 break Err(DataFusionError::Execution(msg));
             }
             Some(job_status::Status::Successful(SuccessfulJob {
@@ -723,7 +724,7 @@ async fn execute_query_push(
     let connection = endpoint
         .connect()
         .await
-        .map_err(|e| DataFusionError::Execution(format!("{e:?}")))?;
+        .map_err(|e| lost_scheduler(&scheduler_url, &e))?;
 
     let mut scheduler = SchedulerGrpcClient::with_interceptor(
         connection,
@@ -735,7 +736,7 @@ async fn execute_query_push(
     let query_push_response = scheduler
         .execute_query_push(job_submission_request(query))
         .await
-        .map_err(|e| DataFusionError::Execution(format!("{e:?}")))?;
+        .map_err(|e| lost_scheduler(&scheduler_url, &e))?;
     let version_check =
         check_scheduler_version(crate::BALLISTA_VERSION, query_push_response.metadata());
     let mut query_status_stream = query_push_response.into_inner();
@@ -763,10 +764,8 @@ async fn execute_query_push(
         let item = query_status_stream
             .next()
             .await
-            .ok_or(DataFusionError::Execution(
-                "Stream closed without job completing".to_string(),
-            ))?
-            .map_err(|e| DataFusionError::Execution(e.to_string()))?;
+            .ok_or_else(|| lost_scheduler(&scheduler_url, &"the job's status stream ended"))?
+            .map_err(|e| lost_scheduler(&scheduler_url, &e))?;
 
         let GetJobStatusResult {
             status,
@@ -806,7 +805,8 @@ async fn execute_query_push(
             }
             Some(job_status::Status::Failed(err)) => {
                 let msg = format!("Job {} failed: {}", job_id, err.error);
-                error!("{msg}");
+                // (lifecycle patch) the error goes to the caller; logging it too printed it twice
+                info!("{msg}");
                 break Err(DataFusionError::Execution(msg));
             }
             Some(job_status::Status::Successful(SuccessfulJob {
@@ -964,6 +964,51 @@ async fn fetch_partition(
         )
         .await
         .map_err(BallistaError::into_datafusion)
+}
+
+/// (lifecycle patch) The error a client gets when its scheduler cannot be reached or stops
+/// answering: one line naming the scheduler and the innermost cause ("Connection refused",
+/// "broken pipe"), not tonic's and hyper's nested debug output.
+fn lost_scheduler(scheduler_url: &str, e: &dyn Reason) -> DataFusionError {
+    let address = scheduler_url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    DataFusionError::Execution(format!("lost the scheduler at df://{address}: {}", e.reason()))
+}
+
+/// (lifecycle patch) What went wrong, in a few words.
+trait Reason {
+    fn reason(&self) -> String;
+}
+
+/// The innermost source of an error chain.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(source) = inner.source() {
+        inner = source;
+    }
+    inner.to_string()
+}
+
+impl Reason for tonic::Status {
+    fn reason(&self) -> String {
+        match std::error::Error::source(self) {
+            Some(source) => innermost(source),
+            None => self.message().to_string(),
+        }
+    }
+}
+
+impl Reason for tonic::transport::Error {
+    fn reason(&self) -> String {
+        innermost(self)
+    }
+}
+
+impl Reason for &str {
+    fn reason(&self) -> String {
+        self.to_string()
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use ballista_core::execution_plans::compute_global_output_partition_ids;
 use ballista_core::extension::{SessionConfigExt, SessionConfigHelperExt};
 use ballista_core::serde::BallistaCodec;
 use ballista_core::serde::protobuf::{
-    JobStatus, MultiTaskDefinition, TaskDefinition, TaskId, TaskStatus, job_status,
+    JobStatus, MultiTaskDefinition, TaskDefinition, TaskId, TaskStatus, job_status, task_status,
 };
 use ballista_core::serde::scheduler::ExecutorMetadata;
 use ballista_core::{JobId, JobStatusSubscriber};
@@ -590,8 +590,18 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
         task_status: Vec<TaskStatus>,
     ) -> Result<Vec<QueryStageSchedulerEvent>> {
         let mut job_updates: HashMap<String, Vec<TaskStatus>> = HashMap::new();
-        for status in task_status {
+        for mut status in task_status {
             trace!("Task Update\n{status:?}");
+            // (lifecycle patch) A task's error names the executor it failed on, so that a job's
+            // error tells a user where to look ("executor 10.0.0.7:50051: ... not found").
+            if let Some(task_status::Status::Failed(failed)) = status.status.as_mut()
+                && !failed.error.starts_with("executor ")
+            {
+                failed.error = format!(
+                    "executor {}:{}: {}",
+                    executor.host, executor.port, failed.error
+                );
+            }
             log_runtime_stats_arrival(executor, &status);
             let job_id = status.job_id.clone();
             let job_task_statuses = job_updates.entry(job_id).or_default();
