@@ -48,6 +48,8 @@ pub mod session_option_value {
         pub values: Vec<String>,
     }
 
+    /// The names are the protocol's (`string_value`, ...).
+    #[allow(clippy::enum_variant_names)]
     #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum OptionValue {
         #[prost(string, tag = "1")]

@@ -25,8 +25,8 @@ server's memory (VmRSS from /proc) throughout: issue 24's reproductions, each bo
 The server's RSS stays within --memory-limit + 300 MB throughout, and within 100 MB of where it
 started once every client has gone.
 
-Usage: python tests/clients/pg_hostile.py path/to/lifecycle
-Exits non-zero with a message on the first failed check.
+Usage: python tests/clients/pg_hostile.py path/to/lifecycle [--keep-going]
+Exits non-zero with a message on the first failed check (with --keep-going, after every check).
 """
 
 import concurrent.futures
@@ -54,8 +54,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+FAILURES: list[str] = []
+
+
 def check(cond: bool, what: str) -> None:
+    """A failed check ends the run, or with --keep-going (to list what a build gets wrong) is
+    recorded and the run goes on."""
     if not cond:
+        if "--keep-going" in sys.argv:
+            FAILURES.append(what)
+            print(f"FAILED: {what}", flush=True)
+            return
         sys.exit(f"FAILED: {what}")
     print(f"ok: {what}", flush=True)
 
@@ -64,6 +73,14 @@ class Server:
     """`lifecycle serve` on both protocols, its log kept, its RSS sampled every 20 ms."""
 
     def __init__(self, binary: str, args: list[str]):
+        if "--keep-going" in sys.argv:
+            # Listing what another build gets wrong: leave out flags it does not have.
+            known = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True).stdout
+            kept = []
+            for flag, value in zip(args[::2], args[1::2]):
+                if flag in known:
+                    kept += [flag, value]
+            args = kept
         self.pg_port, self.flight_port = free_port(), free_port()
         self.proc = subprocess.Popen(
             [binary, "serve", "--pg-listen", f"127.0.0.1:{self.pg_port}",
@@ -558,7 +575,12 @@ def main() -> None:
         try:
             for phase in [settings_checks, read_only_checks, partition_checks, statement_checks,
                           parameter_checks, hangup_checks, auth_checks, connection_checks, flight_checks]:
-                phase(server)
+                try:
+                    phase(server)
+                except Exception as e:  # only reached with --keep-going's tolerant checks
+                    if "--keep-going" not in sys.argv:
+                        raise
+                    check(False, f"{phase.__name__} stopped: {type(e).__name__}: {str(e).strip()[:200]}")
                 print(f"   after {phase.__name__}: RSS {server.rss_mb():.0f} MB, peak {server.peak_mb:.0f} MB",
                       flush=True)
             idle_connection_checks(binary, token_file)
@@ -566,6 +588,8 @@ def main() -> None:
             server.settled("every client gone")
         finally:
             server.stop()
+    if FAILURES:
+        sys.exit(f"pg_hostile: {len(FAILURES)} checks failed")
     print("pg_hostile: all checks passed")
 
 
