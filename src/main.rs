@@ -81,6 +81,12 @@ enum Command {
         #[arg(long, value_name = "BYTES", default_value_t = lifecycle::limits::DEFAULT_MAX_STATEMENT_BYTES as u64,
               value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
         max_statement_bytes: u64,
+        /// Seconds a result may be left unread (a suspended portal, an open cursor, a client
+        /// that stopped reading) before its query slot is given back to others; reading it
+        /// afterwards is an error.
+        #[arg(long, value_name = "SECONDS", default_value_t = lifecycle::server::DEFAULT_IDLE_RESULT_TIMEOUT.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        idle_result_timeout: u64,
     },
     /// Write synthetic purchase history (buy-till-you-die) as Parquet.
     Generate {
@@ -293,21 +299,30 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
         Command::Serve {
             listen,
             pg_listen,
-            mut session,
+            session,
             token_file,
             tls_cert,
             tls_key,
             max_concurrent_queries,
             max_connections,
             max_statement_bytes,
+            idle_result_timeout,
         } => {
             let token = token_file
                 .as_deref()
                 .map(lifecycle::secrets::read_token_file)
                 .transpose()?;
-            // On a cluster, the server's own token is the cluster's unless another is given.
-            if session.cluster.is_some() && session.cluster_token_file.is_none() {
-                session.cluster_token_file = token_file.clone();
+            // The cluster's token is never the one the server's clients know: with it they could
+            // submit plans to the scheduler themselves, past the server's read-only limits.
+            if let (Some(client), Some(cluster_file)) = (&token, &session.cluster_token_file)
+                && lifecycle::secrets::read_token_file(cluster_file)? == *client
+            {
+                return Err(datafusion::error::DataFusionError::Configuration(
+                    "--cluster-token-file holds the same token as --token-file: the cluster's \
+                     token must be one the server's clients do not know (they could otherwise \
+                     submit plans to the cluster directly, past the server's limits)"
+                        .into(),
+                ));
             }
             // The server bounds memory per query (see ServeOptions::memory_limit).
             let ctx = build_session(&SessionOptions {
@@ -327,6 +342,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
                 max_concurrent_queries: max_concurrent_queries.map_or(cores * 2, |n| n as usize),
                 max_connections: max_connections as usize,
                 max_statement_bytes: max_statement_bytes as usize,
+                idle_result_timeout: std::time::Duration::from_secs(idle_result_timeout),
                 memory_limit: session.memory_limit,
                 shutdown_grace: std::time::Duration::from_secs(10),
             };

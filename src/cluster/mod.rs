@@ -263,16 +263,31 @@ fn check_local_paths(table_ref: &TableReference, table: &dyn TableProvider) -> R
     Ok(())
 }
 
-/// Whether a directory holds (at any depth) a file with the extension.
+/// Whether a directory holds a file with the extension, looking at most [`MAX_DEPTH`] levels
+/// down and [`MAX_ENTRIES`] entries in all, without following symbolic links to directories (a
+/// loop such as `/proc/self/root` would otherwise never end).
 fn has_file(dir: &std::path::Path, extension: &str) -> std::io::Result<bool> {
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            if has_file(&p, extension)? {
+    const MAX_DEPTH: usize = 16;
+    const MAX_ENTRIES: usize = 100_000;
+    let mut pending = vec![(dir.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((dir, depth)) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                // Visible, and too large to look through here: the scan will list it.
                 return Ok(true);
             }
-        } else if p.to_string_lossy().ends_with(extension) {
-            return Ok(true);
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                if depth + 1 < MAX_DEPTH {
+                    pending.push((path, depth + 1));
+                }
+            } else if path.to_string_lossy().ends_with(extension) {
+                return Ok(true);
+            }
         }
     }
     Ok(false)

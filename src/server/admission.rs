@@ -46,6 +46,8 @@ pub struct Admission {
 pub struct Admitted {
     _slot: OwnedSemaphorePermit,
     peer: SocketAddr,
+    /// This connection's entry (another connection may later come from the same address).
+    entry: Arc<Known>,
     known: Arc<Mutex<HashMap<SocketAddr, Arc<Known>>>>,
     watchdog: tokio::task::JoinHandle<()>,
 }
@@ -53,7 +55,9 @@ pub struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.watchdog.abort();
-        if let Ok(mut known) = self.known.lock() {
+        if let Ok(mut known) = self.known.lock()
+            && known.get(&self.peer).is_some_and(|k| Arc::ptr_eq(k, &self.entry))
+        {
             known.remove(&self.peer);
         }
     }
@@ -100,11 +104,12 @@ impl Admission {
             }
         });
         if let Ok(mut map) = self.known.lock() {
-            map.insert(peer, known);
+            map.insert(peer, known.clone());
         }
         Some(Admitted {
             _slot: slot,
             peer,
+            entry: known,
             known: self.known.clone(),
             watchdog,
         })

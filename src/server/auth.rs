@@ -35,6 +35,10 @@ pub(super) fn authorized(token: &str, metadata: &tonic::metadata::MetadataMap) -
 #[derive(Clone)]
 pub(super) struct Authenticate {
     pub(super) token: Option<Arc<str>>,
+    /// Failed authentications per address: an address that failed recently is refused for a
+    /// time that grows with its failures, valid credentials or not (an interceptor cannot hold
+    /// its answer back, so the wait is imposed on the next attempt).
+    pub(super) delays: Arc<super::auth_delay::AuthDelays>,
     /// The listener's connections: a call on a connection beyond `--max-connections` is
     /// refused, and one with valid credentials lets its connection stay.
     pub(super) admission: super::admission::Admission,
@@ -50,14 +54,30 @@ impl tonic::service::Interceptor for Authenticate {
                  (--max-connections)"
             )));
         }
-        match &self.token {
-            Some(token) if !authorized(token, request.metadata()) => Err(Status::unauthenticated(
-                "missing or invalid credentials: send 'authorization: Bearer <token>'",
-            )),
-            _ => {
-                self.admission.authenticated(peer);
-                Ok(request)
+        let Some(token) = &self.token else {
+            self.admission.authenticated(peer);
+            return Ok(request);
+        };
+        let ip = peer.map(|p| p.ip());
+        if let Some(wait) = ip.and_then(|ip| self.delays.locked_for(ip)) {
+            return Err(Status::unauthenticated(format!(
+                "too many failed authentications from this address: try again in {:.1} s",
+                wait.as_secs_f64()
+            )));
+        }
+        if authorized(token, request.metadata()) {
+            if let Some(ip) = ip {
+                self.delays.succeeded(ip);
             }
+            self.admission.authenticated(peer);
+            Ok(request)
+        } else {
+            if let Some(ip) = ip {
+                self.delays.failed(ip);
+            }
+            Err(Status::unauthenticated(
+                "missing or invalid credentials: send 'authorization: Bearer <token>'",
+            ))
         }
     }
 }

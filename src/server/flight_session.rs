@@ -27,6 +27,9 @@ pub const COOKIE: &str = "arrow_flight_session_id";
 /// Settings a session may hold at most (the table has fewer).
 const MAX_SETTINGS: usize = 64;
 
+/// Options one `SetSessionOptions` request may set.
+pub const MAX_OPTIONS_PER_REQUEST: usize = 64;
+
 /// The longest cookie value read (a session's settings are far shorter).
 const MAX_COOKIE_BYTES: usize = 8 << 10;
 
@@ -192,6 +195,11 @@ impl Session {
         let mut errors = HashMap::new();
         let mut names: Vec<_> = options.into_iter().collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
+        // The session as it is now, checked once; each option is tried on a copy of it.
+        let mut current = match self.apply(server) {
+            Ok(c) => c.unwrap_or_else(|| server.clone()),
+            Err(_) => server.clone(),
+        };
         for (raw, value) in names {
             let name = settings::normalize_name(raw.split('.'));
             let error = |value: i32| SetSessionOptionsError { value };
@@ -199,6 +207,10 @@ impl Session {
             let text = match value.option_value {
                 None => {
                     self.settings.retain(|(n, _)| *n != name);
+                    current = match self.apply(server) {
+                        Ok(c) => c.unwrap_or_else(|| server.clone()),
+                        Err(_) => server.clone(),
+                    };
                     continue;
                 }
                 Some(OptionValue::StringValue(s)) => s,
@@ -212,13 +224,11 @@ impl Session {
             };
             // Checked against the session as it is now (the cross-field rules of the
             // lifecycle options), then kept.
-            let mut scratch = match self.apply(server) {
-                Ok(c) => c.unwrap_or_else(|| server.clone()),
-                Err(_) => server.clone(),
-            };
+            let mut scratch = current.clone();
             match settings::apply(&mut scratch, server, &name, Some(&text)) {
                 Ok(()) => {
                     let canonical = canonical_value(&scratch, &name).unwrap_or(text);
+                    current = scratch;
                     self.settings.retain(|(n, _)| *n != name);
                     if self.settings.len() < MAX_SETTINGS {
                         self.settings.push((name, canonical));

@@ -155,8 +155,12 @@ impl Drop for LingeringStream {
             return;
         };
         let count = self.count.clone();
+        // The connection keeps its place among the listener's connections while it lingers, so
+        // connecting and closing fast cannot hold more sockets than --max-connections.
+        let admitted = self._admitted.take();
         count.0.fetch_add(1, Ordering::AcqRel);
         runtime.spawn(async move {
+            let _admitted = admitted;
             let _ = tokio::time::timeout(LINGER, async {
                 // End of stream for the client once it has read everything sent before.
                 let _ = stream.shutdown().await;

@@ -53,6 +53,7 @@ use crate::shell::error_line;
 
 mod admission;
 mod auth;
+mod auth_delay;
 mod flight_session;
 mod handles;
 mod json;
@@ -100,12 +101,18 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// The longest statement a client may send, in bytes.
     pub max_statement_bytes: usize,
+    /// How long a result may be left unread before its query slot is given back.
+    pub idle_result_timeout: std::time::Duration,
     /// Memory for all queries together; each query gets `memory_limit / max_concurrent_queries`.
     pub memory_limit: Option<usize>,
     /// After the shutdown signal, how long streams in flight may run to completion before they
     /// are cancelled.
     pub shutdown_grace: std::time::Duration,
 }
+
+/// How long a result may be left unread by default before its query slot is given back (a
+/// suspended portal, an open cursor, a client that stopped reading).
+pub const DEFAULT_IDLE_RESULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Connections a listener holds at once by default (PostgreSQL's `max_connections`).
 pub const DEFAULT_MAX_CONNECTIONS: u64 = 100;
@@ -121,6 +128,7 @@ impl Default for ServeOptions {
             max_concurrent_queries: 4,
             max_connections: DEFAULT_MAX_CONNECTIONS as usize,
             max_statement_bytes: crate::limits::DEFAULT_MAX_STATEMENT_BYTES,
+            idle_result_timeout: DEFAULT_IDLE_RESULT_TIMEOUT,
             memory_limit: None,
             shutdown_grace: std::time::Duration::from_secs(10),
         }
@@ -149,6 +157,8 @@ pub struct QueryLimits {
     memory_share: Arc<Option<String>>,
     /// The longest statement a client may send, in bytes.
     pub(crate) max_statement_bytes: usize,
+    /// The slots lent to results, taken back from results left unread.
+    pub(crate) leases: Arc<stream::Leases>,
 }
 
 impl QueryLimits {
@@ -156,6 +166,7 @@ impl QueryLimits {
         max_concurrent_queries: usize,
         memory_limit: Option<usize>,
         max_statement_bytes: usize,
+        idle_result_timeout: std::time::Duration,
     ) -> Self {
         let slots = max_concurrent_queries.max(1);
         let query_memory = memory_limit.map(|m| (m / slots).max(1));
@@ -174,17 +185,27 @@ impl QueryLimits {
             query_memory,
             memory_share: Arc::new(memory_share),
             max_statement_bytes,
+            leases: stream::Leases::new(idle_result_timeout),
         }
     }
 
-    /// Waits for a query slot (shared by every statement of one request).
-    pub(crate) async fn permit(&self) -> Option<Arc<OwnedSemaphorePermit>> {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .ok()
-            .map(Arc::new)
+    /// Waits for a query slot, held for as long as the permit (planning).
+    pub(crate) async fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+
+    /// Waits for `n` query slots at once (one per statement of a request whose statements all
+    /// start together), lent to the request's results; `None` when the server is shutting down.
+    /// More statements than the server has slots are refused by the caller before this.
+    pub(crate) async fn lease(&self, n: usize) -> Option<Arc<stream::Lease>> {
+        let n = n.clamp(1, self.slots) as u32;
+        let permit = self.permits.clone().acquire_many_owned(n).await.ok()?;
+        Some(self.leases.lend(permit))
+    }
+
+    /// How many slots the server has.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
     }
 
     /// Waits until no query runs, for at most `max`.
@@ -266,7 +287,13 @@ impl LifecycleFlightSql {
         match session.apply(&self.server_config) {
             Ok(Some(config)) => *state.config_mut().options_mut() = config,
             Ok(None) => {}
-            Err(e) => return Err(Status::invalid_argument(e.message().to_string())),
+            Err(e) => {
+                return Err(Status::invalid_argument(format!(
+                    "this session's settings no longer fit the server: {} (set it again, or close \
+                     the session)",
+                    e.message()
+                )));
+            }
         }
         Ok(state)
     }
@@ -276,6 +303,13 @@ impl LifecycleFlightSql {
     async fn plan_unbound(&self, sql: &str, state: &SessionState) -> Result<LogicalPlan, Status> {
         crate::limits::check_statement_size(sql, self.limits.max_statement_bytes)
             .map_err(Status::invalid_argument)?;
+        // Planning holds a query slot too (a client could otherwise plan many statements at
+        // once, outside the slots); a client that goes away drops it with the call.
+        let _slot = self
+            .limits
+            .permit()
+            .await
+            .ok_or_else(|| Status::unavailable("server is shutting down"))?;
         crate::limits::check_expression_depth(sql).map_err(status)?;
         let sql = number_question_marks(sql).map_err(status)?;
         let plan = state.create_logical_plan(&sql).await.map_err(status)?;
@@ -335,9 +369,9 @@ impl LifecycleFlightSql {
         request: &Request<T>,
         state: SessionState,
     ) -> Result<Response<DoGetStream>, Status> {
-        let permit = self
+        let lease = self
             .limits
-            .permit()
+            .lease(1)
             .await
             .ok_or_else(|| Status::unavailable("server is shutting down"))?;
         let state = self.limits.state(state).map_err(status)?;
@@ -361,7 +395,14 @@ impl LifecycleFlightSql {
             .unwrap_or_else(|| "-".into());
         let tracked = Tracked::new(
             Box::pin(stream.map_err(move |e| FlightError::from(explain(e)))),
-            permit,
+            lease,
+            &self.limits.leases,
+            |idle| {
+                FlightError::Tonic(Box::new(Status::deadline_exceeded(format!(
+                    "the result was left unread for {} s: its query slot was given back",
+                    idle.as_secs()
+                ))))
+            },
             "flight",
             client,
             sql,
@@ -753,15 +794,26 @@ impl FlightSqlService for LifecycleFlightSql {
         Status,
     > {
         use flight_session::{CLOSE, GET, SET, Session};
-        let mut session =
-            Session::from_metadata(request.metadata()).map_err(Status::invalid_argument)?;
+        let session = Session::from_metadata(request.metadata());
         let action = request.into_inner();
+        // Closing always works, even a session this server can no longer read.
+        let mut session = match (action.r#type.as_str(), session) {
+            (CLOSE, _) => Session::default(),
+            (_, s) => s.map_err(Status::invalid_argument)?,
+        };
         let (body, cookie) = match action.r#type.as_str() {
             SET => {
                 let wanted = flight_session::SetSessionOptionsRequest::decode(action.body)
                     .map_err(|e| {
                         Status::invalid_argument(format!("invalid SetSessionOptionsRequest: {e}"))
                     })?;
+                if wanted.session_options.len() > flight_session::MAX_OPTIONS_PER_REQUEST {
+                    return Err(Status::invalid_argument(format!(
+                        "{} session options in one request: at most {} at once",
+                        wanted.session_options.len(),
+                        flight_session::MAX_OPTIONS_PER_REQUEST
+                    )));
+                }
                 let errors = session.set(&self.server_config, wanted.session_options);
                 let result = flight_session::SetSessionOptionsResult { errors };
                 (result.encode_to_vec(), session.set_cookie())
@@ -855,7 +907,9 @@ pub async fn serve(
         opts.max_concurrent_queries,
         opts.memory_limit,
         opts.max_statement_bytes,
+        opts.idle_result_timeout,
     );
+    limits.leases.spawn_reaper();
     let pg = match opts.pg_listen {
         Some(_) => Some(pg::PgFront::new(
             &ctx,
@@ -934,6 +988,7 @@ pub async fn serve(
         let auth = Authenticate {
             token: opts.token.as_deref().map(Into::into),
             admission: admission.clone(),
+            delays: Arc::default(),
         };
         let lingering = linger::Lingering::default();
         // Graceful shutdown: stop accepting, let streams in flight finish for `shutdown_grace`,

@@ -46,6 +46,8 @@ TOKEN = "hostile-test-token"
 MEMORY_LIMIT_MB = 1024
 MAX_CONNECTIONS = 40
 HEADROOM_MB = 300
+SLOTS = 4
+IDLE_RESULT_S = 3
 
 
 def free_port() -> int:
@@ -168,6 +170,9 @@ def show(conn, name: str) -> str:
 
 
 def settings_checks(server: Server) -> None:
+    # (Left behind by a run against a build that let the SET through.)
+    if os.path.isdir("/tmp/lifecycle-hostile-dir"):
+        os.rmdir("/tmp/lifecycle-hostile-dir")
     with connect(server) as c:
         before = {n: show(c, n) for n in ["datafusion.runtime.memory_limit", "datafusion.sql_parser.recursion_limit",
                                           "lifecycle.churn_days", "datafusion.execution.target_partitions"]}
@@ -196,6 +201,8 @@ def settings_checks(server: Server) -> None:
 
 
 def read_only_checks(server: Server) -> None:
+    if os.path.exists("/tmp/lifecycle-hostile.parquet"):
+        os.remove("/tmp/lifecycle-hostile.parquet")
     with connect(server) as c, connect(server) as other:
         forms = [
             "SELECT 1 AS x INTO t",
@@ -294,6 +301,136 @@ def hangup_checks(server: Server) -> None:
             c.close()
         except Exception:
             pass
+
+
+def slot_checks(server: Server) -> None:
+    """Query slots cannot be kept by a client that does not read: cursors and suspended portals
+    hold one, and give it back when left unread; a message's statements take one each."""
+    many = "; ".join(["SELECT count(*) FROM purchases"] * (SLOTS + 1))
+    with connect(server) as c:
+        check(sqlstate_of(many, c) == "54000", f"{SLOTS + 1} statements in one message (of {SLOTS} slots): 54000")
+        check(c.execute("SELECT 1; SELECT 2").fetchone() is not None, "two statements in one message run")
+    hog = connect(server)
+    hog.execute("BEGIN")
+    for i in range(SLOTS):
+        hog.execute(f"DECLARE c{i} CURSOR FOR SELECT * FROM purchases")
+        hog.execute(f"FETCH 1 FROM c{i}")
+    # Every slot is held by an unread cursor: another client waits, then gets one once they have
+    # been left unread for --idle-result-timeout.
+    started = time.time()
+    with connect(server) as other:
+        other.execute("SELECT count(*) FROM purchases").fetchone()
+    waited = time.time() - started
+    check(IDLE_RESULT_S - 1 <= waited < IDLE_RESULT_S + 3,
+          f"{SLOTS} unread cursors held every slot; another client was served after {waited:.1f} s "
+          f"(--idle-result-timeout {IDLE_RESULT_S})")
+    check(sqlstate_of("FETCH 1 FROM c0", hog) == "57014", "an expired cursor: 57014 when read again")
+    hog.close()
+    # A suspended portal (Execute with a row limit, never resumed) likewise.
+    s = socket.create_connection(("127.0.0.1", server.pg_port), timeout=10)
+    authenticate_raw(s)
+    q = b"SELECT * FROM purchases\0"
+    s.sendall(b"P" + struct.pack("!i", 4 + 1 + len(q) + 2) + b"\0" + q + struct.pack("!h", 0)
+              + b"B" + struct.pack("!i", 4 + 1 + 1 + 2 + 2 + 2) + b"\0\0" + struct.pack("!hhh", 0, 0, 0)
+              + b"E" + struct.pack("!i", 4 + 1 + 4) + b"\0" + struct.pack("!i", 1)
+              + b"S" + struct.pack("!i", 4))
+    kinds = []
+    while b"Z" not in kinds:
+        kind, _ = read_message(s)
+        if not kind:
+            break
+        kinds.append(kind)
+    check(b"s" in kinds, "a portal suspended after its first row")
+    started = time.time()
+    with connect(server) as other:
+        for _ in range(SLOTS):
+            other.execute("SELECT count(*) FROM purchases").fetchone()
+    check(time.time() - started < IDLE_RESULT_S + 3, "the other slots serve others meanwhile")
+    s.close()
+
+
+def keeping_checks(server: Server) -> None:
+    """What a connection keeps between statements is bounded: prepared statements (their number
+    and their text) and portals; the error is for the message alone."""
+
+    def parse(name: str, query: str) -> bytes:
+        body = name.encode() + b"\0" + query.encode() + b"\0" + struct.pack("!h", 0)
+        return b"P" + struct.pack("!i", 4 + len(body)) + body
+
+    def sync_answers(s: socket.socket) -> list[tuple[bytes, bytes]]:
+        s.sendall(b"S" + struct.pack("!i", 4))
+        out = []
+        while True:
+            kind, body = read_message(s)
+            if not kind:
+                return out
+            out.append((kind, body))
+            if kind == b"Z":
+                return out
+
+    s = socket.create_connection(("127.0.0.1", server.pg_port), timeout=30)
+    authenticate_raw(s)
+    s.sendall(b"".join(parse(f"s{i}", f"SELECT {i}") for i in range(300)))
+    answers = sync_answers(s)
+    parsed = sum(1 for k, _ in answers if k == b"1")
+    errors = [b for k, b in answers if k == b"E"]
+    check(parsed == 256 and len(errors) == 1 and b"C54000" in errors[0],
+          f"300 prepared statements on one connection: {parsed} kept, then 54000")
+    s.close()
+    s = socket.create_connection(("127.0.0.1", server.pg_port), timeout=30)
+    authenticate_raw(s)
+    big = "SELECT '" + "x" * 1_000_000 + "' AS s"
+    refused_at = None
+    for i in range(12):
+        s.sendall(parse(f"b{i}", big))
+        answers = sync_answers(s)
+        if any(k == b"E" and b"C54000" in b for k, b in answers):
+            refused_at = i
+            break
+    check(refused_at == 8, f"1 MB prepared statements: 8 kept, the 9th refused (8 MiB of text at most): "
+                           f"refused #{refused_at}")
+    s.sendall(b"Q" + struct.pack("!i", 4 + 9) + b"SELECT 1\0")
+    kinds = []
+    while b"Z" not in kinds:
+        kind, _ = read_message(s)
+        kinds.append(kind)
+    check(b"D" in kinds, "the connection goes on after it")
+    s.close()
+    server.bounded("prepared statements")
+
+
+def authenticate_raw(s: socket.socket) -> None:
+    """SCRAM-SHA-256 by hand over a raw socket, for checks that send protocol messages themselves."""
+    import base64
+    import hashlib
+    import hmac
+    import secrets
+    s.sendall(startup_packet())
+    kind, body = read_message(s)
+    assert kind == b"R" and struct.unpack("!i", body[:4])[0] == 10, (kind, body)
+    nonce = base64.b64encode(secrets.token_bytes(18)).decode()
+    first_bare = f"n=,r={nonce}"
+    first = ("n,," + first_bare).encode()
+    mech = b"SCRAM-SHA-256\0"
+    s.sendall(b"p" + struct.pack("!i", 4 + len(mech) + 4 + len(first)) + mech + struct.pack("!i", len(first)) + first)
+    kind, body = read_message(s)
+    server_first = body[4:].decode()
+    fields = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salt, iterations = base64.b64decode(fields["s"]), int(fields["i"])
+    salted = hashlib.pbkdf2_hmac("sha256", TOKEN.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    final_bare = f"c=biws,r={fields['r']}"
+    auth_message = f"{first_bare},{server_first},{final_bare}".encode()
+    signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+    final = f"{final_bare},p={proof}".encode()
+    s.sendall(b"p" + struct.pack("!i", 4 + len(final)) + final)
+    while True:
+        kind, body = read_message(s)
+        assert kind and kind != b"E", body
+        if kind == b"Z":
+            return
 
 
 def startup_packet(user="analyst", database="lifecycle") -> bytes:
@@ -571,10 +708,12 @@ def main() -> None:
         with open(token_file, "w") as f:
             f.write(TOKEN)
         server = Server(binary, ["--token-file", token_file, "--memory-limit", f"{MEMORY_LIMIT_MB}M",
-                                 "--max-concurrent-queries", "4", "--max-connections", str(MAX_CONNECTIONS)])
+                                 "--max-concurrent-queries", str(SLOTS), "--max-connections", str(MAX_CONNECTIONS),
+                                 "--idle-result-timeout", str(IDLE_RESULT_S)])
         try:
             for phase in [settings_checks, read_only_checks, partition_checks, statement_checks,
-                          parameter_checks, hangup_checks, auth_checks, connection_checks, flight_checks]:
+                          parameter_checks, hangup_checks, slot_checks, keeping_checks, auth_checks,
+                          connection_checks, flight_checks]:
                 try:
                     phase(server)
                 except Exception as e:  # only reached with --keep-going's tolerant checks

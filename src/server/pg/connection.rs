@@ -24,7 +24,7 @@
 //! - **Hang-ups**: a task watches the socket and stops the connection's running query when the
 //!   client goes away; it ends with the connection, panics included.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -431,6 +431,13 @@ async fn serve(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        // (After an error the extended protocol discards messages up to Sync: nothing to check.)
+        if !matches!(socket.state(), PgWireConnectionState::AwaitingSync)
+            && let Err(e) = within_keeping_limits(socket, &message)
+        {
+            process_error(socket, e, extended).await?;
+            continue;
+        }
         if let Err(mut e) = process_message(
             message,
             socket,
@@ -452,6 +459,63 @@ async fn serve(
         }
         shrink_buffers(socket);
     }
+}
+
+/// Prepared statements a connection may keep, and the bytes of their text together.
+const MAX_STATEMENTS: usize = 256;
+const MAX_STATEMENT_TEXT_BYTES: usize = 8 << 20;
+
+/// The bytes of bound parameters a connection's portals may keep together.
+const MAX_PORTAL_PARAMETER_BYTES: usize = 8 << 20;
+
+/// Refuses a Parse or Bind that would make the connection keep more prepared statements or
+/// portals than it may (pgwire keeps them until they are closed or the connection ends): an
+/// error for that message alone (54000), and the connection goes on.
+fn within_keeping_limits(socket: &Socket, message: &PgWireFrontendMessage) -> Result<(), PgWireError> {
+    use pgwire::api::ClientPortalStore;
+    let too_many = |what: String| {
+        Err(super::user_error(
+            "54000",
+            format!("{what}: close (DEALLOCATE, CLOSE) some before making more"),
+        ))
+    };
+    match message {
+        PgWireFrontendMessage::Parse(parse) => {
+            let (count, bytes) = socket
+                .portal_store()
+                .statements_weight(|s| s.statement.0.len());
+            let named = parse.name.as_deref().is_some_and(|n| !n.is_empty());
+            if named && count >= MAX_STATEMENTS {
+                return too_many(format!(
+                    "this connection keeps {count} prepared statements, the most it may"
+                ));
+            }
+            if bytes + parse.query.len() > MAX_STATEMENT_TEXT_BYTES {
+                return too_many(format!(
+                    "this connection's prepared statements hold {bytes} bytes of text, and it \
+                     may keep {MAX_STATEMENT_TEXT_BYTES}"
+                ));
+            }
+        }
+        PgWireFrontendMessage::Bind(bind) => {
+            let (count, bytes) = socket.portal_store().portals_weight();
+            let named = bind.portal_name.as_deref().is_some_and(|n| !n.is_empty());
+            if named && count >= super::guard::MAX_PORTALS {
+                return too_many(format!(
+                    "this connection keeps {count} portals and cursors, the most it may"
+                ));
+            }
+            let new: usize = bind.parameters.iter().flatten().map(|b| b.len()).sum();
+            if bytes + new > MAX_PORTAL_PARAMETER_BYTES {
+                return too_many(format!(
+                    "this connection's portals hold {bytes} bytes of parameters, and it may keep \
+                     {MAX_PORTAL_PARAMETER_BYTES}"
+                ));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Buffers kept between messages, at most (they grow to the largest message read or written).
@@ -554,85 +618,4 @@ fn watch_for_hangup(
         interrupt.fire(Stop::Gone);
     };
     Ok((socket, watcher))
-}
-
-/// Failed authentications per client address, and the delay before answering the next one:
-/// none for a first failure, then 250 ms doubling with each further failure within a minute,
-/// up to 8 s. A success from the address clears its count. At most [`AuthDelays::MAX_ADDRESSES`]
-/// addresses are remembered (the oldest forgotten first).
-#[derive(Default)]
-pub(super) struct AuthDelays {
-    recent: std::sync::Mutex<std::collections::HashMap<IpAddr, (u32, std::time::Instant)>>,
-}
-
-impl AuthDelays {
-    const MAX_ADDRESSES: usize = 10_000;
-    const WINDOW: Duration = Duration::from_secs(60);
-    const FIRST: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(8);
-
-    /// Records a failure from `ip`; the delay to wait before answering it.
-    pub(super) fn failed(&self, ip: IpAddr) -> Duration {
-        let Ok(mut recent) = self.recent.lock() else {
-            return Self::MAX;
-        };
-        let now = std::time::Instant::now();
-        if recent.len() >= Self::MAX_ADDRESSES {
-            recent.retain(|_, (_, at)| now.duration_since(*at) < Self::WINDOW);
-            if recent.len() >= Self::MAX_ADDRESSES
-                && let Some(oldest) = recent
-                    .iter()
-                    .min_by_key(|(_, (_, at))| *at)
-                    .map(|(k, _)| *k)
-            {
-                recent.remove(&oldest);
-            }
-        }
-        let entry = recent.entry(ip).or_insert((0, now));
-        if now.duration_since(entry.1) >= Self::WINDOW {
-            entry.0 = 0;
-        }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
-        Self::delay(entry.0)
-    }
-
-    /// The delay before answering the `n`th recent failure.
-    fn delay(n: u32) -> Duration {
-        if n <= 1 {
-            return Duration::ZERO;
-        }
-        Self::FIRST
-            .saturating_mul(1u32 << (n - 2).min(16))
-            .min(Self::MAX)
-    }
-
-    /// A success from `ip` clears its failures.
-    pub(super) fn succeeded(&self, ip: IpAddr) {
-        if let Ok(mut recent) = self.recent.lock() {
-            recent.remove(&ip);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_authentications_are_slowed_per_address() {
-        let d = AuthDelays::default();
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        assert_eq!(d.failed(a), Duration::ZERO);
-        assert_eq!(d.failed(a), Duration::from_millis(250));
-        assert_eq!(d.failed(a), Duration::from_millis(500));
-        assert_eq!(d.failed(b), Duration::ZERO, "another address is not slowed");
-        for _ in 0..20 {
-            d.failed(a);
-        }
-        assert_eq!(d.failed(a), Duration::from_secs(8), "capped");
-        d.succeeded(a);
-        assert_eq!(d.failed(a), Duration::ZERO, "a success clears the count");
-    }
 }

@@ -55,6 +55,29 @@ const CLIENT_SETTINGS: &[&str] = &[
 pub(super) struct Guard {
     /// The server's configuration: the bound of some settings and the value of `DEFAULT`.
     pub(super) server: Arc<ConfigOptions>,
+    /// The server's slots and leases (a cursor keeps its statement's slot while it is open).
+    pub(super) limits: crate::server::QueryLimits,
+}
+
+/// Portals (bound statements and cursors) a connection may keep open at once.
+pub(super) const MAX_PORTALS: usize = 64;
+
+/// The slots of the simple-protocol message being run on a connection (put there by the
+/// connection's query handler, taken by a `DECLARE` for its cursor, which keeps them while it
+/// is open: a cursor's query runs, and holds memory, until it is closed).
+#[derive(Default)]
+pub(super) struct CurrentLease(std::sync::Mutex<Option<Arc<crate::server::stream::Lease>>>);
+
+impl CurrentLease {
+    pub(super) fn set(&self, lease: Option<Arc<crate::server::stream::Lease>>) {
+        if let Ok(mut current) = self.0.lock() {
+            *current = lease;
+        }
+    }
+
+    fn get(&self) -> Option<Arc<crate::server::stream::Lease>> {
+        self.0.lock().ok()?.clone()
+    }
 }
 
 /// What [`Guard`] answers itself.
@@ -430,6 +453,85 @@ impl Guard {
         ))
     }
 
+    /// `DECLARE name CURSOR FOR query`: the query planned and checked like any other, started,
+    /// and kept (with its slot) as a portal that `FETCH` reads and `CLOSE` ends.
+    async fn declare(
+        &self,
+        stmts: &[datafusion::sql::sqlparser::ast::Declare],
+        ctx: &SessionContext,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        use datafusion::sql::sqlparser::ast::DeclareType;
+        use pgwire::api::portal::Portal;
+        use pgwire::api::stmt::StoredStatement;
+        for declare in stmts {
+            if declare.declare_type != Some(DeclareType::Cursor) {
+                return Err(user_error(
+                    "42601",
+                    format!("unsupported DECLARE type: {:?}", declare.declare_type),
+                ));
+            }
+            let name = declare
+                .names
+                .first()
+                .map(|n| n.value.clone())
+                .ok_or_else(|| user_error("42601", "cursor name is required".into()))?;
+            let query = declare
+                .for_query
+                .as_ref()
+                .ok_or_else(|| user_error("42601", "DECLARE CURSOR requires a FOR query".into()))?;
+            let (open, _) = client.portal_store().portals_weight();
+            if open >= MAX_PORTALS {
+                return Err(user_error(
+                    "54000",
+                    format!(
+                        "this connection has {open} cursors and portals open, the most it may \
+                         keep: CLOSE some first"
+                    ),
+                ));
+            }
+            let lease = match client
+                .session_extensions()
+                .get::<CurrentLease>()
+                .and_then(|c| c.get())
+            {
+                Some(lease) => lease,
+                None => self.limits.lease(1).await.ok_or_else(|| {
+                    user_error("57P01", "the server is shutting down".into())
+                })?,
+            };
+            let statement = Statement::Query(query.clone());
+            let plan = ctx
+                .state()
+                .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
+                    statement,
+                )))
+                .await
+                .map_err(api)?;
+            refuse_planned_writes(&plan)?;
+            let plan = crate::server::json::with_json_columns(plan).map_err(api)?;
+            let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
+            let mut response = encode_dataframe(df, &Format::UnifiedText, None).await?;
+            let rows =
+                std::mem::replace(&mut response.data_rows, Box::pin(futures::stream::empty()));
+            let sql = query.to_string();
+            response.data_rows = Box::pin(crate::server::stream::Tracked::new(
+                rows,
+                lease,
+                &self.limits.leases,
+                super::unread_error,
+                "pg",
+                client.socket_addr().to_string(),
+                &sql,
+            ));
+            let stored = Arc::new(StoredStatement::new(name.clone(), (sql, None), vec![]));
+            let portal = Portal::new_cursor(name, stored);
+            portal.start(response).await;
+            pgwire::api::store::PortalStore::put_portal(client.portal_store(), Arc::new(portal));
+        }
+        Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+    }
+
     /// Applies settings of ours to the connection, all or none: checked against the
     /// statement's session (which holds the connection's settings so far), then kept in the
     /// connection's metadata, where every later statement's session is built from.
@@ -530,6 +632,9 @@ impl QueryHook for Guard {
         if let Statement::Query(_) | Statement::Explain { .. } = statement {
             return Some(self.query(statement, ctx, client).await);
         }
+        if let Statement::Declare { stmts } = statement {
+            return Some(self.declare(stmts, ctx, client).await);
+        }
         match own(statement) {
             Err(e) => Some(Err(e)),
             Ok(None) => None,
@@ -567,6 +672,9 @@ impl QueryHook for Guard {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        if let Statement::Declare { stmts } = statement {
+            return Some(self.declare(stmts, ctx, client).await);
+        }
         match own(statement) {
             Err(e) => Some(Err(e)),
             Ok(None) => None,

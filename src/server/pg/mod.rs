@@ -87,7 +87,7 @@ pub(super) struct PgFront {
     running: Arc<Running>,
     cancel: Arc<PgCancel>,
     errors: Arc<PgErrors>,
-    auth_delays: connection::AuthDelays,
+    auth_delays: crate::server::auth_delay::AuthDelays,
 }
 
 /// Why a running query stops early.
@@ -245,6 +245,7 @@ impl Sessions {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(guard::Guard {
                 server: server_config.clone(),
+                limits: limits.clone(),
             }),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
@@ -528,6 +529,49 @@ impl Drop for PgQueries {
     }
 }
 
+/// The error a result ends with when it was left unread and its slot given back.
+fn unread_error(idle: std::time::Duration) -> PgWireError {
+    user_error(
+        "57014",
+        format!(
+            "canceling statement: its result was left unread for {} s and its slot given back \
+             (--idle-result-timeout)",
+            idle.as_secs()
+        ),
+    )
+}
+
+/// How many of a simple-protocol message's statements start a query, each of which takes a
+/// slot (1 when the message does not parse: the parser that runs it reports the error).
+fn statement_count(query: &str) -> usize {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser as SqlParser;
+    match SqlParser::parse_sql(&PostgreSqlDialect {}, query) {
+        Ok(statements) => statements.iter().filter(|s| needs_slot(s)).count(),
+        Err(_) => 1,
+    }
+}
+
+/// Whether a statement starts a query (and so takes a slot). Reading a cursor does not: the
+/// cursor holds its slot already. Settings, transactions and closing things do not either.
+fn needs_slot(statement: &Statement) -> bool {
+    !matches!(
+        statement,
+        Statement::Fetch { .. }
+            | Statement::Close { .. }
+            | Statement::Set(_)
+            | Statement::Reset(_)
+            | Statement::ShowVariable { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Discard { .. }
+    )
+}
+
 /// The error a stopped query ends with (SQLSTATE 57014, as PostgreSQL's).
 fn stop_error(why: Stop) -> PgWireError {
     let message = match why {
@@ -612,7 +656,7 @@ impl PgQueries {
     fn track(
         &self,
         response: Response,
-        permit: &Arc<tokio::sync::OwnedSemaphorePermit>,
+        lease: &Option<Arc<super::stream::Lease>>,
         client: SocketAddr,
         sql: &str,
         deadline: Option<tokio::time::Instant>,
@@ -620,10 +664,23 @@ impl PgQueries {
         match response {
             Response::Query(mut q) => {
                 let rows = std::mem::replace(&mut q.data_rows, Box::pin(futures::stream::empty()));
-                let tracked = Tracked::new(rows, permit.clone(), "pg", client.to_string(), sql);
+                // A statement without a slot of its own (a cursor's FETCH: its rows come from
+                // the cursor, which holds one) is not tracked again.
+                let rows: pgwire::api::results::SendableRowStream = match lease {
+                    Some(lease) => Box::pin(Tracked::new(
+                        rows,
+                        lease.clone(),
+                        &self.limits.leases,
+                        unread_error,
+                        "pg",
+                        client.to_string(),
+                        sql,
+                    )),
+                    None => rows,
+                };
                 let interrupted = self.interrupt.stopped();
                 q.data_rows = Box::pin(Interruptible {
-                    inner: Some(Box::pin(tracked)),
+                    inner: Some(rows),
                     stop: Box::pin(async move {
                         match deadline {
                             None => interrupted.await,
@@ -682,13 +739,35 @@ impl SimpleQueryHandler for PgQueries {
     {
         size_check(query, self.limits.max_statement_bytes)?;
         depth_check(query)?;
+        // Every statement of the message starts at once (datafusion-postgres starts each one's
+        // stream before the first row is sent), so the message takes a slot per statement.
+        let statements = statement_count(query);
+        if statements > self.limits.slots() {
+            return Err(user_error(
+                "54000",
+                format!(
+                    "{statements} statements in one message: this server runs at most {} at \
+                     once (--max-concurrent-queries); send them one by one",
+                    self.limits.slots()
+                ),
+            ));
+        }
         let deadline = self.begin(client);
         let (permit, responses) = self
             .interruptible(deadline, async {
-                let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
+                let lease = match statements {
+                    0 => None,
+                    n => Some(self.limits.lease(n).await.ok_or_else(shutting_down)?),
+                };
                 let service = self.sessions.service(client)?;
-                let responses = SimpleQueryHandler::do_query(&service, client, query).await?;
-                Ok((permit, responses))
+                // A DECLARE among the statements keeps these slots for its cursor.
+                let current = client
+                    .session_extensions()
+                    .get_or_insert_with(guard::CurrentLease::default);
+                current.set(lease.clone());
+                let responses = SimpleQueryHandler::do_query(&service, client, query).await;
+                current.set(None);
+                Ok((lease, responses?))
             })
             .await?;
         let peer = client.socket_addr();
@@ -721,13 +800,26 @@ impl ExtendedQueryHandler for PgQueries {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let deadline = self.begin(client);
+        let slot = match &portal.statement.statement.1 {
+            Some((statement, _)) => needs_slot(statement),
+            None => false,
+        };
         let (permit, response) = self
             .interruptible(deadline, async {
-                let permit = self.limits.permit().await.ok_or_else(shutting_down)?;
+                let permit = match slot {
+                    true => Some(self.limits.lease(1).await.ok_or_else(shutting_down)?),
+                    false => None,
+                };
                 let service = self.sessions.service(client)?;
+                // A DECLARE keeps this slot for its cursor.
+                let current = client
+                    .session_extensions()
+                    .get_or_insert_with(guard::CurrentLease::default);
+                current.set(permit.clone());
                 let response =
-                    ExtendedQueryHandler::do_query(&service, client, portal, max_rows).await?;
-                Ok((permit, response))
+                    ExtendedQueryHandler::do_query(&service, client, portal, max_rows).await;
+                current.set(None);
+                Ok((permit, response?))
             })
             .await?;
         Ok(self.track(

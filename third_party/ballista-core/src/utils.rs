@@ -209,6 +209,11 @@ pub async fn write_stream_to_disk(
     let write_metric = disk_write_metric.clone();
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(channel_capacity);
+    // (lifecycle patch) Set once the input stream has ended normally: only then is the file
+    // complete, and only then is it renamed into place (an input that fails, or a task that is
+    // aborted, closes the channel too).
+    let complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let completed = complete.clone();
 
     let handle = tokio::task::spawn_blocking(move || -> Result<u64> {
         // (lifecycle patch) The file is written under a name of its own and renamed into place
@@ -232,6 +237,11 @@ pub async fn write_stream_to_disk(
                 let timer = write_metric.timer();
                 writer.write(&batch)?;
                 timer.done();
+            }
+            if !completed.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(BallistaError::General(
+                    "the task's output ended before its input did".into(),
+                ));
             }
             let timer = write_metric.timer();
             writer.finish()?;
@@ -264,7 +274,10 @@ pub async fn write_stream_to_disk(
                 }
             }
             Some(Err(e)) => break Some(e),
-            None => break None,
+            None => {
+                complete.store(true, std::sync::atomic::Ordering::Release);
+                break None;
+            }
         }
     };
     drop(tx);

@@ -375,7 +375,11 @@ async fn run_received_task<T: 'static + AsLogicalPlan, U: 'static + AsExecutionP
     let query_stage_exec = executor.execution_engine.create_query_stage_exec(
         job_id.clone(),
         stage_id as usize,
-        task_id as usize,
+        crate::shuffle_file_id(
+            task_id as usize,
+            stage_attempt_num as usize,
+            task_attempt_num as usize,
+        ),
         global_output_partition_ids,
         plan,
         &executor.work_dir,

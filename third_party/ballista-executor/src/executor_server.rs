@@ -416,7 +416,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> ExecutorServer<T,
         let exec = self.executor.execution_engine.create_query_stage_exec(
             job_id.clone(),
             stage_id,
-            task_id,
+            crate::shuffle_file_id(task_id, stage_attempt_num, task.task_attempt_num),
             global_output_partition_ids,
             plan,
             &self.executor.work_dir,

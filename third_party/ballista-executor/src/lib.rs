@@ -119,6 +119,15 @@ pub struct TaskCompletionExtras {
     pub column_stats: Vec<TaskColumnStats>,
 }
 
+/// (lifecycle patch) The id a task's shuffle files are named by: its task id, its stage's
+/// attempt and its own attempt. Task ids restart at 0 in every attempt of a stage (they are
+/// slots in the attempt's task list), so naming files by task id alone let a task of an
+/// abandoned attempt, or a failed attempt of a task, write the very path the task's next attempt
+/// writes and readers are sent to. Readers are given the id a task reports, never a task id.
+pub fn shuffle_file_id(task_id: usize, stage_attempt: usize, task_attempt: usize) -> usize {
+    (task_id & 0xffff_ffff) | ((stage_attempt & 0xffff) << 32) | ((task_attempt & 0xffff) << 48)
+}
+
 /// Converts a task execution result into a [`TaskStatus`] protobuf message.
 ///
 /// This function wraps the outcome of task execution (success or failure)

@@ -553,31 +553,69 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
             .sum()
     }
 
-    /// (lifecycle patch) Records what launched tasks hold.
-    fn record_launch(&self, executor_id: &str, tasks: &[Vec<TaskDescription>]) {
+    /// (lifecycle patch) Removes every launched task of `job_id` from the ledger; what they hold,
+    /// per executor.
+    fn take_job_launches(&self, job_id: &JobId) -> Vec<ExecutorSlot> {
+        let Ok(mut ledger) = self.vcore_ledger.lock() else {
+            return vec![];
+        };
+        let job = job_id.to_string();
+        let mut freed: HashMap<String, u32> = HashMap::new();
+        ledger.retain(|(j, _, _, _), (executor, vcores)| {
+            if *j == job {
+                *freed.entry(executor.clone()).or_default() += *vcores;
+                false
+            } else {
+                true
+            }
+        });
+        freed.into_iter().collect()
+    }
+
+    /// (lifecycle patch) Records what launched tasks hold; the keys recorded.
+    fn record_launch(
+        &self,
+        executor_id: &str,
+        tasks: &[Vec<TaskDescription>],
+    ) -> Vec<(String, usize, usize, usize)> {
+        let keys: Vec<_> = tasks
+            .iter()
+            .flatten()
+            .map(|task| {
+                (
+                    task.key.job_id.to_string(),
+                    task.key.stage_id,
+                    task.stage_attempt_num,
+                    task.key.task_id,
+                )
+            })
+            .collect();
         if let Ok(mut ledger) = self.vcore_ledger.lock() {
-            for task in tasks.iter().flatten() {
+            for (key, task) in keys.iter().zip(tasks.iter().flatten()) {
                 ledger.insert(
-                    (
-                        task.key.job_id.to_string(),
-                        task.key.stage_id,
-                        task.stage_attempt_num,
-                        task.key.task_id,
-                    ),
+                    key.clone(),
                     (executor_id.to_string(), task.vcores_consumed),
                 );
             }
         }
+        keys
     }
 
-    /// (lifecycle patch) Forgets tasks that will never report: those of a lost executor, or of
-    /// jobs whose launch failed (their vcores are given back by the caller).
-    fn forget_launches(&self, executor_id: &str, jobs: Option<&HashSet<JobId>>) {
+    /// (lifecycle patch) Forgets every task of a lost executor: they will never report, and the
+    /// executor's vcores are gone with it.
+    fn forget_executor(&self, executor_id: &str) {
         if let Ok(mut ledger) = self.vcore_ledger.lock() {
-            ledger.retain(|(job, _, _, _), (executor, _)| {
-                executor != executor_id
-                    || jobs.is_some_and(|jobs| !jobs.iter().any(|j| j.to_string() == *job))
-            });
+            ledger.retain(|_, (executor, _)| executor != executor_id);
+        }
+    }
+
+    /// (lifecycle patch) Forgets launches that never started (their vcores are given back by the
+    /// caller of `launch_multi_task`).
+    fn forget_keys<'a>(&self, keys: impl IntoIterator<Item = &'a (String, usize, usize, usize)>) {
+        if let Ok(mut ledger) = self.vcore_ledger.lock() {
+            for key in keys {
+                ledger.remove(key);
+            }
         }
     }
 
@@ -723,13 +761,10 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
         // `TaskUpdating` refund never sees them (#2418). They are refunded
         // as soon as the cancel is sent, so an executor can be briefly
         // oversubscribed while the cancelled tasks wind down.
-        let mut freed: HashMap<String, u32> = HashMap::new();
-        for task in &running_tasks {
-            if let Some(vcores) = snapshot.task_vcores(task.stage_id, task.task_id) {
-                *freed.entry(task.executor_id.clone()).or_default() += vcores;
-            }
-        }
-        let freed_slots: Vec<ExecutorSlot> = freed.into_iter().collect();
+        // (lifecycle patch) Taken from the ledger of launched tasks: every task of the job that
+        // has not reported, once, so that their statuses, when they arrive, give back nothing
+        // more (they used to be refunded here and again when they reported).
+        let freed_slots: Vec<ExecutorSlot> = self.take_job_launches(job_id);
 
         info!(
             "Cancelling {} running tasks for job {}",
@@ -793,7 +828,7 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
     ///
     /// Returns a list of running tasks that need to be cancelled.
     pub async fn executor_lost(&self, executor_id: &str) -> Result<Vec<RunningTaskInfo>> {
-        self.forget_launches(executor_id, None);
+        self.forget_executor(executor_id);
         // Collect all the running task need to cancel when there are running stages rolled back.
         let mut running_tasks_to_cancel: Vec<RunningTaskInfo> = vec![];
 
@@ -910,8 +945,8 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
             }
         }
 
+        let keys = self.record_launch(&executor.id, &recorded);
         if !multi_tasks.is_empty() {
-            self.record_launch(&executor.id, &recorded);
             match self
                 .launcher
                 .launch_tasks(executor, multi_tasks, executor_manager)
@@ -919,13 +954,14 @@ impl<T: 'static + AsLogicalPlan, U: 'static + AsExecutionPlan> TaskManager<T, U>
             {
                 Ok(rejected) => failed_jobs.extend(rejected),
                 Err(e) => {
-                    self.forget_launches(&executor.id, None);
+                    self.forget_keys(&keys);
                     return Err(e);
                 }
             }
         }
         if !failed_jobs.is_empty() {
-            self.forget_launches(&executor.id, Some(&failed_jobs));
+            let failed: HashSet<String> = failed_jobs.iter().map(|j| j.to_string()).collect();
+            self.forget_keys(keys.iter().filter(|k| failed.contains(&k.0)));
         }
 
         Ok(failed_jobs)

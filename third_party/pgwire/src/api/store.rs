@@ -87,6 +87,32 @@ pub struct MemPortalStore<S> {
     portals: RwLock<BTreeMap<String, Entry<Portal<S>>>>,
 }
 
+impl<S> MemPortalStore<S> {
+    /// (lifecycle patch) How many prepared statements are stored, and their total weight by
+    /// `weigh` (a server bounds what one connection may keep).
+    pub fn statements_weight(&self, weigh: impl Fn(&StoredStatement<S>) -> usize) -> (usize, usize) {
+        let guard = self.statements.read().unwrap();
+        let weight = guard
+            .values()
+            .filter_map(|e| e.value())
+            .map(|s| weigh(s))
+            .sum();
+        (guard.len(), weight)
+    }
+
+    /// (lifecycle patch) How many portals (bound statements and cursors) are stored, and the
+    /// bytes of their bound parameters.
+    pub fn portals_weight(&self) -> (usize, usize) {
+        let guard = self.portals.read().unwrap();
+        let weight = guard
+            .values()
+            .filter_map(|e| e.value())
+            .map(|p| p.parameters.iter().flatten().map(|b| b.len()).sum::<usize>())
+            .sum();
+        (guard.len(), weight)
+    }
+}
+
 impl<S: Clone + Send + Sync + 'static> PortalStore for MemPortalStore<S> {
     type Statement = S;
 
