@@ -56,7 +56,9 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         self.watchdog.abort();
         if let Ok(mut known) = self.known.lock()
-            && known.get(&self.peer).is_some_and(|k| Arc::ptr_eq(k, &self.entry))
+            && known
+                .get(&self.peer)
+                .is_some_and(|k| Arc::ptr_eq(k, &self.entry))
         {
             known.remove(&self.peer);
         }

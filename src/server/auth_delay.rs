@@ -88,7 +88,6 @@ impl AuthDelays {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,8 +105,14 @@ mod tests {
             d.failed(a);
         }
         assert_eq!(d.failed(a), Duration::from_secs(8), "capped");
-        assert!(d.locked_for(a).is_some(), "refused for a while after failures");
-        assert!(d.locked_for(b).is_none(), "one failure does not lock an address out");
+        assert!(
+            d.locked_for(a).is_some(),
+            "refused for a while after failures"
+        );
+        assert!(
+            d.locked_for(b).is_none(),
+            "one failure does not lock an address out"
+        );
         d.succeeded(a);
         assert_eq!(d.failed(a), Duration::ZERO, "a success clears the count");
         // An IPv6 client is one /64.

@@ -257,6 +257,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         leases.reap();
         assert!(unread.expired() && !waiting.expired());
-        assert_eq!(slots.available_permits(), 1, "the unread result's slot is back");
+        assert_eq!(
+            slots.available_permits(),
+            1,
+            "the unread result's slot is back"
+        );
     }
 }

@@ -301,6 +301,23 @@ def hangup_checks(server: Server) -> None:
             c.close()
         except Exception:
             pass
+    # A client that sent more after its query (bytes the server has not read yet), then left.
+    s = socket.create_connection(("127.0.0.1", server.pg_port), timeout=10)
+    authenticate_raw(s)
+    q = slow.encode() + b"\0"
+    s.sendall(b"Q" + struct.pack("!i", 4 + len(q)) + q + b"S" + struct.pack("!i", 4))
+    time.sleep(1.0)
+    marker = len(server.log)
+    s.shutdown(socket.SHUT_RDWR)
+    s.close()
+    gone = time.time()
+    cancelled = False
+    while time.time() - gone < 3 and not cancelled:
+        cancelled = any("outcome=cancelled" in line for line in server.log[marker:])
+        time.sleep(0.05)
+    took = time.time() - gone
+    check(cancelled and took < 1.5,
+          f"a client hanging up with bytes still unread behind its query: cancelled in {took:.2f} s")
 
 
 def slot_checks(server: Server) -> None:

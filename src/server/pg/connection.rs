@@ -461,6 +461,40 @@ async fn serve(
     }
 }
 
+/// Whether the client has closed its side of the connection (or it broke). On Linux the
+/// socket is polled for POLLRDHUP, which reports the client's close even when bytes it sent
+/// before closing are still unread (a pipelined message, a TLS close_notify); elsewhere a
+/// peek sees the end only once everything before it has been read.
+fn hung_up(socket: &std::net::TcpStream) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let mut fd = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one pollfd of a descriptor this process owns, without waiting.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        if ready > 0 {
+            return fd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
+        }
+        false
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let mut byte = [0u8; 1];
+        match socket.peek(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            ),
+        }
+    }
+}
+
 /// Prepared statements a connection may keep, and the bytes of their text together.
 const MAX_STATEMENTS: usize = 256;
 const MAX_STATEMENT_TEXT_BYTES: usize = 8 << 20;
@@ -471,7 +505,10 @@ const MAX_PORTAL_PARAMETER_BYTES: usize = 8 << 20;
 /// Refuses a Parse or Bind that would make the connection keep more prepared statements or
 /// portals than it may (pgwire keeps them until they are closed or the connection ends): an
 /// error for that message alone (54000), and the connection goes on.
-fn within_keeping_limits(socket: &Socket, message: &PgWireFrontendMessage) -> Result<(), PgWireError> {
+fn within_keeping_limits(
+    socket: &Socket,
+    message: &PgWireFrontendMessage,
+) -> Result<(), PgWireError> {
     use pgwire::api::ClientPortalStore;
     let too_many = |what: String| {
         Err(super::user_error(
@@ -604,15 +641,10 @@ fn watch_for_hangup(
     let peeker = std_socket.try_clone()?;
     let socket = TcpStream::from_std(std_socket)?;
     let watcher = async move {
-        let mut byte = [0u8; 1];
         loop {
             tokio::time::sleep(HANGUP_CHECK).await;
-            match peeker.peek(&mut byte) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
+            if hung_up(&peeker) {
+                break;
             }
         }
         interrupt.fire(Stop::Gone);

@@ -496,9 +496,11 @@ impl Guard {
                 .and_then(|c| c.get())
             {
                 Some(lease) => lease,
-                None => self.limits.lease(1).await.ok_or_else(|| {
-                    user_error("57P01", "the server is shutting down".into())
-                })?,
+                None => self
+                    .limits
+                    .lease(1)
+                    .await
+                    .ok_or_else(|| user_error("57P01", "the server is shutting down".into()))?,
             };
             let statement = Statement::Query(query.clone());
             let plan = ctx
