@@ -72,7 +72,11 @@ impl tonic::service::Interceptor for Authenticate {
             self.admission.authenticated(peer);
             Ok(request)
         } else {
-            if let Some(ip) = ip {
+            // A call that presents credentials and fails counts; one without any (a client's
+            // first probe) does not.
+            if let Some(ip) = ip
+                && request.metadata().get("authorization").is_some()
+            {
                 self.delays.failed(ip);
             }
             Err(Status::unauthenticated(

@@ -659,6 +659,23 @@ def flight_checks(server: Server) -> None:
     except Exception as e:
         err = str(e)
     check("dollar" not in err.lower() and err != "", f"SELECT ?? is a plain error: {err.splitlines()[0]}")
+    # Guessing tokens: after a few wrong ones the address is refused for a growing time, the
+    # right token included, so guesses cannot be tried quickly.
+    wrong = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer guess")], timeout=10)
+    for _ in range(4):
+        try:
+            c.get_flight_info(flight.FlightDescriptor.for_command(command("SELECT 1")), wrong)
+        except Exception:
+            pass
+    try:
+        run(c, "SELECT 1")
+        locked = ""
+    except Exception as e:
+        locked = str(e)
+    check("too many failed authentications" in locked,
+          f"Flight: after 4 wrong tokens the right one waits: {locked.splitlines()[0] if locked else 'served'}")
+    time.sleep(2.2)
+    check(run(c, "SELECT 7 AS x").column(0).to_pylist() == [7], "... and is served after the wait")
     c.close()
     flight_session_checks(server)
 
