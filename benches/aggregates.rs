@@ -12,9 +12,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
-use lifecycle::generate::purchases_schema;
 use lifecycle::{SessionOptions, build_session};
-use lifecycle_udfs::cohort::{KeyedSums, Mode, Sum, Triangle};
+use lifecycle_sample::generate::{AmountType, purchases_schema};
+use lifecycle_udfs::table::cohort_retention::kernel::{KeyedSums, Mode, Sum, Triangle};
 
 const ROWS: usize = 1_000_000;
 const GROUPS: i64 = 100_000;
@@ -44,7 +44,7 @@ fn data() -> Vec<Vec<RecordBatch>> {
         let o: Vec<i64> = (0..n as i64).map(|k| k + (i * n) as i64).collect();
         part.push(
             RecordBatch::try_new(
-                purchases_schema(),
+                purchases_schema(AmountType::Double),
                 vec![
                     Arc::new(Int64Array::from(c)),
                     Arc::new(Int64Array::from(o)),
@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
         ctx.deregister_table("purchases").unwrap();
         ctx.register_table(
             "purchases",
-            Arc::new(MemTable::try_new(purchases_schema(), data()).unwrap()),
+            Arc::new(MemTable::try_new(purchases_schema(AmountType::Double), data()).unwrap()),
         )
         .unwrap();
         ctx

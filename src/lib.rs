@@ -1,17 +1,22 @@
-//! The `lifecycle` binary's library: one session builder and the front ends that use it.
+//! The `lifecycle` binary's library, in layers, each importing only from the ones below it:
+//!
+//! - [`commands`]: the command line, one file per command (its arguments and its `run`), and
+//!   [`build_session`], the one place a session is made.
+//! - front ends: [`shell`] (`lifecycle sql`), [`server`] (`lifecycle serve`: Flight SQL and
+//!   Postgres), [`report`] (`lifecycle report`), and [`cluster`] (Ballista's scheduler, executor
+//!   and client).
+//! - [`engine`]: what they all share: the session's configuration and the local session, object
+//!   storage, views, limits, secrets, errors, signals and the front ends' plan functions.
+//!
+//! Below the library: `lifecycle-udfs` (every SQL function) and `lifecycle-sample` (the generator
+//! and the embedded sample).
 
 pub mod cluster;
-pub mod generate;
-pub mod limits;
-pub mod logging;
-pub mod output;
+pub mod commands;
+pub mod engine;
 pub mod report;
-pub mod sample;
-pub mod secrets;
 pub mod server;
-pub mod session;
 pub mod shell;
-pub mod storage;
-pub mod views;
 
-pub use session::{SessionFlags, SessionOptions, TableSpec, build_session, parse_memory_size};
+pub use commands::{SessionFlags, build_session};
+pub use engine::config::{SessionOptions, TableSpec, parse_memory_size};

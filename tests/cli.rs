@@ -372,18 +372,18 @@ fn memory_limit_spills_instead_of_failing() {
 }
 
 #[test]
-fn readme_function_reference_is_generated_from_the_docs() {
+fn the_function_reference_is_generated_from_the_docs() {
     let o = lifecycle(&["docs"]);
     assert!(o.status.success());
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/functions.md")).unwrap();
     let begin = "<!-- BEGIN FUNCTION REFERENCE -->\n";
     let section = &readme[readme.find(begin).unwrap() + begin.len()
         ..readme.find("<!-- END FUNCTION REFERENCE -->").unwrap()];
     assert_eq!(
         section,
         stdout(&o),
-        "README function reference is stale: regenerate it with `cargo run -- docs`"
+        "docs/functions.md is stale: regenerate it with `cargo run -- docs`"
     );
     for f in [
         "period_diff",

@@ -122,7 +122,7 @@ async fn standalone_cluster_gives_the_single_process_answers() {
 
     let ctx = lifecycle::cluster::standalone(2).await.expect("standalone");
     for (name, path) in tables(tmp.path()) {
-        lifecycle::session::register_parquet(&ctx, &name, &path)
+        lifecycle::engine::session::register_parquet(&ctx, &name, &path)
             .await
             .unwrap();
     }
@@ -753,15 +753,15 @@ fn the_cluster_is_authenticated_and_an_invisible_table_is_an_error() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = lifecycle::cluster::ClusterClient {
+        let client = lifecycle::engine::config::ClusterClient {
             url: addr.clone(),
             token_file: Some(token.clone()),
             ca: None,
         };
-        let ctx = lifecycle::cluster::connect(&client, lifecycle::storage::Stores::new())
+        let ctx = lifecycle::cluster::connect(&client, lifecycle::engine::storage::Stores::new())
             .await
             .unwrap();
-        lifecycle::session::register_parquet(&ctx, "p", gone.to_str().unwrap())
+        lifecycle::engine::session::register_parquet(&ctx, "p", gone.to_str().unwrap())
             .await
             .unwrap();
         std::fs::remove_dir_all(&gone).unwrap();
@@ -769,7 +769,7 @@ fn the_cluster_is_authenticated_and_an_invisible_table_is_an_error() {
             Ok(df) => df.collect().await.map(|_| ()).unwrap_err(),
             Err(e) => e,
         };
-        let line = lifecycle::shell::error_line(&err);
+        let line = lifecycle::engine::errors::error_line(&err);
         assert!(
             line.contains(gone.to_str().unwrap()) && line.contains("scheduler"),
             "{line}"

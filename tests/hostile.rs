@@ -205,7 +205,7 @@ async fn every_function_over_unusual_files_gives_a_result_or_a_clear_error() {
                         }
                         Err(e) => {
                             errors += 1;
-                            let m = lifecycle::shell::error_line(&e);
+                            let m = lifecycle::engine::errors::error_line(&e);
                             // HOSTILE_PRINT=1 lists every error, to read them.
                             if std::env::var_os("HOSTILE_PRINT").is_some() {
                                 eprintln!("ERR {t} {days:?}: {q}\n   -> {m}");

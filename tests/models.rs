@@ -9,8 +9,8 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Float64Type;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use lifecycle::generate::{
-    GenerateOptions, Process, generate_batches, parse_date_us, write_parquet,
+use lifecycle_sample::generate::{
+    AmountType, GenerateOptions, Process, generate_batches, parse_date_us, write_parquet,
 };
 use parquet::arrow::ArrowWriter;
 
@@ -18,7 +18,8 @@ use crate::common::{query, session};
 
 /// Writes the embedded CDNOW table to `n` Parquet files (customers split by id) under `dir`.
 fn cdnow_files(dir: &Path, n: usize) {
-    let batch = lifecycle::sample::parse_cdnow(lifecycle::sample::CDNOW_TEXT).unwrap();
+    let batch =
+        lifecycle_sample::embedded::parse_cdnow(lifecycle_sample::embedded::CDNOW_TEXT).unwrap();
     let ids = batch
         .column(0)
         .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
@@ -152,6 +153,9 @@ fn generate(dir: &Path, customers: u64, files: u64, process: Process) {
             end_us: parse_date_us("2024-07-01").unwrap(),
             process,
             events: false,
+            // DOUBLE amounts: the plain-SQL references below divide in floating point (DataFusion
+            // truncates a DECIMAL quotient where rfm_summary rounds it).
+            amount: AmountType::Double,
         },
         dir,
         files,
@@ -284,6 +288,7 @@ async fn bgnbd_fit_recovers_simulated_parameters() {
             end_us: parse_date_us("2024-01-01").unwrap(),
             process: truth,
             events: true,
+            amount: AmountType::Decimal,
         },
         5_000,
     )

@@ -196,7 +196,8 @@ impl PyArrowStream {
 /// cdnow and customers.
 #[pyfunction]
 fn sample_tables(py: Python<'_>) -> PyResult<Vec<(&'static str, Py<PyArrowStream>)>> {
-    let tables = lifecycle::sample::tables().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    let tables =
+        lifecycle_sample::embedded::tables().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
     tables
         .into_iter()
         .map(|(name, schema, batches)| {

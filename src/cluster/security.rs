@@ -13,26 +13,17 @@ use ballista_core::auth::Credential;
 use datafusion::error::{DataFusionError, Result};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-use crate::secrets::{read_pem, read_token_file};
+use crate::engine::config::{SCHEME, TLS_SCHEME};
+use crate::engine::secrets::{read_pem, read_token_file};
 
-/// `--token-file` and TLS for `lifecycle scheduler` and `lifecycle executor`.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The token file and TLS files of a scheduler or executor (`--token-file`, `--tls-cert`,
+/// `--tls-key`, `--tls-ca`).
+#[derive(Debug, Clone, Default)]
 pub struct NodeSecurity {
-    /// File holding the cluster's token: every call to this process must carry it, and this
-    /// process sends it on every call it makes. Give the scheduler, every executor and every
-    /// client (`--token-file` on `sql` and `report`, `--cluster-token-file` on `serve`) the same.
-    #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// TLS certificate (PEM) this process serves with; needs --tls-key. Clients then connect
-    /// with dfs://HOST:PORT.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM); needs --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Certificate authority (PEM) the other processes' certificates are checked against
-    /// (default: --tls-cert itself, for a cluster sharing one self-signed certificate).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    /// Default: `tls_cert` itself, for a cluster sharing one self-signed certificate.
     pub tls_ca: Option<PathBuf>,
 }
 
@@ -95,7 +86,7 @@ pub fn client_credential(
     ca: Option<&Path>,
 ) -> Result<Credential> {
     let token = token_file.map(read_token_file).transpose()?.map(Arc::from);
-    let client_tls = if url.starts_with(super::TLS_SCHEME) {
+    let client_tls = if url.starts_with(TLS_SCHEME) {
         let ca = ca.ok_or_else(|| {
             DataFusionError::Configuration(format!(
                 "--cluster {url} is TLS: give --cluster-ca FILE, the certificate (or its \
@@ -107,7 +98,7 @@ pub fn client_credential(
         if ca.is_some() {
             return Err(DataFusionError::Configuration(format!(
                 "--cluster-ca is for a TLS cluster: write the address as dfs://{}",
-                url.trim_start_matches(super::SCHEME)
+                url.trim_start_matches(SCHEME)
             )));
         }
         None

@@ -4,6 +4,56 @@
 
 use super::*;
 
+const COHORT_SQL: &str = include_str!("../../sql/reports/cohort.sql");
+const COHORT_BREAKDOWN_SQL: &str = include_str!("../../sql/reports/cohort_breakdown.sql");
+
+#[derive(Debug)]
+pub(super) struct CohortReport;
+
+#[async_trait::async_trait]
+impl ReportKind for CohortReport {
+    fn name(&self) -> &'static str {
+        "cohort"
+    }
+    fn title(&self) -> &'static str {
+        "Cohort retention"
+    }
+    fn needs(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[PURCHASES]
+    }
+    fn takes_mode(&self) -> bool {
+        true
+    }
+    fn breakdown_tables(&self) -> Option<(&'static str, &'static str)> {
+        Some(("purchases", "customer_orders"))
+    }
+    fn queries(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[
+            (COHORT_SQL, &["period", "as_of", "mode"]),
+            (
+                COHORT_BREAKDOWN_SQL,
+                &["period", "as_of", "mode", "table", "breakdown"],
+            ),
+        ]
+    }
+    async fn build(&self, job: &Job<'_>, report: &mut Report) -> Result<()> {
+        match job.breakdown {
+            // cohort_retention takes the column and the table as strings.
+            Some((column, table)) => {
+                let sql = fill(
+                    &job.params(COHORT_BREAKDOWN_SQL)?,
+                    &[
+                        ("breakdown", sql_literal(ScalarValue::from(column))?),
+                        ("table", sql_literal(ScalarValue::from(table))?),
+                    ],
+                )?;
+                cohort(job, report, &sql, Some(column)).await
+            }
+            None => cohort(job, report, &job.params(COHORT_SQL)?, None).await,
+        }
+    }
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or(String::new(), |x| Fmt::Percent.show(x))
 }
@@ -125,8 +175,8 @@ const COLUMNS: [&str; 8] = [
     "cumulative revenue / customer",
 ];
 
-pub(super) async fn cohort(
-    r: &Runner<'_>,
+async fn cohort(
+    r: &Job<'_>,
     report: &mut Report,
     sql: &str,
     breakdown: Option<&str>,

@@ -4,6 +4,105 @@
 
 use super::*;
 
+const FUNNEL_SQL: &str = include_str!("../../sql/reports/funnel.sql");
+const FUNNEL_BREAKDOWN_SQL: &str = include_str!("../../sql/reports/funnel_breakdown.sql");
+
+#[derive(Debug)]
+pub(super) struct FunnelReport;
+
+#[async_trait::async_trait]
+impl ReportKind for FunnelReport {
+    fn name(&self) -> &'static str {
+        "funnel"
+    }
+    fn title(&self) -> &'static str {
+        "Pre-purchase funnel"
+    }
+    fn needs(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[("events", &["customer_id", "event_ts", "event_type"])]
+    }
+    fn clock(&self) -> (&'static str, &'static str) {
+        ("events", "event_ts")
+    }
+    fn breakdown_tables(&self) -> Option<(&'static str, &'static str)> {
+        Some(("events", "customer_events"))
+    }
+    fn queries(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[
+            (
+                FUNNEL_SQL,
+                &["as_of", "window", "n_steps", "steps", "end_steps"],
+            ),
+            (
+                FUNNEL_BREAKDOWN_SQL,
+                &[
+                    "as_of",
+                    "window",
+                    "n_steps",
+                    "steps",
+                    "end_steps",
+                    "table",
+                    "breakdown",
+                ],
+            ),
+        ]
+    }
+    async fn build(&self, job: &Job<'_>, report: &mut Report) -> Result<()> {
+        let opts = job.opts;
+        if opts.steps.is_empty() || opts.steps.len() > 32 {
+            return Err(DataFusionError::Plan(
+                "--steps takes 1 to 32 event types".into(),
+            ));
+        }
+        let conds = opts
+            .steps
+            .iter()
+            .map(|s| lifecycle_udfs::template::expr(&col("event_type").eq(lit(s.as_str()))))
+            .collect::<Result<Vec<_>>>()?;
+        // The breakdown column as an identifier, and the table or view that has it.
+        let template = match job.breakdown {
+            Some((column, table)) => fill(
+                FUNNEL_BREAKDOWN_SQL,
+                &[
+                    ("breakdown", lifecycle_udfs::template::expr(&col(column))?),
+                    ("table", table.to_string()),
+                ],
+            )?,
+            None => FUNNEL_SQL.to_string(),
+        };
+        let sql = fill(
+            &job.params(&template)?,
+            &[
+                ("steps", conds.join(", ")),
+                (
+                    "window",
+                    sql_literal(ScalarValue::from(opts.window_seconds))?,
+                ),
+                (
+                    "n_steps",
+                    sql_literal(ScalarValue::from(opts.steps.len() as i64))?,
+                ),
+            ],
+        )?;
+        report.subtitle = format!(
+            "as of {}; window {}{}",
+            job.as_of.replace('T', " "),
+            model::human_seconds(opts.window_seconds),
+            opts.breakdown
+                .as_ref()
+                .map_or(String::new(), |b| format!("; by {b} (first touch)"))
+        );
+        funnel(
+            job,
+            report,
+            &sql,
+            &opts.steps,
+            job.breakdown.map(|(column, _)| column),
+        )
+        .await
+    }
+}
+
 /// One funnel: per step (1-based, all of them) the customers and the four time figures.
 struct Funnel {
     customers: Vec<f64>,
@@ -75,8 +174,8 @@ const COLUMNS: [&str; 9] = [
     "p90 time to convert",
 ];
 
-pub(super) async fn funnel(
-    r: &Runner<'_>,
+async fn funnel(
+    r: &Job<'_>,
     report: &mut Report,
     sql: &str,
     steps: &[String],

@@ -3,6 +3,40 @@
 
 use super::*;
 
+const LIFECYCLE_SQL: &str = include_str!("../../sql/reports/lifecycle.sql");
+const TRANSITIONS_SQL: &str = include_str!("../../sql/reports/lifecycle_transitions.sql");
+
+#[derive(Debug)]
+pub(super) struct LifecycleReport;
+
+#[async_trait::async_trait]
+impl ReportKind for LifecycleReport {
+    fn name(&self) -> &'static str {
+        "lifecycle"
+    }
+    fn title(&self) -> &'static str {
+        "Customers by lifecycle stage"
+    }
+    fn needs(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[PURCHASES, ("customers", &["customer_id", "signup_ts"])]
+    }
+    fn queries(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[
+            (LIFECYCLE_SQL, &["period", "as_of", "step"]),
+            (TRANSITIONS_SQL, &["period", "as_of"]),
+        ]
+    }
+    async fn build(&self, job: &Job<'_>, report: &mut Report) -> Result<()> {
+        lifecycle(
+            job,
+            report,
+            &job.params(LIFECYCLE_SQL)?,
+            &job.params(TRANSITIONS_SQL)?,
+        )
+        .await
+    }
+}
+
 const STAGES: [&str; 7] = [
     "prospect",
     "new",
@@ -13,8 +47,8 @@ const STAGES: [&str; 7] = [
     "churned",
 ];
 
-pub(super) async fn lifecycle(
-    r: &Runner<'_>,
+async fn lifecycle(
+    r: &Job<'_>,
     report: &mut Report,
     sql: &str,
     transitions_sql: &str,

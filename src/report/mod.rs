@@ -1,7 +1,8 @@
 //! `lifecycle report KIND`: cohort, lifecycle, growth, value and funnel reports. Each kind is
 //! shipped SQL (`sql/reports/*.sql`, runnable as is in `lifecycle sql`) whose marked literals
 //! (`'month' /* @period */`, `TIMESTAMP '...' /* @as_of */`, ...) take the command's options,
-//! plus the blocks it is drawn with; [`render`] draws every kind.
+//! plus the blocks it is drawn with: one file per kind, each a [`ReportKind`] listed in [`KINDS`];
+//! [`build`] runs any of them and [`render`] draws every kind.
 
 pub mod model;
 pub mod render;
@@ -25,24 +26,79 @@ use datafusion::prelude::SessionContext;
 use model::{Bars, Block, Dataset, Fmt, Heatmap, Lines, Report, Table, Value, distinct, pivot};
 pub use render::{ReportFormat, render};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
-    Cohort,
-    Lifecycle,
-    Growth,
-    Value,
-    Funnel,
+/// A kind of report: what it reads and how it is built. The runner ([`build`]) checks its tables,
+/// settles `--as-of`, fills the parameters every report shares and calls [`ReportKind::build`].
+/// A new kind is one file with one of these, and one line in [`KINDS`].
+#[async_trait::async_trait]
+pub trait ReportKind: Send + Sync + std::fmt::Debug {
+    /// Its name on the command line (`lifecycle report NAME`).
+    fn name(&self) -> &'static str;
+    /// The report's title.
+    fn title(&self) -> &'static str;
+    /// The tables it reads, each with the columns it needs.
+    fn needs(&self) -> &'static [(&'static str, &'static [&'static str])];
+    /// The table and time column whose latest value is the default `--as-of`.
+    fn clock(&self) -> (&'static str, &'static str) {
+        ("purchases", "order_ts")
+    }
+    /// Whether it takes `--mode`.
+    fn takes_mode(&self) -> bool {
+        false
+    }
+    /// For `--breakdown`: the table it reads and the shipped view with each customer's columns.
+    fn breakdown_tables(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+    /// Its shipped queries, each with the markers it must have (checked by a test).
+    fn queries(&self) -> &'static [(&'static str, &'static [&'static str])];
+    /// Runs its queries and adds their datasets and blocks to `report` (whose title and default
+    /// subtitle are set).
+    async fn build(&self, job: &Job<'_>, report: &mut Report) -> Result<()>;
 }
 
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Cohort => "cohort",
-            Kind::Lifecycle => "lifecycle",
-            Kind::Growth => "growth",
-            Kind::Value => "value",
-            Kind::Funnel => "funnel",
-        }
+/// The purchases table as most kinds read it.
+const PURCHASES: (&str, &[&str]) = ("purchases", &["customer_id", "order_ts", "amount"]);
+
+/// Every kind of report, in the order the command line lists them.
+pub const KINDS: &[&dyn ReportKind] = &[
+    &cohort::CohortReport,
+    &lifecycle::LifecycleReport,
+    &growth::GrowthReport,
+    &value::ValueReport,
+    &funnel::FunnelReport,
+];
+
+/// The names of every kind, for the command line.
+pub fn kind_names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.name()).collect()
+}
+
+/// The kind called `name`.
+pub fn kind(name: &str) -> Option<&'static dyn ReportKind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+/// What a kind builds from: the runner, the options, `--as-of` and the shared parameters.
+pub struct Job<'a> {
+    runner: Runner<'a>,
+    pub opts: &'a ReportOptions,
+    /// `--as-of` (or the latest order or event), as timestamp text.
+    pub as_of: String,
+    /// `--breakdown`'s column and the table or view that has it.
+    pub breakdown: Option<(&'a str, &'static str)>,
+    common: Vec<(&'static str, String)>,
+}
+
+impl Job<'_> {
+    /// Runs one query of the report.
+    pub async fn run(&self, name: &str, sql: &str) -> Result<Dataset> {
+        self.runner.run(name, sql).await
+    }
+
+    /// A shipped query with the parameters every report shares filled in (`as_of`, `period`,
+    /// `step`, `mode`).
+    pub fn params(&self, sql: &str) -> Result<String> {
+        fill(sql, &self.common)
     }
 }
 
@@ -94,7 +150,7 @@ impl Mode {
 
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
-    pub kind: Kind,
+    pub kind: &'static dyn ReportKind,
     pub period: Period,
     /// A timestamp or date literal; default: the latest order (event, for funnels).
     pub as_of: Option<String>,
@@ -109,17 +165,6 @@ pub struct ReportOptions {
     /// A column to break the cohort or funnel report down by (first touch).
     pub breakdown: Option<String>,
 }
-
-pub const COHORT_SQL: &str = include_str!("../../sql/reports/cohort.sql");
-pub const LIFECYCLE_SQL: &str = include_str!("../../sql/reports/lifecycle.sql");
-pub const TRANSITIONS_SQL: &str = include_str!("../../sql/reports/lifecycle_transitions.sql");
-pub const GROWTH_SQL: &str = include_str!("../../sql/reports/growth.sql");
-pub const VALUE_SQL: &str = include_str!("../../sql/reports/value.sql");
-pub const VALUE_DISTRIBUTION_SQL: &str = include_str!("../../sql/reports/value_distribution.sql");
-pub const VALUE_TOP_SQL: &str = include_str!("../../sql/reports/value_top.sql");
-pub const FUNNEL_SQL: &str = include_str!("../../sql/reports/funnel.sql");
-pub const COHORT_BREAKDOWN_SQL: &str = include_str!("../../sql/reports/cohort_breakdown.sql");
-pub const FUNNEL_BREAKDOWN_SQL: &str = include_str!("../../sql/reports/funnel_breakdown.sql");
 
 /// Parses a funnel window: `7d`, `12h`, `30m`, `90s` or plain seconds.
 pub fn parse_window(s: &str) -> std::result::Result<f64, String> {
@@ -140,12 +185,12 @@ pub fn parse_window(s: &str) -> std::result::Result<f64, String> {
 }
 
 /// A constant as SQL text, rendered by DataFusion (see [`lifecycle_udfs::template`]).
-fn sql_literal(v: ScalarValue) -> Result<String> {
+pub(crate) fn sql_literal(v: ScalarValue) -> Result<String> {
     lifecycle_udfs::template::literal(&v)
 }
 
 /// Fills the parameters of a shipped report query that it has (each query uses some of them).
-fn fill(sql: &str, params: &[(&str, String)]) -> Result<String> {
+pub(crate) fn fill(sql: &str, params: &[(&str, String)]) -> Result<String> {
     let present: Vec<(&str, String)> = params
         .iter()
         .filter(|(name, _)| sql.contains(&format!("/* @{name} */")))
@@ -176,22 +221,12 @@ impl Runner<'_> {
 fn context(name: &str, e: DataFusionError) -> DataFusionError {
     DataFusionError::Execution(format!(
         "report query '{name}': {}",
-        crate::shell::error_line(&e)
+        crate::engine::errors::error_line(&e)
     ))
 }
 
-/// The tables each kind needs, with the columns it reads.
-fn needs(kind: Kind) -> &'static [(&'static str, &'static [&'static str])] {
-    const P: (&str, &[&str]) = ("purchases", &["customer_id", "order_ts", "amount"]);
-    match kind {
-        Kind::Cohort | Kind::Growth | Kind::Value => &[P],
-        Kind::Lifecycle => &[P, ("customers", &["customer_id", "signup_ts"])],
-        Kind::Funnel => &[("events", &["customer_id", "event_ts", "event_type"])],
-    }
-}
-
-async fn check_tables(ctx: &SessionContext, kind: Kind) -> Result<()> {
-    for (table, cols) in needs(kind) {
+async fn check_tables(ctx: &SessionContext, kind: &dyn ReportKind) -> Result<()> {
+    for (table, cols) in kind.needs() {
         let Ok(t) = ctx.table_provider(*table).await else {
             return Err(DataFusionError::Plan(format!(
                 "the {} report needs a table '{table}' with columns {} (register it with --table {table}=PATH)",
@@ -271,25 +306,25 @@ pub async fn run(ctx: &SessionContext, opts: &ReportOptions) -> Result<()> {
 
 /// Builds a report (queries and blocks) without writing it.
 pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report> {
-    check_tables(ctx, opts.kind).await?;
-    if opts.mode.is_some() && opts.kind != Kind::Cohort {
-        return Err(DataFusionError::Plan(
-            "--mode applies to the cohort report only".into(),
-        ));
+    let kind = opts.kind;
+    check_tables(ctx, kind).await?;
+    if opts.mode.is_some() && !kind.takes_mode() {
+        return Err(DataFusionError::Plan(format!(
+            "--mode applies to the {} report only",
+            names_of(|k| k.takes_mode())
+        )));
     }
-    if opts.breakdown.is_some() && !matches!(opts.kind, Kind::Cohort | Kind::Funnel) {
-        return Err(DataFusionError::Plan(
-            "--breakdown applies to the cohort and funnel reports only".into(),
-        ));
-    }
-    let source = match (&opts.breakdown, opts.kind) {
-        (Some(b), Kind::Cohort) => {
-            Some(breakdown_source(ctx, b, "purchases", "customer_orders").await?)
+    let breakdown = match (&opts.breakdown, kind.breakdown_tables()) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(DataFusionError::Plan(format!(
+                "--breakdown applies to the {} reports only",
+                names_of(|k| k.breakdown_tables().is_some())
+            )));
         }
-        (Some(b), Kind::Funnel) => {
-            Some(breakdown_source(ctx, b, "events", "customer_events").await?)
+        (Some(b), Some((table, view))) => {
+            Some((b.as_str(), breakdown_source(ctx, b, table, view).await?))
         }
-        _ => None,
     };
     let spinner = if std::io::stderr().is_terminal() {
         let s = indicatif::ProgressBar::new_spinner();
@@ -299,10 +334,7 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
         indicatif::ProgressBar::hidden()
     };
     let runner = Runner { ctx, spinner };
-    let (ts_col, table) = match opts.kind {
-        Kind::Funnel => ("event_ts", "events"),
-        _ => ("order_ts", "purchases"),
-    };
+    let (table, ts_col) = kind.clock();
     // The as_of literal: the option (validated by the engine) or the latest order / event.
     let as_of = match &opts.as_of {
         Some(a) => {
@@ -339,7 +371,7 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
                         format!(
                             "--as-of '{a}' is not a date or timestamp (e.g. 2024-12-31 or \
                              '2024-12-31 18:00:00'): {}",
-                            crate::shell::error_line(&e)
+                            crate::engine::errors::error_line(&e)
                         )
                     }));
                 }
@@ -356,15 +388,8 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
             .first()
             .map(|r| r[0].clone()),
     };
-    let title = match opts.kind {
-        Kind::Cohort => "Cohort retention",
-        Kind::Lifecycle => "Customers by lifecycle stage",
-        Kind::Growth => "Growth: new, returning, resurrecting and dormant customers",
-        Kind::Value => "Customer value (BG/NBD and Gamma-Gamma)",
-        Kind::Funnel => "Pre-purchase funnel",
-    };
     let mut report = Report {
-        title: title.to_string(),
+        title: kind.title().to_string(),
         subtitle: String::new(),
         datasets: vec![],
         blocks: vec![],
@@ -396,28 +421,6 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
             sql_literal(ScalarValue::from(opts.mode.unwrap_or(Mode::Bounded).name()))?,
         ),
     ];
-    // The breakdown: a column name as a string (cohort_retention's argument) and as an
-    // identifier (the funnel's SQL), and the table that has it.
-    let breakdown_params = match (&opts.breakdown, source) {
-        (Some(b), Some(table)) => vec![
-            (
-                "breakdown",
-                match opts.kind {
-                    Kind::Cohort => sql_literal(ScalarValue::from(b.as_str()))?,
-                    _ => lifecycle_udfs::template::expr(&col(b.as_str()))?,
-                },
-            ),
-            (
-                "table",
-                match opts.kind {
-                    Kind::Cohort => sql_literal(ScalarValue::from(table))?,
-                    _ => table.to_string(),
-                },
-            ),
-        ],
-        _ => vec![],
-    };
-    let params = |sql: &str| fill(sql, &common);
     report.subtitle = format!(
         "as of {}, by {}",
         as_of.replace('T', " "),
@@ -431,84 +434,30 @@ pub async fn build(ctx: &SessionContext, opts: &ReportOptions) -> Result<Report>
     if let Some(b) = &opts.breakdown {
         report.subtitle.push_str(&format!(", by {b} (first touch)"));
     }
-    match opts.kind {
-        Kind::Cohort if opts.breakdown.is_some() => {
-            let sql = fill(&params(COHORT_BREAKDOWN_SQL)?, &breakdown_params)?;
-            cohort::cohort(&runner, &mut report, &sql, opts.breakdown.as_deref()).await?
-        }
-        Kind::Cohort => cohort::cohort(&runner, &mut report, &params(COHORT_SQL)?, None).await?,
-        Kind::Growth => growth::growth(&runner, &mut report, &params(GROWTH_SQL)?).await?,
-        Kind::Lifecycle => {
-            lifecycle::lifecycle(
-                &runner,
-                &mut report,
-                &params(LIFECYCLE_SQL)?,
-                &params(TRANSITIONS_SQL)?,
-            )
-            .await?
-        }
-        Kind::Value => {
-            report.subtitle = format!("as of {}; time in days", as_of.replace('T', " "));
-            value::value(
-                &runner,
-                &mut report,
-                [
-                    &params(VALUE_SQL)?,
-                    &params(VALUE_DISTRIBUTION_SQL)?,
-                    &params(VALUE_TOP_SQL)?,
-                ],
-            )
-            .await?
-        }
-        Kind::Funnel => {
-            if opts.steps.is_empty() || opts.steps.len() > 32 {
-                return Err(DataFusionError::Plan(
-                    "--steps takes 1 to 32 event types".into(),
-                ));
-            }
-            let conds = opts
-                .steps
-                .iter()
-                .map(|s| lifecycle_udfs::template::expr(&col("event_type").eq(lit(s.as_str()))))
-                .collect::<Result<Vec<_>>>()?;
-            let template = match &opts.breakdown {
-                Some(_) => fill(FUNNEL_BREAKDOWN_SQL, &breakdown_params)?,
-                None => FUNNEL_SQL.to_string(),
-            };
-            let sql = fill(
-                &params(&template)?,
-                &[
-                    ("steps", conds.join(", ")),
-                    (
-                        "window",
-                        sql_literal(ScalarValue::from(opts.window_seconds))?,
-                    ),
-                    (
-                        "n_steps",
-                        sql_literal(ScalarValue::from(opts.steps.len() as i64))?,
-                    ),
-                ],
-            )?;
-            report.subtitle = format!(
-                "as of {}; window {}{}",
-                as_of.replace('T', " "),
-                model::human_seconds(opts.window_seconds),
-                opts.breakdown
-                    .as_ref()
-                    .map_or(String::new(), |b| format!("; by {b} (first touch)"))
-            );
-            funnel::funnel(
-                &runner,
-                &mut report,
-                &sql,
-                &opts.steps,
-                opts.breakdown.as_deref(),
-            )
-            .await?
-        }
-    }
-    runner.spinner.finish_and_clear();
+    let job = Job {
+        runner,
+        opts,
+        as_of,
+        breakdown,
+        common: common.into(),
+    };
+    kind.build(&job, &mut report).await?;
+    job.runner.spinner.finish_and_clear();
     Ok(report)
+}
+
+/// The kinds with a property, named for a message ("cohort and funnel").
+fn names_of(has: impl Fn(&dyn ReportKind) -> bool) -> String {
+    let names: Vec<&str> = KINDS
+        .iter()
+        .filter(|k| has(**k))
+        .map(|k| k.name())
+        .collect();
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// The most breakdown values a report draws; the datasets (CSV, JSON) keep every value.
@@ -640,59 +589,37 @@ mod tests {
 
     #[test]
     fn markers_only_in_sql_not_in_comments() {
-        for sql in [
-            COHORT_SQL,
-            LIFECYCLE_SQL,
-            TRANSITIONS_SQL,
-            GROWTH_SQL,
-            VALUE_SQL,
-            VALUE_DISTRIBUTION_SQL,
-            VALUE_TOP_SQL,
-            FUNNEL_SQL,
-        ] {
-            for line in sql.lines().filter(|l| l.trim_start().starts_with("--")) {
-                assert!(
-                    !line.contains("/* @"),
-                    "a marker in a comment would be substituted: {line}"
-                );
+        for kind in KINDS {
+            for (sql, _) in kind.queries() {
+                for line in sql.lines().filter(|l| l.trim_start().starts_with("--")) {
+                    assert!(
+                        !line.contains("/* @"),
+                        "a marker in a comment would be substituted: {line}"
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn every_shipped_report_query_has_its_markers() {
-        for (sql, markers) in [
-            (COHORT_SQL, &["period", "as_of", "mode"][..]),
-            (
-                COHORT_BREAKDOWN_SQL,
-                &["period", "as_of", "mode", "table", "breakdown"],
-            ),
-            (LIFECYCLE_SQL, &["period", "as_of", "step"]),
-            (TRANSITIONS_SQL, &["period", "as_of"]),
-            (GROWTH_SQL, &["period", "as_of"]),
-            (VALUE_SQL, &["as_of"]),
-            (VALUE_DISTRIBUTION_SQL, &["as_of"]),
-            (VALUE_TOP_SQL, &["as_of"]),
-            (
-                FUNNEL_SQL,
-                &["as_of", "window", "n_steps", "steps", "end_steps"],
-            ),
-            (
-                FUNNEL_BREAKDOWN_SQL,
-                &[
-                    "as_of",
-                    "window",
-                    "n_steps",
-                    "steps",
-                    "end_steps",
-                    "table",
-                    "breakdown",
-                ],
-            ),
-        ] {
-            for m in markers {
-                assert!(sql.contains(&format!("/* @{m} */")), "{m}");
+        for kind in KINDS {
+            assert!(!kind.queries().is_empty(), "{}", kind.name());
+            for (sql, markers) in kind.queries() {
+                for m in *markers {
+                    assert!(sql.contains(&format!("/* @{m} */")), "{}: {m}", kind.name());
+                }
             }
         }
+    }
+
+    #[test]
+    fn kinds_have_unique_names() {
+        let mut names = kind_names();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), KINDS.len());
+        assert_eq!(kind("funnel").map(|k| k.name()), Some("funnel"));
+        assert!(kind("nope").is_none());
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use datafusion::error::Result;
 
 use super::model::{Bars, Block, Fmt, Heatmap, Lines, Report, Table};
-use crate::output::{Format, write_batches};
+use crate::shell::output::{Format, write_batches};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {

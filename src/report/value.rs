@@ -3,6 +3,46 @@
 
 use super::*;
 
+const VALUE_SQL: &str = include_str!("../../sql/reports/value.sql");
+const VALUE_DISTRIBUTION_SQL: &str = include_str!("../../sql/reports/value_distribution.sql");
+const VALUE_TOP_SQL: &str = include_str!("../../sql/reports/value_top.sql");
+
+#[derive(Debug)]
+pub(super) struct ValueReport;
+
+#[async_trait::async_trait]
+impl ReportKind for ValueReport {
+    fn name(&self) -> &'static str {
+        "value"
+    }
+    fn title(&self) -> &'static str {
+        "Customer value (BG/NBD and Gamma-Gamma)"
+    }
+    fn needs(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[PURCHASES]
+    }
+    fn queries(&self) -> &'static [(&'static str, &'static [&'static str])] {
+        &[
+            (VALUE_SQL, &["as_of"]),
+            (VALUE_DISTRIBUTION_SQL, &["as_of"]),
+            (VALUE_TOP_SQL, &["as_of"]),
+        ]
+    }
+    async fn build(&self, job: &Job<'_>, report: &mut Report) -> Result<()> {
+        report.subtitle = format!("as of {}; time in days", job.as_of.replace('T', " "));
+        value(
+            job,
+            report,
+            [
+                &job.params(VALUE_SQL)?,
+                &job.params(VALUE_DISTRIBUTION_SQL)?,
+                &job.params(VALUE_TOP_SQL)?,
+            ],
+        )
+        .await
+    }
+}
+
 fn table_of(d: &Dataset, title: &str, formats: &[Option<Fmt>]) -> Result<Table> {
     Ok(Table {
         title: title.to_string(),
@@ -25,7 +65,7 @@ fn table_of(d: &Dataset, title: &str, formats: &[Option<Fmt>]) -> Result<Table> 
     })
 }
 
-pub(super) async fn value(r: &Runner<'_>, report: &mut Report, sql: [&str; 3]) -> Result<()> {
+async fn value(r: &Job<'_>, report: &mut Report, sql: [&str; 3]) -> Result<()> {
     let seg = r.run("segments", sql[0]).await?;
     let dist = r.run("distribution", sql[1]).await?;
     let top = r.run("top_customers", sql[2]).await?;

@@ -40,7 +40,9 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
 /// 2022-01-01 to 2024-07-01, with events) in `files` files per table: it exercises every
 /// per-customer path more than the retail default does.
 pub fn generate_dense(dir: &std::path::Path, customers: u64, files: u64, seed: u64) {
-    use lifecycle::generate::{GenerateOptions, Process, parse_date_us, write_parquet};
+    use lifecycle_sample::generate::{
+        AmountType, GenerateOptions, Process, parse_date_us, write_parquet,
+    };
     write_parquet(
         GenerateOptions {
             customers,
@@ -49,6 +51,7 @@ pub fn generate_dense(dir: &std::path::Path, customers: u64, files: u64, seed: u
             end_us: parse_date_us("2024-07-01").unwrap(),
             process: Process::dense(),
             events: true,
+            amount: AmountType::Decimal,
         },
         dir,
         files,

@@ -1,5 +1,5 @@
 //! Documentation helpers: every function carries a [`Documentation`] with a SQL example, and
-//! [`crate::function_docs`] renders them as the README's function reference.
+//! [`crate::function_docs`] renders them as docs/functions.md.
 
 use datafusion::logical_expr::{DocSection, DocumentationBuilder};
 

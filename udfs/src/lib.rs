@@ -17,9 +17,8 @@ use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF, WindowUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub mod cohort;
-mod common;
 mod doc;
+mod support;
 
 pub mod events;
 pub mod lead;
@@ -230,7 +229,7 @@ impl LifecycleStateBuilderExt for SessionStateBuilder {
 }
 
 /// The function reference as Markdown, generated from each function's own documentation (the
-/// README's "Function reference" section is this text).
+/// "Function reference" section of docs/functions.md is this text).
 pub fn function_docs() -> String {
     let mut entries: Vec<(String, &'static str, Documentation)> = vec![];
     for f in scalar_functions() {

@@ -19,26 +19,43 @@
 //! spills its states as a final one does). Grouping sets, ordered (streaming) aggregation and
 //! ungrouped aggregates are left alone.
 
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, RwLock};
 
 use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::{AggregateUDF, AggregateUDFImpl};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, InputOrderMode, Partitioning};
 
-/// The aggregates whose state keeps (nearly) every input row of a group.
-pub const WHOLE_INPUT_AGGREGATES: &[&str] = &[
-    "rfm_summary",
-    "churn_risk",
-    "window_funnel",
-    "window_funnel_times",
-    "sequence_match",
-    "sequence_count",
-    crate::table::cohort_retention::COHORT_CUSTOMER,
-];
+/// The implementation types of the aggregates whose state keeps (nearly) every input row of a
+/// group, as each one's constructor declared it with [`whole_input`].
+static WHOLE_INPUT: LazyLock<RwLock<HashSet<TypeId>>> = LazyLock::new(Default::default);
+
+/// An aggregate whose partial state keeps (nearly) every input row of a group: its constructor
+/// makes it with this, and the rule plans it in one phase. The declaration is the function's own
+/// (its implementation type), not a list of names here.
+pub fn whole_input<T: AggregateUDFImpl>(imp: T) -> AggregateUDF {
+    WHOLE_INPUT
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(TypeId::of::<T>());
+    AggregateUDF::new_from_impl(imp)
+}
+
+/// Whether `f` declared itself a whole-input aggregate ([`whole_input`]).
+pub fn keeps_whole_input(f: &AggregateUDF) -> bool {
+    let inner: &dyn AggregateUDFImpl = f.inner().as_ref();
+    let id = (inner as &dyn Any).type_id();
+    WHOLE_INPUT
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&id)
+}
 
 /// The rule's name in the physical optimizer's list.
 pub const RULE_NAME: &str = "lifecycle_single_phase_aggregates";
@@ -68,7 +85,7 @@ impl SinglePhaseAggregates {
         let whole_input = partial
             .aggr_expr()
             .iter()
-            .any(|a| WHOLE_INPUT_AGGREGATES.contains(&a.fun().name()));
+            .any(|a| keeps_whole_input(a.fun()));
         if *partial.mode() != AggregateMode::Partial
             || !whole_input
             || !partial.group_expr().is_single()

@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 use super::{Interrupt, PgFront, PgStatement, Stop};
-use crate::shell::error_line;
+use crate::engine::errors::error_line;
 
 /// How long a client has, from accept, to authenticate.
 pub(super) const AUTH_TIMEOUT: Duration = Duration::from_secs(10);

@@ -56,7 +56,7 @@ pub(super) struct Guard {
     /// The server's configuration: the bound of some settings and the value of `DEFAULT`.
     pub(super) server: Arc<ConfigOptions>,
     /// The server's slots and leases (a cursor keeps its statement's slot while it is open).
-    pub(super) limits: crate::server::QueryLimits,
+    pub(super) limits: crate::server::limits::QueryLimits,
 }
 
 /// Portals (bound statements and cursors) a connection may keep open at once.
@@ -445,7 +445,7 @@ impl Guard {
             .await
             .map_err(api)?;
         refuse_planned_writes(&plan)?;
-        let plan = crate::server::json::with_json_columns(plan).map_err(api)?;
+        let plan = super::json::with_json_columns(plan).map_err(api)?;
         let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
         let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
         Ok(Response::Query(
@@ -511,7 +511,7 @@ impl Guard {
                 .await
                 .map_err(api)?;
             refuse_planned_writes(&plan)?;
-            let plan = crate::server::json::with_json_columns(plan).map_err(api)?;
+            let plan = super::json::with_json_columns(plan).map_err(api)?;
             let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
             let mut response = encode_dataframe(df, &Format::UnifiedText, None).await?;
             let rows =

@@ -29,7 +29,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32T
 use datafusion::common::Result;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
-use crate::common::{
+use crate::support::{
     bucket_in_place_with, counts_to_offsets, group_offsets, list_array, list_state_fields, resize,
     row_mask,
 };

@@ -850,7 +850,7 @@ mod tests {
     /// The CDNOW sample summarised with lifetimes' rules: (frequency, recency, t) in weeks and
     /// monetary value, per customer, as_of 1997-09-30.
     fn cdnow() -> Vec<(f64, f64, f64, f64)> {
-        let text = include_str!("../../../tests/data/cdnow/CDNOW_sample.txt");
+        let text = include_str!("../../../sample/data/cdnow/CDNOW_sample.txt");
         let mut by_customer: std::collections::BTreeMap<u32, Vec<(i32, f64)>> = Default::default();
         let as_of = days_from_civil(1997, 9, 30);
         for line in text.lines() {

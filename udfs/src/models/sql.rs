@@ -600,7 +600,7 @@ impl ScalarUDFImpl for PredictionUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let func = self.name();
-        let (arrays, all_scalar) = crate::common::scalar_args(&args.args)?;
+        let (arrays, all_scalar) = crate::support::scalar_args(&args.args)?;
         let n = arrays.first().map_or(0, |a| a.len());
         let (specs, _) = self.what.args();
         let mut params = vec![];
@@ -644,7 +644,7 @@ impl ScalarUDFImpl for PredictionUdf {
             }
         }
         let arr: ArrayRef = Arc::new(Float64Array::from(out));
-        crate::common::scalar_result(arr, all_scalar)
+        crate::support::scalar_result(arr, all_scalar)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

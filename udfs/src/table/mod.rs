@@ -20,7 +20,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, l
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::common::poll_once;
+use crate::support::poll_once;
 
 pub mod cohort_retention;
 pub mod customer_value;
