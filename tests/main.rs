@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod equivalence;
 mod hostile;
+mod layers;
 mod models;
 mod registration;
 mod report;

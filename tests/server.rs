@@ -186,7 +186,10 @@ async fn queries_prepared_statements_catalogs_and_errors() {
             .collect::<Vec<_>>(),
         vec![
             ("$1", datafusion::arrow::datatypes::DataType::Int64),
-            ("$2", datafusion::arrow::datatypes::DataType::Decimal128(12, 2))
+            (
+                "$2",
+                datafusion::arrow::datatypes::DataType::Decimal128(12, 2)
+            )
         ]
     );
     let want = crate::common::query(

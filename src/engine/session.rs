@@ -1,6 +1,6 @@
 //! The local session: DataFusion with the product's defaults, every lifecycle function, the
 //! memory pool, and the tables (or the embedded sample) with the shipped views. A cluster session
-//! (`crate::cluster::client`) registers its tables with the same [`register_tables`].
+//! (`cluster::client`) registers its tables with the same [`register_tables`].
 
 use std::sync::Arc;
 

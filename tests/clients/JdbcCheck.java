@@ -76,7 +76,7 @@ public class JdbcCheck {
                     columns.add(rs.getString("COLUMN_NAME") + ":" + rs.getString("TYPE_NAME"));
                 }
             }
-            check(columns.contains("order_ts:timestamp") && columns.contains("amount:float8"),
+            check(columns.contains("order_ts:timestamp") && columns.contains("amount:numeric"),
                   "JDBC getColumns: " + columns);
             // A refused statement leaves the connection usable.
             try (Statement st = conn.createStatement()) {

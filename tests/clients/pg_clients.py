@@ -25,6 +25,7 @@ Usage: python tests/clients/pg_clients.py path/to/lifecycle [--load SECONDS]
 Exits non-zero with a message on the first failed check.
 """
 
+from decimal import Decimal
 import os
 import re
 import socket
@@ -175,6 +176,18 @@ def psycopg_checks(port: int) -> None:
         ts_literal = cur.execute("SELECT count(*) FROM purchases WHERE order_ts >= TIMESTAMP '2024-01-01 00:00:00'"
                                  " AND amount > 10.0").fetchone()[0]
         check(ts == ts_literal and ts > 0, f"psycopg timestamp and double parameters: {ts} == {ts_literal}")
+        # amount is DECIMAL(12, 2): an integer or a float that is exactly a 2-place decimal binds as
+        # that decimal; a float with more places is refused, never rounded into another comparison.
+        for value, literal in [(10, "10"), (12.64, "12.64"), (Decimal("12.64"), "12.64")]:
+            got = cur.execute("SELECT count(*) FROM purchases WHERE amount >= %s", (value,)).fetchone()[0]
+            want = cur.execute(f"SELECT count(*) FROM purchases WHERE amount >= {literal}").fetchone()[0]
+            check(got == want and got > 0, f"psycopg {type(value).__name__} {value} against DECIMAL: {got} == {want}")
+        try:
+            cur.execute("SELECT count(*) FROM purchases WHERE amount >= %s", (12.645,)).fetchone()
+            check(False, "a float with more places than the DECIMAL is refused")
+        except psycopg.Error as e:
+            conn.rollback()
+            check("decimal places" in str(e), f"a float with more places than the DECIMAL is refused: {e}")
 
         fn = cur.execute(COHORT_FN).fetchall()
         plain = cur.execute(COHORT_SQL).fetchall()

@@ -1,5 +1,5 @@
 //! `lifecycle_pg_json`: any value as its JSON text. The Postgres listener adds it on top of a
-//! query's plan for the columns the protocol has no type for (`crate::server::pg::json`); it is
+//! query's plan for the columns the protocol has no type for (`server::pg::json`); it is
 //! not registered for SQL.
 
 use std::sync::{Arc, LazyLock};

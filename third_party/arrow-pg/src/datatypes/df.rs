@@ -95,6 +95,61 @@ where
     T::try_from(value).map_err(|_| out_of_range_error("INT", value, target))
 }
 
+/// (lifecycle patch) An integer parameter as the unscaled value of a DECIMAL(p, s), or an
+/// out-of-range error (22003): a BIGINT bound where the statement compares a DECIMAL column.
+fn int_to_decimal(n: i64, precision: u8, scale: i8, target: &DataType) -> PgWireResult<i128> {
+    let v = i128::from(n);
+    let unscaled = if scale >= 0 {
+        10i128
+            .checked_pow(scale as u32)
+            .and_then(|m| v.checked_mul(m))
+    } else {
+        10i128
+            .checked_pow(scale.unsigned_abs() as u32)
+            .filter(|m| v % m == 0)
+            .map(|m| v / m)
+    };
+    match unscaled {
+        Some(u) if fits_precision(u, precision) => Ok(u),
+        _ => Err(out_of_range_error("INT", n, target)),
+    }
+}
+
+/// (lifecycle patch) A float parameter as the unscaled value of a DECIMAL(p, s): only when it is
+/// the double nearest a decimal with at most `s` places (10.0 or 12.64 for DECIMAL(12, 2)), so a
+/// comparison with it means what the client wrote; 10.005 for DECIMAL(12, 2) is an error rather
+/// than a rounded value that would change which rows compare.
+fn float_to_decimal(v: f64, precision: u8, scale: i8, target: &DataType) -> PgWireResult<i128> {
+    if !v.is_finite() || !(0..=30).contains(&scale) {
+        return Err(out_of_range_error("FLOAT", v, target));
+    }
+    let m = 10f64.powi(i32::from(scale));
+    let r = (v * m).round();
+    if r.abs() >= 1e37 {
+        return Err(out_of_range_error("FLOAT", v, target));
+    }
+    if r / m != v {
+        return Err(invalid_parameter_error(format!(
+            "FLOAT value {v} has more decimal places than {target:?} holds: bind it as NUMERIC \
+             or text, or cast the column to DOUBLE"
+        )));
+    }
+    let unscaled = r as i128;
+    if fits_precision(unscaled, precision) {
+        Ok(unscaled)
+    } else {
+        Err(out_of_range_error("FLOAT", v, target))
+    }
+}
+
+/// (lifecycle patch) Whether an unscaled value has at most `precision` digits.
+fn fits_precision(unscaled: i128, precision: u8) -> bool {
+    match 10i128.checked_pow(u32::from(precision)) {
+        Some(limit) => unscaled.unsigned_abs() < limit.unsigned_abs(),
+        None => true,
+    }
+}
+
 fn coerce_int_value(value: Option<i64>, target: &DataType) -> PgWireResult<ScalarValue> {
     match target {
         DataType::Int8 => Ok(ScalarValue::Int8(
@@ -133,6 +188,14 @@ fn coerce_int_value(value: Option<i64>, target: &DataType) -> PgWireResult<Scala
         DataType::Timestamp(TimeUnit::Nanosecond, _) => Ok(ScalarValue::TimestampNanosecond(
             scaled(value, 1_000_000_000, target)?,
             None,
+        )),
+        // (lifecycle patch) an integer compared with a DECIMAL column
+        DataType::Decimal128(p, s) => Ok(ScalarValue::Decimal128(
+            value
+                .map(|n| int_to_decimal(n, *p, *s, target))
+                .transpose()?,
+            *p,
+            *s,
         )),
         _ => Err(invalid_parameter_error(format!(
             "Cannot coerce integer value to {:?}",
@@ -186,6 +249,14 @@ fn coerce_float_value(value: Option<f64>, target: &DataType) -> PgWireResult<Sca
         )),
         DataType::Float32 => Ok(ScalarValue::Float32(value.map(|n| n as f32))),
         DataType::Float64 => Ok(ScalarValue::Float64(value)),
+        // (lifecycle patch) a float compared with a DECIMAL column, when it is exactly a decimal
+        DataType::Decimal128(p, s) => Ok(ScalarValue::Decimal128(
+            value
+                .map(|v| float_to_decimal(v, *p, *s, target))
+                .transpose()?,
+            *p,
+            *s,
+        )),
         _ => Err(invalid_parameter_error(format!(
             "Cannot coerce float value to {:?}",
             target
