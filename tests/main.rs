@@ -12,5 +12,3 @@ mod registration;
 mod report;
 mod server;
 mod slt;
-#[path = "../udfs/tests/support/mod.rs"]
-mod support;

@@ -3,7 +3,7 @@
 //! uses for its own `udfs/tests/slt/`.
 
 use crate::common::session;
-use crate::support::run_slt;
+use lifecycle_testkit::run_slt;
 
 fn dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt")

@@ -1,58 +1,42 @@
-//! Just enough SQL lexing for the shell: where a statement ends (a `;` outside strings and
-//! comments), and whether what is typed is only blank or comments.
+//! Where a statement ends in what is typed, by sqlparser's own tokenizer (the one DataFusion parses
+//! with), so a `;` inside any string the parser knows (quoted, `E'\''`, `$$…$$`, `$tag$…$tag$`),
+//! quoted identifier or comment (nested `/* /* */ */` included) never ends a statement early.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+/// The text's tokens, or `None` while a string, quoted identifier or comment is still open (the
+/// statement goes on in the next line). Any other tokenizer error counts as complete text: the
+/// parser then reports it.
+fn tokens(sql: &str) -> Option<Vec<Token>> {
+    match Tokenizer::new(&GenericDialect {}, sql).tokenize() {
+        Ok(tokens) => Some(tokens),
+        Err(e) if is_unterminated(&e.message) => None,
+        Err(_) => Some(vec![Token::SemiColon]),
+    }
+}
+
+fn is_unterminated(message: &str) -> bool {
+    message.starts_with("Unterminated") || message.contains("EOF")
+}
+
+fn is_blank(token: &Token) -> bool {
+    matches!(token, Token::Whitespace(_) | Token::SemiColon)
+}
 
 /// A statement is complete when, outside strings and comments, it ends with ';'.
 pub fn statement_complete(sql: &str) -> bool {
-    let stripped = strip_comments_and_strings(sql);
-    stripped.trim_end().ends_with(';')
+    tokens(sql).is_some_and(|t| {
+        t.iter()
+            .rev()
+            .find(|t| !matches!(t, Token::Whitespace(_)))
+            .is_some_and(|t| *t == Token::SemiColon)
+    })
 }
 
+/// Only blanks, comments and semicolons (an open comment or string is not blank).
 pub(super) fn is_blank_sql(sql: &str) -> bool {
-    strip_comments_and_strings(sql)
-        .chars()
-        .all(|c| c.is_whitespace() || c == ';')
-}
-
-/// Replaces string literals by `''` and drops `--` and `/* */` comments, so that ';' inside them
-/// does not end a statement.
-fn strip_comments_and_strings(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' | '"' => {
-                let quote = c;
-                out.push(quote);
-                for d in chars.by_ref() {
-                    if d == quote {
-                        break;
-                    }
-                }
-                out.push(quote);
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                for d in chars.by_ref() {
-                    if d == '\n' {
-                        out.push('\n');
-                        break;
-                    }
-                }
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut prev = ' ';
-                for d in chars.by_ref() {
-                    if prev == '*' && d == '/' {
-                        break;
-                    }
-                    prev = d;
-                }
-                out.push(' ');
-            }
-            _ => out.push(c),
-        }
-    }
-    out
+    tokens(sql).is_some_and(|t| t.iter().all(is_blank))
 }
 
 #[cfg(test)]
@@ -63,9 +47,29 @@ mod tests {
     fn completeness() {
         assert!(statement_complete("SELECT 1;"));
         assert!(statement_complete("SELECT 1; -- done\n"));
+        assert!(statement_complete("SELECT 'it''s;';"));
         assert!(!statement_complete("SELECT ';'"));
+        assert!(!statement_complete("SELECT 'open;"));
         assert!(!statement_complete("SELECT 1 -- ;"));
         assert!(!statement_complete("SELECT 1 /* ; */"));
+        assert!(!statement_complete("SELECT 1 /* ; "));
+        assert!(!statement_complete("SELECT $$a;"));
+        assert!(statement_complete("SELECT $$a;b$$;"));
+        assert!(!statement_complete("SELECT $x$ ; $x$"));
+        assert!(!statement_complete("SELECT E'\\'; "));
+        assert!(statement_complete("SELECT E'\\';';"));
+        assert!(!statement_complete("SELECT \"a;"));
+        assert!(!statement_complete("SELECT 1 /* /* */ ; "));
+        assert!(!statement_complete(""));
+    }
+
+    #[test]
+    fn blank() {
         assert!(is_blank_sql("  -- only a comment\n ;"));
+        assert!(is_blank_sql("/* c */ ;; "));
+        assert!(is_blank_sql(""));
+        assert!(!is_blank_sql("SELECT 1"));
+        assert!(!is_blank_sql("/* open"));
+        assert!(!is_blank_sql("'"));
     }
 }

@@ -22,7 +22,7 @@ pub async fn session(partitions: usize, tables: &[(&str, &str)]) -> SessionConte
     .expect("session")
 }
 
-pub use crate::support::rows;
+pub use lifecycle_testkit::rows;
 
 /// Runs a query and returns its rows as strings.
 pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {

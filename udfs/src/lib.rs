@@ -17,7 +17,6 @@ use datafusion::logical_expr::expr_rewriter::FunctionRewrite;
 use datafusion::logical_expr::{AggregateUDF, Documentation, ScalarUDF, WindowUDF};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-mod doc;
 mod support;
 
 pub mod events;
@@ -32,10 +31,10 @@ pub mod sessionize;
 pub mod single_phase;
 pub mod stage;
 pub mod table;
-pub mod template;
-pub mod time;
 
 pub use options::LifecycleOptions;
+// Time handling and the shipped-SQL templates are shared support, public for the binary's reports.
+pub use support::{template, time};
 
 /// Every scalar function.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {

@@ -15,8 +15,8 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use crate::doc::scalar_doc;
-use crate::time::{Granularity, TickUnit, check_temporal, ticks_of};
+use crate::support::doc::scalar_doc;
+use crate::support::time::{Granularity, TickUnit, check_temporal, ticks_of};
 
 /// Granularity of every row: parsed once for a constant argument, per distinct value otherwise.
 fn granularities(arg: &ColumnarValue, rows: usize) -> Result<Vec<Option<Granularity>>> {

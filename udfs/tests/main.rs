@@ -3,8 +3,6 @@
 //! registered, at `target_partitions` 1 and 4 (4 exercises partial aggregation and the merge path).
 //! `cargo test -p lifecycle-udfs` runs them; the binary's tests add the sample-based ones.
 
-mod support;
-
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 async fn session(partitions: usize) -> SessionContext {
@@ -20,10 +18,10 @@ fn dir() -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_one_partition() {
-    support::run_slt(&dir(), 1, session).await;
+    lifecycle_testkit::run_slt(&dir(), 1, session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slt_four_partitions() {
-    support::run_slt(&dir(), 4, session).await;
+    lifecycle_testkit::run_slt(&dir(), 4, session).await;
 }

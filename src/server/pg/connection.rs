@@ -537,7 +537,7 @@ fn within_keeping_limits(
         PgWireFrontendMessage::Bind(bind) => {
             let (count, bytes) = socket.portal_store().portals_weight();
             let named = bind.portal_name.as_deref().is_some_and(|n| !n.is_empty());
-            if named && count >= super::guard::MAX_PORTALS {
+            if named && count >= super::hooks::queries::MAX_PORTALS {
                 return too_many(format!(
                     "this connection keeps {count} portals and cursors, the most it may"
                 ));

@@ -219,7 +219,7 @@ impl SimpleQueryHandler for PgQueries {
                 // A DECLARE among the statements keeps these slots for its cursor.
                 let current = client
                     .session_extensions()
-                    .get_or_insert_with(guard::CurrentLease::default);
+                    .get_or_insert_with(hooks::queries::CurrentLease::default);
                 current.set(lease.clone());
                 let responses = SimpleQueryHandler::do_query(&service, client, query).await;
                 current.set(None);
@@ -270,7 +270,7 @@ impl ExtendedQueryHandler for PgQueries {
                 // A DECLARE keeps this slot for its cursor.
                 let current = client
                     .session_extensions()
-                    .get_or_insert_with(guard::CurrentLease::default);
+                    .get_or_insert_with(hooks::queries::CurrentLease::default);
                 current.set(permit.clone());
                 let response =
                     ExtendedQueryHandler::do_query(&service, client, portal, max_rows).await;
@@ -314,12 +314,12 @@ impl QueryParser for PgParser {
         let parser = ExtendedQueryHandler::query_parser(&service);
         match parser.parse_sql(client, sql, types).await? {
             Some((text, Some((statement @ Statement::Query(_), plan)))) => {
-                guard::refuse_planned_writes(&plan)?;
+                hooks::read_only::refuse_planned_writes(&plan)?;
                 let plan = json::with_json_columns(plan).map_err(api)?;
                 Ok(Some((text, Some((statement, plan)))))
             }
             Some((text, Some((statement @ Statement::Explain { .. }, plan)))) => {
-                guard::refuse_planned_writes(&plan)?;
+                hooks::read_only::refuse_planned_writes(&plan)?;
                 Ok(Some((text, Some((statement, plan)))))
             }
             other => Ok(other),

@@ -9,10 +9,12 @@
 //!   (the same tables, by reference, and the same functions), so `SET lifecycle.churn_days = 120`
 //!   or `SET TIME ZONE` changes that connection only. The crate's own `SET` fallback would change
 //!   the shared session; here it only ever sees the connection's copy, and `lifecycle.*` and
-//!   `datafusion.*` settings are applied (or refused) by [`Guard`] before it runs.
+//!   `datafusion.*` settings are applied (or refused) by the settings hook before it runs.
 //! - read-only: statements other than queries, `EXPLAIN`, `SHOW`, `SET`, transactions and cursors
 //!   are refused with SQLSTATE 25006 before they are planned (COPY and DDL and DML included,
-//!   also inside `WITH`, `EXPLAIN` and `PREPARE`).
+//!   also inside `WITH`, `EXPLAIN` and `PREPARE`), and every plan is checked again.
+//! - statement hooks, one file each under `hooks/` (read-only, settings, queries and cursors),
+//!   listed in order in `hooks::hooks`.
 //! - the server's limits: every query holds one of the server's query permits (shared with Flight
 //!   SQL) while its rows stream, runs in a memory pool of its share of `--memory-limit`, and is
 //!   logged as one line when it ends; expressions too deep to plan are refused first.
@@ -41,9 +43,6 @@ use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::QueryHook;
-use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
-use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::Sink;
@@ -71,8 +70,8 @@ use crate::server::stream::Tracked;
 mod auth;
 mod connection;
 mod errors;
-mod guard;
 mod handlers;
+mod hooks;
 mod json;
 
 use auth::{Auth, Open, PgStartup, SCRAM_ITERATIONS, TokenSource, tls_acceptor};
@@ -247,15 +246,7 @@ pub(super) struct Sessions {
 impl Sessions {
     fn new(base: SessionContext, limits: QueryLimits) -> Self {
         let server_config = Arc::new(base.state().config_options().as_ref().clone());
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(guard::Guard {
-                server: server_config.clone(),
-                limits: limits.clone(),
-            }),
-            Arc::new(CursorStatementHook),
-            Arc::new(SetShowHook),
-            Arc::new(TransactionStatementHook),
-        ];
+        let hooks = hooks::hooks(server_config.clone(), limits.clone());
         let template = ExtendedQueryHandler::query_parser(&DfSessionService::new_with_hooks(
             Arc::new(base.clone()),
             hooks.clone(),
@@ -273,7 +264,7 @@ impl Sessions {
     /// server's session with the connection's settings and a memory pool of one query's share.
     fn service<C: ClientInfo + ?Sized>(&self, client: &C) -> PgWireResult<DfSessionService> {
         let mut state = self.base.state();
-        let settings = guard::connection_settings(client.metadata());
+        let settings = hooks::settings::connection_settings(client.metadata());
         if !settings.is_empty() {
             let config = state.config_mut().options_mut();
             for (name, value) in &settings {

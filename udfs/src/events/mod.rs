@@ -29,11 +29,11 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt32T
 use datafusion::common::Result;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 
+use crate::support::time::{TickUnit, ticks_of};
 use crate::support::{
     bucket_in_place_with, counts_to_offsets, group_offsets, list_array, list_state_fields, resize,
     row_mask,
 };
-use crate::time::{TickUnit, ticks_of};
 
 pub mod funnel;
 pub mod next_node;

@@ -15,9 +15,9 @@ use datafusion::logical_expr::{
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
-use crate::doc::{aggregate_doc, scalar_doc};
+use crate::support::doc::{aggregate_doc, scalar_doc};
+use crate::support::time::{TickUnit, check_temporal, ticks_of};
 use crate::support::{resize, row_mask, take};
-use crate::time::{TickUnit, check_temporal, ticks_of};
 
 pub mod kernel;
 

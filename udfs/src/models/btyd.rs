@@ -845,7 +845,7 @@ mod tests {
 
     use super::*;
     use crate::rfm::kernel::summarize;
-    use crate::time::days_from_civil;
+    use crate::support::time::days_from_civil;
 
     /// The CDNOW sample summarised with lifetimes' rules: (frequency, recency, t) in weeks and
     /// monetary value, per customer, as_of 1997-09-30.

@@ -18,7 +18,7 @@ use datafusion::logical_expr::{
 };
 
 use super::btyd::{self, Collapsed, Fit, check_frt};
-use crate::doc::{aggregate_doc, scalar_doc};
+use crate::support::doc::{aggregate_doc, scalar_doc};
 
 /// The three models and their parameter names (the struct fields, in order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

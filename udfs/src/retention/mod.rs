@@ -17,7 +17,7 @@ use datafusion::logical_expr::{
     AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use crate::doc::aggregate_doc;
+use crate::support::doc::aggregate_doc;
 use crate::support::{check_arity, resize, row_mask, take};
 
 pub use crate::support::MAX_CONDITIONS;

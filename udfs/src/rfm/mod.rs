@@ -23,9 +23,9 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::PhysicalExpr;
 
-use crate::doc::aggregate_doc;
+use crate::support::doc::aggregate_doc;
+use crate::support::time::{TickUnit, check_temporal, ticks_of};
 use crate::support::{GroupLog, check_arity, list_array, money, resize, row_mask, take};
-use crate::time::{TickUnit, check_temporal, ticks_of};
 
 pub mod kernel;
 

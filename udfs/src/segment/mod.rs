@@ -10,7 +10,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use crate::doc::scalar_doc;
+use crate::support::doc::scalar_doc;
 
 pub mod kernel;
 

@@ -23,8 +23,8 @@ use datafusion::logical_expr::{
     Documentation, PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
 };
 
-use crate::doc::aggregate_doc;
-use crate::time::{TickUnit, check_temporal, ticks_of};
+use crate::support::doc::aggregate_doc;
+use crate::support::time::{TickUnit, check_temporal, ticks_of};
 
 pub mod kernel;
 

@@ -25,10 +25,10 @@ use datafusion::logical_expr::{
     Volatility, lit,
 };
 
-use crate::doc::aggregate_doc;
 use crate::options::LifecycleOptions;
+use crate::support::doc::aggregate_doc;
+use crate::support::time::{TickUnit, check_temporal, ticks_of};
 use crate::support::{check_arity, check_integer, literal_positive, resize, row_mask, take};
-use crate::time::{TickUnit, check_temporal, ticks_of};
 
 /// The pure kernel: instants are `i64` ticks of one unit; thresholds are in the same ticks.
 pub mod kernel;

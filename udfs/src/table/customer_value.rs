@@ -10,11 +10,11 @@ use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::Documentation;
 
 use super::{constant_arg, planned_sql, quoted_table, require_columns, resolve_table, string_arg};
-use crate::doc::scalar_doc;
-use crate::template::{fill, literal};
-use crate::time::check_temporal;
+use crate::support::doc::scalar_doc;
+use crate::support::template::{fill, literal};
+use crate::support::time::check_temporal;
 
-/// The SQL the function runs (a [`crate::template`] with @table, @as_of, @horizon_days, @months).
+/// The SQL the function runs (a [`crate::support::template`] with @table, @as_of, @horizon_days, @months).
 pub const CUSTOMER_VALUE_SQL: &str = include_str!("../../../sql/functions/customer_value.sql");
 
 const F: &str = "customer_value";

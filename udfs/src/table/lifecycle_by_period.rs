@@ -17,11 +17,11 @@ use super::{
     as_of_bound, constant_arg, planned_sql, quoted_table, require_columns, resolve_table,
     string_arg,
 };
-use crate::doc::scalar_doc;
-use crate::template::{expr, fill, literal};
-use crate::time::{Granularity, check_temporal};
+use crate::support::doc::scalar_doc;
+use crate::support::template::{expr, fill, literal};
+use crate::support::time::{Granularity, check_temporal};
 
-/// The SQL `lifecycle_by_period` runs (a [`crate::template`] with @table, @granularity,
+/// The SQL `lifecycle_by_period` runs (a [`crate::support::template`] with @table, @granularity,
 /// @as_of_filter, @last_period and @step).
 pub const LIFECYCLE_BY_PERIOD_SQL: &str =
     include_str!("../../../sql/functions/lifecycle_by_period.sql");

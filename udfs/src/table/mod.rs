@@ -177,7 +177,7 @@ impl AsOfBound {
 
     /// The condition on `column` as SQL text.
     pub fn sql(&self, column: &str) -> Result<String> {
-        crate::template::expr(&self.expr(datafusion::logical_expr::col(column)))
+        crate::support::template::expr(&self.expr(datafusion::logical_expr::col(column)))
     }
 }
 
@@ -299,7 +299,7 @@ mod tests {
             ScalarValue::TimestampNanosecond(Some(i64::MAX), None),
         ];
         for v in values {
-            let sql = format!("SELECT {}", crate::template::instant(&v).unwrap());
+            let sql = format!("SELECT {}", crate::support::template::instant(&v).unwrap());
             assert_eq!(block_on(&ctx, &sql), v, "{sql}");
         }
     }

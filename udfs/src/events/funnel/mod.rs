@@ -22,9 +22,9 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{self as events, EventAggregate, EventGroups, GroupEvents};
-use crate::doc::aggregate_doc;
+use crate::support::doc::aggregate_doc;
+use crate::support::time::{TickUnit, check_temporal};
 use crate::support::{is_string, list_array};
-use crate::time::{TickUnit, check_temporal};
 
 /// Most conditions a funnel takes (as ClickHouse).
 /// The most steps a funnel has (one bit each in an event's condition mask).

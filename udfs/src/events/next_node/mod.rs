@@ -24,9 +24,9 @@ use datafusion::logical_expr::{
     AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
 };
 
-use crate::doc::aggregate_doc;
+use crate::support::doc::aggregate_doc;
+use crate::support::time::{TickUnit, check_temporal};
 use crate::support::{counts_to_offsets, group_offsets, is_string, list_array, list_state_fields};
-use crate::time::{TickUnit, check_temporal};
 
 /// Most event conditions (bit 0 of a row's mask is `base_condition`).
 pub const MAX_EVENTS: usize = crate::support::MAX_CONDITIONS - 1;

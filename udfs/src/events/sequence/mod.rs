@@ -19,8 +19,8 @@ use datafusion::logical_expr::{
 };
 
 use super::{self as events, EventAggregate, EventGroups, GroupEvents};
-use crate::doc::aggregate_doc;
-use crate::time::{TickUnit, check_temporal};
+use crate::support::doc::aggregate_doc;
+use crate::support::time::{TickUnit, check_temporal};
 
 pub use crate::support::MAX_CONDITIONS;
 

@@ -45,10 +45,10 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::{PlannedTable, as_of_bound, constant_arg, require_columns, resolve_table, string_arg};
-use crate::doc::scalar_doc;
 use crate::period::period_start_type;
+use crate::support::doc::scalar_doc;
+use crate::support::time::{Granularity, TickUnit, check_temporal, periods_of, ticks_of};
 use crate::support::{list_array, list_of, list_state_fields, money, row_mask};
-use crate::time::{Granularity, TickUnit, check_temporal, periods_of, ticks_of};
 use kernel::Mode;
 
 mod aggregates;

@@ -1,16 +1,11 @@
-//! The first hook of every connection: read-only, and the connection's own settings.
-//!
-//! - Read-only, in two layers: the statement's syntax first (DDL, DML, COPY, `SELECT ... INTO`,
-//!   a `WITH` that writes: SQLSTATE 25006 before anything is planned), then the planned query
-//!   ([`crate::server::read_only::verify`]): whatever syntax produced it, a plan that creates,
-//!   changes or writes anything is refused, on the simple and the extended protocol alike.
-//! - Settings: every `SET`, `RESET` and `SHOW` of a `lifecycle.*` or `datafusion.*` name, quoted
-//!   or not, in any case, is answered here against the server's table of settable settings
-//!   ([`crate::server::settings`]); none reaches DataFusion's own `SET` (datafusion-postgres falls
-//!   back to it and ignores its errors, which let quoted names through and turned refused values
-//!   into silent no-ops). The Postgres client settings datafusion-postgres keeps
-//!   (`statement_timeout`, `DateStyle`, ...) are passed to it under their normalised name; any
-//!   other `SET` a client sends on connect is accepted and changes nothing, as before.
+//! The connection's own settings: every `SET`, `RESET` and `SHOW` of a `lifecycle.*` or
+//! `datafusion.*` name, quoted or not, in any case, is answered here against the server's table of
+//! settable settings ([`crate::server::settings`]); none reaches DataFusion's own `SET`
+//! (datafusion-postgres falls back to it and ignores its errors, which let quoted names through and
+//! turned refused values into silent no-ops). The Postgres client settings datafusion-postgres
+//! keeps (`statement_timeout`, `DateStyle`, ...) are passed to it under their normalised name; any
+//! other `SET` a client sends on connect is accepted and changes nothing, as PostgreSQL's drivers
+//! expect. Settings live in the connection's metadata, from which every statement's session is built.
 
 use std::sync::Arc;
 
@@ -21,7 +16,7 @@ use datafusion::common::{DFSchema, ParamValues};
 use datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
-    Expr, Ident, ObjectName, Query, Reset, Set, SetExpr, Statement, UnaryOperator, Value,
+    Expr, Ident, ObjectName, Reset, Set, Statement, UnaryOperator, Value,
 };
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::hooks::set_show::SetShowHook;
@@ -33,10 +28,8 @@ use pgwire::api::results::{Response, Tag};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
-use pgwire::types::format::FormatOptions;
 
-use super::{api, user_error};
-use crate::server::read_only;
+use crate::server::pg::{api, user_error};
 use crate::server::settings::{self, SettingError};
 
 /// The Postgres client settings datafusion-postgres keeps per connection (its `SetShowHook`
@@ -51,36 +44,13 @@ const CLIENT_SETTINGS: &[&str] = &[
     "search_path",
 ];
 
-/// Read-only, and `lifecycle.*` / `datafusion.*` settings per connection (see the module docs).
-pub(super) struct Guard {
+/// `lifecycle.*` / `datafusion.*` settings per connection (see the module docs).
+pub(in crate::server::pg) struct Settings {
     /// The server's configuration: the bound of some settings and the value of `DEFAULT`.
-    pub(super) server: Arc<ConfigOptions>,
-    /// The server's slots and leases (a cursor keeps its statement's slot while it is open).
-    pub(super) limits: crate::server::limits::QueryLimits,
+    pub(in crate::server::pg) server: Arc<ConfigOptions>,
 }
 
-/// Portals (bound statements and cursors) a connection may keep open at once.
-pub(super) const MAX_PORTALS: usize = 64;
-
-/// The slots of the simple-protocol message being run on a connection (put there by the
-/// connection's query handler, taken by a `DECLARE` for its cursor, which keeps them while it
-/// is open: a cursor's query runs, and holds memory, until it is closed).
-#[derive(Default)]
-pub(super) struct CurrentLease(std::sync::Mutex<Option<Arc<crate::server::stream::Lease>>>);
-
-impl CurrentLease {
-    pub(super) fn set(&self, lease: Option<Arc<crate::server::stream::Lease>>) {
-        if let Ok(mut current) = self.0.lock() {
-            *current = lease;
-        }
-    }
-
-    fn get(&self) -> Option<Arc<crate::server::stream::Lease>> {
-        self.0.lock().ok()?.clone()
-    }
-}
-
-/// What [`Guard`] answers itself.
+/// What [`Settings`] answers itself.
 #[derive(Debug)]
 enum Own {
     /// Settings of ours, each `(name, value)` (`None`: the server's value), applied together.
@@ -95,93 +65,6 @@ enum Own {
     Client(Box<Statement>),
     /// Any other `SET`: accepted, and nothing changes.
     Ignore,
-}
-
-fn read_only_error(what: &str) -> PgWireError {
-    user_error("25006", read_only::refusal(what))
-}
-
-/// Refuses anything that would change data, tables or the server (the statement-level check).
-pub(super) fn refuse_writes(s: &Statement) -> PgWireResult<()> {
-    match s {
-        Statement::Query(q) => match query_writes(q) {
-            Some(what) => Err(read_only_error(what)),
-            None => Ok(()),
-        },
-        Statement::Explain { statement, .. } | Statement::Prepare { statement, .. } => {
-            refuse_writes(statement)
-        }
-        Statement::Declare { stmts } => {
-            for d in stmts {
-                if d.for_query
-                    .as_ref()
-                    .is_some_and(|q| query_writes(q).is_some())
-                {
-                    return Err(read_only_error(
-                        "a cursor over a statement that changes data",
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Statement::ExplainTable { .. }
-        | Statement::ShowVariable { .. }
-        | Statement::ShowVariables { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::ShowSchemas { .. }
-        | Statement::ShowCatalogs { .. }
-        | Statement::ShowFunctions { .. }
-        | Statement::Set(_)
-        | Statement::Reset(_)
-        | Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. }
-        | Statement::Fetch { .. }
-        | Statement::Close { .. }
-        | Statement::Deallocate { .. }
-        | Statement::Discard { .. } => Ok(()),
-        Statement::Execute { name: Some(_), .. } => Ok(()),
-        Statement::Copy { .. } => Err(read_only_error("COPY")),
-        other => {
-            let text = other.to_string();
-            let words: Vec<&str> = text.split_whitespace().take(2).collect();
-            Err(read_only_error(&words.join(" ").to_uppercase()))
-        }
-    }
-}
-
-/// What a query writes, if anything: a data-changing `WITH`, or `SELECT ... INTO`.
-fn query_writes(q: &Query) -> Option<&'static str> {
-    if let Some(w) = &q.with {
-        for c in &w.cte_tables {
-            if let Some(what) = query_writes(&c.query) {
-                return Some(what);
-            }
-        }
-    }
-    set_expr_writes(&q.body)
-}
-
-fn set_expr_writes(e: &SetExpr) -> Option<&'static str> {
-    match e {
-        SetExpr::Query(q) => query_writes(q),
-        SetExpr::SetOperation { left, right, .. } => {
-            set_expr_writes(left).or_else(|| set_expr_writes(right))
-        }
-        SetExpr::Select(s) if s.into.is_some() => Some("SELECT ... INTO"),
-        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
-            Some("a WITH that changes data")
-        }
-        _ => None,
-    }
-}
-
-/// Refuses a planned query that creates, changes or writes anything (the plan-level check).
-pub(super) fn refuse_planned_writes(plan: &LogicalPlan) -> PgWireResult<()> {
-    read_only::verify(plan).map_err(|m| user_error("25006", m))
 }
 
 fn setting_error(e: SettingError) -> PgWireError {
@@ -274,7 +157,7 @@ fn assignment(variable: &ObjectName, values: &[Expr]) -> PgWireResult<Own> {
     Ok(Own::Ignore)
 }
 
-/// What [`Guard`] answers itself, if anything (after the read-only check).
+/// What [`Settings`] answers itself, if anything.
 fn own(s: &Statement) -> PgWireResult<Option<Own>> {
     let set = match s {
         Statement::Set(set) => set,
@@ -360,7 +243,7 @@ fn own(s: &Statement) -> PgWireResult<Option<Own>> {
 const SETTINGS_KEY: &str = "lifecycle:settings";
 
 /// A connection's settings, `(name, value)` in the order they were set.
-pub(super) fn connection_settings(
+pub(in crate::server::pg) fn connection_settings(
     metadata: &std::collections::HashMap<String, String>,
 ) -> Vec<(String, String)> {
     metadata
@@ -427,113 +310,7 @@ fn no_rows() -> PgWireResult<LogicalPlan> {
         .map_err(api)
 }
 
-impl Guard {
-    /// A query of the simple protocol, planned here (rather than by `datafusion-postgres`) so
-    /// columns without a Postgres type become JSON text, as in the extended protocol's parser,
-    /// and so its plan is checked before it runs.
-    async fn query(
-        &self,
-        statement: &Statement,
-        ctx: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> PgWireResult<Response> {
-        let plan = ctx
-            .state()
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                statement.clone(),
-            )))
-            .await
-            .map_err(api)?;
-        refuse_planned_writes(&plan)?;
-        let plan = super::json::with_json_columns(plan).map_err(api)?;
-        let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
-        let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        Ok(Response::Query(
-            encode_dataframe(df, &Format::UnifiedText, Some(format)).await?,
-        ))
-    }
-
-    /// `DECLARE name CURSOR FOR query`: the query planned and checked like any other, started,
-    /// and kept (with its slot) as a portal that `FETCH` reads and `CLOSE` ends.
-    async fn declare(
-        &self,
-        stmts: &[datafusion::sql::sqlparser::ast::Declare],
-        ctx: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> PgWireResult<Response> {
-        use datafusion::sql::sqlparser::ast::DeclareType;
-        use pgwire::api::portal::Portal;
-        use pgwire::api::stmt::StoredStatement;
-        for declare in stmts {
-            if declare.declare_type != Some(DeclareType::Cursor) {
-                return Err(user_error(
-                    "42601",
-                    format!("unsupported DECLARE type: {:?}", declare.declare_type),
-                ));
-            }
-            let name = declare
-                .names
-                .first()
-                .map(|n| n.value.clone())
-                .ok_or_else(|| user_error("42601", "cursor name is required".into()))?;
-            let query = declare
-                .for_query
-                .as_ref()
-                .ok_or_else(|| user_error("42601", "DECLARE CURSOR requires a FOR query".into()))?;
-            let (open, _) = client.portal_store().portals_weight();
-            if open >= MAX_PORTALS {
-                return Err(user_error(
-                    "54000",
-                    format!(
-                        "this connection has {open} cursors and portals open, the most it may \
-                         keep: CLOSE some first"
-                    ),
-                ));
-            }
-            let lease = match client
-                .session_extensions()
-                .get::<CurrentLease>()
-                .and_then(|c| c.get())
-            {
-                Some(lease) => lease,
-                None => self
-                    .limits
-                    .lease(1)
-                    .await
-                    .ok_or_else(|| user_error("57P01", "the server is shutting down".into()))?,
-            };
-            let statement = Statement::Query(query.clone());
-            let plan = ctx
-                .state()
-                .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                    statement,
-                )))
-                .await
-                .map_err(api)?;
-            refuse_planned_writes(&plan)?;
-            let plan = super::json::with_json_columns(plan).map_err(api)?;
-            let df = ctx.execute_logical_plan(plan).await.map_err(api)?;
-            let mut response = encode_dataframe(df, &Format::UnifiedText, None).await?;
-            let rows =
-                std::mem::replace(&mut response.data_rows, Box::pin(futures::stream::empty()));
-            let sql = query.to_string();
-            response.data_rows = Box::pin(crate::server::stream::Tracked::new(
-                rows,
-                lease,
-                &self.limits.leases,
-                super::unread_error,
-                "pg",
-                client.socket_addr().to_string(),
-                &sql,
-            ));
-            let stored = Arc::new(StoredStatement::new(name.clone(), (sql, None), vec![]));
-            let portal = Portal::new_cursor(name, stored);
-            portal.start(response).await;
-            pgwire::api::store::PortalStore::put_portal(client.portal_store(), Arc::new(portal));
-        }
-        Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
-    }
-
+impl Settings {
     /// Applies settings of ours to the connection, all or none: checked against the
     /// statement's session (which holds the connection's settings so far), then kept in the
     /// connection's metadata, where every later statement's session is built from.
@@ -621,22 +398,13 @@ fn settings_only() -> datafusion::prelude::SQLOptions {
 }
 
 #[async_trait]
-impl QueryHook for Guard {
+impl QueryHook for Settings {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        if let Err(e) = refuse_writes(statement) {
-            return Some(Err(e));
-        }
-        if let Statement::Query(_) | Statement::Explain { .. } = statement {
-            return Some(self.query(statement, ctx, client).await);
-        }
-        if let Statement::Declare { stmts } = statement {
-            return Some(self.declare(stmts, ctx, client).await);
-        }
         match own(statement) {
             Err(e) => Some(Err(e)),
             Ok(None) => None,
@@ -650,9 +418,6 @@ impl QueryHook for Guard {
         ctx: &SessionContext,
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        if let Err(e) = refuse_writes(statement) {
-            return Some(Err(e));
-        }
         match own(statement) {
             Err(e) => Some(Err(e)),
             Ok(None) => None,
@@ -674,9 +439,6 @@ impl QueryHook for Guard {
         ctx: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        if let Statement::Declare { stmts } = statement {
-            return Some(self.declare(stmts, ctx, client).await);
-        }
         match own(statement) {
             Err(e) => Some(Err(e)),
             Ok(None) => None,
@@ -701,55 +463,6 @@ mod tests {
         match e {
             PgWireError::UserError(info) => info.code,
             other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn only_reads_pass() {
-        for ok in [
-            "SELECT 1",
-            "WITH a AS (SELECT 1) SELECT * FROM a",
-            "EXPLAIN SELECT 1",
-            "SHOW TIME ZONE",
-            "SET lifecycle.churn_days = 120",
-            "RESET lifecycle.churn_days",
-            "BEGIN",
-            "COMMIT",
-            "DECLARE c CURSOR FOR SELECT 1",
-            "FETCH 10 FROM c",
-            "CLOSE c",
-        ] {
-            assert!(refuse_writes(&parse(ok)).is_ok(), "{ok}");
-        }
-        for (bad, what) in [
-            ("COPY purchases TO STDOUT", "COPY"),
-            ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
-            ("INSERT INTO purchases VALUES (1)", "INSERT INTO"),
-            ("DELETE FROM purchases", "DELETE FROM"),
-            ("DROP TABLE purchases", "DROP TABLE"),
-            ("EXPLAIN ANALYZE INSERT INTO t SELECT 1", "INSERT INTO"),
-            ("PREPARE p AS DELETE FROM t", "DELETE FROM"),
-            (
-                "WITH a AS (DELETE FROM t RETURNING *) SELECT * FROM a",
-                "WITH",
-            ),
-            ("SELECT 1 AS x INTO t", "SELECT ... INTO"),
-            ("SELECT 1 AS x INTO TEMP t", "SELECT ... INTO"),
-            ("SELECT 1 AS x INTO TABLE t", "SELECT ... INTO"),
-            (
-                "WITH a AS (SELECT 1 AS x) SELECT x INTO t FROM a",
-                "SELECT ... INTO",
-            ),
-            ("(SELECT 1 AS x INTO t)", "SELECT ... INTO"),
-            ("EXPLAIN ANALYZE SELECT 1 AS x INTO t", "SELECT ... INTO"),
-            ("DECLARE c CURSOR FOR SELECT 1 INTO t", "cursor"),
-        ] {
-            let e = refuse_writes(&parse(bad)).unwrap_err();
-            let PgWireError::UserError(info) = e else {
-                panic!("{bad}: {e:?}")
-            };
-            assert_eq!(info.code, "25006", "{bad}");
-            assert!(info.message.contains(what), "{bad}: {}", info.message);
         }
     }
 

@@ -1,6 +1,6 @@
-//! Test support shared by the crate's SQL tests and the binary's (which include this file with
-//! `#[path]`): rows as strings the way `.slt` files write them, and the sqllogictest runner over
-//! a lifecycle session.
+//! Test support shared by the SQL tests of `lifecycle-udfs` and of the binary (a dev-dependency
+//! of both, never shipped): rows as strings the way `.slt` files write them, and the sqllogictest
+//! runner over a lifecycle session.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
