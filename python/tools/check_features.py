@@ -34,4 +34,20 @@ if differences:
     print("python/Cargo.toml: align these features with the workspace (see its feature-alignment block):",
           *differences, sep="\n  ", file=sys.stderr)
     sys.exit(1)
+
+# A crate that the workspace's test build compiles for build scripts only, but that the package
+# takes as a normal dependency, is built once for both in the package's build (cargo merges the two)
+# under another hash, and every build script that uses it, and every crate above those, compiles
+# again. The Python package's own library is not part of the test build (`test = false`).
+others = ["--workspace", "--exclude", "datafusion-lifecycle"]
+workspace_normal = set(features(["-e", "normal,dev", *others]))
+workspace_all = set(features(["-e", "normal,build,dev", *others]))
+package_normal = set(features(["-e", "normal", "-p", "datafusion-lifecycle", "--features",
+                               "datafusion-lifecycle/workspace-build"]))
+build_only = sorted((package_normal - workspace_normal) & workspace_all)
+if build_only:
+    print("Cargo.toml: add these to the root's build-cache alignment dev-dependencies (a build-script "
+          "dependency of the workspace that the Python package uses as a normal one):",
+          *build_only, sep="\n  ", file=sys.stderr)
+    sys.exit(1)
 print(f"the Python package alone resolves the workspace's features ({len(package)} crates)")
