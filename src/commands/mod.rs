@@ -58,6 +58,31 @@ impl SessionFlags {
     }
 }
 
+/// The session flags of the query clients (`sql`, `report`): [`SessionFlags`] and `--token-file`,
+/// their short name for `--cluster-token-file` (`serve` has a `--token-file` of its own).
+#[derive(Debug, clap::Args)]
+pub struct ClientSessionFlags {
+    #[command(flatten)]
+    session: SessionFlags,
+    /// File holding the cluster's token (with --cluster; the same as --cluster-token-file).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "cluster",
+        conflicts_with = "cluster_token_file"
+    )]
+    token_file: Option<std::path::PathBuf>,
+}
+
+impl ClientSessionFlags {
+    /// The session these flags describe, built.
+    pub async fn build(self) -> Result<SessionContext> {
+        let mut session = self.session;
+        session.cluster_token_file = session.cluster_token_file.or(self.token_file);
+        build_session(&session.options()).await
+    }
+}
+
 /// Builds a session: functions, options, memory pool, and the given tables (or the embedded
 /// sample when none are given). With a cluster, the session plans here and runs its queries
 /// there.

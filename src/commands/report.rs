@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use datafusion::error::Result;
 
-use super::{SessionFlags, build_session};
+use super::ClientSessionFlags;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 
 use crate::report::{
@@ -18,7 +18,7 @@ pub struct Args {
         .map(|name| crate::report::kind(&name).expect("a listed kind")))]
     kind: &'static dyn ReportKind,
     #[command(flatten)]
-    session: SessionFlags,
+    session: ClientSessionFlags,
     /// Period of cohorts, stages and growth.
     #[arg(long, value_enum, default_value = "month")]
     period: Period,
@@ -49,20 +49,10 @@ pub struct Args {
     /// (cohort and funnel reports).
     #[arg(long, value_name = "COLUMN")]
     breakdown: Option<String>,
-    /// File holding the cluster's token (with --cluster; the same as --cluster-token-file).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "cluster",
-        conflicts_with = "cluster_token_file"
-    )]
-    token_file: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let mut session = args.session;
-    session.cluster_token_file = session.cluster_token_file.or(args.token_file);
-    let ctx = build_session(&session.options()).await?;
+    let ctx = args.session.build().await?;
     let opts = ReportOptions {
         kind: args.kind,
         period: args.period,

@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use datafusion::error::Result;
 
-use super::{SessionFlags, build_session};
+use super::ClientSessionFlags;
 use crate::shell::Shell;
 use crate::shell::output::{DEFAULT_MAX_ROWS, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    session: SessionFlags,
+    session: ClientSessionFlags,
     /// Run SQL (several statements separated by ';') or a backslash command, then exit.
     #[arg(short = 'c', long = "command", value_name = "SQL")]
     commands: Vec<String>,
@@ -27,20 +27,10 @@ pub struct Args {
     /// Rows the table format shows at most (0: all); csv, json and ndjson stream every row.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ROWS)]
     max_rows: usize,
-    /// File holding the cluster's token (with --cluster; the same as --cluster-token-file).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "cluster",
-        conflicts_with = "cluster_token_file"
-    )]
-    token_file: Option<PathBuf>,
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let mut session = args.session;
-    session.cluster_token_file = session.cluster_token_file.or(args.token_file);
-    let ctx = build_session(&session.options()).await?;
+    let ctx = args.session.build().await?;
     let mut shell = Shell::new(ctx, args.format);
     shell.timing = args.timing;
     shell.max_rows = (args.max_rows > 0).then_some(args.max_rows);
