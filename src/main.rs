@@ -101,7 +101,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
     match cli.command {
         Command::Sql(args) => commands::sql::run(args).await,
         Command::Serve(args) => commands::serve::run(args).await,
-        Command::Generate(args) => commands::generate::run(args),
+        Command::Generate(args) => commands::generate::run(args).await,
         Command::Report(args) => commands::report::run(args).await,
         Command::Scheduler(args) => commands::cluster::scheduler(args).await,
         Command::Executor(args) => commands::cluster::executor(args).await,

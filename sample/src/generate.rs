@@ -574,10 +574,6 @@ pub fn write_parquet(
 ) -> Result<(u64, u64, u64)> {
     let files = files.max(1);
     let sim = Simulator::new(opts.clone())?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build();
     let dir = |name: &str| -> Result<PathBuf> {
         let d = out.join(name);
         std::fs::create_dir_all(&d)?;
@@ -594,10 +590,7 @@ pub fn write_parquet(
     let (mut n_customers, mut n_purchases, mut n_events) = (0u64, 0u64, 0u64);
     let mut file_no = 0u64;
     let mut done_in_file = 0u64;
-    let open = |d: &Path, k: u64, schema: SchemaRef| -> Result<ArrowWriter<File>> {
-        let f = File::create(d.join(format!("part-{k:05}.parquet")))?;
-        Ok(ArrowWriter::try_new(f, schema, Some(props.clone()))?)
-    };
+    let open = parquet_writer;
     let mut cw = open(&cdir, 0, customers_schema())?;
     let mut pw = open(&pdir, 0, purchases_schema(opts.amount))?;
     let mut ew = edir
@@ -641,6 +634,16 @@ pub fn write_parquet(
         w.close()?;
     }
     Ok((n_customers, n_purchases, n_events))
+}
+
+/// A writer of `DIR/part-K.parquet` (zstd level 1, row groups of 1Mi rows), the generator's files.
+pub fn parquet_writer(dir: &Path, k: u64, schema: SchemaRef) -> Result<ArrowWriter<File>> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
+    let f = File::create(dir.join(format!("part-{k:05}.parquet")))?;
+    Ok(ArrowWriter::try_new(f, schema, Some(props))?)
 }
 
 /// Parses `YYYY-MM-DD` or an RFC 3339 timestamp into microseconds since the epoch (UTC).
