@@ -28,6 +28,9 @@ enum Command {
     Serve(commands::serve::Args),
     /// Write synthetic purchase history (buy-till-you-die) as Parquet.
     Generate(commands::generate::Args),
+    /// The lifecycle store: history kept as a Delta table bucketed by customer and sorted by
+    /// time (`store sync`, `store compact`, `store info`).
+    Store(commands::store::Args),
     /// Cohort, lifecycle, growth, value and funnel reports (terminal, CSV, JSON or HTML).
     Report(commands::report::Args),
     /// A cluster scheduler (Apache DataFusion Ballista) with every lifecycle function: clients
@@ -68,6 +71,9 @@ fn main() -> ExitCode {
         Command::Scheduler(_) => "warn,lifecycle::cluster=info",
         _ => "",
     });
+    // TLS: ring for every client and server of the process, including delta-rs's HTTP client
+    // (built without a provider of its own; see third_party/README.md). Fails only if one is set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Queries are planned and executed on the runtime's workers and on the thread driving the
     // shell or server; each gets a stack that every expression the depth limit allows fits in
     // (lifecycle::limits), instead of the 2 MiB that a deep expression overflows.
@@ -103,6 +109,7 @@ async fn run(cli: Cli) -> datafusion::error::Result<()> {
         Command::Serve(args) => commands::serve::run(args).await,
         Command::Generate(args) => commands::generate::run(args).await,
         Command::Report(args) => commands::report::run(args).await,
+        Command::Store(args) => commands::store::run(args).await,
         Command::Scheduler(args) => commands::cluster::scheduler(args).await,
         Command::Executor(args) => commands::cluster::executor(args).await,
         Command::Docs => commands::docs::run(),

@@ -369,7 +369,10 @@ fn time_span(file: &std::path::Path, col: &str) -> (i64, i64, bool) {
     for b in reader {
         let b = b.unwrap();
         let ts = b.column_by_name(col).unwrap();
-        let ts = ts.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap();
+        let ts = ts
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
         for i in 0..ts.len() {
             let t = ts.value(i);
             sorted &= t >= prev;
@@ -387,8 +390,17 @@ fn generate_layouts_hold_the_same_rows_in_time_or_customer_order() {
     let (time, customer) = (tmp.path().join("time"), tmp.path().join("customer"));
     let run = |out: &std::path::Path, layout: &str, extra: &[&str]| {
         let mut args = vec![
-            "generate", "--customers", "3000", "--files", "3", "--seed", "9", "--layout", layout,
-            "--out", out.to_str().unwrap(),
+            "generate",
+            "--customers",
+            "3000",
+            "--files",
+            "3",
+            "--seed",
+            "9",
+            "--layout",
+            layout,
+            "--out",
+            out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
         let o = lifecycle(&args);
@@ -402,14 +414,27 @@ fn generate_layouts_hold_the_same_rows_in_time_or_customer_order() {
         // Same rows, whatever the layout.
         let spec = |d: &std::path::Path, n: &str| format!("{n}={}", d.join(table).display());
         let o = lifecycle(&[
-            "sql", "--format", "csv", "--table", &spec(&time, "a"), "--table", &spec(&customer, "b"),
-            "-c", "SELECT (SELECT count(*) FROM a) AS n, \
+            "sql",
+            "--format",
+            "csv",
+            "--table",
+            &spec(&time, "a"),
+            "--table",
+            &spec(&customer, "b"),
+            "-c",
+            "SELECT (SELECT count(*) FROM a) AS n, \
                     (SELECT count(*) FROM (SELECT * FROM a EXCEPT ALL SELECT * FROM b)) AS a_only, \
                     (SELECT count(*) FROM (SELECT * FROM b EXCEPT ALL SELECT * FROM a)) AS b_only",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let out = stdout(&o);
-        let row: Vec<u64> = out.lines().nth(1).unwrap().split(',').map(|v| v.parse().unwrap()).collect();
+        let row: Vec<u64> = out
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
         assert!(row[0] > 1000, "{table}: {out}");
         assert_eq!((row[1], row[2]), (0, 0), "{table}: {out}");
         // Time layout: each file sorted, file K before file K+1; customer layout is not.
@@ -417,9 +442,15 @@ fn generate_layouts_hold_the_same_rows_in_time_or_customer_order() {
             .map(|k| time_span(&time.join(table).join(format!("part-{k:05}.parquet")), col))
             .collect();
         assert!(spans.iter().all(|s| s.2), "{table}: {spans:?}");
-        assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "{table}: {spans:?}");
+        assert!(
+            spans.windows(2).all(|w| w[0].1 <= w[1].0),
+            "{table}: {spans:?}"
+        );
         let first = time_span(&customer.join(table).join("part-00000.parquet"), col);
-        assert!(!first.2, "{table}: customer layout is ordered by customer, not time");
+        assert!(
+            !first.2,
+            "{table}: customer layout is ordered by customer, not time"
+        );
     }
 }
 

@@ -12,3 +12,4 @@ mod registration;
 mod report;
 mod server;
 mod slt;
+mod store;

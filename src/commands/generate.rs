@@ -10,7 +10,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use lifecycle_sample::generate::{
-    AmountType, GenerateOptions, Process, Shape, parse_date_us, parquet_writer, write_parquet,
+    AmountType, GenerateOptions, Process, Shape, parquet_writer, parse_date_us, write_parquet,
 };
 
 use crate::engine::config::parse_memory_size;
@@ -104,9 +104,14 @@ pub async fn run(args: Args) -> Result<()> {
             bar.finish_and_clear();
             let mut tables = vec![("purchases", counts.1, "order_ts, order_id")];
             if events {
-                tables.push(("events", counts.2, "event_ts, customer_id, session_id, event_type"));
+                tables.push((
+                    "events",
+                    counts.2,
+                    "event_ts, customer_id, session_id, event_type",
+                ));
             }
-            let sorted = time_order(&scratch, &args.out, &tables, args.files, args.memory_limit).await;
+            let sorted =
+                time_order(&scratch, &args.out, &tables, args.files, args.memory_limit).await;
             if sorted.is_ok() {
                 replace_dir(&scratch.join("customers"), &args.out.join("customers"))?;
             }
@@ -144,7 +149,9 @@ async fn time_order(
         })?;
         ctx.register_parquet(name, src, ParquetReadOptions::default())
             .await?;
-        let df = ctx.sql(&format!("SELECT * FROM {name} ORDER BY {order}")).await?;
+        let df = ctx
+            .sql(&format!("SELECT * FROM {name} ORDER BY {order}"))
+            .await?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await?;
         // Written beside the final directory, then swapped in: a failed sort leaves no half table.

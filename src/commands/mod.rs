@@ -16,6 +16,7 @@ pub mod generate;
 pub mod report;
 pub mod serve;
 pub mod sql;
+pub mod store;
 
 /// The session flags every command that runs queries shares (`sql`, `serve`, `report`),
 /// flattened into each, so a new one (`--cluster`, object-store options) is added once.

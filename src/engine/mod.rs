@@ -13,4 +13,5 @@ pub mod secrets;
 pub mod session;
 pub mod signals;
 pub mod storage;
+pub mod store;
 pub mod views;

@@ -27,7 +27,13 @@ pub fn local_context(opts: &SessionOptions) -> Result<SessionContext> {
     if let Some(limit) = opts.memory_limit {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
-    let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime.build_arc()?)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(super::store::guard::StoreCoPartitioning))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     lifecycle_udfs::register_all(&ctx)?;
     Ok(ctx)
 }
@@ -59,6 +65,21 @@ pub async fn register_parquet(ctx: &SessionContext, name: &str, path: &str) -> R
         return Err(DataFusionError::Plan(format!(
             "table '{name}': '{path}' does not exist"
         )));
+    }
+    // A Delta table (a lifecycle store or any other): a directory or prefix with `_delta_log/`.
+    if !is_glob && (path.contains("://") || local.is_dir()) {
+        let url = super::store::table_url(path)?;
+        if super::store::is_delta_table(ctx, &url)
+            .await
+            .unwrap_or(false)
+        {
+            return super::store::register(ctx, name, &url).await.map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "table '{name}': cannot read '{path}' as a Delta table: {}",
+                    e.strip_backtrace()
+                ))
+            });
+        }
     }
     if !is_glob && !path.contains("://") {
         check_parquet_files(name, local)?;

@@ -19,6 +19,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 mod support;
 
+pub mod bucket;
 pub mod events;
 pub mod lead;
 pub mod models;
@@ -43,6 +44,7 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
         period::period_start_udf(),
         segment::rfm_segment_udf(),
         lead::lead_stage_udf(),
+        bucket::store_bucket_udf(),
     ];
     v.extend(models::prediction_udfs());
     v

@@ -1,0 +1,124 @@
+//! `lifecycle store sync | compact | info`: the lifecycle store (docs/store.md).
+
+use clap::Subcommand;
+use datafusion::error::Result;
+
+use crate::engine::config::{SessionOptions, TableSpec, parse_memory_size};
+use crate::engine::session::local_context;
+use crate::engine::store::write::{self, SyncOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Fold the source files not yet in the store into it (the first run builds it): one sorted
+    /// run per bucket, in one Delta commit.
+    Sync(SyncArgs),
+    /// Merge each bucket's sorted runs into one sorted file.
+    Compact(CommonArgs),
+    /// The store's version, layout, files and runs per bucket, rows and source files folded.
+    Info(CommonArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SyncArgs {
+    /// The source: NAME=PATH, PATH a Parquet file, directory, glob or s3:// prefix.
+    #[arg(long = "table", value_name = "NAME=PATH")]
+    table: TableSpec,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The customer column: rows are bucketed by it and sorted by it first.
+    #[arg(long)]
+    key: Option<String>,
+    /// The time column rows are sorted by within a customer (default: order_ts, event_ts or ts,
+    /// whichever the source has).
+    #[arg(long)]
+    order: Option<String>,
+    /// Number of hash buckets (default 32; the NULL-key rows get one more).
+    #[arg(long)]
+    buckets: Option<u32>,
+    /// Build the store again from every source file, in a new version (for a source file that
+    /// changed or disappeared, or another layout).
+    #[arg(long)]
+    rebuild: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CommonArgs {
+    /// The store: a directory or s3:// prefix.
+    #[arg(long, value_name = "DIR")]
+    store: String,
+    /// Bound memory (e.g. 2G): the sort spills to disk beyond it.
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory_size)]
+    memory_limit: Option<usize>,
+}
+
+fn context(common: &CommonArgs) -> Result<datafusion::prelude::SessionContext> {
+    local_context(&SessionOptions {
+        memory_limit: common.memory_limit,
+        ..Default::default()
+    })
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    match args.command {
+        StoreCommand::Sync(a) => {
+            let ctx = context(&a.common)?;
+            let started = std::time::Instant::now();
+            let r = write::sync(
+                &ctx,
+                &SyncOptions {
+                    source: a.table.path.clone(),
+                    store: a.common.store.clone(),
+                    key: a.key,
+                    order: a.order,
+                    buckets: a.buckets,
+                    rebuild: a.rebuild,
+                },
+            )
+            .await?;
+            if r.new_files == 0 {
+                eprintln!(
+                    "{}: up to date at version {} (no new source files)",
+                    a.common.store, r.version
+                );
+            } else {
+                eprintln!(
+                    "{}: version {}: folded {} source file(s) of '{}', {} rows in {} run(s), {:.2} s",
+                    a.common.store,
+                    r.version,
+                    r.new_files,
+                    a.table.name,
+                    r.rows,
+                    r.runs,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        StoreCommand::Compact(c) => {
+            let ctx = context(&c)?;
+            let started = std::time::Instant::now();
+            let (version, merged) = write::compact(&ctx, &c.store).await?;
+            if merged == 0 {
+                eprintln!("{}: already compact at version {version}", c.store);
+            } else {
+                eprintln!(
+                    "{}: version {version}: merged the runs of {merged} bucket(s), {:.2} s",
+                    c.store,
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        StoreCommand::Info(c) => {
+            let ctx = context(&c)?;
+            for (k, v) in write::info(&ctx, &c.store).await? {
+                println!("{k}: {v}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The lifecycle store (issue 26): a table's history kept as a Delta Lake table whose rows are
+//! bucketed by customer and sorted by (key, time) inside every file, so per-customer questions
+//! stream one customer at a time with no hash table and no repartition, and a sync reads only the
+//! source files it has not folded yet. The layout ([`Layout`]) is recorded in the table's
+//! properties; a bucket's files are its sorted runs, one per sync until `compact` merges them.
+//!
+//! On disk, for a store at `DIR`:
+//! - `DIR/_delta_log/`: the Delta log (any Delta reader reads the store's rows);
+//! - `DIR/bNNNNN/RUN.parquet`: bucket `NNNNN`'s runs, each sorted by (key, time), nulls last;
+//!   bucket `N` (one past the last hash bucket) holds the rows whose key is NULL;
+//! - `DIR/_lifecycle/sources-ID.json`: the source files folded so far, named by the table
+//!   property `lifecycle.store.sources` of the version that folded them.
+//!
+//! Buckets are Iceberg's bucket transform of the key (`store_bucket(key, n)`), so other engines
+//! can find a key's bucket from the documented hash.
+
+pub mod guard;
+pub mod layout;
+pub mod provider;
+pub mod sources;
+pub mod write;
+
+use std::sync::Arc;
+
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+use deltalake_core::{DeltaTable, DeltaTableBuilder};
+use object_store::ObjectStore;
+use url::Url;
+
+pub use layout::Layout;
+
+/// A store or table location as a directory URL (`file:///abs/dir/` or `s3://bucket/prefix/`).
+pub fn table_url(path: &str) -> Result<Url> {
+    let mut url = if path.contains("://") {
+        Url::parse(path).map_err(|e| {
+            DataFusionError::Configuration(format!("'{path}' is not a valid URL: {e}"))
+        })?
+    } else {
+        let p = std::path::absolute(path)?;
+        Url::from_directory_path(&p).map_err(|()| {
+            DataFusionError::Configuration(format!("'{path}' is not a usable directory path"))
+        })?
+    };
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    Ok(url)
+}
+
+/// The object store that serves `url` in `ctx` (the session's registry: local files, `s3://`).
+pub fn store_for(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+    ctx.runtime_env()
+        .object_store(provider::object_store_url(url)?)
+}
+
+/// Whether `url` holds a Delta table (a `_delta_log/` with at least one entry).
+pub async fn is_delta_table(ctx: &SessionContext, url: &Url) -> Result<bool> {
+    use futures::StreamExt;
+    let store = store_for(ctx, url)?;
+    let log = object_store::path::Path::from_url_path(url.path())
+        .map_err(|e| DataFusionError::External(Box::new(e)))?
+        .clone()
+        .join("_delta_log");
+    let mut list = store.list(Some(&log));
+    Ok(match list.next().await {
+        Some(Ok(_)) => true,
+        Some(Err(object_store::Error::NotFound { .. })) | None => false,
+        Some(Err(e)) => return Err(e.into()),
+    })
+}
+
+/// Opens the Delta table at `url` (its newest version), through the session's object store.
+pub async fn open_table(ctx: &SessionContext, url: &Url) -> Result<DeltaTable> {
+    let store = store_for(ctx, url)?;
+    DeltaTableBuilder::from_url(url.clone())
+        .map_err(delta_error)?
+        .with_storage_backend(store, url.clone())
+        .load()
+        .await
+        .map_err(delta_error)
+}
+
+/// A delta-rs error as a DataFusion one, with its message.
+pub fn delta_error(e: deltalake_core::DeltaTableError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Registers the Delta table at `url` as `name`: a store written by `lifecycle store sync` with a
+/// provider that declares its layout ([`provider::StoreTable`]), any other Delta table with
+/// delta-rs's provider.
+pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> Result<()> {
+    let table = open_table(ctx, url).await?;
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let provider: Arc<dyn datafusion::catalog::TableProvider> =
+        match Layout::from_properties(&layout::properties(snapshot.snapshot())?)? {
+            Some(layout) => Arc::new(provider::StoreTable::try_new(&table, layout)?),
+            None => {
+                table
+                    .update_datafusion_session(&ctx.state())
+                    .map_err(delta_error)?;
+                Arc::new(table.table_provider().build().await?)
+            }
+        };
+    ctx.register_table(name, provider)?;
+    Ok(())
+}

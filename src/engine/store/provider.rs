@@ -1,0 +1,171 @@
+//! Reading a store: one partition per bucket, declared to DataFusion as hash-partitioned on the
+//! key, and ordered by (key, time) when every bucket is one sorted file, so per-customer
+//! aggregates plan with no repartition (single-phase, in order) and windows over
+//! `PARTITION BY key ORDER BY time` need no sort.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, Partitioning, PhysicalSortExpr};
+use datafusion::physical_plan::ExecutionPlan;
+use deltalake_core::DeltaTable;
+use url::Url;
+
+use super::{Layout, delta_error};
+
+/// A store's files at one version, by bucket.
+#[derive(Debug, Clone)]
+pub struct StoreFiles {
+    /// Bucket `b`'s runs: (object store path, size, rows if known).
+    pub buckets: Vec<Vec<(String, u64, Option<usize>)>>,
+}
+
+impl StoreFiles {
+    /// The files of `table`'s loaded version, grouped by bucket; an error names a data file
+    /// that is not in a bucket directory (a store only ever writes there).
+    pub fn of(table: &DeltaTable, layout: &Layout) -> Result<Self> {
+        let snapshot = table.snapshot().map_err(delta_error)?;
+        let root = object_store::path::Path::from_url_path(table.table_url().path())
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut buckets = vec![vec![]; layout.partitions()];
+        for f in snapshot.log_data().iter() {
+            let rel = f.path().to_string();
+            let b = Layout::bucket_of_path(&rel)
+                .filter(|b| *b < buckets.len())
+                .ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "store {}: data file '{rel}' is not in a bucket directory b00000..b{:05}: \
+                         the table was changed by another writer",
+                        table.table_url(),
+                        layout.buckets
+                    ))
+                })?;
+            let path = format!("{}/{rel}", root.as_ref())
+                .trim_start_matches('/')
+                .to_string();
+            buckets[b].push((path, f.size().max(0) as u64, f.num_records()));
+        }
+        for runs in &mut buckets {
+            runs.sort();
+        }
+        Ok(Self { buckets })
+    }
+
+    /// Number of rows, when every file's count is recorded.
+    pub fn rows(&self) -> Option<usize> {
+        self.buckets.iter().flatten().map(|f| f.2).sum()
+    }
+}
+
+/// The table provider of a store.
+#[derive(Debug)]
+pub struct StoreTable {
+    schema: SchemaRef,
+    layout: Layout,
+    store_url: ObjectStoreUrl,
+    files: StoreFiles,
+}
+
+impl StoreTable {
+    pub fn try_new(table: &DeltaTable, layout: Layout) -> Result<Self> {
+        let snapshot = table.snapshot().map_err(delta_error)?;
+        let schema = snapshot.snapshot().arrow_schema();
+        for c in [&layout.key, &layout.order] {
+            if schema.index_of(c).is_err() {
+                return Err(DataFusionError::Plan(format!(
+                    "store {}: its layout names column '{c}', which its schema lacks",
+                    table.table_url()
+                )));
+            }
+        }
+        Ok(Self {
+            files: StoreFiles::of(table, &layout)?,
+            store_url: object_store_url(table.table_url())?,
+            schema,
+            layout,
+        })
+    }
+
+    /// The ordering every bucket file has: (key, time), ascending, nulls last.
+    fn ordering(&self) -> Result<LexOrdering> {
+        let opts = SortOptions {
+            descending: false,
+            nulls_first: false,
+        };
+        let sort = |name: &str| -> Result<PhysicalSortExpr> {
+            Ok(PhysicalSortExpr::new(
+                Arc::new(Column::new(name, self.schema.index_of(name)?)),
+                opts,
+            ))
+        };
+        LexOrdering::new([sort(&self.layout.key)?, sort(&self.layout.order)?])
+            .ok_or_else(|| DataFusionError::Internal("empty store ordering".into()))
+    }
+}
+
+/// The object store URL (scheme and authority) of a table URL.
+pub fn object_store_url(url: &Url) -> Result<ObjectStoreUrl> {
+    ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))
+}
+
+#[async_trait]
+impl TableProvider for StoreTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let source = ParquetSource::new(TableSchema::from(Arc::clone(&self.schema)));
+        let groups: Vec<FileGroup> = self
+            .files
+            .buckets
+            .iter()
+            .map(|runs| {
+                FileGroup::new(
+                    runs.iter()
+                        .map(|(path, size, _)| PartitionedFile::new(path.clone(), *size))
+                        .collect(),
+                )
+            })
+            .collect();
+        let key = Arc::new(Column::new(
+            &self.layout.key,
+            self.schema.index_of(&self.layout.key)?,
+        ));
+        let mut config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_output_partitioning(Some(Partitioning::Hash(
+                vec![key],
+                self.layout.partitions(),
+            )))
+            .with_limit(limit);
+        // A bucket of several runs reads them one after the other: ordered only when every
+        // bucket is a single sorted file (a first sync, or after `compact`).
+        if self.files.buckets.iter().all(|runs| runs.len() <= 1) {
+            config = config.with_output_ordering(vec![self.ordering()?]);
+        }
+        let config = config.with_projection_indices(projection.cloned())?.build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}

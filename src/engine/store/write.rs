@@ -1,0 +1,755 @@
+//! `lifecycle store sync`, `compact` and `info`: folding source files into a store as sorted runs
+//! (one per bucket, one Delta commit), merging each bucket's runs, and describing a store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::{DataFrame, SessionContext, coalesce, ident, lit};
+use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::{Action, Add, MetadataExt, Remove, StructType};
+use deltalake_core::operations::create::CreateBuilder;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::{DeltaTable, DeltaTableBuilder};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use url::Url;
+
+use super::layout::{self, DEFAULT_BUCKETS, Layout, MAX_BUCKETS, SOURCES};
+use super::provider::StoreFiles;
+use super::sources::{self, SourceFile, Sources};
+use super::{delta_error, is_delta_table, open_table, store_for, table_url};
+
+/// What `store sync` is asked to do.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The source files: a Parquet file, directory, glob or `s3://` prefix.
+    pub source: String,
+    /// The store's location.
+    pub store: String,
+    pub key: Option<String>,
+    pub order: Option<String>,
+    pub buckets: Option<u32>,
+    /// Build the store again from every source file (its history kept as Delta versions).
+    pub rebuild: bool,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The store's version after the sync (unchanged when there was nothing new).
+    pub version: i64,
+    pub new_files: usize,
+    pub rows: usize,
+    pub runs: usize,
+}
+
+/// Names for the columns `order` defaults to, tried in turn when `--order` is not given.
+const DEFAULT_ORDERS: [&str; 3] = ["order_ts", "event_ts", "ts"];
+
+/// Folds the source files not yet in the store into it as one sorted run per bucket, in one
+/// Delta commit (creating the store on the first run).
+pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport> {
+    let url = table_url(&opts.store)?;
+    let store = store_for(ctx, &url)?;
+    let root =
+        Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let existing = if is_delta_table(ctx, &url).await? {
+        Some(open_table(ctx, &url).await?)
+    } else {
+        None
+    };
+    // The store's layout and what it has folded, or nothing yet.
+    let (old_layout, folded) = match &existing {
+        Some(t) => {
+            let snapshot = t.snapshot().map_err(delta_error)?;
+            let props = layout::properties(snapshot.snapshot())?;
+            let l = Layout::from_properties(&props)?.ok_or_else(|| {
+                DataFusionError::Plan(format!(
+                    "'{}' is a Delta table that `lifecycle store sync` did not write; nothing written",
+                    opts.store
+                ))
+            })?;
+            let folded = match props.get(SOURCES) {
+                Some(rel) => sources::read(store.as_ref(), &root, rel).await?,
+                None => Sources::new(),
+            };
+            (Some(l), folded)
+        }
+        None => (None, Sources::new()),
+    };
+    if let Some(l) = &old_layout
+        && !opts.rebuild
+    {
+        let differs = |what: &str, given: Option<String>, have: String| match given {
+            Some(g) if g != have => Err(DataFusionError::Plan(format!(
+                "store '{}' was written with --{what} {have}; this run asks for --{what} {g} \
+                 (use --rebuild to lay it out again); nothing written",
+                opts.store
+            ))),
+            _ => Ok(()),
+        };
+        differs("key", opts.key.clone(), l.key.clone())?;
+        differs("order", opts.order.clone(), l.order.clone())?;
+        differs(
+            "buckets",
+            opts.buckets.map(|b| b.to_string()),
+            l.buckets.to_string(),
+        )?;
+    }
+
+    // The source files now.
+    let listed = list_sources(ctx, &opts.source).await?;
+    let mut new = vec![];
+    if !opts.rebuild {
+        for (src, was) in &folded {
+            match listed.iter().find(|(u, _)| u == src) {
+                None => {
+                    return Err(DataFusionError::Plan(format!(
+                        "source file '{src}' was folded into the store and is gone; \
+                         use --rebuild to build the store from the files there now; nothing written"
+                    )));
+                }
+                Some((_, now)) => {
+                    if let Some(change) = was.change(now) {
+                        return Err(DataFusionError::Plan(format!(
+                            "source file '{src}' changed since it was folded into the store ({change}); \
+                             use --rebuild to build the store again; nothing written"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    for (u, f) in &listed {
+        if opts.rebuild || !folded.contains_key(u) {
+            new.push((u.clone(), f.clone()));
+        }
+    }
+    let version_now = existing
+        .as_ref()
+        .and_then(|t| t.version())
+        .map_or(-1, |v| v as i64);
+    if new.is_empty() {
+        return Ok(SyncReport {
+            version: version_now,
+            new_files: 0,
+            rows: 0,
+            runs: 0,
+        });
+    }
+
+    // The schema every new file must have: the store's, or the first file's.
+    let format = ParquetFormat::default();
+    let state = ctx.state();
+    let mut schema: Option<SchemaRef> = match (&existing, opts.rebuild) {
+        (Some(t), false) => Some(t.snapshot().map_err(delta_error)?.snapshot().arrow_schema()),
+        _ => None,
+    };
+    let mut metas = Vec::with_capacity(new.len());
+    for (u, _) in &new {
+        let lu = ListingTableUrl::parse(u)?;
+        let fstore = ctx.runtime_env().object_store(&lu)?;
+        let meta = fstore
+            .head(
+                &Path::from_url_path(
+                    Url::parse(u)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?
+                        .path(),
+                )
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+            )
+            .await?;
+        let s = format
+            .infer_schema(&state, &fstore, std::slice::from_ref(&meta))
+            .await
+            .map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "source file '{u}' is not readable Parquet: {}",
+                    e.strip_backtrace()
+                ))
+            })?;
+        let s = nullable(&s);
+        match &schema {
+            None => schema = Some(s),
+            Some(want) => {
+                if let Some(why) = schema_difference(want, &s) {
+                    return Err(DataFusionError::Plan(format!(
+                        "source file '{u}' has another schema than the store ({why}); nothing written"
+                    )));
+                }
+            }
+        }
+        metas.push(lu);
+    }
+    let schema = schema.expect("at least one new file");
+
+    // The layout: the store's, or the options with their defaults.
+    let layout = match (&old_layout, opts.rebuild) {
+        (Some(l), false) => l.clone(),
+        _ => {
+            let key = opts
+                .key
+                .clone()
+                .unwrap_or_else(|| "customer_id".to_string());
+            let order = match &opts.order {
+                Some(o) => o.clone(),
+                None => DEFAULT_ORDERS
+                    .iter()
+                    .find(|c| schema.index_of(c).is_ok())
+                    .map(|c| c.to_string())
+                    .ok_or_else(|| {
+                        DataFusionError::Plan(format!(
+                            "no --order given and the source has none of the columns {}; nothing written",
+                            DEFAULT_ORDERS.join(", ")
+                        ))
+                    })?,
+            };
+            let buckets = opts.buckets.unwrap_or(DEFAULT_BUCKETS);
+            if !(1..=MAX_BUCKETS).contains(&buckets) {
+                return Err(DataFusionError::Plan(format!(
+                    "--buckets must be 1 to {MAX_BUCKETS}, got {buckets}"
+                )));
+            }
+            Layout {
+                key,
+                order,
+                buckets,
+            }
+        }
+    };
+    check_columns(&schema, &layout)?;
+
+    // Sort the new rows by (bucket, key, time), spilling beyond the memory limit, and write one
+    // run per bucket.
+    let config = ListingTableConfig::new_with_multi_paths(metas)
+        .with_listing_options(ListingOptions::new(Arc::new(format)))
+        .with_schema(Arc::clone(&schema));
+    let df = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
+    let run = format!(
+        "run-{:08}-{}",
+        version_now + 1,
+        uuid::Uuid::new_v4().simple()
+    );
+    let (adds, rows) = write_runs(ctx, &store, &root, &layout, df, &run, true).await?;
+
+    // The new list of folded sources, written before the commit that names it.
+    let mut all = if opts.rebuild { Sources::new() } else { folded };
+    all.extend(new.iter().cloned());
+    let sources_rel = format!(
+        "_lifecycle/sources-{:08}-{}.json",
+        version_now + 1,
+        uuid::Uuid::new_v4().simple()
+    );
+    sources::write(store.as_ref(), &root, &sources_rel, &all).await?;
+    let mut props = layout.properties();
+    props.insert(SOURCES.to_string(), sources_rel);
+    let runs = adds.len();
+
+    let version = match existing {
+        None => {
+            let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
+                DataFusionError::Plan(format!(
+                    "the source's schema cannot be stored as a Delta table: {e}"
+                ))
+            })?;
+            let table = CreateBuilder::new()
+                .with_log_store(log_store(&store, &url)?)
+                .with_location(url.to_string())
+                .with_columns(kernel.fields().cloned())
+                .with_configuration(props.into_iter().map(|(k, v)| (k, Some(v))))
+                .with_raise_if_key_not_exists(false)
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .with_actions(adds.into_iter().map(Action::Add))
+                .await
+                .map_err(|e| commit_error(&opts.store, e))?;
+            table.version().map_or(0, |v| v as i64)
+        }
+        Some(table) => {
+            let snapshot = table.snapshot().map_err(delta_error)?;
+            let mut meta = snapshot.metadata().clone();
+            for (k, v) in props {
+                meta = meta
+                    .add_config_key(k, v)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            }
+            if opts.rebuild {
+                let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
+                    DataFusionError::Plan(format!(
+                        "the source's schema cannot be stored as a Delta table: {e}"
+                    ))
+                })?;
+                meta = meta
+                    .with_schema(&kernel)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            }
+            let mut actions = vec![Action::Metadata(meta)];
+            if opts.rebuild {
+                actions.extend(removes(&table)?.into_iter().map(Action::Remove));
+            }
+            actions.extend(adds.into_iter().map(Action::Add));
+            let op = DeltaOperation::Write {
+                mode: if opts.rebuild {
+                    SaveMode::Overwrite
+                } else {
+                    SaveMode::Append
+                },
+                partition_by: None,
+                predicate: None,
+            };
+            let done = CommitBuilder::default()
+                .with_actions(actions)
+                .with_max_retries(0)
+                .build(Some(snapshot), table.log_store(), op)
+                .await
+                .map_err(|e| commit_error(&opts.store, e))?;
+            done.version() as i64
+        }
+    };
+    remove_orphans(&store, &root, version).await?;
+    Ok(SyncReport {
+        version,
+        new_files: new.len(),
+        rows,
+        runs,
+    })
+}
+
+/// Merges each bucket's runs into one sorted file, in one Delta commit. Returns the new version
+/// and the number of buckets merged (0: nothing to do).
+pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usize)> {
+    let url = table_url(store_path)?;
+    let store = store_for(ctx, &url)?;
+    let root =
+        Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let table = open_store(ctx, &url, store_path).await?;
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let layout = Layout::from_properties(&layout::properties(snapshot.snapshot())?)?
+        .expect("open_store checked");
+    let files = StoreFiles::of(&table, &layout)?;
+    let schema = snapshot.snapshot().arrow_schema();
+    let version_now = table.version().map_or(0, |v| v as i64);
+    let run = format!(
+        "run-{:08}-{}",
+        version_now + 1,
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut adds = vec![];
+    let mut merged: Vec<String> = vec![];
+    for runs in files.buckets.iter().filter(|r| r.len() > 1) {
+        let urls = runs
+            .iter()
+            .map(|(p, _, _)| {
+                ListingTableUrl::parse(format!(
+                    "{}/{p}",
+                    super::provider::object_store_url(&url)?
+                        .as_str()
+                        .trim_end_matches('/')
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
+            .with_schema(Arc::clone(&schema));
+        let df = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
+        let (a, _) = write_runs(ctx, &store, &root, &layout, df, &run, false).await?;
+        adds.extend(a);
+        merged.extend(runs.iter().map(|(p, _, _)| p.clone()));
+    }
+    if merged.is_empty() {
+        return Ok((version_now, 0));
+    }
+    let buckets = adds.len();
+    let prefix = format!("{}/", root.as_ref());
+    let mut actions: Vec<Action> = removes(&table)?
+        .into_iter()
+        .filter(|r| {
+            merged
+                .iter()
+                .any(|m| m.strip_prefix(&prefix) == Some(r.path.as_str()))
+        })
+        .map(Action::Remove)
+        .collect();
+    actions.extend(adds.into_iter().map(|mut a| {
+        a.data_change = false;
+        Action::Add(a)
+    }));
+    let op = DeltaOperation::Optimize {
+        predicate: None,
+        target_size: 0,
+    };
+    let done = CommitBuilder::default()
+        .with_actions(actions)
+        .with_max_retries(0)
+        .build(Some(snapshot), table.log_store(), op)
+        .await
+        .map_err(|e| commit_error(store_path, e))?;
+    remove_orphans(&store, &root, done.version() as i64).await?;
+    Ok((done.version() as i64, buckets))
+}
+
+/// `store info`: one line per fact.
+pub async fn info(ctx: &SessionContext, store_path: &str) -> Result<Vec<(String, String)>> {
+    let url = table_url(store_path)?;
+    let store = store_for(ctx, &url)?;
+    let root =
+        Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let table = open_store(ctx, &url, store_path).await?;
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let props = layout::properties(snapshot.snapshot())?;
+    let layout = Layout::from_properties(&props)?.expect("open_store checked");
+    let files = StoreFiles::of(&table, &layout)?;
+    let folded = match props.get(SOURCES) {
+        Some(rel) => sources::read(store.as_ref(), &root, rel).await?.len(),
+        None => 0,
+    };
+    let runs: Vec<usize> = files.buckets.iter().map(Vec::len).collect();
+    let hist = |f: &dyn Fn(usize) -> bool| runs.iter().filter(|r| f(**r)).count();
+    Ok(vec![
+        ("store".into(), url.to_string()),
+        ("version".into(), table.version().unwrap_or(0).to_string()),
+        ("key".into(), layout.key.clone()),
+        ("order".into(), layout.order.clone()),
+        (
+            "buckets".into(),
+            format!(
+                "{} (+1 for NULL keys), hash {}",
+                layout.buckets,
+                layout::HASH_NAME
+            ),
+        ),
+        ("files".into(), runs.iter().sum::<usize>().to_string()),
+        (
+            "runs per bucket".into(),
+            format!(
+                "max {}, buckets with 0: {}, 1: {}, more: {}",
+                runs.iter().max().copied().unwrap_or(0),
+                hist(&|r| r == 0),
+                hist(&|r| r == 1),
+                hist(&|r| r > 1)
+            ),
+        ),
+        (
+            "rows".into(),
+            files.rows().map_or("unknown".into(), |r| r.to_string()),
+        ),
+        ("source files folded".into(), folded.to_string()),
+    ])
+}
+
+/// Opens a store, with an error when `url` is not one.
+async fn open_store(ctx: &SessionContext, url: &Url, path: &str) -> Result<DeltaTable> {
+    if !is_delta_table(ctx, url).await? {
+        return Err(DataFusionError::Plan(format!(
+            "'{path}' is not a lifecycle store (no _delta_log/); `lifecycle store sync` makes one"
+        )));
+    }
+    let table = open_table(ctx, url).await?;
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    if Layout::from_properties(&layout::properties(snapshot.snapshot())?)?.is_none() {
+        return Err(DataFusionError::Plan(format!(
+            "'{path}' is a Delta table that `lifecycle store sync` did not write"
+        )));
+    }
+    Ok(table)
+}
+
+/// Remove actions for every file of the table's current version.
+fn removes(table: &DeltaTable) -> Result<Vec<Remove>> {
+    let snapshot = table.snapshot().map_err(delta_error)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Ok(snapshot
+        .log_data()
+        .iter()
+        .map(|f| {
+            let mut r = f.remove_action(true);
+            r.deletion_timestamp = Some(now);
+            r
+        })
+        .collect())
+}
+
+/// A log store over `store` for the table at `url`.
+fn log_store(
+    store: &Arc<dyn ObjectStore>,
+    url: &Url,
+) -> Result<deltalake_core::logstore::LogStoreRef> {
+    DeltaTableBuilder::from_url(url.clone())
+        .map_err(delta_error)?
+        .with_storage_backend(Arc::clone(store), url.clone())
+        .build_storage()
+        .map_err(delta_error)
+}
+
+/// A commit that lost to another writer, or failed, as one clear error.
+fn commit_error(store: &str, e: deltalake_core::DeltaTableError) -> DataFusionError {
+    let msg = e.to_string();
+    if msg.contains("onflict")
+        || msg.contains("already exists")
+        || msg.contains("VersionAlreadyExists")
+        || msg.contains("version") && msg.contains("exists")
+    {
+        DataFusionError::Execution(format!(
+            "store '{store}': another sync or compact committed first ({msg}); nothing of this run \
+             was committed: run it again"
+        ))
+    } else {
+        DataFusionError::Execution(format!("store '{store}': commit failed: {msg}"))
+    }
+}
+
+/// The files `source` names (a file, directory, glob or object-store prefix), by URL.
+async fn list_sources(ctx: &SessionContext, source: &str) -> Result<Vec<(String, SourceFile)>> {
+    let lu = ListingTableUrl::parse(source)?;
+    let store = ctx.runtime_env().object_store(&lu)?;
+    let state = ctx.state();
+    let mut list = lu
+        .list_all_files(&state, store.as_ref(), ".parquet")
+        .await?;
+    let base = lu.object_store();
+    let mut out = vec![];
+    while let Some(meta) = list.next().await {
+        let meta = meta?;
+        let url = format!("{}{}", base.as_str(), meta.location.as_ref());
+        out.push((url, SourceFile::of(&meta)));
+    }
+    if out.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "no Parquet files at '{source}'; nothing written"
+        )));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// `schema` with every field nullable (a store takes any later file's nulls).
+fn nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// How `got` differs from `want` (names and types, in order), if it does.
+fn schema_difference(want: &Schema, got: &Schema) -> Option<String> {
+    let show = |s: &Schema| {
+        s.fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same = want.fields().len() == got.fields().len()
+        && want
+            .fields()
+            .iter()
+            .zip(got.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    (!same).then(|| format!("expected ({}), found ({})", show(want), show(got)))
+}
+
+/// Checks the key and time columns exist with types the store can bucket and sort.
+fn check_columns(schema: &Schema, layout: &Layout) -> Result<()> {
+    let field = |name: &str, what: &str| {
+        schema.field_with_name(name).map_err(|_| {
+            DataFusionError::Plan(format!(
+                "the source has no {what} column '{name}' (columns: {}); nothing written",
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    };
+    let key = field(&layout.key, "key")?;
+    if !lifecycle_udfs::bucket::supported_key(key.data_type()) {
+        return Err(DataFusionError::Plan(format!(
+            "key column '{}' is {}: a store buckets integer, DATE or string keys; nothing written",
+            layout.key,
+            key.data_type()
+        )));
+    }
+    let order = field(&layout.order, "order")?;
+    let t = order.data_type();
+    if !(matches!(
+        t,
+        DataType::Timestamp(_, _) | DataType::Date32 | DataType::Date64
+    ) || t.is_integer())
+    {
+        return Err(DataFusionError::Plan(format!(
+            "order column '{}' is {t}: a store orders by a timestamp, date or integer; nothing written",
+            layout.order
+        )));
+    }
+    Ok(())
+}
+
+/// The bucket column sync adds to the rows it sorts.
+const BUCKET_COL: &str = "__lifecycle_store_bucket";
+
+/// Sorts `df` by (bucket, key, time) and writes one file per bucket it has rows for, named
+/// `bNNNNN/RUN.parquet`. Returns the Add actions and the number of rows.
+async fn write_runs(
+    ctx: &SessionContext,
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    layout: &Layout,
+    df: DataFrame,
+    run: &str,
+    data_change: bool,
+) -> Result<(Vec<Add>, usize)> {
+    let _ = ctx;
+    let n = layout.buckets as i64;
+    let bucket = coalesce(vec![
+        lifecycle_udfs::bucket::store_bucket_udf().call(vec![ident(&layout.key), lit(n)]),
+        lit(n as i32),
+    ]);
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let df = df.with_column(BUCKET_COL, bucket)?.sort(vec![
+        ident(BUCKET_COL).sort(true, false),
+        ident(&layout.key).sort(true, false),
+        ident(&layout.order).sort(true, false),
+    ])?;
+    let mut stream = df.execute_stream().await?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
+    let mut adds = vec![];
+    let mut total = 0usize;
+    let mut current: Option<(i32, Path, String, AsyncArrowWriter<BufWriter>, usize)> = None;
+    let ncols = schema.fields().len();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let buckets = batch.column(ncols).as_primitive::<Int32Type>().clone();
+        let data = RecordBatch::try_new(Arc::clone(&schema), batch.columns()[..ncols].to_vec())?;
+        let mut i = 0;
+        while i < batch.num_rows() {
+            let b = buckets.value(i);
+            let mut j = i + 1;
+            while j < batch.num_rows() && buckets.value(j) == b {
+                j += 1;
+            }
+            if current.as_ref().is_none_or(|c| c.0 != b) {
+                if let Some(c) = current.take() {
+                    adds.push(finish(store, c.1, c.2, c.3, c.4, data_change).await?);
+                }
+                let rel = format!("{}/{run}.parquet", Layout::bucket_dir(b as usize));
+                let path = sources::child(root, &rel);
+                let w = AsyncArrowWriter::try_new(
+                    BufWriter::new(Arc::clone(store), path.clone()),
+                    Arc::clone(&schema),
+                    Some(props.clone()),
+                )?;
+                current = Some((b, path, rel, w, 0));
+            }
+            let c = current.as_mut().expect("a writer is open");
+            c.3.write(&data.slice(i, j - i)).await?;
+            c.4 += j - i;
+            total += j - i;
+            i = j;
+        }
+    }
+    if let Some(c) = current.take() {
+        adds.push(finish(store, c.1, c.2, c.3, c.4, data_change).await?);
+    }
+    Ok((adds, total))
+}
+
+/// Closes a run's writer and describes the file as a Delta Add action.
+async fn finish(
+    store: &Arc<dyn ObjectStore>,
+    path: Path,
+    rel: String,
+    w: AsyncArrowWriter<BufWriter>,
+    rows: usize,
+    data_change: bool,
+) -> Result<Add> {
+    w.close().await?;
+    let meta = store.head(&path).await?;
+    Ok(Add {
+        path: rel,
+        partition_values: HashMap::new(),
+        size: meta.size as i64,
+        modification_time: meta.last_modified.timestamp_millis(),
+        data_change,
+        stats: Some(serde_json::json!({ "numRecords": rows }).to_string()),
+        ..Default::default()
+    })
+}
+
+/// The version a run or source-list file was written for, from its name
+/// (`run-VVVVVVVV-ID.parquet`, `sources-VVVVVVVV-ID.json`).
+fn intended_version(name: &str) -> Option<i64> {
+    let rest = name
+        .strip_prefix("run-")
+        .or_else(|| name.strip_prefix("sources-"))?;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Removes the files of interrupted or losing attempts, after a commit at `committed`: a file
+/// written for version `V <= committed` that version `V`'s commit does not name was never
+/// committed and never will be (version `V` exists). Files of attempts still running are written
+/// for a later version and left alone; a commit file that cannot be read keeps its candidates.
+async fn remove_orphans(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    committed: i64,
+) -> Result<usize> {
+    let mut commits: HashMap<i64, Option<String>> = HashMap::new();
+    let mut list = store.list(Some(root));
+    let mut removed = 0;
+    let mut candidates = vec![];
+    while let Some(meta) = list.next().await {
+        let meta = meta?;
+        let Some(name) = meta.location.filename() else {
+            continue;
+        };
+        if let Some(v) = intended_version(name)
+            && v <= committed
+        {
+            candidates.push((meta.location.clone(), name.to_string(), v));
+        }
+    }
+    for (path, name, v) in candidates {
+        if let std::collections::hash_map::Entry::Vacant(e) = commits.entry(v) {
+            let log = sources::child(root, &format!("_delta_log/{v:020}.json"));
+            let text = match store.get(&log).await {
+                Ok(r) => r
+                    .bytes()
+                    .await
+                    .ok()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                Err(_) => None,
+            };
+            e.insert(text);
+        }
+        if let Some(Some(text)) = commits.get(&v)
+            && !text.contains(&name)
+        {
+            store.delete(&path).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,274 @@
+//! The lifecycle store (`lifecycle store sync | compact | info`): every question answered on the
+//! store equals the answer on the source files, after a first sync, after later syncs that fold
+//! new files, and after compaction, at 1 and 4 partitions; per-customer aggregates plan with no
+//! repartition; bad input is one clear error and writes nothing; joins with other tables stay
+//! exact whatever the partition counts.
+
+use std::path::Path;
+
+use datafusion::prelude::SessionContext;
+use lifecycle::engine::store::write::{self, SyncOptions};
+
+use crate::common::{query, session};
+
+const AS_OF: &str = "TIMESTAMP '2024-03-31 00:00:00'";
+
+fn questions() -> Vec<String> {
+    vec![
+        "SELECT customer_id, count(*), sum(amount), min(order_ts), max(order_ts) FROM purchases GROUP BY 1 ORDER BY 1".into(),
+        format!("SELECT customer_id, lifecycle_stage(order_ts, {AS_OF}), churn_flag(order_ts, {AS_OF}) FROM purchases GROUP BY 1 ORDER BY 1"),
+        "SELECT * FROM cohort_retention('purchases', 'month') ORDER BY 1, 2".into(),
+        format!("SELECT customer_id, rfm_summary(order_ts, amount, {AS_OF}), churn_risk(order_ts, {AS_OF}) FROM purchases GROUP BY 1 ORDER BY 1"),
+        "SELECT customer_id, order_id, lag(order_ts) OVER (PARTITION BY customer_id ORDER BY order_ts, order_id) FROM purchases ORDER BY 1, 2".into(),
+        "SELECT customer_id, window_funnel(86400, event_ts, event_type = 'visit', event_type = 'view', event_type = 'cart', event_type = 'checkout', event_type = 'purchase') FROM events GROUP BY 1 ORDER BY 1".into(),
+        "SELECT customer_id, session_id, event_ts, event_type, sessionize(event_ts, INTERVAL '30 minutes') OVER (PARTITION BY customer_id ORDER BY event_ts, session_id, event_type) FROM events ORDER BY 1, 3, 2, 4".into(),
+        "SELECT count(*) FROM purchases p JOIN purchases q ON p.customer_id = q.customer_id".into(),
+    ]
+}
+
+async fn sync_ctx() -> SessionContext {
+    lifecycle::engine::session::local_context(&Default::default()).unwrap()
+}
+
+async fn sync(
+    src: &Path,
+    store: &Path,
+    extra: impl FnOnce(&mut SyncOptions),
+) -> datafusion::error::Result<write::SyncReport> {
+    let mut o = SyncOptions {
+        source: src.to_str().unwrap().to_string(),
+        store: store.to_str().unwrap().to_string(),
+        key: None,
+        order: None,
+        buckets: Some(4),
+        rebuild: false,
+    };
+    extra(&mut o);
+    write::sync(&sync_ctx().await, &o).await
+}
+
+/// Every question's answer on `tables`, at 1 and 4 partitions.
+async fn answers(tables: &[(&str, &Path)]) -> Vec<Vec<Vec<String>>> {
+    let tables: Vec<(&str, &str)> = tables
+        .iter()
+        .map(|(n, p)| (*n, p.to_str().unwrap()))
+        .collect();
+    let mut out = vec![];
+    for partitions in [1, 4] {
+        let ctx = session(partitions, &tables).await;
+        for q in questions() {
+            out.push(query(&ctx, &q).await);
+        }
+    }
+    out
+}
+
+fn copy_parts(from: &Path, to: &Path, parts: std::ops::Range<usize>) {
+    std::fs::create_dir_all(to).unwrap();
+    for k in parts {
+        let name = format!("part-{k:05}.parquet");
+        std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_question_equals_the_source_files_across_syncs_and_compaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    crate::common::generate_dense(&data, 1500, 3, 21);
+    let (src_p, src_e) = (tmp.path().join("src_p"), tmp.path().join("src_e"));
+    let (st_p, st_e) = (tmp.path().join("store_p"), tmp.path().join("store_e"));
+    // The first sync folds two of three files.
+    copy_parts(&data.join("purchases"), &src_p, 0..2);
+    copy_parts(&data.join("events"), &src_e, 0..2);
+    let r = sync(&src_p, &st_p, |_| {}).await.unwrap();
+    assert_eq!((r.version, r.new_files), (0, 2));
+    sync(&src_e, &st_e, |o| o.order = Some("event_ts".into()))
+        .await
+        .unwrap();
+    let want = answers(&[("purchases", &src_p), ("events", &src_e)]).await;
+    let got = answers(&[("purchases", &st_p), ("events", &st_e)]).await;
+    assert_eq!(got, want, "first sync");
+    // Nothing new: nothing written.
+    let r = sync(&src_p, &st_p, |_| {}).await.unwrap();
+    assert_eq!((r.version, r.new_files), (0, 0));
+    // The third file arrives: only it is read, as one more run per bucket.
+    copy_parts(&data.join("purchases"), &src_p, 2..3);
+    copy_parts(&data.join("events"), &src_e, 2..3);
+    let r = sync(&src_p, &st_p, |_| {}).await.unwrap();
+    assert_eq!((r.version, r.new_files), (1, 1));
+    sync(&src_e, &st_e, |_| {}).await.unwrap();
+    let want = answers(&[("purchases", &src_p), ("events", &src_e)]).await;
+    let got = answers(&[("purchases", &st_p), ("events", &st_e)]).await;
+    assert_eq!(got, want, "after a second sync (two runs per bucket)");
+    let info = write::info(&sync_ctx().await, st_p.to_str().unwrap())
+        .await
+        .unwrap();
+    let get = |k: &str| info.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    assert_eq!(get("version"), "1");
+    assert_eq!(get("source files folded"), "3");
+    assert!(get("runs per bucket").starts_with("max 2"), "{info:?}");
+    // Compaction: one file per bucket, same answers.
+    for st in [&st_p, &st_e] {
+        let (v, merged) = write::compact(&sync_ctx().await, st.to_str().unwrap())
+            .await
+            .unwrap();
+        assert_eq!((v, merged), (2, 4));
+    }
+    let got = answers(&[("purchases", &st_p), ("events", &st_e)]).await;
+    assert_eq!(got, want, "after compaction");
+    let info = write::info(&sync_ctx().await, st_p.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        info.iter()
+            .any(|(k, v)| k == "runs per bucket" && v.starts_with("max 1")),
+        "{info:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_customer_questions_plan_without_repartition_or_sort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    crate::common::generate_dense(&data, 300, 2, 5);
+    let st = tmp.path().join("store");
+    sync(&data.join("purchases"), &st, |_| {}).await.unwrap();
+    let ctx = session(2, &[("purchases", st.to_str().unwrap())]).await;
+    let plan = |sql: String| {
+        let ctx = ctx.clone();
+        async move {
+            let rows = query(&ctx, &format!("EXPLAIN {sql}")).await;
+            rows.iter()
+                .map(|r| r.join(" "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    for sql in [
+        "SELECT customer_id, count(*), sum(amount) FROM purchases GROUP BY customer_id".to_string(),
+        format!("SELECT customer_id, lifecycle_stage(order_ts, {AS_OF}) FROM purchases GROUP BY customer_id"),
+        "SELECT customer_id, lag(order_ts) OVER (PARTITION BY customer_id ORDER BY order_ts) FROM purchases".into(),
+    ] {
+        let p = plan(sql.clone()).await;
+        assert!(!p.contains("RepartitionExec"), "{sql}\n{p}");
+        assert!(!p.contains("SortExec"), "{sql}\n{p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_with_other_tables_stay_exact_whatever_the_partition_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    crate::common::generate_dense(&data, 800, 2, 8);
+    let st = tmp.path().join("store");
+    // 4 buckets + the NULL-key bucket = 5 partitions: at target_partitions 5, DataFusion alone
+    // would take the store's buckets for its own hash partitions.
+    sync(&data.join("purchases"), &st, |_| {}).await.unwrap();
+    let sql = "SELECT count(*), sum(c.customer_id) FROM purchases p JOIN customers c ON p.customer_id = c.customer_id";
+    for partitions in [1, 4, 5, 8] {
+        let on_files = session(
+            partitions,
+            &[
+                ("purchases", data.join("purchases").to_str().unwrap()),
+                ("customers", data.join("customers").to_str().unwrap()),
+            ],
+        )
+        .await;
+        let on_store = session(
+            partitions,
+            &[
+                ("purchases", st.to_str().unwrap()),
+                ("customers", data.join("customers").to_str().unwrap()),
+            ],
+        )
+        .await;
+        on_store
+            .sql("SET datafusion.optimizer.hash_join_single_partition_threshold = 0")
+            .await
+            .unwrap();
+        on_store
+            .sql("SET datafusion.optimizer.hash_join_single_partition_threshold_rows = 0")
+            .await
+            .unwrap();
+        assert_eq!(
+            query(&on_store, sql).await,
+            query(&on_files, sql).await,
+            "{partitions} partitions"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_one_clear_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    crate::common::generate_dense(&data, 200, 2, 3);
+    let src = tmp.path().join("src");
+    copy_parts(&data.join("purchases"), &src, 0..1);
+    let st = tmp.path().join("store");
+    let err = |r: datafusion::error::Result<write::SyncReport>| r.unwrap_err().to_string();
+    // Missing key or order column, unsupported bucket counts: nothing created.
+    let e = err(sync(&src, &st, |o| o.key = Some("nope".into())).await);
+    assert!(e.contains("no key column 'nope'"), "{e}");
+    let e = err(sync(&src, &st, |o| o.order = Some("amount".into())).await);
+    assert!(e.contains("order column 'amount'"), "{e}");
+    let e = err(sync(&src, &st, |o| o.buckets = Some(0)).await);
+    assert!(e.contains("--buckets"), "{e}");
+    assert!(!st.join("_delta_log").exists());
+    sync(&src, &st, |_| {}).await.unwrap();
+    // Another layout asked of an existing store.
+    let e = err(sync(&src, &st, |o| o.buckets = Some(8)).await);
+    assert!(e.contains("--buckets 4") && e.contains("--rebuild"), "{e}");
+    // A new file with another schema (the customers table) is named; the store is unchanged.
+    std::fs::copy(
+        data.join("customers/part-00000.parquet"),
+        src.join("zz.parquet"),
+    )
+    .unwrap();
+    let e = err(sync(&src, &st, |_| {}).await);
+    assert!(
+        e.contains("zz.parquet") && e.contains("another schema"),
+        "{e}"
+    );
+    std::fs::remove_file(src.join("zz.parquet")).unwrap();
+    // A folded file that changed, then one that disappeared.
+    let f = src.join("part-00000.parquet");
+    std::fs::copy(data.join("purchases/part-00001.parquet"), &f).unwrap();
+    let e = err(sync(&src, &st, |_| {}).await);
+    assert!(
+        e.contains("part-00000.parquet") && e.contains("changed"),
+        "{e}"
+    );
+    std::fs::remove_file(&f).unwrap();
+    copy_parts(&data.join("purchases"), &src, 1..2);
+    let e = err(sync(&src, &st, |_| {}).await);
+    assert!(
+        e.contains("part-00000.parquet") && e.contains("gone"),
+        "{e}"
+    );
+    let ctx = sync_ctx().await;
+    let info = write::info(&ctx, st.to_str().unwrap()).await.unwrap();
+    assert!(
+        info.contains(&("version".to_string(), "0".to_string())),
+        "{info:?}"
+    );
+    // --rebuild lays the store out again from the files there now.
+    let r = sync(&src, &st, |o| {
+        o.rebuild = true;
+        o.buckets = Some(8)
+    })
+    .await
+    .unwrap();
+    assert_eq!((r.version, r.new_files), (1, 1));
+    let on_store = session(2, &[("purchases", st.to_str().unwrap())]).await;
+    let on_files = session(2, &[("purchases", src.to_str().unwrap())]).await;
+    let q = "SELECT count(*), sum(amount), count(DISTINCT customer_id) FROM purchases";
+    assert_eq!(query(&on_store, q).await, query(&on_files, q).await);
+    // Not a store.
+    let e = write::info(&ctx, src.to_str().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a lifecycle store"), "{e}");
+}
