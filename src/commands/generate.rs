@@ -141,7 +141,12 @@ async fn time_order(
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
         .build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+    // One sorter with the whole pool (a fair pool split between partitions left each merge too
+    // little to merge its spills), and a merge reservation in proportion to it.
+    let config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_sort_spill_reservation_bytes(memory_limit / 8);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     for &(name, rows, order) in tables {
         let src = scratch.join(name);
         let src = src.to_str().ok_or_else(|| {
