@@ -115,6 +115,48 @@ async fn local_answers(dir: &Path) -> Vec<Vec<Vec<String>>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standalone_cluster_answers_on_lifecycle_stores() {
+    use lifecycle::engine::store::write::{SyncOptions, sync};
+    let tmp = tempfile::tempdir().unwrap();
+    generate(tmp.path(), 1_500, 3);
+    let expected = local_answers(tmp.path()).await;
+    // Purchases and events as stores (two runs per bucket for purchases: two syncs).
+    let local = lifecycle::engine::session::local_context(&Default::default()).unwrap();
+    let stores = tmp.path().join("stores");
+    for t in ["purchases", "events"] {
+        let src = tmp.path().join(format!("src_{t}"));
+        std::fs::create_dir_all(&src).unwrap();
+        let parts: Vec<_> = std::fs::read_dir(tmp.path().join(t)).unwrap().map(|e| e.unwrap().path()).collect();
+        for (i, p) in parts.iter().enumerate() {
+            std::fs::copy(p, src.join(p.file_name().unwrap())).unwrap();
+            if i == 0 || i == parts.len() - 1 {
+                sync(&local, &SyncOptions {
+                    source: src.to_str().unwrap().into(),
+                    store: stores.join(t).to_str().unwrap().into(),
+                    key: None,
+                    order: None,
+                    buckets: Some(3),
+                    rebuild: false,
+                })
+                .await
+                .unwrap();
+            }
+        }
+    }
+    let ctx = lifecycle::cluster::standalone(2).await.expect("standalone");
+    for (name, path) in tables(tmp.path()) {
+        let path = if name == "customers" { path } else { stores.join(&name).to_str().unwrap().to_string() };
+        lifecycle::engine::session::register_parquet(&ctx, &name, &path)
+            .await
+            .unwrap();
+    }
+    query(&ctx, PREPARE).await;
+    for (q, want) in QUERIES.iter().zip(&expected) {
+        assert_eq!(&query(&ctx, q).await, want, "{q}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn standalone_cluster_gives_the_single_process_answers() {
     let tmp = tempfile::tempdir().unwrap();
     generate(tmp.path(), 1_500, 3);

@@ -21,9 +21,12 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use lifecycle_udfs::table::PlannedTable;
 
 use crate::engine::functions::front_end_udf;
+use crate::engine::store::provider::StoreTable;
 
 /// Marks a serialised [`PlannedTable`] among the table providers of a plan.
 const PLANNED_TABLE: &[u8] = b"lifecycle.planned_table\0";
+/// Marks a serialised lifecycle store ([`StoreTable`]).
+const STORE_TABLE: &[u8] = b"lifecycle.store_table\0";
 
 /// Ballista's logical codec, plus the table functions' results ([`PlannedTable`], serialised as
 /// their own logical plan) and their internal aggregates (by name).
@@ -53,6 +56,9 @@ impl LogicalExtensionCodec for LogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
+        if let Some(store) = buf.strip_prefix(STORE_TABLE) {
+            return Ok(Arc::new(StoreTable::decode(store)?));
+        }
         match buf.strip_prefix(PLANNED_TABLE) {
             Some(plan) => {
                 let plan = logical_plan_from_bytes_with_extension_codec(plan, ctx, self)?;
@@ -70,6 +76,11 @@ impl LogicalExtensionCodec for LogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
+        if let Some(store) = (node.as_ref() as &dyn std::any::Any).downcast_ref::<StoreTable>() {
+            buf.extend_from_slice(STORE_TABLE);
+            buf.extend_from_slice(&store.encode()?);
+            return Ok(());
+        }
         match (node.as_ref() as &dyn std::any::Any).downcast_ref::<PlannedTable>() {
             Some(planned) => {
                 let plan = logical_plan_to_bytes_with_extension_codec(planned.plan(), self)?;

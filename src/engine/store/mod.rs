@@ -70,8 +70,34 @@ pub async fn is_delta_table(ctx: &SessionContext, url: &Url) -> Result<bool> {
     })
 }
 
+/// delta-rs knows log stores for `file://` and `memory://` only (S3's comes with deltalake-aws,
+/// with DynamoDB locking we do not need): commits to `s3://` use the default log store, whose
+/// commit is a conditional put (`If-None-Match`), which S3 and S3-compatible servers honour.
+pub(crate) fn register_s3_log_store() {
+    use deltalake_core::logstore::{LogStoreFactory, StorageConfig, logstore_factories};
+    use deltalake_core::logstore::{LogStore, ObjectStoreRef, default_logstore};
+    struct Conditional;
+    impl LogStoreFactory for Conditional {
+        fn with_options(
+            &self,
+            prefixed_store: ObjectStoreRef,
+            root_store: ObjectStoreRef,
+            location: &Url,
+            options: &StorageConfig,
+        ) -> deltalake_core::DeltaResult<Arc<dyn LogStore>> {
+            Ok(default_logstore(prefixed_store, root_store, location, options))
+        }
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let s3 = Url::parse("s3://").expect("a valid URL");
+        logstore_factories().insert(s3, Arc::new(Conditional));
+    });
+}
+
 /// Opens the Delta table at `url` (its newest version), through the session's object store.
 pub async fn open_table(ctx: &SessionContext, url: &Url) -> Result<DeltaTable> {
+    register_s3_log_store();
     let store = store_for(ctx, url)?;
     DeltaTableBuilder::from_url(url.clone())
         .map_err(delta_error)?

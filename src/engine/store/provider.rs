@@ -114,6 +114,80 @@ impl StoreTable {
     }
 }
 
+impl StoreTable {
+    /// The provider as bytes, for a cluster's scheduler (which reads no Delta log: the files of
+    /// the version the client opened travel with the plan).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        use base64::Engine;
+        use prost::Message;
+        let schema = datafusion_proto::protobuf::Schema::try_from(self.schema.as_ref())?;
+        let files: Vec<serde_json::Value> = self
+            .files
+            .buckets
+            .iter()
+            .enumerate()
+            .flat_map(|(b, runs)| {
+                runs.iter()
+                    .map(move |(p, size, rows)| serde_json::json!([b, p, size, rows]))
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "store_url": self.store_url.as_str(),
+            "key": self.layout.key,
+            "order": self.layout.order,
+            "buckets": self.layout.buckets,
+            "schema": base64::engine::general_purpose::STANDARD.encode(schema.encode_to_vec()),
+            "files": files,
+        });
+        serde_json::to_vec(&doc).map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
+    /// The provider [`Self::encode`] wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        use base64::Engine;
+        use prost::Message;
+        let bad = |why: &str| DataFusionError::Internal(format!("bad store table encoding: {why}"));
+        let doc: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()))?;
+        let s = |k: &str| doc.get(k).and_then(|v| v.as_str()).ok_or_else(|| bad(k));
+        let schema_bytes = base64::engine::general_purpose::STANDARD
+            .decode(s("schema")?)
+            .map_err(|e| bad(&e.to_string()))?;
+        let schema = datafusion_proto::protobuf::Schema::decode(schema_bytes.as_slice())
+            .map_err(|e| bad(&e.to_string()))?;
+        let schema: datafusion::arrow::datatypes::Schema = (&schema).try_into()?;
+        let layout = Layout {
+            key: s("key")?.to_string(),
+            order: s("order")?.to_string(),
+            buckets: doc
+                .get("buckets")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| bad("buckets"))? as u32,
+        };
+        let mut buckets = vec![vec![]; layout.partitions()];
+        for f in doc.get("files").and_then(|v| v.as_array()).ok_or_else(|| bad("files"))? {
+            let (Some(b), Some(p), Some(size)) = (
+                f.get(0).and_then(|v| v.as_u64()),
+                f.get(1).and_then(|v| v.as_str()),
+                f.get(2).and_then(|v| v.as_u64()),
+            ) else {
+                return Err(bad("file"));
+            };
+            let rows = f.get(3).and_then(|v| v.as_u64()).map(|r| r as usize);
+            buckets
+                .get_mut(b as usize)
+                .ok_or_else(|| bad("bucket"))?
+                .push((p.to_string(), size, rows));
+        }
+        Ok(Self {
+            schema: Arc::new(schema),
+            store_url: ObjectStoreUrl::parse(s("store_url")?)?,
+            layout,
+            files: StoreFiles { buckets },
+        })
+    }
+}
+
 /// The object store URL (scheme and authority) of a table URL.
 pub fn object_store_url(url: &Url) -> Result<ObjectStoreUrl> {
     ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))

@@ -14,7 +14,7 @@ use datafusion::datasource::listing::{
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{DataFrame, SessionContext, coalesce, ident, lit};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{Action, Add, MetadataExt, Remove, StructType};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -273,6 +273,7 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
                 .with_configuration(props.into_iter().map(|(k, v)| (k, Some(v))))
                 .with_raise_if_key_not_exists(false)
                 .with_save_mode(SaveMode::ErrorIfExists)
+                .with_commit_properties(CommitProperties::default().with_max_retries(0))
                 .with_actions(adds.into_iter().map(Action::Add))
                 .await
                 .map_err(|e| commit_error(&opts.store, e))?;
@@ -349,17 +350,12 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
     );
     let mut adds = vec![];
     let mut merged: Vec<String> = vec![];
+    // "file:///" or "s3://bucket/": a run's object path appended is its URL.
+    let store_url = super::provider::object_store_url(&url)?;
     for runs in files.buckets.iter().filter(|r| r.len() > 1) {
         let urls = runs
             .iter()
-            .map(|(p, _, _)| {
-                ListingTableUrl::parse(format!(
-                    "{}/{p}",
-                    super::provider::object_store_url(&url)?
-                        .as_str()
-                        .trim_end_matches('/')
-                ))
-            })
+            .map(|(p, _, _)| ListingTableUrl::parse(format!("{}{p}", store_url.as_str())))
             .collect::<Result<Vec<_>>>()?;
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
@@ -498,35 +494,62 @@ fn log_store(
 
 /// A commit that lost to another writer, or failed, as one clear error.
 fn commit_error(store: &str, e: deltalake_core::DeltaTableError) -> DataFusionError {
-    let msg = e.to_string();
-    if msg.contains("onflict")
-        || msg.contains("already exists")
-        || msg.contains("VersionAlreadyExists")
-        || msg.contains("version") && msg.contains("exists")
-    {
+    // delta-rs's variants for "someone else committed this version first" (every commit here is
+    // made with no retries: a sync's rows and source list are only right on the version it read).
+    let debug = format!("{e:?}");
+    let lost = [
+        "VersionAlreadyExists",
+        "CommitConflict",
+        "MaxCommitAttempts",
+        "TableAlreadyExists",
+    ]
+    .iter()
+    .any(|v| debug.contains(v));
+    if lost {
         DataFusionError::Execution(format!(
-            "store '{store}': another sync or compact committed first ({msg}); nothing of this run \
+            "store '{store}': another sync or compact committed first ({e}); nothing of this run \
              was committed: run it again"
         ))
     } else {
-        DataFusionError::Execution(format!("store '{store}': commit failed: {msg}"))
+        DataFusionError::Execution(format!("store '{store}': commit failed: {e}"))
     }
 }
 
-/// The files `source` names (a file, directory, glob or object-store prefix), by URL.
+/// The files `source` names (a file, directory, glob or object-store prefix), by URL, listed from
+/// the object store itself (not DataFusion's listing cache: a long-lived session must see the
+/// files there now).
 async fn list_sources(ctx: &SessionContext, source: &str) -> Result<Vec<(String, SourceFile)>> {
-    let lu = ListingTableUrl::parse(source)?;
+    // A local directory without its trailing slash is still a directory.
+    let source = if !source.contains("://")
+        && !source.contains(['*', '?', '['])
+        && std::path::Path::new(source).is_dir()
+    {
+        format!("{}/", source.trim_end_matches('/'))
+    } else {
+        source.to_string()
+    };
+    let lu = ListingTableUrl::parse(&source)?;
     let store = ctx.runtime_env().object_store(&lu)?;
-    let state = ctx.state();
-    let mut list = lu
-        .list_all_files(&state, store.as_ref(), ".parquet")
-        .await?;
     let base = lu.object_store();
     let mut out = vec![];
-    while let Some(meta) = list.next().await {
-        let meta = meta?;
-        let url = format!("{}{}", base.as_str(), meta.location.as_ref());
-        out.push((url, SourceFile::of(&meta)));
+    let collection = source.ends_with('/') || lu.get_glob().is_some();
+    if collection {
+        let mut list = store.list(Some(lu.prefix()));
+        while let Some(meta) = list.next().await {
+            let meta = meta?;
+            if meta.location.as_ref().ends_with(".parquet") && lu.contains(&meta.location, false) {
+                out.push((format!("{}{}", base.as_str(), meta.location.as_ref()), SourceFile::of(&meta)));
+            }
+        }
+    } else {
+        match store.head(lu.prefix()).await {
+            Ok(meta) => out.push((format!("{}{}", base.as_str(), meta.location.as_ref()), SourceFile::of(&meta))),
+            // An object-store prefix written without its slash.
+            Err(object_store::Error::NotFound { .. }) => {
+                return Box::pin(list_sources(ctx, &format!("{source}/"))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if out.is_empty() {
         return Err(DataFusionError::Plan(format!(
@@ -562,8 +585,20 @@ fn schema_difference(want: &Schema, got: &Schema) -> Option<String> {
             .fields()
             .iter()
             .zip(got.fields())
-            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+            .all(|(a, b)| a.name() == b.name() && same_type(a.data_type(), b.data_type()));
     (!same).then(|| format!("expected ({}), found ({})", show(want), show(got)))
+}
+
+/// Whether two column types hold the same values: string and binary types in any of Arrow's
+/// layouts (DataFusion reads Parquet strings as `Utf8View`, a Delta schema gives `Utf8`).
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    use DataType::*;
+    let norm = |t: &DataType| match t {
+        Utf8 | LargeUtf8 | Utf8View => Utf8,
+        Binary | LargeBinary | BinaryView => Binary,
+        t => t.clone(),
+    };
+    norm(a) == norm(b)
 }
 
 /// Checks the key and time columns exist with types the store can bucket and sort.
