@@ -95,12 +95,31 @@ def check_layout(store, buckets):
     return dt
 
 
+def check_orphans(store):
+    """Every data file on disk is one that some version of the log adds."""
+    named = set()
+    for entry in sorted(os.listdir(os.path.join(store, "_delta_log"))):
+        if entry.endswith(".json"):
+            with open(os.path.join(store, "_delta_log", entry)) as f:
+                for line in f:
+                    a = json.loads(line)
+                    if "add" in a:
+                        named.add(a["add"]["path"])
+    on_disk = set()
+    for root, _, files in os.walk(store):
+        for f in files:
+            rel = os.path.relpath(os.path.join(root, f), store)
+            if rel.startswith("b"):
+                on_disk.add(rel)
+    assert on_disk <= named, f"files of killed attempts left: {sorted(on_disk - named)[:5]}"
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     tmp = tempfile.mkdtemp(prefix="lc-store-")
     try:
         data = os.path.join(tmp, "data")
-        lifecycle(binary, "generate", "--customers", "40000", "--files", "4", "--no-events",
+        lifecycle(binary, "generate", "--customers", "400000", "--files", "4", "--no-events",
                   "--out", data)
         src = os.path.join(tmp, "src")
         os.makedirs(src)
@@ -122,42 +141,36 @@ def main():
         assert dt.version() == 1
         print(f"deltalake {dt.version()}: {got.num_rows} rows equal the source's")
 
-        # Killed at random moments: a committed version's rows or the previous one's, never a mix.
+        # Killed at random moments: a committed version's rows or the previous one's, never a mix;
+        # the next sync completes it and removes the killed attempts' files. Each attempt starts
+        # from the same store; the kill lands uniformly within one full sync's duration.
         shutil.copy(os.path.join(data, "purchases", parts[3]), src)
         before, after = count_sum(binary, store), count_sum(binary, src)
+        pristine = os.path.join(tmp, "pristine")
+        shutil.copytree(store, pristine)
+        sync_cmd = [binary, "store", "sync", "--table", f"purchases={src}", "--store", store]
+        start = time.perf_counter()
+        lifecycle(binary, *sync_cmd[1:])
+        full = time.perf_counter() - start
         random.seed(7)
         outcomes = {"before": 0, "after": 0}
         for i in range(12):
-            p = subprocess.Popen([binary, "store", "sync", "--table", f"purchases={src}", "--store", store],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(random.uniform(0.0, 0.25))
+            shutil.rmtree(store)
+            shutil.copytree(pristine, store)
+            p = subprocess.Popen(sync_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # Half the kills in the last third, where the commit and the clean-up happen.
+            time.sleep(random.uniform(0.0, full) if i % 2 == 0 else random.uniform(0.65 * full, 1.05 * full))
             p.send_signal(signal.SIGKILL)
             p.wait()
             now = count_sum(binary, store)
             assert now in (before, after), f"kill {i}: store answers {now}, neither {before} nor {after}"
             outcomes["after" if now == after else "before"] += 1
-            if now == after:
-                break
-        print(f"kills: {outcomes}")
-        lifecycle(binary, "store", "sync", "--table", f"purchases={src}", "--store", store)
-        assert count_sum(binary, store) == after
-        # The files of the killed attempts are gone: every file on disk is one a version names.
-        dt = check_layout(store, 8)
-        named = set()
-        for entry in sorted(os.listdir(os.path.join(store, "_delta_log"))):
-            if entry.endswith(".json"):
-                with open(os.path.join(store, "_delta_log", entry)) as f:
-                    for line in f:
-                        a = json.loads(line)
-                        if "add" in a:
-                            named.add(a["add"]["path"])
-        on_disk = set()
-        for root, _, files in os.walk(store):
-            for f in files:
-                rel = os.path.relpath(os.path.join(root, f), store)
-                if rel.startswith("b"):
-                    on_disk.add(rel)
-        assert on_disk <= named, f"files of killed attempts left: {sorted(on_disk - named)[:5]}"
+            lifecycle(binary, *sync_cmd[1:])
+            assert count_sum(binary, store) == after, f"kill {i}: the next sync did not complete it"
+            check_orphans(store)
+        print(f"kills within a {full:.2f} s sync: {outcomes} (store at the old or the new version, "
+              "never a mix; the next sync completed it and left no file of the killed attempt)")
+        check_layout(store, 8)
 
         # Two syncs at once: one wins, the other is a clear error; the store answers as the files.
         src2 = os.path.join(tmp, "src2")

@@ -320,7 +320,7 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
             done.version() as i64
         }
     };
-    remove_orphans(&store, &root, version).await?;
+    remove_orphans(&store, &url, &root, version).await?;
     Ok(SyncReport {
         version,
         new_files: new.len(),
@@ -393,7 +393,7 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
         .build(Some(snapshot), table.log_store(), op)
         .await
         .map_err(|e| commit_error(store_path, e))?;
-    remove_orphans(&store, &root, done.version() as i64).await?;
+    remove_orphans(&store, &url, &root, done.version() as i64).await?;
     Ok((done.version() as i64, buckets))
 }
 
@@ -748,6 +748,7 @@ fn intended_version(name: &str) -> Option<i64> {
 /// for a later version and left alone; a commit file that cannot be read keeps its candidates.
 async fn remove_orphans(
     store: &Arc<dyn ObjectStore>,
+    store_url: &Url,
     root: &Path,
     committed: i64,
 ) -> Result<usize> {
@@ -764,6 +765,18 @@ async fn remove_orphans(
             && v <= committed
         {
             candidates.push((meta.location.clone(), name.to_string(), v));
+        }
+    }
+    // On a local file system, object_store writes a file as `NAME#N` and renames it when complete,
+    // and leaves such staging files out of its listings: a process killed mid-write leaves one.
+    // Its writer lost (version V is committed), so it goes whatever V's commit names.
+    if let Some(dir) = local_dir(store_url) {
+        for path in staging_files(&dir) {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if intended_version(name).is_some_and(|v| v <= committed) {
+                std::fs::remove_file(&path)?;
+                removed += 1;
+            }
         }
     }
     for (path, name, v) in candidates {
@@ -787,4 +800,33 @@ async fn remove_orphans(
         }
     }
     Ok(removed)
+}
+
+/// The directory of a `file://` store URL.
+fn local_dir(url: &Url) -> Option<std::path::PathBuf> {
+    (url.scheme() == "file").then(|| url.to_file_path().ok()).flatten()
+}
+
+/// Files named `NAME#N` (object_store's local staging files) in a store's bucket directories and
+/// `_lifecycle/`.
+fn staging_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() && (Layout::bucket_of_path(&name).is_some() || name == "_lifecycle") {
+            if let Ok(files) = std::fs::read_dir(&p) {
+                out.extend(
+                    files
+                        .flatten()
+                        .map(|f| f.path())
+                        .filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().contains('#'))),
+                );
+            }
+        }
+    }
+    out
 }
