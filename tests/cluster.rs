@@ -126,18 +126,24 @@ async fn standalone_cluster_answers_on_lifecycle_stores() {
     for t in ["purchases", "events"] {
         let src = tmp.path().join(format!("src_{t}"));
         std::fs::create_dir_all(&src).unwrap();
-        let parts: Vec<_> = std::fs::read_dir(tmp.path().join(t)).unwrap().map(|e| e.unwrap().path()).collect();
+        let parts: Vec<_> = std::fs::read_dir(tmp.path().join(t))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         for (i, p) in parts.iter().enumerate() {
             std::fs::copy(p, src.join(p.file_name().unwrap())).unwrap();
             if i == 0 || i == parts.len() - 1 {
-                sync(&local, &SyncOptions {
-                    source: src.to_str().unwrap().into(),
-                    store: stores.join(t).to_str().unwrap().into(),
-                    key: None,
-                    order: None,
-                    buckets: Some(3),
-                    rebuild: false,
-                })
+                sync(
+                    &local,
+                    &SyncOptions {
+                        source: src.to_str().unwrap().into(),
+                        store: stores.join(t).to_str().unwrap().into(),
+                        key: None,
+                        order: None,
+                        buckets: Some(3),
+                        rebuild: false,
+                    },
+                )
                 .await
                 .unwrap();
             }
@@ -145,7 +151,11 @@ async fn standalone_cluster_answers_on_lifecycle_stores() {
     }
     let ctx = lifecycle::cluster::standalone(2).await.expect("standalone");
     for (name, path) in tables(tmp.path()) {
-        let path = if name == "customers" { path } else { stores.join(&name).to_str().unwrap().to_string() };
+        let path = if name == "customers" {
+            path
+        } else {
+            stores.join(&name).to_str().unwrap().to_string()
+        };
         lifecycle::engine::session::register_parquet(&ctx, &name, &path)
             .await
             .unwrap();

@@ -280,7 +280,11 @@ async fn null_keys_and_times_are_kept_and_answers_equal_the_source() {
     crate::common::generate_dense(&data, 600, 2, 13);
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
-    let ctx = session(1, &[("purchases", data.join("purchases").to_str().unwrap())]).await;
+    let ctx = session(
+        1,
+        &[("purchases", data.join("purchases").to_str().unwrap())],
+    )
+    .await;
     let out = src.join("part-0.parquet");
     ctx.sql(&format!(
         "COPY (SELECT CASE WHEN customer_id % 5 = 0 THEN NULL ELSE customer_id END AS customer_id, order_id,
@@ -308,7 +312,11 @@ async fn null_keys_and_times_are_kept_and_answers_equal_the_source() {
         let on_store = session(partitions, &[("purchases", st.to_str().unwrap())]).await;
         let on_file = session(partitions, &[("purchases", src.to_str().unwrap())]).await;
         for sql in q {
-            assert_eq!(query(&on_store, sql).await, query(&on_file, sql).await, "{sql}");
+            assert_eq!(
+                query(&on_store, sql).await,
+                query(&on_file, sql).await,
+                "{sql}"
+            );
         }
     }
 }

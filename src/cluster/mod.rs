@@ -94,9 +94,7 @@ pub(crate) fn lifecycle_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -
         .with_config(config)
         .with_runtime_env(runtime)
         .with_optimizer_rules(ballista_core::optimizer::ballista_default_optimizer_rules())
-        .with_physical_optimizer_rule(Arc::new(
-            crate::engine::store::guard::StoreCoPartitioning,
-        ))
+        .with_physical_optimizer_rule(Arc::new(crate::engine::store::guard::StoreCoPartitioning))
         .with_lifecycle()
         .build()
 }

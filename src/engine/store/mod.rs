@@ -74,8 +74,8 @@ pub async fn is_delta_table(ctx: &SessionContext, url: &Url) -> Result<bool> {
 /// with DynamoDB locking we do not need): commits to `s3://` use the default log store, whose
 /// commit is a conditional put (`If-None-Match`), which S3 and S3-compatible servers honour.
 pub(crate) fn register_s3_log_store() {
-    use deltalake_core::logstore::{LogStoreFactory, StorageConfig, logstore_factories};
     use deltalake_core::logstore::{LogStore, ObjectStoreRef, default_logstore};
+    use deltalake_core::logstore::{LogStoreFactory, StorageConfig, logstore_factories};
     struct Conditional;
     impl LogStoreFactory for Conditional {
         fn with_options(
@@ -85,7 +85,12 @@ pub(crate) fn register_s3_log_store() {
             location: &Url,
             options: &StorageConfig,
         ) -> deltalake_core::DeltaResult<Arc<dyn LogStore>> {
-            Ok(default_logstore(prefixed_store, root_store, location, options))
+            Ok(default_logstore(
+                prefixed_store,
+                root_store,
+                location,
+                options,
+            ))
         }
     }
     static ONCE: std::sync::Once = std::sync::Once::new();

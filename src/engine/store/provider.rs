@@ -165,7 +165,11 @@ impl StoreTable {
                 .ok_or_else(|| bad("buckets"))? as u32,
         };
         let mut buckets = vec![vec![]; layout.partitions()];
-        for f in doc.get("files").and_then(|v| v.as_array()).ok_or_else(|| bad("files"))? {
+        for f in doc
+            .get("files")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| bad("files"))?
+        {
             let (Some(b), Some(p), Some(size)) = (
                 f.get(0).and_then(|v| v.as_u64()),
                 f.get(1).and_then(|v| v.as_str()),

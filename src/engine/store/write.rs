@@ -538,12 +538,18 @@ async fn list_sources(ctx: &SessionContext, source: &str) -> Result<Vec<(String,
         while let Some(meta) = list.next().await {
             let meta = meta?;
             if meta.location.as_ref().ends_with(".parquet") && lu.contains(&meta.location, false) {
-                out.push((format!("{}{}", base.as_str(), meta.location.as_ref()), SourceFile::of(&meta)));
+                out.push((
+                    format!("{}{}", base.as_str(), meta.location.as_ref()),
+                    SourceFile::of(&meta),
+                ));
             }
         }
     } else {
         match store.head(lu.prefix()).await {
-            Ok(meta) => out.push((format!("{}{}", base.as_str(), meta.location.as_ref()), SourceFile::of(&meta))),
+            Ok(meta) => out.push((
+                format!("{}{}", base.as_str(), meta.location.as_ref()),
+                SourceFile::of(&meta),
+            )),
             // An object-store prefix written without its slash.
             Err(object_store::Error::NotFound { .. }) => {
                 return Box::pin(list_sources(ctx, &format!("{source}/"))).await;
@@ -772,7 +778,10 @@ async fn remove_orphans(
     // Its writer lost (version V is committed), so it goes whatever V's commit names.
     if let Some(dir) = local_dir(store_url) {
         for path in staging_files(&dir) {
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if intended_version(name).is_some_and(|v| v <= committed) {
                 std::fs::remove_file(&path)?;
                 removed += 1;
@@ -804,7 +813,9 @@ async fn remove_orphans(
 
 /// The directory of a `file://` store URL.
 fn local_dir(url: &Url) -> Option<std::path::PathBuf> {
-    (url.scheme() == "file").then(|| url.to_file_path().ok()).flatten()
+    (url.scheme() == "file")
+        .then(|| url.to_file_path().ok())
+        .flatten()
 }
 
 /// Files named `NAME#N` (object_store's local staging files) in a store's bucket directories and
@@ -819,12 +830,10 @@ fn staging_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let name = e.file_name().to_string_lossy().into_owned();
         if p.is_dir() && (Layout::bucket_of_path(&name).is_some() || name == "_lifecycle") {
             if let Ok(files) = std::fs::read_dir(&p) {
-                out.extend(
-                    files
-                        .flatten()
-                        .map(|f| f.path())
-                        .filter(|f| f.file_name().is_some_and(|n| n.to_string_lossy().contains('#'))),
-                );
+                out.extend(files.flatten().map(|f| f.path()).filter(|f| {
+                    f.file_name()
+                        .is_some_and(|n| n.to_string_lossy().contains('#'))
+                }));
             }
         }
     }
