@@ -828,13 +828,14 @@ fn staging_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        if p.is_dir() && (Layout::bucket_of_path(&name).is_some() || name == "_lifecycle") {
-            if let Ok(files) = std::fs::read_dir(&p) {
-                out.extend(files.flatten().map(|f| f.path()).filter(|f| {
-                    f.file_name()
-                        .is_some_and(|n| n.to_string_lossy().contains('#'))
-                }));
-            }
+        if p.is_dir()
+            && (Layout::bucket_of_path(&name).is_some() || name == "_lifecycle")
+            && let Ok(files) = std::fs::read_dir(&p)
+        {
+            out.extend(files.flatten().map(|f| f.path()).filter(|f| {
+                f.file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains('#'))
+            }));
         }
     }
     out
