@@ -485,6 +485,7 @@ fn log_store(
     store: &Arc<dyn ObjectStore>,
     url: &Url,
 ) -> Result<deltalake_core::logstore::LogStoreRef> {
+    super::register_s3_log_store();
     DeltaTableBuilder::from_url(url.clone())
         .map_err(delta_error)?
         .with_storage_backend(Arc::clone(store), url.clone())
