@@ -320,3 +320,41 @@ async fn null_keys_and_times_are_kept_and_answers_equal_the_source() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answers_on_a_store_as_on_the_source_files() {
+    use lifecycle::server::{ServeOptions, serve};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    crate::common::generate_dense(&data, 500, 2, 17);
+    let st = tmp.path().join("store");
+    sync(&data.join("purchases"), &st, |_| {}).await.unwrap();
+    let ctx = session(2, &[("purchases", st.to_str().unwrap())]).await;
+    let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
+    let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
+    let opts = ServeOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let task = tokio::spawn(async move {
+        serve(ctx, opts, Some(tx_addr), async {
+            let _ = rx_stop.await;
+        })
+        .await
+        .expect("server");
+    });
+    let addr = rx_addr.await.unwrap().flight.unwrap();
+    let mut c = crate::server::client(addr).await;
+    let sql = format!(
+        "SELECT s, count(*) AS n FROM (SELECT lifecycle_stage(order_ts, {AS_OF}) AS s FROM purchases GROUP BY customer_id) GROUP BY s ORDER BY s"
+    );
+    let got = crate::common::rows(&crate::server::run(&mut c, &sql).await.unwrap());
+    let on_files = session(
+        2,
+        &[("purchases", data.join("purchases").to_str().unwrap())],
+    )
+    .await;
+    assert_eq!(got, query(&on_files, &sql).await);
+    let _ = tx_stop.send(());
+    task.await.unwrap();
+}

@@ -274,6 +274,14 @@ sessionize(ts, gap) OVER (PARTITION BY key ORDER BY ts)
 ts: TIMESTAMP (any unit, with or without time zone) or DATE of each event
 gap: constant INTERVAL (days, hours, minutes, seconds; not months) or number of seconds (>= 0)"""
 
+store_bucket: ScalarFunction
+"""The bucket, from 0 to `n - 1`, that the lifecycle store keeps `key`'s rows in: Iceberg's bucket transform, `(murmur3_x86_32(key) & 2147483647) % n` with seed 0, integers and dates hashed as their 8-byte little-endian value and strings as their UTF-8 bytes. NULL for a NULL key (the store keeps those rows in a bucket of their own).
+
+store_bucket(key, n)
+
+key: an integer, DATE or string
+n: the number of buckets, 1 to 1048576"""
+
 window_funnel: AggregateFunction
 """The funnel level a group (usually a customer) reached: the largest k such that events matching cond1, ..., condk occur in that order with every step within `window_seconds` of the chain's first step (inclusive), exactly as ClickHouse's `windowFunnel(window[, mode])(ts, cond1, ...)`: a row matching several conditions counts as one event per condition, events are sorted by timestamp then condition index, a repeated first step starts a new chain (the levels already reached stay), and 1 to 32 conditions are allowed. `mode` (a constant, several comma-separated): `strict_order` (an event matching no condition, or a later step before its predecessor, stops the search), `strict_deduplication` (a repeated step stops it), `strict_increase` (each step strictly after the previous one), `allow_reentry` (with strict_order: early later steps are skipped instead of stopping), `strict_once` (a row counts at most once in a chain, even when it matches several steps; rows at the same instant are taken in order of the set of conditions they match, where ClickHouse takes them in arrival order). Beyond ClickHouse: `ts` may be a timestamp of any unit or a DATE (ClickHouse rejects 64-bit timestamps), and `window_seconds` may be fractional. NULL conditions count as false; rows with a NULL `ts` are ignored. Memory: like ClickHouse, a group keeps the events matching a condition until it is evaluated, except that in the default mode a group that has reached the last step is settled (more events cannot lower its level) and keeps nothing more; the strict modes and `window_funnel_times` keep every matching event (in `strict_once` mode, one per matching row).
 
