@@ -265,6 +265,11 @@ async fn bad_input_is_one_clear_error_and_writes_nothing() {
     let on_files = session(2, &[("purchases", src.to_str().unwrap())]).await;
     let q = "SELECT count(*), sum(amount), count(DISTINCT customer_id) FROM purchases";
     assert_eq!(query(&on_store, q).await, query(&on_files, q).await);
+    // A store inside its own source directory is refused before anything is written.
+    let inner = src.join("store");
+    let e = err(sync(&src, &inner, |_| {}).await);
+    assert!(e.contains("inside the source"), "{e}");
+    assert!(!inner.exists());
     // Not a store.
     let e = write::info(&ctx, src.to_str().unwrap())
         .await

@@ -111,8 +111,24 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
         )?;
     }
 
-    // The source files now.
+    // The source files now. A store inside its source would fold its own files next time.
+    let source_is_dir = !opts.source.contains(['*', '?', '['])
+        && (opts.source.ends_with('/')
+            || (!opts.source.contains("://") && std::path::Path::new(&opts.source).is_dir()));
+    if source_is_dir && url.as_str().starts_with(table_url(&opts.source)?.as_str()) {
+        return Err(DataFusionError::Plan(format!(
+            "the store '{}' is inside the source '{}': put the store elsewhere; nothing written",
+            opts.store, opts.source
+        )));
+    }
     let listed = list_sources(ctx, &opts.source).await?;
+    if let Some((inside, _)) = listed.iter().find(|(u, _)| u.starts_with(url.as_str())) {
+        return Err(DataFusionError::Plan(format!(
+            "the store '{}' is inside the source '{}' (it lists {inside}): put the store \
+             elsewhere; nothing written",
+            opts.store, opts.source
+        )));
+    }
     let mut new = vec![];
     if !opts.rebuild {
         for (src, was) in &folded {
