@@ -63,10 +63,7 @@ const DEFAULT_ORDERS: [&str; 3] = ["order_ts", "event_ts", "ts"];
 /// Folds the source files not yet in the store into it as one sorted run per bucket, in one
 /// Delta commit (creating the store on the first run).
 pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport> {
-    let url = table_url(&opts.store)?;
-    let store = store_for(ctx, &url)?;
-    let root =
-        Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let (url, store, root) = location(ctx, &opts.store)?;
     let existing = if is_delta_table(ctx, &url).await? {
         Some(open_table(ctx, &url).await?)
     } else {
@@ -348,14 +345,9 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
 /// Merges each bucket's runs into one sorted file, in one Delta commit. Returns the new version
 /// and the number of buckets merged (0: nothing to do).
 pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usize)> {
-    let url = table_url(store_path)?;
-    let store = store_for(ctx, &url)?;
-    let root =
-        Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let table = open_store(ctx, &url, store_path).await?;
+    let (url, store, root) = location(ctx, store_path)?;
+    let (table, _, layout) = open_store(ctx, &url, store_path).await?;
     let snapshot = table.snapshot().map_err(delta_error)?;
-    let layout = Layout::from_properties(&layout::properties(snapshot.snapshot())?)?
-        .expect("open_store checked");
     let files = StoreFiles::of(&table, &layout)?;
     let schema = snapshot.snapshot().arrow_schema();
     let version_now = table.version().map_or(0, |v| v as i64);
@@ -415,14 +407,8 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
 
 /// `store info`: one line per fact.
 pub async fn info(ctx: &SessionContext, store_path: &str) -> Result<Vec<(String, String)>> {
-    let url = table_url(store_path)?;
-    let store = store_for(ctx, &url)?;
-    let root =
-        Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let table = open_store(ctx, &url, store_path).await?;
-    let snapshot = table.snapshot().map_err(delta_error)?;
-    let props = layout::properties(snapshot.snapshot())?;
-    let layout = Layout::from_properties(&props)?.expect("open_store checked");
+    let (url, store, root) = location(ctx, store_path)?;
+    let (table, props, layout) = open_store(ctx, &url, store_path).await?;
     let files = StoreFiles::of(&table, &layout)?;
     let folded = match props.get(SOURCES) {
         Some(rel) => sources::read(store.as_ref(), &root, rel).await?.len(),
@@ -463,20 +449,33 @@ pub async fn info(ctx: &SessionContext, store_path: &str) -> Result<Vec<(String,
 }
 
 /// Opens a store, with an error when `url` is not one.
-async fn open_store(ctx: &SessionContext, url: &Url, path: &str) -> Result<DeltaTable> {
+async fn open_store(
+    ctx: &SessionContext,
+    url: &Url,
+    path: &str,
+) -> Result<(DeltaTable, HashMap<String, String>, Layout)> {
     if !is_delta_table(ctx, url).await? {
         return Err(DataFusionError::Plan(format!(
             "'{path}' is not a lifecycle store (no _delta_log/); `lifecycle store sync` makes one"
         )));
     }
     let table = open_table(ctx, url).await?;
-    let snapshot = table.snapshot().map_err(delta_error)?;
-    if Layout::from_properties(&layout::properties(snapshot.snapshot())?)?.is_none() {
+    let props = layout::properties(table.snapshot().map_err(delta_error)?.snapshot())?;
+    let Some(layout) = Layout::from_properties(&props)? else {
         return Err(DataFusionError::Plan(format!(
             "'{path}' is a Delta table that `lifecycle store sync` did not write"
         )));
-    }
-    Ok(table)
+    };
+    Ok((table, props, layout))
+}
+
+/// A store's URL, its object store and its root path there.
+fn location(ctx: &SessionContext, path: &str) -> Result<(Url, Arc<dyn ObjectStore>, Path)> {
+    let url = table_url(path)?;
+    let store = store_for(ctx, &url)?;
+    let root =
+        Path::from_url_path(url.path()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok((url, store, root))
 }
 
 /// Remove actions for every file of the table's current version.
