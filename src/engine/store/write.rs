@@ -257,9 +257,6 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
         version_now + 1,
         uuid::Uuid::new_v4().simple()
     );
-    let (adds, rows) = write_runs(ctx, &store, &root, &layout, df, &run, true).await?;
-
-    // The new list of folded sources, written before the commit that names it.
     let mut all = if opts.rebuild { Sources::new() } else { folded };
     all.extend(new.iter().cloned());
     let sources_rel = format!(
@@ -267,7 +264,14 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
         version_now + 1,
         uuid::Uuid::new_v4().simple()
     );
-    sources::write(store.as_ref(), &root, &sources_rel, &all).await?;
+    let written = async {
+        let written = write_runs(ctx, &store, &root, &layout, df, &run, true).await?;
+        // The new list of folded sources, written before the commit that names it.
+        sources::write(store.as_ref(), &root, &sources_rel, &all).await?;
+        Ok(written)
+    }
+    .await;
+    let (adds, rows) = lost_race_or(&store, &root, &opts.store, version_now + 1, written).await?;
     let mut props = layout.properties();
     props.insert(SOURCES.to_string(), sources_rel);
     let runs = adds.len();
@@ -333,7 +337,9 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
             done.version() as i64
         }
     };
-    remove_orphans(&store, &url, &root, version).await?;
+    remove_orphans(&store, &url, &root, version)
+        .await
+        .map_err(|e| cleanup_error(&opts.store, version, e))?;
     Ok(SyncReport {
         version,
         new_files: new.len(),
@@ -369,7 +375,8 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
             .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
             .with_schema(Arc::clone(&schema));
         let df = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
-        let (a, _) = write_runs(ctx, &store, &root, &layout, df, &run, false).await?;
+        let written = write_runs(ctx, &store, &root, &layout, df, &run, false).await;
+        let (a, _) = lost_race_or(&store, &root, store_path, version_now + 1, written).await?;
         adds.extend(a);
         merged.extend(runs.iter().map(|(p, _, _)| p.clone()));
     }
@@ -401,8 +408,11 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
         .build(Some(snapshot), table.log_store(), op)
         .await
         .map_err(|e| commit_error(store_path, e))?;
-    remove_orphans(&store, &url, &root, done.version() as i64).await?;
-    Ok((done.version() as i64, buckets))
+    let version = done.version() as i64;
+    remove_orphans(&store, &url, &root, version)
+        .await
+        .map_err(|e| cleanup_error(store_path, version, e))?;
+    Ok((version, buckets))
 }
 
 /// `store info`: one line per fact.
@@ -755,6 +765,40 @@ async fn finish(
     })
 }
 
+/// `written` (a run's files, written for version `intended`), or, when writing them failed
+/// because another sync or compact committed `intended` first (its clean-up removes the files of
+/// attempts that can no longer commit, this one's included), the error that says so.
+async fn lost_race_or<T>(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    name: &str,
+    intended: i64,
+    written: Result<T>,
+) -> Result<T> {
+    let Err(e) = written else {
+        return written;
+    };
+    let log = sources::child(root, &format!("_delta_log/{intended:020}.json"));
+    match store.head(&log).await {
+        Ok(_) => Err(DataFusionError::Execution(format!(
+            "store '{name}': another sync or compact committed first (version {intended}, while \
+             this run was writing its files: {}); nothing of this run was committed: run it again",
+            e.strip_backtrace()
+        ))),
+        Err(_) => Err(e),
+    }
+}
+
+/// A failure to remove other attempts' files after this run committed `version`: the rows are
+/// in; the next sync or compact removes what is left.
+fn cleanup_error(name: &str, version: i64, e: DataFusionError) -> DataFusionError {
+    DataFusionError::Execution(format!(
+        "store '{name}': version {version} is committed, but removing the files of failed \
+         attempts failed: {}; the next sync or compact removes them",
+        e.strip_backtrace()
+    ))
+}
+
 /// The version a run or source-list file was written for, from its name
 /// (`run-VVVVVVVV-ID.parquet`, `sources-VVVVVVVV-ID.json`).
 fn intended_version(name: &str) -> Option<i64> {
@@ -799,8 +843,11 @@ async fn remove_orphans(
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
             if intended_version(name).is_some_and(|v| v <= committed) {
-                std::fs::remove_file(&path)?;
-                removed += 1;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
     }
@@ -820,8 +867,11 @@ async fn remove_orphans(
         if let Some(Some(text)) = commits.get(&v)
             && !text.contains(&name)
         {
-            store.delete(&path).await?;
-            removed += 1;
+            match store.delete(&path).await {
+                Ok(()) => removed += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(removed)
