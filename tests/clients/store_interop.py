@@ -172,25 +172,32 @@ def main():
               "never a mix; the next sync completed it and left no file of the killed attempt)")
         check_layout(store, 8)
 
-        # Two syncs at once: one wins, the other is a clear error; the store answers as the files.
-        src2 = os.path.join(tmp, "src2")
-        os.makedirs(src2)
-        for p in parts[:2]:
-            shutil.copy(os.path.join(data, "purchases", p), src2)
-        store2 = os.path.join(tmp, "store2")
-        lifecycle(binary, "store", "sync", "--table", f"purchases={src2}", "--store", store2)
-        for p in parts[2:]:
-            shutil.copy(os.path.join(data, "purchases", p), src2)
-        procs = [subprocess.Popen([binary, "store", "sync", "--table", f"purchases={src2}", "--store", store2],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        results = [(p.wait(), p.stderr.read()) for p in procs]
-        ok = [r for r in results if r[0] == 0]
-        failed = [r for r in results if r[0] != 0]
-        assert ok, results
-        for code, err in failed:
-            assert "another sync or compact committed first" in err, err
-        assert count_sum(binary, store2) == count_sum(binary, src2)
-        print(f"concurrent syncs: {len(ok)} succeeded, {len(failed)} lost with a clear error")
+        # Three syncs at once, five times: one wins, the others lose with a clear error (also when
+        # the winner's clean-up removes a loser's files while it is still writing them, and when
+        # a loser's file vanishes under the winner's clean-up); the store answers as the files.
+        outcomes = {"won": 0, "lost": 0}
+        for round in range(5):
+            src2 = os.path.join(tmp, f"src2-{round}")
+            os.makedirs(src2)
+            for p in parts[:2]:
+                shutil.copy(os.path.join(data, "purchases", p), src2)
+            store2 = os.path.join(tmp, f"store2-{round}")
+            lifecycle(binary, "store", "sync", "--table", f"purchases={src2}", "--store", store2)
+            for p in parts[2:]:
+                shutil.copy(os.path.join(data, "purchases", p), src2)
+            procs = [subprocess.Popen([binary, "store", "sync", "--table", f"purchases={src2}", "--store", store2],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+            results = [(p.wait(), p.stderr.read()) for p in procs]
+            ok = [r for r in results if r[0] == 0]
+            failed = [r for r in results if r[0] != 0]
+            assert len(ok) == 1, results
+            for code, err in failed:
+                assert "another sync or compact committed first" in err, err
+            assert count_sum(binary, store2) == count_sum(binary, src2)
+            check_orphans(store2)
+            outcomes["won"] += len(ok)
+            outcomes["lost"] += len(failed)
+        print(f"concurrent syncs (3 at once, 5 rounds): {outcomes} (one winner each round, every loser a clear error)")
         print("store interop ok")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

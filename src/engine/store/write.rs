@@ -264,77 +264,89 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
         version_now + 1,
         uuid::Uuid::new_v4().simple()
     );
-    let written = async {
-        let written = write_runs(ctx, &store, &root, &layout, df, &run, true).await?;
-        // The new list of folded sources, written before the commit that names it.
-        sources::write(store.as_ref(), &root, &sources_rel, &all).await?;
-        Ok(written)
-    }
-    .await;
-    let (adds, rows) = lost_race_or(&store, &root, &opts.store, version_now + 1, written).await?;
-    let mut props = layout.properties();
-    props.insert(SOURCES.to_string(), sources_rel);
-    let runs = adds.len();
-
-    let version = match existing {
-        None => {
-            let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
-                DataFusionError::Plan(format!(
-                    "the source's schema cannot be stored as a Delta table: {e}"
-                ))
-            })?;
-            let table = CreateBuilder::new()
-                .with_log_store(log_store(&store, &url)?)
-                .with_location(url.to_string())
-                .with_columns(kernel.fields().cloned())
-                .with_configuration(props.into_iter().map(|(k, v)| (k, Some(v))))
-                .with_raise_if_key_not_exists(false)
-                .with_save_mode(SaveMode::ErrorIfExists)
-                .with_commit_properties(CommitProperties::default().with_max_retries(0))
-                .with_actions(adds.into_iter().map(Action::Add))
-                .await
-                .map_err(|e| commit_error(&opts.store, e))?;
-            table.version().map_or(0, |v| v as i64)
+    // One attempt: the runs, the source list, the commit. A failure anywhere removes what it wrote.
+    let attempt = async {
+        let written = async {
+            let written = write_runs(ctx, &store, &root, &layout, df, &run, true).await?;
+            // The new list of folded sources, written before the commit that names it.
+            sources::write(store.as_ref(), &root, &sources_rel, &all).await?;
+            Ok(written)
         }
-        Some(table) => {
-            let snapshot = table.snapshot().map_err(delta_error)?;
-            let mut meta = snapshot.metadata().clone();
-            for (k, v) in props {
-                meta = meta
-                    .add_config_key(k, v)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            }
-            if opts.rebuild {
+        .await;
+        let (adds, rows) =
+            lost_race_or(&store, &root, &opts.store, version_now + 1, written).await?;
+        let mut props = layout.properties();
+        props.insert(SOURCES.to_string(), sources_rel.clone());
+        let runs = adds.len();
+        let version = match &existing {
+            None => {
                 let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
                     DataFusionError::Plan(format!(
                         "the source's schema cannot be stored as a Delta table: {e}"
                     ))
                 })?;
-                meta = meta
-                    .with_schema(&kernel)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let table = CreateBuilder::new()
+                    .with_log_store(log_store(&store, &url)?)
+                    .with_location(url.to_string())
+                    .with_columns(kernel.fields().cloned())
+                    .with_configuration(props.into_iter().map(|(k, v)| (k, Some(v))))
+                    .with_raise_if_key_not_exists(false)
+                    .with_save_mode(SaveMode::ErrorIfExists)
+                    .with_commit_properties(CommitProperties::default().with_max_retries(0))
+                    .with_actions(adds.into_iter().map(Action::Add))
+                    .await
+                    .map_err(|e| commit_error(&opts.store, e))?;
+                table.version().map_or(0, |v| v as i64)
             }
-            let mut actions = vec![Action::Metadata(meta)];
-            if opts.rebuild {
-                actions.extend(removes(&table)?.into_iter().map(Action::Remove));
+            Some(table) => {
+                let snapshot = table.snapshot().map_err(delta_error)?;
+                let mut meta = snapshot.metadata().clone();
+                for (k, v) in props {
+                    meta = meta
+                        .add_config_key(k, v)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                }
+                if opts.rebuild {
+                    let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| {
+                        DataFusionError::Plan(format!(
+                            "the source's schema cannot be stored as a Delta table: {e}"
+                        ))
+                    })?;
+                    meta = meta
+                        .with_schema(&kernel)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                }
+                let mut actions = vec![Action::Metadata(meta)];
+                if opts.rebuild {
+                    actions.extend(removes(&table)?.into_iter().map(Action::Remove));
+                }
+                actions.extend(adds.into_iter().map(Action::Add));
+                let op = DeltaOperation::Write {
+                    mode: if opts.rebuild {
+                        SaveMode::Overwrite
+                    } else {
+                        SaveMode::Append
+                    },
+                    partition_by: None,
+                    predicate: None,
+                };
+                let done = CommitBuilder::default()
+                    .with_actions(actions)
+                    .with_max_retries(0)
+                    .build(Some(snapshot), table.log_store(), op)
+                    .await
+                    .map_err(|e| commit_error(&opts.store, e))?;
+                done.version() as i64
             }
-            actions.extend(adds.into_iter().map(Action::Add));
-            let op = DeltaOperation::Write {
-                mode: if opts.rebuild {
-                    SaveMode::Overwrite
-                } else {
-                    SaveMode::Append
-                },
-                partition_by: None,
-                predicate: None,
-            };
-            let done = CommitBuilder::default()
-                .with_actions(actions)
-                .with_max_retries(0)
-                .build(Some(snapshot), table.log_store(), op)
-                .await
-                .map_err(|e| commit_error(&opts.store, e))?;
-            done.version() as i64
+        };
+        Ok((version, runs, rows))
+    }
+    .await;
+    let (version, runs, rows) = match attempt {
+        Ok(done) => done,
+        Err(e) => {
+            remove_attempt(&store, &url, &root, version_now + 1, &[&run, &sources_rel]).await;
+            return Err(e);
         }
     };
     remove_orphans(&store, &url, &root, version)
@@ -376,7 +388,13 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
             .with_schema(Arc::clone(&schema));
         let df = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
         let written = write_runs(ctx, &store, &root, &layout, df, &run, false).await;
-        let (a, _) = lost_race_or(&store, &root, store_path, version_now + 1, written).await?;
+        let (a, _) = match lost_race_or(&store, &root, store_path, version_now + 1, written).await {
+            Ok(a) => a,
+            Err(e) => {
+                remove_attempt(&store, &url, &root, version_now + 1, &[&run]).await;
+                return Err(e);
+            }
+        };
         adds.extend(a);
         merged.extend(runs.iter().map(|(p, _, _)| p.clone()));
     }
@@ -402,12 +420,18 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
         predicate: None,
         target_size: 0,
     };
-    let done = CommitBuilder::default()
+    let done = match CommitBuilder::default()
         .with_actions(actions)
         .with_max_retries(0)
         .build(Some(snapshot), table.log_store(), op)
         .await
-        .map_err(|e| commit_error(store_path, e))?;
+    {
+        Ok(done) => done,
+        Err(e) => {
+            remove_attempt(&store, &url, &root, version_now + 1, &[&run]).await;
+            return Err(commit_error(store_path, e));
+        }
+    };
     let version = done.version() as i64;
     remove_orphans(&store, &url, &root, version)
         .await
@@ -786,6 +810,46 @@ async fn lost_race_or<T>(
             e.strip_backtrace()
         ))),
         Err(_) => Err(e),
+    }
+}
+
+/// Removes what a failed attempt at version `intended` wrote (files whose names start with one of
+/// `names`), best effort: the next sync or compact removes anything left. When version
+/// `intended` exists (another writer's, or this attempt's own commit reported as failed after it
+/// landed), only the files that commit does not name go.
+async fn remove_attempt(
+    store: &Arc<dyn ObjectStore>,
+    store_url: &Url,
+    root: &Path,
+    intended: i64,
+    names: &[&str],
+) {
+    let log = sources::child(root, &format!("_delta_log/{intended:020}.json"));
+    if store.head(&log).await.is_ok() {
+        let _ = remove_orphans(store, store_url, root, intended).await;
+        return;
+    }
+    let names: Vec<&str> = names
+        .iter()
+        .map(|n| n.rsplit('/').next().unwrap_or(n))
+        .collect();
+    let ours = |file: &str| names.iter().any(|n| file.starts_with(n));
+    let mut doomed = vec![];
+    let mut list = store.list(Some(root));
+    while let Some(Ok(meta)) = list.next().await {
+        if meta.location.filename().is_some_and(ours) {
+            doomed.push(meta.location);
+        }
+    }
+    for path in doomed {
+        let _ = store.delete(&path).await;
+    }
+    if let Some(dir) = local_dir(store_url) {
+        for path in staging_files(&dir) {
+            if path.file_name().and_then(|n| n.to_str()).is_some_and(ours) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 }
 
