@@ -132,27 +132,34 @@ async fn per_customer_questions_plan_without_repartition_or_sort() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     crate::common::generate_dense(&data, 300, 2, 5);
-    let st = tmp.path().join("store");
-    sync(&data.join("purchases"), &st, |_| {}).await.unwrap();
-    let ctx = session(2, &[("purchases", st.to_str().unwrap())]).await;
-    let plan = |sql: String| {
-        let ctx = ctx.clone();
-        async move {
-            let rows = query(&ctx, &format!("EXPLAIN {sql}")).await;
-            rows.iter()
-                .map(|r| r.join(" "))
-                .collect::<Vec<_>>()
-                .join("\n")
+    let (src, st) = (tmp.path().join("src"), tmp.path().join("store"));
+    // One run per bucket, then two (a second sync): the runs are merged in order, not sorted.
+    for (runs, parts) in [(1, 0..1), (2, 1..2)] {
+        copy_parts(&data.join("purchases"), &src, parts);
+        sync(&src, &st, |_| {}).await.unwrap();
+        let ctx = session(2, &[("purchases", st.to_str().unwrap())]).await;
+        let plan = |sql: String| {
+            let ctx = ctx.clone();
+            async move {
+                let rows = query(&ctx, &format!("EXPLAIN {sql}")).await;
+                rows.iter()
+                    .map(|r| r.join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        };
+        for sql in [
+            "SELECT customer_id, count(*), sum(amount) FROM purchases GROUP BY customer_id".to_string(),
+            format!("SELECT customer_id, lifecycle_stage(order_ts, {AS_OF}) FROM purchases GROUP BY customer_id"),
+            "SELECT customer_id, lag(order_ts) OVER (PARTITION BY customer_id ORDER BY order_ts) FROM purchases".into(),
+            "SELECT customer_id, max(amount) FROM purchases GROUP BY customer_id".into(),
+        ] {
+            let p = plan(sql.clone()).await;
+            assert!(!p.contains("RepartitionExec"), "{runs} run(s): {sql}\n{p}");
+            assert!(!p.contains("SortExec"), "{runs} run(s): {sql}\n{p}");
+            assert!(p.contains("ordering_mode=Sorted") || sql.contains("lag("), "{runs} run(s): {sql}\n{p}");
+            assert_eq!(p.contains("StoreBucketMergeExec"), runs > 1, "{runs} run(s): {sql}\n{p}");
         }
-    };
-    for sql in [
-        "SELECT customer_id, count(*), sum(amount) FROM purchases GROUP BY customer_id".to_string(),
-        format!("SELECT customer_id, lifecycle_stage(order_ts, {AS_OF}) FROM purchases GROUP BY customer_id"),
-        "SELECT customer_id, lag(order_ts) OVER (PARTITION BY customer_id ORDER BY order_ts) FROM purchases".into(),
-    ] {
-        let p = plan(sql.clone()).await;
-        assert!(!p.contains("RepartitionExec"), "{sql}\n{p}");
-        assert!(!p.contains("SortExec"), "{sql}\n{p}");
     }
 }
 
@@ -161,16 +168,22 @@ async fn joins_with_other_tables_stay_exact_whatever_the_partition_count() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     crate::common::generate_dense(&data, 800, 2, 8);
-    let st = tmp.path().join("store");
+    let (src, st) = (tmp.path().join("src"), tmp.path().join("store"));
     // 4 buckets + the NULL-key bucket = 5 partitions: at target_partitions 5, DataFusion alone
-    // would take the store's buckets for its own hash partitions.
-    sync(&data.join("purchases"), &st, |_| {}).await.unwrap();
+    // would take the store's buckets for its own hash partitions. With one run per bucket (a
+    // scan) and with two (their merge).
+    copy_parts(&data.join("purchases"), &src, 0..1);
+    sync(&src, &st, |_| {}).await.unwrap();
     let sql = "SELECT count(*), sum(c.customer_id) FROM purchases p JOIN customers c ON p.customer_id = c.customer_id";
-    for partitions in [1, 4, 5, 8] {
+    for (partitions, runs) in [(1, 1), (4, 1), (5, 1), (8, 1), (5, 2), (4, 2)] {
+        if runs == 2 && !src.join("part-00001.parquet").exists() {
+            copy_parts(&data.join("purchases"), &src, 1..2);
+            sync(&src, &st, |_| {}).await.unwrap();
+        }
         let on_files = session(
             partitions,
             &[
-                ("purchases", data.join("purchases").to_str().unwrap()),
+                ("purchases", src.to_str().unwrap()),
                 ("customers", data.join("customers").to_str().unwrap()),
             ],
         )
@@ -194,7 +207,7 @@ async fn joins_with_other_tables_stay_exact_whatever_the_partition_count() {
         assert_eq!(
             query(&on_store, sql).await,
             query(&on_files, sql).await,
-            "{partitions} partitions"
+            "{partitions} partitions, {runs} run(s) per bucket"
         );
     }
 }

@@ -21,12 +21,16 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use lifecycle_udfs::table::PlannedTable;
 
 use crate::engine::functions::front_end_udf;
+use crate::engine::store::merge::BucketMergeExec;
 use crate::engine::store::provider::StoreTable;
 
 /// Marks a serialised [`PlannedTable`] among the table providers of a plan.
 const PLANNED_TABLE: &[u8] = b"lifecycle.planned_table\0";
 /// Marks a serialised lifecycle store ([`StoreTable`]).
 const STORE_TABLE: &[u8] = b"lifecycle.store_table\0";
+/// Marks a serialised store bucket merge ([`BucketMergeExec`]): its key and time columns, as
+/// JSON; its input (the store's scan) travels as the node's child.
+const BUCKET_MERGE: &[u8] = b"lifecycle.bucket_merge\0";
 
 /// Ballista's logical codec, plus the table functions' results ([`PlannedTable`], serialised as
 /// their own logical plan) and their internal aggregates (by name).
@@ -146,6 +150,21 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(doc) = buf.strip_prefix(BUCKET_MERGE) {
+            let bad = |why: String| {
+                DataFusionError::Internal(format!("bad store bucket merge encoding: {why}"))
+            };
+            let (key, order): (String, String) =
+                serde_json::from_slice(doc).map_err(|e| bad(e.to_string()))?;
+            let [input] = inputs else {
+                return Err(bad(format!("{} inputs", inputs.len())));
+            };
+            return Ok(Arc::new(BucketMergeExec::try_new(
+                Arc::clone(input),
+                key,
+                order,
+            )?));
+        }
         self.ballista.try_decode(buf, inputs, ctx, proto_converter)
     }
 
@@ -155,6 +174,12 @@ impl PhysicalExtensionCodec for PhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
+        if let Some(merge) = node.downcast_ref::<BucketMergeExec>() {
+            buf.extend_from_slice(BUCKET_MERGE);
+            serde_json::to_writer(&mut *buf, &merge.columns())
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(());
+        }
         self.ballista.try_encode(node, buf, proto_converter)
     }
 

@@ -21,6 +21,8 @@ use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
+use super::merge::BucketMergeExec;
+
 /// Where an input's hash partitioning comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Origin {
@@ -40,6 +42,9 @@ fn origin(plan: &Arc<dyn ExecutionPlan>) -> Origin {
         }
         if p.downcast_ref::<RepartitionExec>().is_some() {
             return Origin::DataFusion;
+        }
+        if p.downcast_ref::<BucketMergeExec>().is_some() {
+            return Origin::Declared(p.output_partitioning().partition_count());
         }
         if let Some(ds) = p.downcast_ref::<DataSourceExec>() {
             return match ds.data_source().downcast_ref::<FileScanConfig>() {

@@ -16,6 +16,7 @@
 
 pub mod guard;
 pub mod layout;
+pub mod merge;
 pub mod provider;
 pub mod sources;
 pub mod write;

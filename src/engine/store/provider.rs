@@ -1,5 +1,5 @@
 //! Reading a store: one partition per bucket, declared to DataFusion as hash-partitioned on the
-//! key, and ordered by (key, time) when every bucket is one sorted file, so per-customer
+//! key and ordered by (key, time) (a bucket of several runs is their in-order merge), so per-customer
 //! aggregates plan with no repartition (single-phase, in order) and windows over
 //! `PARTITION BY key ORDER BY time` need no sort.
 
@@ -22,6 +22,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use deltalake_core::DeltaTable;
 use url::Url;
 
+use super::merge::BucketMergeExec;
 use super::{Layout, delta_error};
 
 /// A store's files at one version, by bucket.
@@ -214,8 +215,9 @@ impl TableProvider for StoreTable {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let source = ParquetSource::new(TableSchema::from(Arc::clone(&self.schema)));
-        let groups: Vec<FileGroup> = self
+        // One scan partition per bucket, declared hash-partitioned on the key (so neither
+        // DataFusion nor a cluster's task builder splits or regroups its files).
+        let groups = self
             .files
             .buckets
             .iter()
@@ -231,19 +233,28 @@ impl TableProvider for StoreTable {
             &self.layout.key,
             self.schema.index_of(&self.layout.key)?,
         ));
-        let mut config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+        let source = ParquetSource::new(TableSchema::from(Arc::clone(&self.schema)));
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
             .with_file_groups(groups)
             .with_output_partitioning(Some(Partitioning::Hash(
                 vec![key],
                 self.layout.partitions(),
             )))
-            .with_limit(limit);
-        // A bucket of several runs reads them one after the other: ordered only when every
-        // bucket is a single sorted file (a first sync, or after `compact`).
+            .with_output_ordering(vec![self.ordering()?])
+            .with_limit(limit)
+            .with_projection_indices(projection.cloned())?
+            .build();
+        let scan = DataSourceExec::from_data_source(config);
         if self.files.buckets.iter().all(|runs| runs.len() <= 1) {
-            config = config.with_output_ordering(vec![self.ordering()?]);
+            // One sorted file per bucket (a first sync, or after `compact`): the scan is ordered.
+            return Ok(scan);
         }
-        let config = config.with_projection_indices(projection.cloned())?.build();
-        Ok(DataSourceExec::from_data_source(config))
+        // A bucket of several runs would read them one after the other: each bucket is the
+        // in-order merge of its runs instead.
+        Ok(Arc::new(BucketMergeExec::try_new(
+            scan,
+            self.layout.key.clone(),
+            self.layout.order.clone(),
+        )?))
     }
 }

@@ -318,7 +318,7 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
                 }
                 let mut actions = vec![Action::Metadata(meta)];
                 if opts.rebuild {
-                    actions.extend(removes(&table)?.into_iter().map(Action::Remove));
+                    actions.extend(removes(table)?.into_iter().map(Action::Remove));
                 }
                 actions.extend(adds.into_iter().map(Action::Add));
                 let op = DeltaOperation::Write {
