@@ -213,6 +213,63 @@ async fn joins_with_other_tables_stay_exact_whatever_the_partition_count() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_union_of_a_store_and_other_tables_stays_exact_whatever_the_partition_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    crate::common::generate_dense(&data, 800, 2, 9);
+    let (src, st) = (tmp.path().join("src"), tmp.path().join("store"));
+    // Per-customer aggregates of a store (4 buckets + 1 = 5 partitions) and of files that
+    // DataFusion repartitions itself, in one UNION ALL grouped again by customer: at 5
+    // partitions DataFusion interleaves the two (pairs partition i with partition i).
+    copy_parts(&data.join("purchases"), &src, 0..1);
+    sync(&src, &st, |_| {}).await.unwrap();
+    // The other side: the same rows with the store's (nullable) schema, so that the union needs
+    // no cast and both sides are hash-partitioned on the same column as far as DataFusion sees.
+    let others = tmp.path().join("others");
+    std::fs::create_dir_all(&others).unwrap();
+    let ctx = session(1, &[("purchases", st.to_str().unwrap())]).await;
+    query(
+        &ctx,
+        &format!(
+            "COPY (SELECT * FROM purchases) TO '{}' STORED AS PARQUET",
+            others.join("part.parquet").display()
+        ),
+    )
+    .await;
+    let sql = "SELECT count(*), sum(n), sum(customer_id * n) FROM (SELECT customer_id, sum(c) AS n FROM ( \
+               SELECT customer_id, count(*) AS c FROM purchases GROUP BY customer_id \
+               UNION ALL SELECT customer_id, count(*) AS c FROM others GROUP BY customer_id) \
+               GROUP BY customer_id)";
+    for (partitions, runs) in [(1, 1), (4, 1), (5, 1), (8, 1), (5, 2)] {
+        if runs == 2 && !src.join("part-00001.parquet").exists() {
+            copy_parts(&data.join("purchases"), &src, 1..2);
+            sync(&src, &st, |_| {}).await.unwrap();
+        }
+        let on_files = session(
+            partitions,
+            &[
+                ("purchases", src.to_str().unwrap()),
+                ("others", others.to_str().unwrap()),
+            ],
+        )
+        .await;
+        let on_store = session(
+            partitions,
+            &[
+                ("purchases", st.to_str().unwrap()),
+                ("others", others.to_str().unwrap()),
+            ],
+        )
+        .await;
+        assert_eq!(
+            query(&on_store, sql).await,
+            query(&on_files, sql).await,
+            "{partitions} partitions, {runs} run(s) per bucket"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_one_clear_error_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

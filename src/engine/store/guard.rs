@@ -6,7 +6,8 @@
 //! the key, N + 1 partitions) and whose other side DataFusion repartitioned itself would pair
 //! partitions holding different keys whenever the counts happen to match. This rule, run after
 //! DataFusion's own, repartitions the store side of any operator that needs two or more inputs
-//! hash-partitioned alike, unless every such input is a store bucketed the same way.
+//! hash-partitioned alike, or that interleaves its inputs' partitions (a `UNION ALL` DataFusion
+//! turned into an `InterleaveExec`), unless every such input is a store bucketed the same way.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use datafusion::physical_expr::{Distribution, Partitioning};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::union::InterleaveExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 
 use super::merge::BucketMergeExec;
@@ -63,6 +65,33 @@ fn origin(plan: &Arc<dyn ExecutionPlan>) -> Origin {
     }
 }
 
+/// A `UNION ALL` of hash-partitioned inputs that DataFusion interleaves (partition `i` of the
+/// union = partition `i` of every input, taken as hash-partitioned alike): a store's buckets and
+/// DataFusion's own hash partitions of the same count would be paired. Every input that is not
+/// DataFusion's hash is brought to it, unless every input is a store bucketed the same way.
+fn interleave(node: Arc<dyn ExecutionPlan>) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+    let children: Vec<Arc<dyn ExecutionPlan>> = node.children().into_iter().cloned().collect();
+    let origins: Vec<Origin> = children.iter().map(origin).collect();
+    let declared = origins.iter().any(|o| matches!(o, Origin::Declared(_)));
+    if !declared || origins.windows(2).all(|w| w[0] == w[1]) {
+        return Ok(Transformed::no(node));
+    }
+    let new_children = children
+        .into_iter()
+        .zip(&origins)
+        .map(|(child, o)| match child.output_partitioning().clone() {
+            Partitioning::Hash(exprs, n) if *o != Origin::DataFusion => Ok(Arc::new(
+                RepartitionExec::try_new(child, Partitioning::Hash(exprs, n))?,
+            )
+                as Arc<dyn ExecutionPlan>),
+            _ => Ok(child),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Transformed::yes(Arc::new(InterleaveExec::try_new(
+        new_children,
+    )?)))
+}
+
 /// The physical optimizer rule (see the module documentation).
 #[derive(Debug, Default)]
 pub struct StoreCoPartitioning;
@@ -86,6 +115,9 @@ impl PhysicalOptimizerRule for StoreCoPartitioning {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let target = config.execution.target_partitions.max(1);
         plan.transform_up(|node| {
+            if node.downcast_ref::<InterleaveExec>().is_some() {
+                return interleave(node);
+            }
             let reqs: Vec<Distribution> = node
                 .input_distribution_requirements()
                 .per_child_distributions()

@@ -48,6 +48,9 @@ impl BucketMergeExec {
     pub fn try_new(input: Arc<dyn ExecutionPlan>, key: String, order: String) -> Result<Self> {
         let schema = input.schema();
         let n = input.output_partitioning().partition_count();
+        // Only a store's scan as the provider built it (file groups declared as the buckets, so
+        // no rule regrouped them) is merged into buckets; anything else claims nothing.
+        let buckets = scan_config(&input).is_ok_and(|c| c.output_partitioning.is_some());
         let column = |name: &str| {
             schema
                 .index_of(name)
@@ -55,8 +58,8 @@ impl BucketMergeExec {
                 .map(|i| Arc::new(Column::new(name, i)) as Arc<dyn PhysicalExpr>)
         };
         let partitioning = match column(&key) {
-            Some(k) => Partitioning::Hash(vec![k], n),
-            None => Partitioning::UnknownPartitioning(n),
+            Some(k) if buckets => Partitioning::Hash(vec![k], n),
+            _ => Partitioning::UnknownPartitioning(n),
         };
         // The merge's ordering: the key, then the time, as far as the projection keeps them.
         let opts = SortOptions {
@@ -65,7 +68,7 @@ impl BucketMergeExec {
         };
         let sort: Vec<PhysicalSortExpr> = [&key, &order]
             .into_iter()
-            .map_while(|c| column(c))
+            .map_while(|c| column(c).filter(|_| buckets))
             .map(|e| PhysicalSortExpr::new(e, opts))
             .collect();
         let eq = match LexOrdering::new(sort) {
@@ -168,6 +171,12 @@ impl ExecutionPlan for BucketMergeExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let config = scan_config(&self.input)?;
+        if config.output_partitioning.is_none() {
+            return Err(DataFusionError::Internal(
+                "StoreBucketMergeExec: its scan's file groups are no longer the store's buckets"
+                    .into(),
+            ));
+        }
         let group = config.file_groups.get(partition).ok_or_else(|| {
             DataFusionError::Internal(format!(
                 "StoreBucketMergeExec: no bucket {partition} of {}",
@@ -199,6 +208,8 @@ impl ExecutionPlan for BucketMergeExec {
             .with_metrics(BaselineMetrics::new(&self.metrics, partition))
             .with_batch_size(context.session_config().batch_size())
             .with_reservation(reservation)
+            // Equal (key, time) rows come in run order (oldest sync first), every time.
+            .with_round_robin_tie_breaker(false)
             .build()
     }
 
