@@ -2,8 +2,11 @@
 # What a cluster costs on one machine: the lifecycle_stage and cohort_retention queries of
 # compare_peers.py run by one `lifecycle sql` process and by a cluster of 1 scheduler + 2 executors
 # (each executor --concurrent-tasks 1, so both set-ups use the machine's 2 cores), on the same files.
-# Prints, per query and run: wall seconds (whole client process), bytes the executors wrote as
-# shuffle files, and tasks run.
+# Prints, per query and run: wall seconds (whole client process), the peak bytes of the executors'
+# shuffle files during the query (executors delete a job's shuffle files when it ends, so the work
+# directories are sampled every 20 ms while the query runs), and tasks run. DATA/purchases may be
+# Parquet files or a lifecycle store (`lifecycle store sync`): on a store the per-customer stage
+# reads its buckets in place and only the small per-stage partial aggregates are shuffled.
 #
 #   benches/cluster_cost.sh target/release/lifecycle /tmp/lc-dense [runs]
 set -euo pipefail
@@ -33,7 +36,7 @@ declare -A queries=(
 tasks() { cat "$work"/e*.log | grep -c "Finished task" || true; }
 shuffled() { du -sb "$work"/w1 "$work"/w2 | awk '{s += $1} END {print s}'; }
 
-printf "%-24s %-8s %8s %14s %6s  %s\n" query where seconds shuffle_bytes tasks answer
+printf "%-24s %-8s %8s %14s %6s  %s\n" query where seconds peak_shuffle tasks answer
 for name in lifecycle_stage cohort_retention_month; do
   q=${queries[$name]}
   for r in $(seq "$runs"); do
@@ -43,9 +46,17 @@ for name in lifecycle_stage cohort_retention_month; do
     printf "%-24s %-8s %8.2f %14s %6s  %s\n" "$name" local "$(echo "$t1 - $t0" | bc)" - - "$ans"
     b0=$(shuffled); k0=$(tasks)
     t0=$(date +%s.%N)
-    ans=$("$bin" sql --cluster "df://127.0.0.1:$sport" --table "purchases=$data/purchases" --format csv -c "$q" | tail -n +2 | tr '\n' ' ')
+    "$bin" sql --cluster "df://127.0.0.1:$sport" --table "purchases=$data/purchases" --format csv -c "$q" \
+      >"$work/answer" & client=$!
+    peak=$b0
+    while kill -0 "$client" 2>/dev/null; do
+      now=$(shuffled); [ "$now" -gt "$peak" ] && peak=$now
+      sleep 0.02
+    done
+    wait "$client"
     t1=$(date +%s.%N)
+    ans=$(tail -n +2 "$work/answer" | tr '\n' ' ')
     sleep 1
-    printf "%-24s %-8s %8.2f %14s %6s  %s\n" "$name" cluster "$(echo "$t1 - $t0" | bc)" "$(( $(shuffled) - b0 ))" "$(( $(tasks) - k0 ))" "$ans"
+    printf "%-24s %-8s %8.2f %14s %6s  %s\n" "$name" cluster "$(echo "$t1 - $t0" | bc)" "$(( peak - b0 ))" "$(( $(tasks) - k0 ))" "$ans"
   done
 done

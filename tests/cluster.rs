@@ -164,6 +164,27 @@ async fn standalone_cluster_answers_on_lifecycle_stores() {
     for (q, want) in QUERIES.iter().zip(&expected) {
         assert_eq!(&query(&ctx, q).await, want, "{q}");
     }
+    // The per-customer stage reads the store's buckets in place (its runs merged in order):
+    // no shuffle below the per-customer aggregate.
+    let explain: Vec<String> = query(&ctx, &format!("EXPLAIN {}", QUERIES[0]))
+        .await
+        .into_iter()
+        .map(|r| r.join("\n"))
+        .collect();
+    let dist = explain
+        .iter()
+        .find(|r| r.starts_with("distributed_plan"))
+        .expect("a distributed plan");
+    let stage = dist
+        .split("=========")
+        .find(|s| s.contains("gby=[customer_id@"))
+        .unwrap_or_else(|| panic!("no per-customer stage in\n{dist}"));
+    assert!(
+        stage.contains("StoreBucketMergeExec")
+            && !stage.contains("ShuffleReaderExec")
+            && !stage.contains("UnresolvedShuffleExec"),
+        "the per-customer stage shuffles:\n{dist}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
