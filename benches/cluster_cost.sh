@@ -34,7 +34,8 @@ declare -A queries=(
   [cohort_retention_month]="SELECT count(*) FILTER (WHERE active_customers > 0), sum(active_customers), round(sum(revenue), 2) FROM cohort_retention('purchases', 'month')"
 )
 tasks() { cat "$work"/e*.log | grep -c "Finished task" || true; }
-shuffled() { du -sb "$work"/w1 "$work"/w2 | awk '{s += $1} END {print s}'; }
+# (Files come and go while du walks the directories: a vanished one is not an error.)
+shuffled() { { du -sb "$work"/w1 "$work"/w2 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}'; }
 
 printf "%-24s %-8s %8s %14s %6s  %s\n" query where seconds peak_shuffle tasks answer
 for name in lifecycle_stage cohort_retention_month; do
