@@ -172,6 +172,38 @@ def main():
               "never a mix; the next sync completed it and left no file of the killed attempt)")
         check_layout(store, 8)
 
+        # Compaction merges each bucket's runs (now three) in order into one file; killed at random
+        # moments it leaves the store at the old or the new version (the same answers either way),
+        # and the next compact completes it and removes the killed attempt's files.
+        runs_before = len([f for _, _, fs in os.walk(store) for f in fs if f.startswith("run-")])
+        pristine = os.path.join(tmp, "pristine-compact")
+        shutil.copytree(store, pristine)
+        start = time.perf_counter()
+        lifecycle(binary, "store", "compact", "--store", store)
+        full = time.perf_counter() - start
+        dt = check_layout(store, 8)
+        assert count_sum(binary, store) == after
+        got, want = sorted_table(dt.to_pyarrow_table()), sorted_table(pq.read_table(src))
+        assert got.num_rows == want.num_rows, (got.num_rows, want.num_rows)
+        for c in want.column_names:
+            assert got.column(c).cast(want.schema.field(c).type).equals(want.column(c)), f"compacted: column {c} differs"
+        compact_kills = 0
+        for i in range(6):
+            shutil.rmtree(store)
+            shutil.copytree(pristine, store)
+            p = subprocess.Popen([binary, "store", "compact", "--store", store],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(random.uniform(0.0, 1.05 * full))
+            p.send_signal(signal.SIGKILL)
+            compact_kills += p.wait() == -signal.SIGKILL
+            assert count_sum(binary, store) == after, f"compact kill {i}: the store answers differently"
+            lifecycle(binary, "store", "compact", "--store", store)
+            assert count_sum(binary, store) == after, f"compact kill {i}: the next compact changed the answer"
+            check_orphans(store)
+            check_layout(store, 8)
+        print(f"compact of {runs_before} runs into one file per bucket in {full:.2f} s; killed {compact_kills} of 6 "
+              "times mid-way: same answers, the next compact completed it and left no file of the killed attempt")
+
         # Three syncs at once, five times: one wins, the others lose with a clear error (also when
         # the winner's clean-up removes a loser's files while it is still writing them, and when
         # a loser's file vanishes under the winner's clean-up); the store answers as the files.

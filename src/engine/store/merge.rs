@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
@@ -26,6 +27,10 @@ use datafusion::physical_expr::{
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::sorts::streaming_merge::StreamingMergeBuilder;
+use url::Url;
+
+use super::Layout;
+use super::provider::{bucket_scan_config, object_store_url};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
     SendableRecordBatchStream,
@@ -94,6 +99,29 @@ impl BucketMergeExec {
     pub fn columns(&self) -> (&str, &str) {
         (&self.key, &self.order)
     }
+}
+
+/// One bucket's runs (`group`, files of the store at `store_url`) merged in order, as a
+/// one-partition plan: what `compact` writes as the bucket's one file.
+pub fn runs_merged(
+    store_url: &Url,
+    schema: &SchemaRef,
+    layout: &Layout,
+    group: FileGroup,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let config = bucket_scan_config(
+        &object_store_url(store_url)?,
+        schema,
+        layout,
+        vec![group],
+        None,
+        None,
+    )?;
+    Ok(Arc::new(BucketMergeExec::try_new(
+        DataSourceExec::from_data_source(config),
+        layout.key.clone(),
+        layout.order.clone(),
+    )?))
 }
 
 /// The file scan configuration of a store's scan.

@@ -11,7 +11,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::object_store::ObjectStoreUrl;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfig, FileScanConfigBuilder, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result};
@@ -97,22 +99,47 @@ impl StoreTable {
             layout,
         })
     }
+}
 
-    /// The ordering every bucket file has: (key, time), ascending, nulls last.
-    fn ordering(&self) -> Result<LexOrdering> {
-        let opts = SortOptions {
-            descending: false,
-            nulls_first: false,
-        };
-        let sort = |name: &str| -> Result<PhysicalSortExpr> {
-            Ok(PhysicalSortExpr::new(
-                Arc::new(Column::new(name, self.schema.index_of(name)?)),
-                opts,
-            ))
-        };
-        LexOrdering::new([sort(&self.layout.key)?, sort(&self.layout.order)?])
-            .ok_or_else(|| DataFusionError::Internal("empty store ordering".into()))
-    }
+/// The ordering every bucket file has: (key, time), ascending, nulls last.
+fn ordering(schema: &SchemaRef, layout: &Layout) -> Result<LexOrdering> {
+    let opts = SortOptions {
+        descending: false,
+        nulls_first: false,
+    };
+    let sort = |name: &str| -> Result<PhysicalSortExpr> {
+        Ok(PhysicalSortExpr::new(
+            Arc::new(Column::new(name, schema.index_of(name)?)),
+            opts,
+        ))
+    };
+    LexOrdering::new([sort(&layout.key)?, sort(&layout.order)?])
+        .ok_or_else(|| DataFusionError::Internal("empty store ordering".into()))
+}
+
+/// A scan of a store's files with one file group per bucket (`groups`), declared
+/// hash-partitioned on the key (so neither DataFusion nor a cluster's task builder splits or
+/// regroups its files) and each file ordered by (key, time).
+pub fn bucket_scan_config(
+    store_url: &ObjectStoreUrl,
+    schema: &SchemaRef,
+    layout: &Layout,
+    groups: Vec<FileGroup>,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<FileScanConfig> {
+    let key = Arc::new(Column::new(&layout.key, schema.index_of(&layout.key)?));
+    let partitions = groups.len();
+    let source = ParquetSource::new(TableSchema::from(Arc::clone(schema)));
+    Ok(
+        FileScanConfigBuilder::new(store_url.clone(), Arc::new(source))
+            .with_file_groups(groups)
+            .with_output_partitioning(Some(Partitioning::Hash(vec![key], partitions)))
+            .with_output_ordering(vec![ordering(schema, layout)?])
+            .with_limit(limit)
+            .with_projection_indices(projection.cloned())?
+            .build(),
+    )
 }
 
 impl StoreTable {
@@ -229,21 +256,14 @@ impl TableProvider for StoreTable {
                 )
             })
             .collect();
-        let key = Arc::new(Column::new(
-            &self.layout.key,
-            self.schema.index_of(&self.layout.key)?,
-        ));
-        let source = ParquetSource::new(TableSchema::from(Arc::clone(&self.schema)));
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-            .with_file_groups(groups)
-            .with_output_partitioning(Some(Partitioning::Hash(
-                vec![key],
-                self.layout.partitions(),
-            )))
-            .with_output_ordering(vec![self.ordering()?])
-            .with_limit(limit)
-            .with_projection_indices(projection.cloned())?
-            .build();
+        let config = bucket_scan_config(
+            &self.store_url,
+            &self.schema,
+            &self.layout,
+            groups,
+            projection,
+            limit,
+        )?;
         let scan = DataSourceExec::from_data_source(config);
         if self.files.buckets.iter().all(|runs| runs.len() <= 1) {
             // One sorted file per bucket (a first sync, or after `compact`): the scan is ordered.

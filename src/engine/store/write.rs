@@ -8,9 +8,11 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::physical_plan::FileGroup;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::{DataFrame, SessionContext, coalesce, ident, lit};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -267,7 +269,7 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
     // One attempt: the runs, the source list, the commit. A failure anywhere removes what it wrote.
     let attempt = async {
         let written = async {
-            let written = write_runs(ctx, &store, &root, &layout, df, &run, true).await?;
+            let written = write_runs(&store, &root, &layout, df, &run, true).await?;
             // The new list of folded sources, written before the commit that names it.
             sources::write(store.as_ref(), &root, &sources_rel, &all).await?;
             Ok(written)
@@ -376,26 +378,34 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
     );
     let mut adds = vec![];
     let mut merged: Vec<String> = vec![];
-    // "file:///" or "s3://bucket/": a run's object path appended is its URL.
-    let store_url = super::provider::object_store_url(&url)?;
-    for runs in files.buckets.iter().filter(|r| r.len() > 1) {
-        let urls = runs
-            .iter()
-            .map(|(p, _, _)| ListingTableUrl::parse(format!("{}{p}", store_url.as_str())))
-            .collect::<Result<Vec<_>>>()?;
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(ListingOptions::new(Arc::new(ParquetFormat::default())))
-            .with_schema(Arc::clone(&schema));
-        let df = ctx.read_table(Arc::new(ListingTable::try_new(config)?))?;
-        let written = write_runs(ctx, &store, &root, &layout, df, &run, false).await;
-        let (a, _) = match lost_race_or(&store, &root, store_path, version_now + 1, written).await {
+    for (b, runs) in files
+        .buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.len() > 1)
+    {
+        // The bucket's runs, each sorted, merged in order (no sort): one stream, one file.
+        let group = FileGroup::new(
+            runs.iter()
+                .map(|(p, size, _)| PartitionedFile::new(p.clone(), *size))
+                .collect(),
+        );
+        let merge = super::merge::runs_merged(&url, &schema, &layout, group)?;
+        let stream = merge.execute(0, ctx.task_ctx());
+        let written = match stream {
+            Ok(stream) => write_run(&store, &root, &schema, b as i32, &run, stream, false)
+                .await
+                .map(|(a, _)| a),
+            Err(e) => Err(e),
+        };
+        let a = match lost_race_or(&store, &root, store_path, version_now + 1, written).await {
             Ok(a) => a,
             Err(e) => {
                 remove_attempt(&store, &url, &root, version_now + 1, &[&run]).await;
                 return Err(e);
             }
         };
-        adds.extend(a);
+        adds.push(a);
         merged.extend(runs.iter().map(|(p, _, _)| p.clone()));
     }
     if merged.is_empty() {
@@ -701,7 +711,6 @@ const BUCKET_COL: &str = "__lifecycle_store_bucket";
 /// Sorts `df` by (bucket, key, time) and writes one file per bucket it has rows for, named
 /// `bNNNNN/RUN.parquet`. Returns the Add actions and the number of rows.
 async fn write_runs(
-    ctx: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     root: &Path,
     layout: &Layout,
@@ -709,7 +718,6 @@ async fn write_runs(
     run: &str,
     data_change: bool,
 ) -> Result<(Vec<Add>, usize)> {
-    let _ = ctx;
     let n = layout.buckets as i64;
     let bucket = coalesce(vec![
         lifecycle_udfs::bucket::store_bucket_udf().call(vec![ident(&layout.key), lit(n)]),
@@ -722,13 +730,9 @@ async fn write_runs(
         ident(&layout.order).sort(true, false),
     ])?;
     let mut stream = df.execute_stream().await?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-        .set_max_row_group_row_count(Some(1 << 20))
-        .build();
     let mut adds = vec![];
     let mut total = 0usize;
-    let mut current: Option<(i32, Path, String, AsyncArrowWriter<BufWriter>, usize)> = None;
+    let mut current: Option<(i32, RunWriter)> = None;
     let ncols = schema.fields().len();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
@@ -742,51 +746,98 @@ async fn write_runs(
                 j += 1;
             }
             if current.as_ref().is_none_or(|c| c.0 != b) {
-                if let Some(c) = current.take() {
-                    adds.push(finish(store, c.1, c.2, c.3, c.4, data_change).await?);
+                if let Some((_, w)) = current.take() {
+                    adds.push(w.finish(store, data_change).await?);
                 }
-                let rel = format!("{}/{run}.parquet", Layout::bucket_dir(b as usize));
-                let path = sources::child(root, &rel);
-                let w = AsyncArrowWriter::try_new(
-                    BufWriter::new(Arc::clone(store), path.clone()),
-                    Arc::clone(&schema),
-                    Some(props.clone()),
-                )?;
-                current = Some((b, path, rel, w, 0));
+                current = Some((b, RunWriter::open(store, root, &schema, b, run)?));
             }
-            let c = current.as_mut().expect("a writer is open");
-            c.3.write(&data.slice(i, j - i)).await?;
-            c.4 += j - i;
+            let (_, w) = current.as_mut().expect("a writer is open");
+            w.write(&data.slice(i, j - i)).await?;
             total += j - i;
             i = j;
         }
     }
-    if let Some(c) = current.take() {
-        adds.push(finish(store, c.1, c.2, c.3, c.4, data_change).await?);
+    if let Some((_, w)) = current.take() {
+        adds.push(w.finish(store, data_change).await?);
     }
     Ok((adds, total))
 }
 
-/// Closes a run's writer and describes the file as a Delta Add action.
-async fn finish(
+/// Writes `stream` (bucket `bucket`'s rows, already in order) as the bucket's file of `run`.
+async fn write_run(
     store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    schema: &SchemaRef,
+    bucket: i32,
+    run: &str,
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    data_change: bool,
+) -> Result<(Add, usize)> {
+    let mut w = RunWriter::open(store, root, schema, bucket, run)?;
+    let mut total = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        total += batch.num_rows();
+        w.write(&batch).await?;
+    }
+    Ok((w.finish(store, data_change).await?, total))
+}
+
+/// One run file being written: `bNNNNN/RUN.parquet` (ZSTD, row groups of up to 1M rows).
+struct RunWriter {
     path: Path,
     rel: String,
-    w: AsyncArrowWriter<BufWriter>,
+    writer: AsyncArrowWriter<BufWriter>,
     rows: usize,
-    data_change: bool,
-) -> Result<Add> {
-    w.close().await?;
-    let meta = store.head(&path).await?;
-    Ok(Add {
-        path: rel,
-        partition_values: HashMap::new(),
-        size: meta.size as i64,
-        modification_time: meta.last_modified.timestamp_millis(),
-        data_change,
-        stats: Some(serde_json::json!({ "numRecords": rows }).to_string()),
-        ..Default::default()
-    })
+}
+
+impl RunWriter {
+    fn open(
+        store: &Arc<dyn ObjectStore>,
+        root: &Path,
+        schema: &SchemaRef,
+        bucket: i32,
+        run: &str,
+    ) -> Result<Self> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        let rel = format!("{}/{run}.parquet", Layout::bucket_dir(bucket as usize));
+        let path = sources::child(root, &rel);
+        let writer = AsyncArrowWriter::try_new(
+            BufWriter::new(Arc::clone(store), path.clone()),
+            Arc::clone(schema),
+            Some(props),
+        )?;
+        Ok(Self {
+            path,
+            rel,
+            writer,
+            rows: 0,
+        })
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).await?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Closes the file and describes it as a Delta Add action.
+    async fn finish(self, store: &Arc<dyn ObjectStore>, data_change: bool) -> Result<Add> {
+        self.writer.close().await?;
+        let meta = store.head(&self.path).await?;
+        Ok(Add {
+            path: self.rel,
+            partition_values: HashMap::new(),
+            size: meta.size as i64,
+            modification_time: meta.last_modified.timestamp_millis(),
+            data_change,
+            stats: Some(serde_json::json!({ "numRecords": self.rows }).to_string()),
+            ..Default::default()
+        })
+    }
 }
 
 /// `written` (a run's files, written for version `intended`), or, when writing them failed
