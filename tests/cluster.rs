@@ -185,6 +185,32 @@ async fn standalone_cluster_answers_on_lifecycle_stores() {
             && !stage.contains("UnresolvedShuffleExec"),
         "the per-customer stage shuffles:\n{dist}"
     );
+    // A sync after the cluster session registered the store: the next query reads the new
+    // version (the client names its files in the plan it sends).
+    let src = tmp.path().join("src_purchases");
+    let first = std::fs::read_dir(&src)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(&first, src.join("again.parquet")).unwrap();
+    sync(
+        &local,
+        &SyncOptions {
+            source: src.to_str().unwrap().into(),
+            store: stores.join("purchases").to_str().unwrap().into(),
+            key: None,
+            order: None,
+            buckets: None,
+            rebuild: false,
+        },
+    )
+    .await
+    .unwrap();
+    let count = "SELECT count(*), sum(amount) FROM purchases";
+    let on_files = crate::common::session(2, &[("purchases", src.to_str().unwrap())]).await;
+    assert_eq!(query(&ctx, count).await, query(&on_files, count).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

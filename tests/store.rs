@@ -397,13 +397,14 @@ async fn null_keys_and_times_are_kept_and_answers_equal_the_source() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_answers_on_a_store_as_on_the_source_files() {
+async fn a_server_answers_on_a_store_as_on_the_source_files_and_follows_its_syncs() {
     use lifecycle::server::{ServeOptions, serve};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     crate::common::generate_dense(&data, 500, 2, 17);
-    let st = tmp.path().join("store");
-    sync(&data.join("purchases"), &st, |_| {}).await.unwrap();
+    let (src, st) = (tmp.path().join("src"), tmp.path().join("store"));
+    copy_parts(&data.join("purchases"), &src, 0..1);
+    sync(&src, &st, |_| {}).await.unwrap();
     let ctx = session(2, &[("purchases", st.to_str().unwrap())]).await;
     let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
     let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
@@ -423,13 +424,42 @@ async fn a_server_answers_on_a_store_as_on_the_source_files() {
     let sql = format!(
         "SELECT s, count(*) AS n FROM (SELECT lifecycle_stage(order_ts, {AS_OF}) AS s FROM purchases GROUP BY customer_id) GROUP BY s ORDER BY s"
     );
+    let on_files = session(2, &[("purchases", src.to_str().unwrap())]).await;
     let got = crate::common::rows(&crate::server::run(&mut c, &sql).await.unwrap());
-    let on_files = session(
-        2,
-        &[("purchases", data.join("purchases").to_str().unwrap())],
-    )
-    .await;
     assert_eq!(got, query(&on_files, &sql).await);
+    // A sync while the server runs: its next query answers on the new version (and a self-join
+    // reads one version on both sides).
+    let count = "SELECT count(*), sum(amount) FROM purchases";
+    let before = crate::common::rows(&crate::server::run(&mut c, count).await.unwrap());
+    copy_parts(&data.join("purchases"), &src, 1..2);
+    sync(&src, &st, |_| {}).await.unwrap();
+    let on_files = session(2, &[("purchases", src.to_str().unwrap())]).await;
+    let after = crate::common::rows(&crate::server::run(&mut c, count).await.unwrap());
+    assert_ne!(before, after);
+    assert_eq!(after, query(&on_files, count).await);
+    let got = crate::common::rows(&crate::server::run(&mut c, &sql).await.unwrap());
+    assert_eq!(got, query(&on_files, &sql).await);
+    let join = "SELECT count(*) FROM purchases p JOIN purchases q ON p.order_id = q.order_id";
+    assert_eq!(
+        crate::common::rows(&crate::server::run(&mut c, join).await.unwrap()),
+        query(&on_files, join).await
+    );
+    // Rebuilt with another layout: one clear error, and the server keeps serving.
+    sync(&src, &st, |o| {
+        o.buckets = Some(7);
+        o.rebuild = true;
+    })
+    .await
+    .unwrap();
+    let err = crate::server::run(&mut c, count)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rebuilt with another layout"), "{err}");
+    assert_eq!(
+        crate::common::rows(&crate::server::run(&mut c, "SELECT 1").await.unwrap()),
+        vec![vec!["1".to_string()]]
+    );
     let _ = tx_stop.send(());
     task.await.unwrap();
 }

@@ -25,9 +25,15 @@ pub async fn connect(client: &ClusterClient, stores: Arc<Stores>) -> Result<Sess
     let state = lifecycle_state(cluster_config(), runtime(&stores, None)?);
     let ctx =
         SessionContext::remote_with_state(&format!("{SCHEME}{}", host_port(url)), state).await?;
-    // Ballista's upgrade of the state replaces the function lists with its built-ins.
+    client_session(ctx)
+}
+
+/// A Ballista client session as every lifecycle client has it: the lifecycle functions (Ballista's
+/// upgrade of the state replaced the function lists with its built-ins), and the query planner
+/// that loads the stores a plan reads at their newest version and makes every error one line
+/// ([`errors::Planner`]).
+pub(crate) fn client_session(ctx: SessionContext) -> Result<SessionContext> {
     lifecycle_udfs::register_all(&ctx)?;
-    // Every query's errors as one line (see [`errors`]).
     let state = ctx.state();
     let planner = Arc::new(errors::Planner {
         inner: state.query_planner().clone(),

@@ -67,7 +67,9 @@ fn simplified(message: &str) -> Option<String> {
     Some(format!("{on}: {cause}"))
 }
 
-/// The query planner of a cluster session: Ballista's, with every plan's errors simplified.
+/// The query planner of a cluster client session: Ballista's, after loading the newest version of
+/// every store the plan reads (the plan sent names their files), with every plan's errors
+/// simplified.
 #[derive(Debug)]
 pub struct Planner {
     pub inner: Arc<dyn QueryPlanner + Send + Sync>,
@@ -80,6 +82,12 @@ impl QueryPlanner for Planner {
         plan: &LogicalPlan,
         session: &dyn Session,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // The stores the plan reads, at their newest version (the plan names their files).
+        crate::engine::store::provider::refresh_stores(
+            plan,
+            session.execution_props().query_execution_start_time,
+        )
+        .await?;
         let physical = self.inner.create_physical_plan(plan, session).await?;
         Ok(Arc::new(OneLineErrors { input: physical }))
     }

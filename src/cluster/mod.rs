@@ -124,8 +124,7 @@ pub async fn standalone(parallelism: usize) -> Result<SessionContext> {
     let config = cluster_config().with_ballista_standalone_parallelism(parallelism);
     let state = lifecycle_state(config, runtime(&Stores::new(), None)?);
     let ctx = SessionContext::standalone_with_state(state).await?;
-    lifecycle_udfs::register_all(&ctx)?;
-    Ok(ctx)
+    client::client_session(ctx)
 }
 
 #[cfg(test)]

@@ -123,17 +123,18 @@ pub fn delta_error(e: deltalake_core::DeltaTableError) -> DataFusionError {
 /// delta-rs's provider.
 pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> Result<()> {
     let table = open_table(ctx, url).await?;
-    let snapshot = table.snapshot().map_err(delta_error)?;
-    let provider: Arc<dyn datafusion::catalog::TableProvider> =
-        match Layout::from_properties(&layout::properties(snapshot.snapshot())?)? {
-            Some(layout) => Arc::new(provider::StoreTable::try_new(&table, layout)?),
-            None => {
-                table
-                    .update_datafusion_session(&ctx.state())
-                    .map_err(delta_error)?;
-                Arc::new(table.table_provider().build().await?)
-            }
-        };
+    let layout = Layout::from_properties(&layout::properties(
+        table.snapshot().map_err(delta_error)?.snapshot(),
+    )?)?;
+    let provider: Arc<dyn datafusion::catalog::TableProvider> = match layout {
+        Some(layout) => Arc::new(provider::StoreTable::try_new(table, layout)?),
+        None => {
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(delta_error)?;
+            Arc::new(table.table_provider().build().await?)
+        }
+    };
     ctx.register_table(name, provider)?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use deltalake_core::DeltaTable;
 use url::Url;
 
 use super::merge::BucketMergeExec;
-use super::{Layout, delta_error};
+use super::{Layout, delta_error, layout};
 
 /// A store's files at one version, by bucket.
 #[derive(Debug, Clone)]
@@ -72,16 +72,29 @@ impl StoreFiles {
 }
 
 /// The table provider of a store.
+///
+/// A store registered from its Delta log ([`StoreTable::try_new`]) follows it: every query
+/// reads the newest committed version, loaded once per query (all scans of one query see the
+/// same version, never a mix), so a long-running server answers on what the last `store sync`
+/// committed. One decoded from a plan ([`StoreTable::decode`]) is the version its client read.
 #[derive(Debug)]
 pub struct StoreTable {
     schema: SchemaRef,
     layout: Layout,
     store_url: ObjectStoreUrl,
-    files: StoreFiles,
+    files: std::sync::RwLock<Arc<StoreFiles>>,
+    live: Option<Live>,
+}
+
+/// The Delta table a registered store follows, and the query whose version is loaded.
+#[derive(Debug)]
+struct Live {
+    table: tokio::sync::Mutex<DeltaTable>,
+    loaded_for: std::sync::Mutex<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
 impl StoreTable {
-    pub fn try_new(table: &DeltaTable, layout: Layout) -> Result<Self> {
+    pub fn try_new(table: DeltaTable, layout: Layout) -> Result<Self> {
         let snapshot = table.snapshot().map_err(delta_error)?;
         let schema = snapshot.snapshot().arrow_schema();
         for c in [&layout.key, &layout.order] {
@@ -93,11 +106,66 @@ impl StoreTable {
             }
         }
         Ok(Self {
-            files: StoreFiles::of(table, &layout)?,
+            files: std::sync::RwLock::new(Arc::new(StoreFiles::of(&table, &layout)?)),
             store_url: object_store_url(table.table_url())?,
             schema,
             layout,
+            live: Some(Live {
+                table: tokio::sync::Mutex::new(table),
+                loaded_for: std::sync::Mutex::new(None),
+            }),
         })
+    }
+
+    /// The files of the version the query started at `query` reads: the store's newest version,
+    /// loaded when this is the first scan of that query; the files already loaded otherwise (or
+    /// when `query` is unknown and some version was loaded).
+    pub async fn files_for(
+        &self,
+        query: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Arc<StoreFiles>> {
+        let current = || Arc::clone(&self.files.read().expect("store files lock"));
+        let Some(live) = &self.live else {
+            return Ok(current());
+        };
+        let loaded = |live: &Live| {
+            let l = live.loaded_for.lock().expect("store version lock");
+            l.is_some() && (query.is_none() || *l == query)
+        };
+        if loaded(live) {
+            return Ok(current());
+        }
+        let mut table = live.table.lock().await;
+        if loaded(live) {
+            return Ok(current());
+        }
+        table.update_incremental(None).await.map_err(delta_error)?;
+        let snapshot = table.snapshot().map_err(delta_error)?;
+        let layout = Layout::from_properties(&layout::properties(snapshot.snapshot())?)?;
+        if layout.as_ref() != Some(&self.layout)
+            || snapshot.snapshot().arrow_schema() != self.schema
+        {
+            return Err(DataFusionError::Plan(format!(
+                "store {} was rebuilt with another layout or schema (version {}) since it was \
+                 registered: register it again (restart the server)",
+                table.table_url(),
+                table.version().unwrap_or_default()
+            )));
+        }
+        let files = Arc::new(StoreFiles::of(&table, &self.layout)?);
+        *self.files.write().expect("store files lock") = Arc::clone(&files);
+        *live.loaded_for.lock().expect("store version lock") = query.or(Some(chrono::Utc::now()));
+        Ok(files)
+    }
+
+    /// Loads the store's newest version for the query started at `query` (see
+    /// [`Self::files_for`]), for a client that sends the plan elsewhere to be scanned.
+    pub async fn refresh(&self, query: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
+        self.files_for(query).await.map(|_| ())
+    }
+
+    fn files(&self) -> Arc<StoreFiles> {
+        Arc::clone(&self.files.read().expect("store files lock"))
     }
 }
 
@@ -150,7 +218,7 @@ impl StoreTable {
         use prost::Message;
         let schema = datafusion_proto::protobuf::Schema::try_from(self.schema.as_ref())?;
         let files: Vec<serde_json::Value> = self
-            .files
+            .files()
             .buckets
             .iter()
             .enumerate()
@@ -215,7 +283,8 @@ impl StoreTable {
             schema: Arc::new(schema),
             store_url: ObjectStoreUrl::parse(s("store_url")?)?,
             layout,
-            files: StoreFiles { buckets },
+            files: std::sync::RwLock::new(Arc::new(StoreFiles { buckets })),
+            live: None,
         })
     }
 }
@@ -237,15 +306,17 @@ impl TableProvider for StoreTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         // One scan partition per bucket, declared hash-partitioned on the key (so neither
         // DataFusion nor a cluster's task builder splits or regroups its files).
-        let groups = self
-            .files
+        let files = self
+            .files_for(state.execution_props().query_execution_start_time)
+            .await?;
+        let groups = files
             .buckets
             .iter()
             .map(|runs| {
@@ -265,7 +336,7 @@ impl TableProvider for StoreTable {
             limit,
         )?;
         let scan = DataSourceExec::from_data_source(config);
-        if self.files.buckets.iter().all(|runs| runs.len() <= 1) {
+        if files.buckets.iter().all(|runs| runs.len() <= 1) {
             // One sorted file per bucket (a first sync, or after `compact`): the scan is ordered.
             return Ok(scan);
         }
@@ -277,4 +348,40 @@ impl TableProvider for StoreTable {
             self.layout.order.clone(),
         )?))
     }
+}
+
+/// Loads the newest version of every store `plan` scans (also inside table functions' plans),
+/// for the query started at `query`: what a cluster client does before it sends the plan, whose
+/// scans are then made elsewhere from the files it names.
+pub async fn refresh_stores(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    query: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<()> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::datasource::source_as_provider;
+    use datafusion::logical_expr::LogicalPlan;
+    fn collect(plan: &LogicalPlan, out: &mut Vec<Arc<dyn TableProvider>>) -> Result<()> {
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node
+                && let Ok(p) = source_as_provider(&scan.source)
+            {
+                if let Some(planned) = (p.as_ref() as &dyn std::any::Any)
+                    .downcast_ref::<lifecycle_udfs::table::PlannedTable>()
+                {
+                    collect(planned.plan(), out)?;
+                }
+                out.push(p);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(())
+    }
+    let mut providers = vec![];
+    collect(plan, &mut providers)?;
+    for p in providers {
+        if let Some(store) = (p.as_ref() as &dyn std::any::Any).downcast_ref::<StoreTable>() {
+            store.refresh(query).await?;
+        }
+    }
+    Ok(())
 }
