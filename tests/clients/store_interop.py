@@ -114,6 +114,54 @@ def check_orphans(store):
     assert on_disk <= named, f"files of killed attempts left: {sorted(on_disk - named)[:5]}"
 
 
+def pg_serves_a_store_and_follows_its_syncs(binary, data, parts, tmp):
+    """`lifecycle serve --pg-listen` on a store: psycopg's answers equal the source files', and a
+    sync while the server runs shows in its next query (no restart)."""
+    import re
+    import socket
+    import psycopg
+    src, store = os.path.join(tmp, "pg-src"), os.path.join(tmp, "pg-store")
+    os.makedirs(src)
+    shutil.copy(os.path.join(data, "purchases", parts[0]), src)
+    lifecycle(binary, "store", "sync", "--table", f"purchases={src}", "--store", store)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([binary, "serve", "--pg-listen", f"127.0.0.1:{port}", "--table", f"purchases={store}"],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = server.stderr.readline()
+            if re.search(r"Postgres server listening", line or ""):
+                break
+            if not line and server.poll() is not None:
+                sys.exit(f"the server exited: {server.returncode}")
+        stage = ("SELECT s, count(*) FROM (SELECT lifecycle_stage(order_ts, TIMESTAMP '2024-06-30') AS s "
+                 "FROM purchases GROUP BY customer_id) GROUP BY s ORDER BY s")
+        total = "SELECT count(*), sum(amount) FROM purchases"
+
+        def on_files(sql):
+            out = lifecycle(binary, "sql", "--format", "csv", "--table", f"purchases={src}", "-c", sql).stdout
+            return [line.split(",") for line in out.strip().splitlines()[1:]]
+
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=anyone dbname=lifecycle", autocommit=True) as conn:
+            def ask(sql):
+                return [[str(v) for v in row] for row in conn.execute(sql).fetchall()]
+            assert ask(stage) == on_files(stage), (ask(stage), on_files(stage))
+            before = ask(total)
+            shutil.copy(os.path.join(data, "purchases", parts[1]), src)
+            lifecycle(binary, "store", "sync", "--table", f"purchases={src}", "--store", store)
+            after = ask(total)
+            assert after != before and after == on_files(total), (before, after, on_files(total))
+            assert ask(stage) == on_files(stage)
+        print(f"postgres protocol (psycopg) on a store: answers equal the files'; a sync while serving "
+              f"shows in the next query ({before[0][0]} -> {after[0][0]} rows)")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     tmp = tempfile.mkdtemp(prefix="lc-store-")
@@ -230,6 +278,7 @@ def main():
             outcomes["won"] += len(ok)
             outcomes["lost"] += len(failed)
         print(f"concurrent syncs (3 at once, 5 rounds): {outcomes} (one winner each round, every loser a clear error)")
+        pg_serves_a_store_and_follows_its_syncs(binary, data, parts, tmp)
         print("store interop ok")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
