@@ -783,7 +783,8 @@ async fn write_run(
     Ok((w.finish(store, data_change).await?, total))
 }
 
-/// One run file being written: `bNNNNN/RUN.parquet` (ZSTD, row groups of up to 1M rows).
+/// One run file being written: `bNNNNN/RUN.parquet` (ZSTD, row groups of up to 256Ki rows: a
+/// bucket of several runs is read through one reader per run at once, each holding a row group).
 struct RunWriter {
     path: Path,
     rel: String,
@@ -801,7 +802,7 @@ impl RunWriter {
     ) -> Result<Self> {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-            .set_max_row_group_row_count(Some(1 << 20))
+            .set_max_row_group_row_count(Some(1 << 18))
             .build();
         let rel = format!("{}/{run}.parquet", Layout::bucket_dir(bucket as usize));
         let path = sources::child(root, &rel);
