@@ -23,6 +23,8 @@ fn questions() -> Vec<String> {
         "SELECT customer_id, window_funnel(86400, event_ts, event_type = 'visit', event_type = 'view', event_type = 'cart', event_type = 'checkout', event_type = 'purchase') FROM events GROUP BY 1 ORDER BY 1".into(),
         "SELECT customer_id, session_id, event_ts, event_type, sessionize(event_ts, INTERVAL '30 minutes') OVER (PARTITION BY customer_id ORDER BY event_ts, session_id, event_type) FROM events ORDER BY 1, 3, 2, 4".into(),
         "SELECT count(*) FROM purchases p JOIN purchases q ON p.customer_id = q.customer_id".into(),
+        // The types the source files are read with (strings as views, as DataFusion reads Parquet).
+        "SELECT arrow_typeof(event_type), arrow_typeof(customer_id), arrow_typeof(event_ts) FROM events LIMIT 1".into(),
     ]
 }
 

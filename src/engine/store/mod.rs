@@ -127,7 +127,15 @@ pub async fn register(ctx: &SessionContext, name: &str, url: &Url) -> Result<()>
         table.snapshot().map_err(delta_error)?.snapshot(),
     )?)?;
     let provider: Arc<dyn datafusion::catalog::TableProvider> = match layout {
-        Some(layout) => Arc::new(provider::StoreTable::try_new(table, layout)?),
+        Some(layout) => {
+            let view_types = ctx
+                .copied_config()
+                .options()
+                .execution
+                .parquet
+                .schema_force_view_types;
+            Arc::new(provider::StoreTable::try_new(table, layout, view_types)?)
+        }
         None => {
             table
                 .update_datafusion_session(&ctx.state())

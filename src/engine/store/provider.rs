@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::compute::SortOptions;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::object_store::ObjectStoreUrl;
@@ -94,9 +94,12 @@ struct Live {
 }
 
 impl StoreTable {
-    pub fn try_new(table: DeltaTable, layout: Layout) -> Result<Self> {
+    /// `view_types`: read strings and binaries as Arrow's view types, as DataFusion reads
+    /// Parquet files (`datafusion.execution.parquet.schema_force_view_types`), so a store answers
+    /// with the types the source files would, and its strings are not copied into another layout.
+    pub fn try_new(table: DeltaTable, layout: Layout, view_types: bool) -> Result<Self> {
         let snapshot = table.snapshot().map_err(delta_error)?;
-        let schema = snapshot.snapshot().arrow_schema();
+        let schema = table_schema(snapshot.snapshot().arrow_schema(), view_types);
         for c in [&layout.key, &layout.order] {
             if schema.index_of(c).is_err() {
                 return Err(DataFusionError::Plan(format!(
@@ -142,9 +145,13 @@ impl StoreTable {
         table.update_incremental(None).await.map_err(delta_error)?;
         let snapshot = table.snapshot().map_err(delta_error)?;
         let layout = Layout::from_properties(&layout::properties(snapshot.snapshot())?)?;
-        if layout.as_ref() != Some(&self.layout)
-            || snapshot.snapshot().arrow_schema() != self.schema
-        {
+        let view_types = self
+            .schema
+            .fields()
+            .iter()
+            .any(|f| matches!(f.data_type(), DataType::Utf8View | DataType::BinaryView));
+        let schema = table_schema(snapshot.snapshot().arrow_schema(), view_types);
+        if layout.as_ref() != Some(&self.layout) || schema != self.schema {
             return Err(DataFusionError::Plan(format!(
                 "store {} was rebuilt with another layout or schema (version {}) since it was \
                  registered: register it again (restart the server)",
@@ -167,6 +174,27 @@ impl StoreTable {
     fn files(&self) -> Arc<StoreFiles> {
         Arc::clone(&self.files.read().expect("store files lock"))
     }
+}
+
+/// A store's schema as its provider declares it: with view types for strings and binaries
+/// when `view_types` (see [`StoreTable::try_new`]).
+fn table_schema(schema: SchemaRef, view_types: bool) -> SchemaRef {
+    if !view_types {
+        return schema;
+    }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = match f.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 => DataType::Utf8View,
+                DataType::Binary | DataType::LargeBinary => DataType::BinaryView,
+                t => t.clone(),
+            };
+            f.as_ref().clone().with_data_type(t)
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The ordering every bucket file has: (key, time), ascending, nulls last.
