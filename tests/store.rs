@@ -272,6 +272,46 @@ async fn a_union_of_a_store_and_other_tables_stays_exact_whatever_the_partition_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_more_runs_than_merged_is_read_unordered_and_exact() {
+    use lifecycle::engine::store::provider::MAX_MERGED_RUNS;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let n = MAX_MERGED_RUNS + 1;
+    crate::common::generate_dense(&data, 200, n as u64, 23);
+    let (src, st) = (tmp.path().join("src"), tmp.path().join("store"));
+    for k in 0..n {
+        copy_parts(&data.join("purchases"), &src, k..k + 1);
+        sync(&src, &st, |o| o.buckets = Some(2)).await.unwrap();
+    }
+    let info = write::info(&sync_ctx().await, st.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        info.iter().any(|(k, v)| k == "runs per bucket"
+            && v.starts_with(&format!("max {n},"))
+            && v.contains("read without order until `store compact`")),
+        "{info:?}"
+    );
+    let sql = [
+        "SELECT customer_id, count(*), sum(amount), min(order_ts), max(order_ts) FROM purchases GROUP BY 1 ORDER BY 1".to_string(),
+        format!("SELECT customer_id, lifecycle_stage(order_ts, {AS_OF}) FROM purchases GROUP BY 1 ORDER BY 1"),
+        "SELECT customer_id, order_id, lag(order_ts) OVER (PARTITION BY customer_id ORDER BY order_ts, order_id) FROM purchases ORDER BY 1, 2".into(),
+    ];
+    let on_store = session(2, &[("purchases", st.to_str().unwrap())]).await;
+    let on_files = session(2, &[("purchases", src.to_str().unwrap())]).await;
+    for q in &sql {
+        assert_eq!(query(&on_store, q).await, query(&on_files, q).await, "{q}");
+    }
+    let plan: String = query(&on_store, &format!("EXPLAIN {}", sql[0]))
+        .await
+        .iter()
+        .map(|r| r.join(" "))
+        .collect();
+    assert!(!plan.contains("StoreBucketMergeExec"), "{plan}");
+    assert!(!plan.contains("RepartitionExec"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_one_clear_error_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

@@ -116,6 +116,7 @@ pub fn runs_merged(
         vec![group],
         None,
         None,
+        true,
     )?;
     Ok(Arc::new(BucketMergeExec::try_new(
         DataSourceExec::from_data_source(config),

@@ -223,20 +223,28 @@ pub fn bucket_scan_config(
     groups: Vec<FileGroup>,
     projection: Option<&Vec<usize>>,
     limit: Option<usize>,
+    ordered: bool,
 ) -> Result<FileScanConfig> {
     let key = Arc::new(Column::new(&layout.key, schema.index_of(&layout.key)?));
     let partitions = groups.len();
     let source = ParquetSource::new(TableSchema::from(Arc::clone(schema)));
-    Ok(
-        FileScanConfigBuilder::new(store_url.clone(), Arc::new(source))
-            .with_file_groups(groups)
-            .with_output_partitioning(Some(Partitioning::Hash(vec![key], partitions)))
-            .with_output_ordering(vec![ordering(schema, layout)?])
-            .with_limit(limit)
-            .with_projection_indices(projection.cloned())?
-            .build(),
-    )
+    let mut config = FileScanConfigBuilder::new(store_url.clone(), Arc::new(source))
+        .with_file_groups(groups)
+        .with_output_partitioning(Some(Partitioning::Hash(vec![key], partitions)));
+    if ordered {
+        config = config.with_output_ordering(vec![ordering(schema, layout)?]);
+    }
+    Ok(config
+        .with_limit(limit)
+        .with_projection_indices(projection.cloned())?
+        .build())
 }
+
+/// The most runs a bucket may have for the store to be read in order (each bucket the merge of
+/// its runs, one reader per run open at once, in every bucket). Beyond it the runs are read one
+/// after the other, the store declares its partitioning but not its order (per-customer
+/// aggregates hash), until `store compact`.
+pub const MAX_MERGED_RUNS: usize = 16;
 
 impl StoreTable {
     /// The provider as bytes, for a cluster's scheduler (which reads no Delta log: the files of
@@ -355,6 +363,7 @@ impl TableProvider for StoreTable {
                 )
             })
             .collect();
+        let runs = files.buckets.iter().map(Vec::len).max().unwrap_or(0);
         let config = bucket_scan_config(
             &self.store_url,
             &self.schema,
@@ -362,10 +371,12 @@ impl TableProvider for StoreTable {
             groups,
             projection,
             limit,
+            runs <= MAX_MERGED_RUNS,
         )?;
         let scan = DataSourceExec::from_data_source(config);
-        if files.buckets.iter().all(|runs| runs.len() <= 1) {
+        if runs <= 1 || runs > MAX_MERGED_RUNS {
             // One sorted file per bucket (a first sync, or after `compact`): the scan is ordered.
+            // Too many runs to merge: partitioned, not ordered.
             return Ok(scan);
         }
         // A bucket of several runs would read them one after the other: each bucket is the

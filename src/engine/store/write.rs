@@ -477,11 +477,19 @@ pub async fn info(ctx: &SessionContext, store_path: &str) -> Result<Vec<(String,
         (
             "runs per bucket".into(),
             format!(
-                "max {}, buckets with 0: {}, 1: {}, more: {}",
+                "max {}, buckets with 0: {}, 1: {}, more: {}{}",
                 runs.iter().max().copied().unwrap_or(0),
                 hist(&|r| r == 0),
                 hist(&|r| r == 1),
-                hist(&|r| r > 1)
+                hist(&|r| r > 1),
+                if runs.iter().any(|r| *r > super::provider::MAX_MERGED_RUNS) {
+                    format!(
+                        " (over {}: read without order until `store compact`)",
+                        super::provider::MAX_MERGED_RUNS
+                    )
+                } else {
+                    String::new()
+                }
             ),
         ),
         (
