@@ -27,7 +27,7 @@ use datafusion::logical_expr::{
 
 use crate::options::LifecycleOptions;
 use crate::support::doc::aggregate_doc;
-use crate::support::time::{TickUnit, check_temporal, ticks_of};
+use crate::support::time::{TickUnit, check_temporal, constant_ticks, ticks_of};
 use crate::support::{check_arity, check_integer, literal_positive, resize, row_mask, take};
 
 /// The pure kernel: instants are `i64` ticks of one unit; thresholds are in the same ticks.
@@ -140,6 +140,7 @@ impl StageUdaf {
             udaf: StageUdaf::new(self.output),
             unit,
             th,
+            as_of: constant_ticks(&args.exprs[1], unit),
             cols: Columns::default(),
         })
     }
@@ -335,6 +336,8 @@ struct StageGroups {
     udaf: StageUdaf,
     unit: TickUnit,
     th: Thresholds,
+    /// `as_of` when it is a constant (see [`constant_ticks`]).
+    as_of: Option<Option<i64>>,
     cols: Columns,
 }
 
@@ -347,6 +350,21 @@ impl StageGroups {
         mut f: impl FnMut(usize, Option<i64>, i64),
     ) -> Result<()> {
         let (ts, ts_nulls) = ticks_of(&values[0], self.unit)?;
+        if let Some(constant) = self.as_of {
+            // A constant `as_of`: no column to convert per batch. NULL: no row is usable.
+            let Some(as_of) = constant else {
+                return Ok(());
+            };
+            let usable = row_mask(filter, &[]);
+            for row in 0..ts.len() {
+                if usable.as_ref().is_some_and(|m| m.is_null(row)) {
+                    continue;
+                }
+                let t = (!ts_nulls.as_ref().is_some_and(|m| m.is_null(row))).then(|| ts[row]);
+                f(row, t, as_of);
+            }
+            return Ok(());
+        }
         let (as_of, as_of_nulls) = ticks_of(&values[1], self.unit)?;
         let usable = row_mask(filter, &[as_of_nulls.as_ref()]);
         for row in 0..ts.len() {

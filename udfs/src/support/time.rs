@@ -301,6 +301,20 @@ pub fn check_temporal(func: &str, name: &str, t: &DataType) -> Result<()> {
     }
 }
 
+/// The ticks of `expr` in `unit` when it is a constant (a literal such as `TIMESTAMP '...'`, which
+/// DataFusion hands an aggregate as a full column every batch): `Some(None)` for a NULL constant,
+/// `None` when it is not a constant or does not convert (then it is read row by row, with the
+/// row-by-row errors).
+pub fn constant_ticks(
+    expr: &std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    unit: TickUnit,
+) -> Option<Option<i64>> {
+    let value = super::args::constant(expr)?;
+    let array = value.to_array_of_size(1).ok()?;
+    let (ticks, nulls) = ticks_of(&array, unit).ok()?;
+    Some((!nulls.is_some_and(|n| n.is_null(0))).then(|| ticks[0]))
+}
+
 /// Ticks of `unit` for every row of a temporal array, and its null mask. Borrows the array's
 /// values when no conversion is needed (the common case of one shared unit).
 pub fn ticks_of(array: &ArrayRef, unit: TickUnit) -> Result<(Cow<'_, [i64]>, Option<NullBuffer>)> {
