@@ -24,7 +24,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::support::doc::aggregate_doc;
-use crate::support::time::{TickUnit, check_temporal, ticks_of};
+use crate::support::time::{TickUnit, check_temporal, constant_ticks, ticks_of};
 use crate::support::{GroupLog, check_arity, list_array, money, resize, row_mask, take};
 
 pub mod kernel;
@@ -170,6 +170,7 @@ impl RfmUdaf {
         Ok(RfmGroups {
             output: self.output,
             unit,
+            constant_as_of: constant_ticks(&args.exprs[as_of], unit),
             period_days,
             orders: GroupLog::default(),
             as_of: vec![],
@@ -313,6 +314,8 @@ impl AggregateUDFImpl for RfmUdaf {
 struct RfmGroups<A: RfmAmount> {
     output: RfmOutput,
     unit: TickUnit,
+    /// `as_of` when it is a constant (see [`constant_ticks`]).
+    constant_as_of: Option<Option<i64>>,
     period_days: f64,
     /// Every order of every group: (day, amount), with the group id.
     orders: GroupLog<(i32, A)>,
@@ -335,21 +338,28 @@ impl<A: RfmAmount> RfmGroups<A> {
             RfmOutput::ChurnRisk => (0, None, 1),
         };
         let (ts, ts_nulls) = ticks_of(&values[ts_i], self.unit)?;
-        let (as_of, as_of_nulls) = ticks_of(&values[as_of_i], self.unit)?;
+        // A constant `as_of` is not converted row by row; a NULL one leaves no row usable.
+        let column = match self.constant_as_of {
+            Some(None) => return Ok(()),
+            Some(Some(_)) => None,
+            None => Some(ticks_of(&values[as_of_i], self.unit)?),
+        };
+        let constant = self.constant_as_of.flatten().unwrap_or_default();
+        let as_of_at = |row: usize| column.as_ref().map_or(constant, |(c, _)| c[row]);
         let amounts = amount_i.map(|i| A::column(&values[i]));
-        let usable = row_mask(filter, &[as_of_nulls.as_ref()]);
+        let usable = row_mask(filter, &[column.as_ref().and_then(|c| c.1.as_ref())]);
         for row in 0..ts.len() {
             if usable.as_ref().is_some_and(|m| m.is_null(row)) {
                 continue;
             }
-            let has_order =
-                ts_nulls.as_ref().is_none_or(|m| m.is_valid(row)) && ts[row] <= as_of[row];
+            let as_of = as_of_at(row);
+            let has_order = ts_nulls.as_ref().is_none_or(|m| m.is_valid(row)) && ts[row] <= as_of;
             let order = has_order.then(|| {
                 let day = self.unit.day_of(ts[row]) as i32;
                 let amount = amounts.as_ref().map_or(A::default(), |a| a[row]);
                 (day, amount)
             });
-            f(row, order, as_of[row]);
+            f(row, order, as_of);
         }
         Ok(())
     }
