@@ -15,14 +15,14 @@ use tonic::transport::Channel;
 use crate::common::{rows, session};
 
 /// A server under test: its address, its stop signal and its task (which ends when it stops).
-struct Running {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    pub(crate) stop: tokio::sync::oneshot::Sender<()>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Default)]
-struct Setup {
+pub(crate) struct Setup {
     token: Option<&'static str>,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     max_concurrent_queries: Option<usize>,
@@ -31,7 +31,14 @@ struct Setup {
 }
 
 async fn start_with(setup: Setup) -> Running {
-    let ctx = session(2, &[]).await;
+    serve_session(session(2, &[]).await, setup).await
+}
+
+/// A Flight SQL server over `ctx` (its tables), set up as `setup` says.
+pub(crate) async fn serve_session(
+    ctx: datafusion::prelude::SessionContext,
+    setup: Setup,
+) -> Running {
     let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
     let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
     let opts = ServeOptions {

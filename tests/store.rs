@@ -440,7 +440,6 @@ async fn null_keys_and_times_are_kept_and_answers_equal_the_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_answers_on_a_store_as_on_the_source_files_and_follows_its_syncs() {
-    use lifecycle::server::{ServeOptions, serve};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     crate::common::generate_dense(&data, 500, 2, 17);
@@ -448,20 +447,8 @@ async fn a_server_answers_on_a_store_as_on_the_source_files_and_follows_its_sync
     copy_parts(&data.join("purchases"), &src, 0..1);
     sync(&src, &st, |_| {}).await.unwrap();
     let ctx = session(2, &[("purchases", st.to_str().unwrap())]).await;
-    let (tx_addr, rx_addr) = tokio::sync::oneshot::channel();
-    let (tx_stop, rx_stop) = tokio::sync::oneshot::channel::<()>();
-    let opts = ServeOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        ..Default::default()
-    };
-    let task = tokio::spawn(async move {
-        serve(ctx, opts, Some(tx_addr), async {
-            let _ = rx_stop.await;
-        })
-        .await
-        .expect("server");
-    });
-    let addr = rx_addr.await.unwrap().flight.unwrap();
+    let server = crate::server::serve_session(ctx, Default::default()).await;
+    let addr = server.addr;
     let mut c = crate::server::client(addr).await;
     let sql = format!(
         "SELECT s, count(*) AS n FROM (SELECT lifecycle_stage(order_ts, {AS_OF}) AS s FROM purchases GROUP BY customer_id) GROUP BY s ORDER BY s"
@@ -502,6 +489,6 @@ async fn a_server_answers_on_a_store_as_on_the_source_files_and_follows_its_sync
         crate::common::rows(&crate::server::run(&mut c, "SELECT 1").await.unwrap()),
         vec![vec!["1".to_string()]]
     );
-    let _ = tx_stop.send(());
-    task.await.unwrap();
+    let _ = server.stop.send(());
+    server.task.await.unwrap();
 }
