@@ -12,4 +12,5 @@ mod registration;
 mod report;
 mod server;
 mod slt;
+mod sorted_aggregate;
 mod store;

@@ -12,6 +12,7 @@ pub mod logging;
 pub mod secrets;
 pub mod session;
 pub mod signals;
+pub mod sorted_aggregate;
 pub mod storage;
 pub mod store;
 pub mod views;

@@ -32,6 +32,7 @@ pub fn local_context(opts: &SessionOptions) -> Result<SessionContext> {
         .with_runtime_env(runtime.build_arc()?)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(super::store::guard::StoreCoPartitioning))
+        .with_physical_optimizer_rule(Arc::new(super::sorted_aggregate::SortedAggregates))
         .build();
     let ctx = SessionContext::new_with_state(state);
     lifecycle_udfs::register_all(&ctx)?;
