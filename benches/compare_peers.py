@@ -70,13 +70,14 @@ DUCK_RFM = f"""WITH d AS (
              DATE '{AS_OF[:10]}' - min(day) AS t,
              CASE WHEN count(*) = 1 THEN 0 ELSE (sum(amt) - arg_min(amt, day)) / (count(*) - 1) END AS m
       FROM d GROUP BY customer_id)"""
+# (Float64 before the division: ClickHouse divides a Decimal to the dividend's scale, truncating.)
 CH_RFM = f"""WITH d AS (
       SELECT customer_id, toDate(order_ts) AS day, sum(amount) AS amt
       FROM purchases WHERE order_ts <= {CH_AS_OF} GROUP BY customer_id, day),
     c AS (
       SELECT count() - 1 AS frequency, toInt64(max(day)) - toInt64(min(day)) AS recency,
              toInt64(toDate('{AS_OF[:10]}')) - toInt64(min(day)) AS t,
-             if(count() = 1, 0, (sum(amt) - argMin(amt, day)) / (count() - 1)) AS m
+             if(count() = 1, 0, toFloat64(sum(amt) - argMin(amt, day)) / (count() - 1)) AS m
       FROM d GROUP BY customer_id)"""
 
 STEPS = ["visit", "view", "cart", "checkout", "purchase"]
@@ -159,6 +160,23 @@ WORKLOADS = {
         + str(FUNNEL_WINDOW_S * 1_000_000) + ")(toUInt64(toUnixTimestamp64Micro(event_ts)), "
         + ", ".join(f"event_type = '{s}'" for s in STEPS)
         + ") AS level FROM events GROUP BY customer_id) GROUP BY level ORDER BY level",
+        "events",
+    ),
+    # Sessions (a new one after a gap of more than 30 minutes): rows, the sum and the largest of
+    # the session numbers. The peers number them as the running count of gaps (lag, then a
+    # running sum).
+    "sessionize": (
+        "SELECT count(*), sum(s), max(s) FROM (SELECT sessionize(event_ts, INTERVAL '30 minutes') "
+        "OVER (PARTITION BY customer_id ORDER BY event_ts) AS s FROM events)",
+        "SELECT count(*), sum(s), max(s) FROM (SELECT sum(CASE WHEN prev IS NULL OR event_ts - prev > "
+        "INTERVAL 30 MINUTE THEN 1 ELSE 0 END) OVER (PARTITION BY customer_id ORDER BY event_ts "
+        "ROWS UNBOUNDED PRECEDING) AS s FROM (SELECT customer_id, event_ts, lag(event_ts) OVER "
+        "(PARTITION BY customer_id ORDER BY event_ts) AS prev FROM events))",
+        "SELECT count(), sum(s), max(s) FROM (SELECT sum(if(rn = 1 OR dateDiff('microsecond', prev, event_ts) > "
+        "1800000000, 1, 0)) OVER (PARTITION BY customer_id ORDER BY event_ts ROWS UNBOUNDED PRECEDING) AS s "
+        "FROM (SELECT customer_id, event_ts, lagInFrame(event_ts) OVER (PARTITION BY customer_id ORDER BY "
+        "event_ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS prev, row_number() OVER (PARTITION BY "
+        "customer_id ORDER BY event_ts) AS rn FROM events))",
         "events",
     ),
 }

@@ -112,9 +112,10 @@ async fn every_question_equals_the_source_files_across_syncs_and_compaction() {
     assert!(get("runs per bucket").starts_with("max 2"), "{info:?}");
     // Compaction: one file per bucket, same answers.
     for st in [&st_p, &st_e] {
-        let (v, merged) = write::compact(&sync_ctx().await, st.to_str().unwrap())
-            .await
-            .unwrap();
+        let (v, merged) =
+            write::compact(&sync_ctx().await, st.to_str().unwrap(), write::Merge::All)
+                .await
+                .unwrap();
         assert_eq!((v, merged), (2, 4));
     }
     let got = answers(&[("purchases", &st_p), ("events", &st_e)]).await;
@@ -402,40 +403,94 @@ async fn null_keys_and_times_are_kept_and_answers_equal_the_source() {
         &[("purchases", data.join("purchases").to_str().unwrap())],
     )
     .await;
-    let out = src.join("part-0.parquet");
-    ctx.sql(&format!(
-        "COPY (SELECT CASE WHEN customer_id % 5 = 0 THEN NULL ELSE customer_id END AS customer_id, order_id,
-                      CASE WHEN order_id % 11 = 0 THEN NULL ELSE order_ts END AS order_ts, amount
-               FROM purchases) TO '{}' STORED AS PARQUET",
-        out.display()
-    ))
-    .await
-    .unwrap()
-    .collect()
-    .await
-    .unwrap();
     let st = tmp.path().join("store");
-    let r = sync(&src, &st, |_| {}).await.unwrap();
-    assert!(r.rows > 1000);
-    // The NULL-key rows sit in the bucket after the hash buckets.
-    assert!(std::fs::read_dir(st.join("b00004")).unwrap().count() == 1);
     let q = [
         "SELECT count(*), count(customer_id), count(order_ts), sum(amount) FROM purchases",
         "SELECT customer_id, count(*), count(order_ts), min(order_ts), max(order_ts) FROM purchases GROUP BY 1 ORDER BY 1 NULLS FIRST",
         "SELECT customer_id, lifecycle_stage(order_ts, TIMESTAMP '2024-03-31 00:00:00') FROM purchases GROUP BY 1 ORDER BY 1 NULLS FIRST",
         "SELECT * FROM cohort_retention('purchases', 'month') ORDER BY 1, 2",
+        "SELECT customer_id, order_id, lag(order_id) OVER (PARTITION BY customer_id ORDER BY order_ts, order_id) FROM purchases ORDER BY 2",
     ];
-    for partitions in [1, 4] {
-        let on_store = session(partitions, &[("purchases", st.to_str().unwrap())]).await;
-        let on_file = session(partitions, &[("purchases", src.to_str().unwrap())]).await;
-        for sql in q {
-            assert_eq!(
-                query(&on_store, sql).await,
-                query(&on_file, sql).await,
-                "{sql}"
-            );
+    let same_answers = |what: &'static str| {
+        let (st, src) = (st.clone(), src.clone());
+        async move {
+            for partitions in [1, 4] {
+                let on_store = session(partitions, &[("purchases", st.to_str().unwrap())]).await;
+                let on_file = session(partitions, &[("purchases", src.to_str().unwrap())]).await;
+                for sql in q {
+                    assert_eq!(
+                        query(&on_store, sql).await,
+                        query(&on_file, sql).await,
+                        "{what}, {partitions} partition(s): {sql}"
+                    );
+                }
+            }
         }
+    };
+    // Three syncs (85%, 7.5% and 7.5% of the rows): three runs in every bucket, the NULL-key
+    // bucket's included, read through the in-order merge.
+    for (i, part) in [
+        "order_id % 40 < 34",
+        "order_id % 40 BETWEEN 34 AND 36",
+        "order_id % 40 > 36",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = src.join(format!("part-{i}.parquet"));
+        ctx.sql(&format!(
+            "COPY (SELECT CASE WHEN customer_id % 5 = 0 THEN NULL ELSE customer_id END AS customer_id, order_id,
+                          CASE WHEN order_id % 11 = 0 THEN NULL ELSE order_ts END AS order_ts, amount
+                   FROM purchases WHERE {part}) TO '{}' STORED AS PARQUET",
+            out.display()
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+        let r = sync(&src, &st, |_| {}).await.unwrap();
+        assert!(r.rows > 50);
+        // The NULL-key rows sit in the bucket after the hash buckets.
+        assert_eq!(std::fs::read_dir(st.join("b00004")).unwrap().count(), i + 1);
     }
+    same_answers("three runs").await;
+    let runs = || async {
+        let info = write::info(&sync_ctx().await, st.to_str().unwrap())
+            .await
+            .unwrap();
+        info.into_iter()
+            .find(|(k, _)| k == "runs per bucket")
+            .unwrap()
+            .1
+    };
+    assert!(runs().await.starts_with("max 3"));
+    // The merge after a sync: the two small newest runs, not the large one.
+    let (v, merged) = write::compact(
+        &sync_ctx().await,
+        st.to_str().unwrap(),
+        write::Merge::Tiered,
+    )
+    .await
+    .unwrap();
+    assert_eq!((v, merged), (3, 5));
+    assert!(
+        runs()
+            .await
+            .starts_with("max 2, buckets with 0: 0, 1: 0, more: 5"),
+        "{}",
+        runs().await
+    );
+    same_answers("the newest runs merged").await;
+    // Nothing more to merge until the newest runs grow.
+    let (_, merged) = write::compact(
+        &sync_ctx().await,
+        st.to_str().unwrap(),
+        write::Merge::Tiered,
+    )
+    .await
+    .unwrap();
+    assert_eq!(merged, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

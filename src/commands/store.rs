@@ -5,7 +5,7 @@ use datafusion::error::Result;
 
 use crate::engine::config::{SessionOptions, TableSpec, parse_memory_size};
 use crate::engine::session::local_context;
-use crate::engine::store::write::{self, SyncOptions};
+use crate::engine::store::write::{self, Merge, SyncOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +16,7 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 enum StoreCommand {
     /// Fold the source files not yet in the store into it (the first run builds it): one sorted
-    /// run per bucket, in one Delta commit.
+    /// run per bucket, in one Delta commit; then merge each bucket's small newest runs.
     Sync(SyncArgs),
     /// Merge each bucket's sorted runs into one sorted file.
     Compact(CommonArgs),
@@ -45,6 +45,11 @@ struct SyncArgs {
     /// changed or disappeared, or another layout).
     #[arg(long)]
     rebuild: bool,
+    /// Leave the new runs as they are. By default, after the sync each bucket's newest runs are
+    /// merged while the next older run is less than 4 times their size (a day's run is merged
+    /// with other recent runs, not into the whole history; a bucket keeps a few runs).
+    #[arg(long)]
+    no_merge: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,11 +103,32 @@ pub async fn run(args: Args) -> Result<()> {
                     started.elapsed().as_secs_f64()
                 );
             }
+            if !a.no_merge {
+                // Also with no new files: a merge an earlier sync did not finish (killed, or
+                // beaten by another writer) is done now. The sync is committed: a merge that
+                // fails leaves it so (a warning, not an error); the next sync or
+                // `store compact` merges.
+                let started = std::time::Instant::now();
+                match write::compact(&ctx, &a.common.store, Merge::Tiered).await {
+                    Ok((_, 0)) => {}
+                    Ok((version, merged)) => eprintln!(
+                        "{}: version {version}: merged the newest runs of {merged} bucket(s), {:.2} s",
+                        a.common.store,
+                        started.elapsed().as_secs_f64()
+                    ),
+                    Err(e) => eprintln!(
+                        "{}: warning: version {} is committed, its runs were not merged: {}",
+                        a.common.store,
+                        r.version,
+                        crate::engine::errors::error_line(&e)
+                    ),
+                }
+            }
         }
         StoreCommand::Compact(c) => {
             let ctx = context(&c)?;
             let started = std::time::Instant::now();
-            let (version, merged) = write::compact(&ctx, &c.store).await?;
+            let (version, merged) = write::compact(&ctx, &c.store, Merge::All).await?;
             if merged == 0 {
                 eprintln!("{}: already compact at version {version}", c.store);
             } else {

@@ -95,6 +95,11 @@ def check_layout(store, buckets):
     return dt
 
 
+def run_files(store):
+    """The run files of the store's current version (delta-rs's view)."""
+    return len(DeltaTable(store).file_uris())
+
+
 def check_orphans(store):
     """Every data file on disk is one that some version of the log adds."""
     named = set()
@@ -175,9 +180,11 @@ def main():
         for p in parts[:2]:
             shutil.copy(os.path.join(data, "purchases", p), src)
         store = os.path.join(tmp, "store")
-        lifecycle(binary, "store", "sync", "--table", f"purchases={src}", "--store", store, "--buckets", "8")
+        # --no-merge: the runs stay (one per sync) for the kill and compaction checks below.
+        lifecycle(binary, "store", "sync", "--table", f"purchases={src}", "--store", store, "--buckets", "8",
+                  "--no-merge")
         shutil.copy(os.path.join(data, "purchases", parts[2]), src)
-        lifecycle(binary, "store", "sync", "--table", f"purchases={src}", "--store", store)
+        lifecycle(binary, "store", "sync", "--table", f"purchases={src}", "--store", store, "--no-merge")
 
         # Another Delta implementation reads the same rows as the source files.
         dt = check_layout(store, 8)
@@ -196,7 +203,7 @@ def main():
         before, after = count_sum(binary, store), count_sum(binary, src)
         pristine = os.path.join(tmp, "pristine")
         shutil.copytree(store, pristine)
-        sync_cmd = [binary, "store", "sync", "--table", f"purchases={src}", "--store", store]
+        sync_cmd = [binary, "store", "sync", "--table", f"purchases={src}", "--store", store, "--no-merge"]
         start = time.perf_counter()
         lifecycle(binary, *sync_cmd[1:])
         full = time.perf_counter() - start
@@ -223,7 +230,7 @@ def main():
         # Compaction merges each bucket's runs (now three) in order into one file; killed at random
         # moments it leaves the store at the old or the new version (the same answers either way),
         # and the next compact completes it and removes the killed attempt's files.
-        runs_before = len([f for _, _, fs in os.walk(store) for f in fs if f.startswith("run-")])
+        runs_before = run_files(store)
         pristine = os.path.join(tmp, "pristine-compact")
         shutil.copytree(store, pristine)
         start = time.perf_counter()
@@ -251,6 +258,35 @@ def main():
             check_layout(store, 8)
         print(f"compact of {runs_before} runs into one file per bucket in {full:.2f} s; killed {compact_kills} of 6 "
               "times mid-way: same answers, the next compact completed it and left no file of the killed attempt")
+
+        # A sync merges the newest runs (here the three, of similar size) after its commit, also
+        # when it has no new file; killed at random moments (during the merge), the store answers
+        # the same, and the next sync completes the merge and removes the killed attempt's files.
+        merge_cmd = [binary, "store", "sync", "--table", f"purchases={src}", "--store", store]
+        shutil.rmtree(store)
+        shutil.copytree(pristine, store)
+        start = time.perf_counter()
+        out = lifecycle(binary, *merge_cmd[1:]).stderr
+        full = time.perf_counter() - start
+        assert "merged the newest runs of 8 bucket(s)" in out, out
+        assert run_files(store) == 8, run_files(store)
+        assert count_sum(binary, store) == after
+        merge_kills = 0
+        for i in range(6):
+            shutil.rmtree(store)
+            shutil.copytree(pristine, store)
+            p = subprocess.Popen(merge_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(random.uniform(0.0, 1.05 * full))
+            p.send_signal(signal.SIGKILL)
+            merge_kills += p.wait() == -signal.SIGKILL
+            assert count_sum(binary, store) == after, f"merge kill {i}: the store answers differently"
+            lifecycle(binary, *merge_cmd[1:])
+            assert count_sum(binary, store) == after, f"merge kill {i}: the next sync changed the answer"
+            assert run_files(store) == 8, f"merge kill {i}: the next sync did not merge"
+            check_orphans(store)
+            check_layout(store, 8)
+        print(f"sync merging 3 runs per bucket in {full:.2f} s; killed {merge_kills} of 6 times mid-way: same "
+              "answers, the next sync completed the merge and left no file of the killed attempt")
 
         # Three syncs at once, five times: one wins, the others lose with a clear error (also when
         # the winner's clean-up removes a loser's files while it is still writing them, and when

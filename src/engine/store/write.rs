@@ -362,9 +362,54 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
     })
 }
 
-/// Merges each bucket's runs into one sorted file, in one Delta commit. Returns the new version
-/// and the number of buckets merged (0: nothing to do).
-pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usize)> {
+/// Which runs of each bucket [`compact`] merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Every bucket's runs into one file (`store compact`).
+    All,
+    /// Each bucket's newest runs while the next older run is not much larger (after
+    /// `store sync`); see [`tiered`].
+    Tiered,
+}
+
+impl Merge {
+    /// How many of a bucket's newest runs to merge into one, given the runs' sizes, oldest
+    /// first (0 or 1: none).
+    pub fn newest(&self, sizes: &[u64]) -> usize {
+        match self {
+            Merge::All => sizes.len(),
+            Merge::Tiered => tiered(sizes),
+        }
+    }
+}
+
+/// A run is merged with the newer runs after it while it is less than this many times their
+/// size together.
+pub const MERGE_RATIO: u64 = 4;
+
+/// Leveled merging, as log-structured stores do (ClickHouse merges its parts by size the same
+/// way): the newest runs are merged while the next older run is less than [`MERGE_RATIO`]
+/// times their size together. Each run is then at least 4 times the size of the next newer one,
+/// so a bucket keeps a few runs (log4 of history / sync: 3 to 7 for ten years of daily syncs onto
+/// 1,000 days of history), a day's run is merged with other recent rows rather than into the
+/// whole history, and each row is rewritten about a dozen times over its life. Sizes are oldest
+/// first; returns how many of the newest runs to merge (0: none).
+pub fn tiered(sizes: &[u64]) -> usize {
+    let n = sizes.len();
+    if n < 2 {
+        return 0;
+    }
+    let (mut k, mut taken) = (1, sizes[n - 1]);
+    while k < n && sizes[n - 1 - k] < taken.saturating_mul(MERGE_RATIO) {
+        taken = taken.saturating_add(sizes[n - 1 - k]);
+        k += 1;
+    }
+    if k >= 2 { k } else { 0 }
+}
+
+/// Merges runs of each bucket (which: `how`) into one sorted file per bucket, in one Delta
+/// commit. Returns the new version and the number of buckets merged (0: nothing to do).
+pub async fn compact(ctx: &SessionContext, store_path: &str, how: Merge) -> Result<(i64, usize)> {
     let (url, store, root) = location(ctx, store_path)?;
     let (table, _, layout) = open_store(ctx, &url, store_path).await?;
     let snapshot = table.snapshot().map_err(delta_error)?;
@@ -378,12 +423,14 @@ pub async fn compact(ctx: &SessionContext, store_path: &str) -> Result<(i64, usi
     );
     let mut adds = vec![];
     let mut merged: Vec<String> = vec![];
-    for (b, runs) in files
-        .buckets
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.len() > 1)
-    {
+    for (b, runs) in files.buckets.iter().enumerate() {
+        let sizes: Vec<u64> = runs.iter().map(|(_, size, _)| *size).collect();
+        let newest = how.newest(&sizes);
+        if newest < 2 {
+            continue;
+        }
+        // The newest runs: the merged file (of this later version) stays the newest run.
+        let runs = &runs[runs.len() - newest..];
         // The bucket's runs, each sorted, merged in order (no sort): one stream, one file.
         let group = FileGroup::new(
             runs.iter()
@@ -1033,4 +1080,59 @@ fn staging_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tiered;
+
+    #[test]
+    fn the_newest_runs_merge_while_the_older_one_is_not_much_larger() {
+        assert_eq!(tiered(&[]), 0);
+        assert_eq!(tiered(&[100]), 0);
+        // A small sync onto a large history: nothing to merge.
+        assert_eq!(tiered(&[100, 1]), 0);
+        assert_eq!(tiered(&[100, 20, 1]), 0);
+        // Similar sizes: merged; the cascade goes on while each older run is < 4x the taken.
+        assert_eq!(tiered(&[100, 1, 1]), 2);
+        assert_eq!(tiered(&[100, 5, 1, 1]), 3);
+        assert_eq!(tiered(&[10, 5, 1, 1]), 4);
+        assert_eq!(tiered(&[40, 40]), 2);
+        // Exactly 4 times: not merged.
+        assert_eq!(tiered(&[8, 2]), 0);
+    }
+
+    /// Daily syncs of 1 onto a history of `history`: (most runs ever, rows rewritten per row
+    /// added).
+    fn daily(history: u64, days: u64) -> (usize, f64) {
+        let (mut runs, mut rewritten, mut most) = (vec![history], 0u64, 1);
+        for _ in 0..days {
+            runs.push(1);
+            let k = tiered(&runs);
+            if k >= 2 {
+                let merged: u64 = runs.drain(runs.len() - k..).sum();
+                rewritten += merged;
+                runs.push(merged);
+            }
+            // Afterwards each run is at least 4 times the next newer one.
+            for w in runs.windows(2) {
+                assert!(w[0] >= 4 * w[1], "{runs:?}");
+            }
+            most = most.max(runs.len());
+        }
+        assert_eq!(runs.iter().sum::<u64>(), history + days);
+        (most, rewritten as f64 / days as f64)
+    }
+
+    #[test]
+    fn daily_syncs_keep_a_few_runs_and_rewrite_each_row_a_few_times() {
+        for (history, days) in [(1000, 365), (100, 3650), (10_000, 3650)] {
+            let (most, per_row) = daily(history, days);
+            assert!(most <= 8, "{history} + {days} days: {most} runs");
+            assert!(
+                per_row < 16.0,
+                "{history} + {days} days: {per_row} rewrites per row"
+            );
+        }
+    }
 }
