@@ -33,6 +33,7 @@ pub fn local_context(opts: &SessionOptions) -> Result<SessionContext> {
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(super::store::guard::StoreCoPartitioning))
         .with_physical_optimizer_rule(Arc::new(super::sorted_aggregate::SortedAggregates))
+        .with_physical_optimizer_rule(Arc::new(super::sorted_window::SortedWindows))
         .build();
     let ctx = SessionContext::new_with_state(state);
     lifecycle_udfs::register_all(&ctx)?;

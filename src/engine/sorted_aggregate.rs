@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use datafusion::arrow::array::{ArrayRef, AsArray, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, AsArray, UInt32Array, make_comparator};
 use datafusion::arrow::compute::{SortOptions, concat, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -63,6 +63,28 @@ pub fn run_groups(
         indices.resize(indices.len() + (end - start), base + r);
     }
     base + starts.len()
+}
+
+/// The runs of equal `keys` in a batch sorted by them: the first row of each run, and whether
+/// the first run continues `open` (the key of the previous batch's last row, one row per column).
+pub fn key_runs(keys: &[ArrayRef], open: Option<&[ArrayRef]>) -> Result<(Vec<usize>, bool)> {
+    let starts = datafusion::arrow::compute::partition(keys)?
+        .ranges()
+        .into_iter()
+        .map(|r| r.start)
+        .collect();
+    let continues = match open {
+        Some(open) if keys.first().is_some_and(|k| !k.is_empty()) => {
+            let mut eq = true;
+            for (o, k) in open.iter().zip(keys) {
+                let cmp = make_comparator(o.as_ref(), k.as_ref(), SortOptions::default())?;
+                eq &= cmp(0, 0).is_eq();
+            }
+            eq
+        }
+        _ => false,
+    };
+    Ok((starts, continues))
 }
 
 /// The rule's name in the physical optimizer's list.
@@ -291,22 +313,7 @@ impl SortedGroupsStream {
             .iter()
             .map(|e| e.evaluate(batch)?.into_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        let starts: Vec<usize> = datafusion::arrow::compute::partition(&keys)?
-            .ranges()
-            .into_iter()
-            .map(|r| r.start)
-            .collect();
-        let continues = match &self.open {
-            Some(open) => open.iter().zip(&keys).try_fold(true, |eq, (o, k)| {
-                let cmp = datafusion::arrow::array::make_comparator(
-                    o.as_ref(),
-                    k.as_ref(),
-                    SortOptions::default(),
-                )?;
-                Ok::<_, datafusion::arrow::error::ArrowError>(eq && cmp(0, 0).is_eq())
-            })?,
-            None => false,
-        };
+        let (starts, continues) = key_runs(&keys, self.open.as_deref())?;
         let groups = run_groups(
             &starts,
             rows,

@@ -22,6 +22,7 @@ use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldA
 use datafusion::logical_expr::{
     Documentation, PartitionEvaluator, Signature, Volatility, WindowUDF, WindowUDFImpl,
 };
+use datafusion::physical_expr::PhysicalExpr;
 
 use crate::support::doc::aggregate_doc;
 use crate::support::time::{TickUnit, check_temporal, ticks_of};
@@ -148,11 +149,7 @@ impl WindowUDFImpl for Sessionize {
                 exprs.len()
             );
         }
-        let unit = TickUnit::common(&[fields[0].data_type()])?;
-        let Some(gap) = crate::support::constant(&exprs[1]) else {
-            return plan_err!("sessionize: argument 'gap' must be a constant");
-        };
-        let gap = gap_ticks(&gap, unit)?;
+        let (unit, gap) = setup(exprs, fields[0].data_type())?;
         Ok(Box::new(SessionEvaluator {
             unit,
             sessions: kernel::Sessions::new(gap),
@@ -170,6 +167,66 @@ impl WindowUDFImpl for Sessionize {
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOC)
+    }
+}
+
+/// The tick unit of `ts_type` and the gap (`args[1]`, a constant) in those ticks.
+fn setup(args: &[Arc<dyn PhysicalExpr>], ts_type: &DataType) -> Result<(TickUnit, i64)> {
+    let unit = TickUnit::common(&[ts_type])?;
+    let Some(gap) = args.get(1).and_then(crate::support::constant) else {
+        return plan_err!("sessionize: argument 'gap' must be a constant");
+    };
+    Ok((unit, gap_ticks(&gap, unit)?))
+}
+
+/// `sessionize` over many partitions at once, for rows that arrive sorted by their partition and
+/// then by time: a batch at a time, given where each partition starts in it. What a plan over
+/// sorted input (a lifecycle store) uses instead of one evaluator per partition.
+#[derive(Debug)]
+pub struct SortedSessions {
+    unit: TickUnit,
+    gap: i64,
+    sessions: kernel::Sessions,
+}
+
+impl SortedSessions {
+    /// For `sessionize(args)`, the first argument of type `ts_type`.
+    pub fn try_new(args: &[Arc<dyn PhysicalExpr>], ts_type: &DataType) -> Result<Self> {
+        let (unit, gap) = setup(args, ts_type)?;
+        Ok(Self {
+            unit,
+            gap,
+            sessions: kernel::Sessions::new(gap),
+        })
+    }
+
+    /// The session numbers of a batch's timestamps `ts`, in time order within each partition;
+    /// `starts`: the first row of each partition in the batch (the first is 0), and `continues`:
+    /// the first one is the previous batch's last partition going on.
+    pub fn evaluate(
+        &mut self,
+        ts: &ArrayRef,
+        starts: &[usize],
+        continues: bool,
+    ) -> Result<ArrayRef> {
+        let (ticks, nulls) = ticks_of(ts, self.unit)?;
+        let mut out = vec![0i64; ticks.len()];
+        for (r, &start) in starts.iter().enumerate() {
+            let end = starts.get(r + 1).copied().unwrap_or(ticks.len());
+            if r > 0 || !continues {
+                self.sessions = kernel::Sessions::new(self.gap);
+            }
+            for i in start..end.min(ticks.len()) {
+                if nulls.as_ref().is_some_and(|n| n.is_null(i)) {
+                    continue;
+                }
+                out[i] = self
+                    .sessions
+                    .next(ticks[i])
+                    .map_err(SessionEvaluator::out_of_order)?;
+            }
+        }
+        Ok(Arc::new(Int64Array::new(out.into(), nulls)))
     }
 }
 
@@ -305,5 +362,63 @@ mod tests {
             .unwrap(),
             i64::MAX
         );
+    }
+
+    proptest::proptest! {
+        /// Many partitions a batch at a time, the batches cut anywhere: each partition's
+        /// sessions are the kernel's over that partition alone.
+        #[test]
+        fn sorted_partitions_in_any_batches_equal_each_partition_alone(
+            parts in proptest::collection::vec(
+                proptest::collection::vec(proptest::option::weighted(0.9, 0i64..50), 1..8), 1..12),
+            cut in 1usize..9,
+        ) {
+            use datafusion::arrow::array::{AsArray, TimestampSecondArray};
+            use datafusion::arrow::datatypes::{Int64Type, TimeUnit};
+            use datafusion::physical_expr::expressions::{Column, Literal};
+            let gap = 5;
+            // Each partition in time order (NULLs anywhere: they get no session).
+            let parts: Vec<Vec<Option<i64>>> = parts.into_iter().map(|mut p| {
+                let mut ts: Vec<i64> = p.iter().flatten().copied().collect();
+                ts.sort();
+                let mut it = ts.into_iter();
+                for v in p.iter_mut() {
+                    if v.is_some() {
+                        *v = it.next();
+                    }
+                }
+                p
+            }).collect();
+            let mut want = vec![];
+            for p in &parts {
+                want.extend(kernel::sessions(p, gap).unwrap());
+            }
+            let rows: Vec<(usize, Option<i64>)> = parts
+                .iter()
+                .enumerate()
+                .flat_map(|(k, p)| p.iter().map(move |t| (k, *t)))
+                .collect();
+            let args: Vec<Arc<dyn PhysicalExpr>> = vec![
+                Arc::new(Column::new("ts", 0)),
+                Arc::new(Literal::new(ScalarValue::Int64(Some(gap)))),
+            ];
+            let ts_type = DataType::Timestamp(TimeUnit::Second, None);
+            let mut s = SortedSessions::try_new(&args, &ts_type).unwrap();
+            let (mut got, mut open) = (vec![], None);
+            for batch in rows.chunks(cut) {
+                let starts: Vec<usize> = (0..batch.len())
+                    .filter(|&i| i == 0 || batch[i].0 != batch[i - 1].0)
+                    .collect();
+                let continues = open == Some(batch[0].0);
+                let ts: ArrayRef = Arc::new(TimestampSecondArray::from(
+                    batch.iter().map(|r| r.1).collect::<Vec<_>>(),
+                ));
+                let out = s.evaluate(&ts, &starts, continues).unwrap();
+                let out = out.as_primitive::<Int64Type>();
+                got.extend((0..out.len()).map(|i| out.is_valid(i).then(|| out.value(i))));
+                open = batch.last().map(|r| r.0);
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }
