@@ -80,20 +80,62 @@ pub fn bucket_in_place<V>(groups: &mut [u32], values: &mut [V], n: usize) -> Vec
 
 /// [`bucket_in_place`] for entries kept in several vectors: `swap(i, j)` swaps entries i and j
 /// of each of them (`groups` is swapped here).
+///
+/// With many groups (more than 2^11) the entries are bucketed in two passes: by the high bits
+/// of their group, then within each of those ranges by the rest. One pass over a million groups
+/// moves every entry to a random place (two cache misses per entry: 62% of `churn_risk` on 21.8M
+/// raw rows); in two passes each pass writes to at most 2^11 places in turn, or within a range
+/// that fits in cache.
 pub fn bucket_in_place_with(
     groups: &mut [u32],
     n: usize,
     mut swap: impl FnMut(usize, usize),
 ) -> Vec<usize> {
+    const BITS: u32 = 11;
     let offsets = group_offsets(groups, n);
-    let mut next: Vec<usize> = offsets[..n].to_vec();
-    for g in 0..n {
-        let end = offsets[g + 1];
-        while next[g] < end {
-            let i = next[g];
-            let dest = groups[i] as usize;
-            if dest == g {
-                next[g] += 1;
+    let bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    if bits <= BITS {
+        flag_pass(groups, &offsets, |g| g as usize, &mut swap);
+        return offsets;
+    }
+    let shift = bits - BITS;
+    // The high pass: range b holds groups [b << shift, (b + 1) << shift), so its bounds are
+    // those groups' offsets.
+    let high: Vec<usize> = (0..=((n - 1) >> shift) + 1)
+        .map(|b| offsets[(b << shift).min(n)])
+        .collect();
+    flag_pass(groups, &high, |g| (g >> shift) as usize, &mut swap);
+    for b in 0..high.len() - 1 {
+        let first = b << shift;
+        let last = ((b + 1) << shift).min(n);
+        flag_pass(
+            groups,
+            &offsets[first..=last],
+            |g| g as usize - first,
+            &mut swap,
+        );
+    }
+    offsets
+}
+
+/// One American flag pass: the entries in `starts[0]..starts[m]` (`m + 1` bounds), whose keys
+/// (`key` of their group) are in `0..m`, are permuted so that those of key `k` are in
+/// `starts[k]..starts[k + 1]`.
+fn flag_pass(
+    groups: &mut [u32],
+    starts: &[usize],
+    key: impl Fn(u32) -> usize,
+    swap: &mut impl FnMut(usize, usize),
+) {
+    let m = starts.len() - 1;
+    let mut next: Vec<usize> = starts[..m].to_vec();
+    for k in 0..m {
+        let end = starts[k + 1];
+        while next[k] < end {
+            let i = next[k];
+            let dest = key(groups[i]);
+            if dest == k {
+                next[k] += 1;
             } else {
                 let j = next[dest];
                 groups.swap(i, j);
@@ -102,7 +144,6 @@ pub fn bucket_in_place_with(
             }
         }
     }
-    offsets
 }
 
 #[cfg(test)]
@@ -139,5 +180,30 @@ mod tests {
         assert_eq!(offsets, vec![0, 3, 4]);
         let (offsets, _) = log.take(EmitTo::All, 3);
         assert_eq!(offsets, vec![0, 3, 7, 8]);
+    }
+
+    proptest::proptest! {
+        /// Every entry lands in its group's range, whatever the number of groups (one pass or
+        /// two) and their sizes.
+        #[test]
+        fn buckets_hold_exactly_their_groups_entries(
+            n in 1usize..20_000,
+            picks in proptest::collection::vec(0usize..1_000_000, 0..3000),
+        ) {
+            let mut groups: Vec<u32> = picks.iter().map(|p| (p % n) as u32).collect();
+            let mut values: Vec<usize> = (0..groups.len()).collect();
+            let original = groups.clone();
+            let offsets = bucket_in_place(&mut groups, &mut values, n);
+            proptest::prop_assert_eq!(offsets.len(), n + 1);
+            // Each entry sits in its own group's range, and every entry is there once.
+            for (at, &k) in values.iter().enumerate() {
+                let g = original[k] as usize;
+                proptest::prop_assert!(offsets[g] <= at && at < offsets[g + 1]);
+                proptest::prop_assert_eq!(groups[at] as usize, g);
+            }
+            let mut seen = values.clone();
+            seen.sort();
+            proptest::prop_assert_eq!(seen, (0..original.len()).collect::<Vec<_>>());
+        }
     }
 }
