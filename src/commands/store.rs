@@ -117,7 +117,7 @@ pub async fn run(args: Args) -> Result<()> {
                         started.elapsed().as_secs_f64()
                     ),
                     Err(e) => eprintln!(
-                        "{}: warning: version {} is committed, its runs were not merged: {}",
+                        "{}: warning: the sync is committed (version {}); merging its runs: {}",
                         a.common.store,
                         r.version,
                         crate::engine::errors::error_line(&e)

@@ -264,7 +264,8 @@ impl ExecutionPlan for SortedGroupsAggregateExec {
 }
 
 /// `value` as a column of `rows` rows. A constant (a literal argument, such as `as_of`) is
-/// made a column once and sliced for later batches, not built again for every batch.
+/// made a column once and sliced for later batches of at most as many rows, not built again
+/// for every batch.
 fn column(
     value: ColumnarValue,
     rows: usize,
@@ -275,7 +276,7 @@ fn column(
         ColumnarValue::Scalar(s) => {
             let column = match cached.take() {
                 Some((c, a)) if c == s && a.len() >= rows => a,
-                _ => s.to_array_of_size(rows.max(8192))?,
+                _ => s.to_array_of_size(rows)?,
             };
             let out = column.slice(0, rows);
             *cached = Some((s, column));

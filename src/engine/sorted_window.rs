@@ -169,7 +169,8 @@ impl ExecutionPlan for SortedSessionizeExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // The window over the new input; DataFusion's own again unless that input is sorted.
+        // The window over the new input (which, as for DataFusion's own node, must keep the
+        // ordering the window was planned for: `BoundedWindowAggExec` keeps its sorted mode).
         let window = replace_children_if_necessary(Arc::clone(&self.window) as _, children)?;
         Ok(SortedWindows::rewrite(&window).unwrap_or(window))
     }

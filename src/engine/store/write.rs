@@ -320,7 +320,7 @@ pub async fn sync(ctx: &SessionContext, opts: &SyncOptions) -> Result<SyncReport
                 }
                 let mut actions = vec![Action::Metadata(meta)];
                 if opts.rebuild {
-                    actions.extend(removes(table)?.into_iter().map(Action::Remove));
+                    actions.extend(removes(table, true)?.into_iter().map(Action::Remove));
                 }
                 actions.extend(adds.into_iter().map(Action::Add));
                 let op = DeltaOperation::Write {
@@ -460,7 +460,7 @@ pub async fn compact(ctx: &SessionContext, store_path: &str, how: Merge) -> Resu
     }
     let buckets = adds.len();
     let prefix = format!("{}/", root.as_ref());
-    let mut actions: Vec<Action> = removes(&table)?
+    let mut actions: Vec<Action> = removes(&table, false)?
         .into_iter()
         .filter(|r| {
             merged
@@ -578,7 +578,9 @@ fn location(ctx: &SessionContext, path: &str) -> Result<(Url, Arc<dyn ObjectStor
 }
 
 /// Remove actions for every file of the table's current version.
-fn removes(table: &DeltaTable) -> Result<Vec<Remove>> {
+/// Remove actions for every file of `table`'s version; `data_change` false for a compaction
+/// (the rows stay, rewritten: Delta readers of changes skip it), true for a rebuild.
+fn removes(table: &DeltaTable, data_change: bool) -> Result<Vec<Remove>> {
     let snapshot = table.snapshot().map_err(delta_error)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -587,7 +589,7 @@ fn removes(table: &DeltaTable) -> Result<Vec<Remove>> {
         .log_data()
         .iter()
         .map(|f| {
-            let mut r = f.remove_action(true);
+            let mut r = f.remove_action(data_change);
             r.deletion_timestamp = Some(now);
             r
         })
