@@ -1,4 +1,4 @@
-//! `lifecycle store sync | compact | info`: the lifecycle store (docs/store.md).
+//! `lifecycle store sync | compact | info | vacuum`: the lifecycle store (docs/store.md).
 
 use clap::Subcommand;
 use datafusion::error::Result;
@@ -22,6 +22,19 @@ enum StoreCommand {
     Compact(CommonArgs),
     /// The store's version, layout, files and runs per bucket, rows and source files folded.
     Info(CommonArgs),
+    /// Delete the run files that merges, `compact` or `--rebuild` removed from the store more
+    /// than --retain-hours ago (Delta's VACUUM): older versions can then no longer be read.
+    Vacuum(VacuumArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VacuumArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Keep files removed less than this many hours ago, for readers of older versions (a
+    /// server's running queries, another engine's time travel).
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    retain_hours: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -138,6 +151,14 @@ pub async fn run(args: Args) -> Result<()> {
                     started.elapsed().as_secs_f64()
                 );
             }
+        }
+        StoreCommand::Vacuum(a) => {
+            let ctx = context(&a.common)?;
+            let (version, deleted) = write::vacuum(&ctx, &a.common.store, a.retain_hours).await?;
+            eprintln!(
+                "{}: version {version}: deleted {deleted} file(s) removed more than {} hour(s) ago",
+                a.common.store, a.retain_hours
+            );
         }
         StoreCommand::Info(c) => {
             let ctx = context(&c)?;

@@ -258,6 +258,15 @@ def main():
             check_layout(store, 8)
         print(f"compact of {runs_before} runs into one file per bucket in {full:.2f} s; killed {compact_kills} of 6 "
               "times mid-way: same answers, the next compact completed it and left no file of the killed attempt")
+        # Vacuum deletes the merged runs (kept until then for older versions' readers); the store
+        # still reads back the same with delta-rs.
+        on_disk = len([f for _, _, fs in os.walk(store) for f in fs if f.endswith(".parquet")])
+        out = lifecycle(binary, "store", "vacuum", "--store", store, "--retain-hours", "0").stderr
+        left = len([f for _, _, fs in os.walk(store) for f in fs if f.endswith(".parquet")])
+        assert left == run_files(store) == 8 and f"deleted {on_disk - 8} file(s)" in out, (on_disk, left, out)
+        got = sorted_table(DeltaTable(store).to_pyarrow_table())
+        assert got.num_rows == want.num_rows and count_sum(binary, store) == after
+        print(f"vacuum: {on_disk - 8} removed run files deleted, {left} left; delta-rs reads the same rows")
 
         # A sync merges the newest runs (here the three, of similar size) after its commit, also
         # when it has no new file; killed at random moments (during the merge), the store answers

@@ -34,6 +34,7 @@ use super::layout::{self, DEFAULT_BUCKETS, Layout, MAX_BUCKETS, SOURCES};
 use super::provider::StoreFiles;
 use super::sources::{self, SourceFile, Sources};
 use super::{delta_error, is_delta_table, open_table, store_for, table_url};
+use deltalake_core::operations::vacuum::VacuumMode;
 
 /// What `store sync` is asked to do.
 #[derive(Debug, Clone)]
@@ -494,6 +495,36 @@ pub async fn compact(ctx: &SessionContext, store_path: &str, how: Merge) -> Resu
         .await
         .map_err(|e| cleanup_error(store_path, version, e))?;
     Ok((version, buckets))
+}
+
+/// `store vacuum`: deletes the run files that a merge, `compact` or `--rebuild` removed from
+/// the store more than `retain_hours` ago (Delta's VACUUM, "lite" mode: only files the log
+/// records as removed, never a file a sync is still writing). Readers of a version older than
+/// that can no longer read it. Returns the store's version after it and the files deleted.
+pub async fn vacuum(
+    ctx: &SessionContext,
+    store_path: &str,
+    retain_hours: u64,
+) -> Result<(i64, usize)> {
+    let (url, _, _) = location(ctx, store_path)?;
+    let (table, _, _) = open_store(ctx, &url, store_path).await?;
+    let hours = i64::try_from(retain_hours)
+        .ok()
+        .filter(|h| *h <= 24 * 365 * 100)
+        .ok_or_else(|| {
+            DataFusionError::Plan(format!("--retain-hours {retain_hours}: at most 100 years"))
+        })?;
+    let (table, metrics) = table
+        .vacuum()
+        .with_mode(VacuumMode::Lite)
+        .with_retention_period(chrono::Duration::hours(hours))
+        .with_enforce_retention_duration(false)
+        .await
+        .map_err(|e| commit_error(store_path, e))?;
+    Ok((
+        table.version().map_or(0, |v| v as i64),
+        metrics.files_deleted.len(),
+    ))
 }
 
 /// `store info`: one line per fact.
