@@ -13,6 +13,7 @@ pub mod secrets;
 pub mod session;
 pub mod signals;
 pub mod sorted_aggregate;
+pub mod sorted_input;
 pub mod sorted_window;
 pub mod storage;
 pub mod store;

@@ -14,17 +14,15 @@
 //! Only the local engine uses it (a cluster keeps DataFusion's node, which its codec ships).
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use datafusion::arrow::array::{ArrayRef, AsArray, UInt32Array, make_comparator};
-use datafusion::arrow::compute::{SortOptions, concat, take};
+use datafusion::arrow::array::{ArrayRef, AsArray, UInt32Array};
+use datafusion::arrow::compute::{concat, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -36,10 +34,10 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, aggreg
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, InputOrderMode,
-    PlanProperties, RecordBatchStream, SendableRecordBatchStream, displayable,
-    replace_children_if_necessary,
+    PlanProperties, SendableRecordBatchStream, displayable, replace_children_if_necessary,
 };
-use futures::{Stream, StreamExt};
+
+use super::sorted_input::{BatchFold, fold_stream, key_runs, replace_nodes};
 
 /// The kernel: group indices for one batch of sorted rows.
 ///
@@ -63,28 +61,6 @@ pub fn run_groups(
         indices.resize(indices.len() + (end - start), base + r);
     }
     base + starts.len()
-}
-
-/// The runs of equal `keys` in a batch sorted by them: the first row of each run, and whether
-/// the first run continues `open` (the key of the previous batch's last row, one row per column).
-pub fn key_runs(keys: &[ArrayRef], open: Option<&[ArrayRef]>) -> Result<(Vec<usize>, bool)> {
-    let starts = datafusion::arrow::compute::partition(keys)?
-        .ranges()
-        .into_iter()
-        .map(|r| r.start)
-        .collect();
-    let continues = match open {
-        Some(open) if keys.first().is_some_and(|k| !k.is_empty()) => {
-            let mut eq = true;
-            for (o, k) in open.iter().zip(keys) {
-                let cmp = make_comparator(o.as_ref(), k.as_ref(), SortOptions::default())?;
-                eq &= cmp(0, 0).is_eq();
-            }
-            eq
-        }
-        _ => false,
-    };
-    Ok((starts, continues))
 }
 
 /// The rule's name in the physical optimizer's list.
@@ -123,13 +99,7 @@ impl PhysicalOptimizerRule for SortedAggregates {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|plan| {
-            Ok(match Self::rewrite(&plan) {
-                Some(p) => Transformed::yes(p),
-                None => Transformed::no(plan),
-            })
-        })
-        .map(|t| t.data)
+        replace_nodes(plan, Self::rewrite)
     }
 
     fn name(&self) -> &str {
@@ -229,8 +199,7 @@ impl ExecutionPlan for SortedGroupsAggregateExec {
             .collect::<Result<Vec<_>>>()?;
         let reservation = MemoryConsumer::new(format!("SortedGroupsAggregate[{partition}]"))
             .register(context.memory_pool());
-        Ok(Box::pin(SortedGroupsStream {
-            input,
+        let groups = SortedGroups {
             schema: agg.schema(),
             keys: agg
                 .group_expr()
@@ -253,9 +222,13 @@ impl ExecutionPlan for SortedGroupsAggregateExec {
             open: None,
             indices: Vec::new(),
             reservation,
-            metrics: BaselineMetrics::new(&self.metrics, partition),
-            done: false,
-        }))
+        };
+        Ok(fold_stream(
+            input,
+            agg.schema(),
+            groups,
+            BaselineMetrics::new(&self.metrics, partition),
+        ))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -285,8 +258,7 @@ fn column(
     }
 }
 
-struct SortedGroupsStream {
-    input: SendableRecordBatchStream,
+struct SortedGroups {
     schema: SchemaRef,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
@@ -298,13 +270,11 @@ struct SortedGroupsStream {
     open: Option<Vec<ArrayRef>>,
     indices: Vec<usize>,
     reservation: MemoryReservation,
-    metrics: BaselineMetrics,
-    done: bool,
 }
 
-impl SortedGroupsStream {
+impl SortedGroups {
     /// Folds `batch` into the accumulators; returns the groups it closed.
-    fn fold_batch(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+    fn fold_groups(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(None);
@@ -378,7 +348,7 @@ impl SortedGroupsStream {
     }
 
     /// The open group, at the end of the input.
-    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+    fn close(&mut self) -> Result<Option<RecordBatch>> {
         let out = match self.open.take() {
             Some(keys) => self.emit(keys, EmitTo::All),
             None => Ok(None),
@@ -388,47 +358,13 @@ impl SortedGroupsStream {
     }
 }
 
-impl Stream for SortedGroupsStream {
-    type Item = Result<RecordBatch>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if self.done {
-                return Poll::Ready(None);
-            }
-            let polled = match self.input.poll_next_unpin(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(p) => p,
-            };
-            let elapsed = self.metrics.elapsed_compute().clone();
-            let timer = elapsed.timer();
-            let out = match polled {
-                Some(Ok(batch)) => self.fold_batch(&batch),
-                Some(Err(e)) => Err(e),
-                None => {
-                    self.done = true;
-                    self.finish()
-                }
-            };
-            timer.done();
-            match out {
-                Ok(Some(batch)) => {
-                    self.metrics.record_output(batch.num_rows());
-                    return Poll::Ready(Some(Ok(batch)));
-                }
-                Ok(None) => continue,
-                Err(e) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-            }
-        }
+impl BatchFold for SortedGroups {
+    fn fold(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        self.fold_groups(batch)
     }
-}
 
-impl RecordBatchStream for SortedGroupsStream {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        self.close()
     }
 }
 

@@ -8,20 +8,18 @@
 //! (`mode=Sorted`: a lifecycle store's buckets), a partition is a run of equal keys:
 //! [`SortedWindows`] (a physical optimizer rule, run last) replaces a `BoundedWindowAggExec`
 //! whose window functions are all `sessionize` by [`SortedSessionizeExec`], which finds the runs
-//! in each batch ([`super::sorted_aggregate::key_runs`]) and numbers the sessions of the whole
+//! in each batch ([`super::sorted_input::key_runs`]) and numbers the sessions of the whole
 //! batch in one pass (`lifecycle_udfs::sessionize::SortedSessions`). Other window functions
 //! keep DataFusion's operator; so does a cluster.
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::window::StandardWindowExpr;
@@ -31,13 +29,11 @@ use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSe
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowUDFExpr};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, InputOrderMode,
-    PlanProperties, RecordBatchStream, SendableRecordBatchStream, displayable,
-    replace_children_if_necessary,
+    PlanProperties, SendableRecordBatchStream, displayable, replace_children_if_necessary,
 };
-use futures::{Stream, StreamExt};
 use lifecycle_udfs::sessionize::{Sessionize, SortedSessions};
 
-use super::sorted_aggregate::key_runs;
+use super::sorted_input::{BatchFold, fold_stream, key_runs, replace_nodes};
 
 /// The rule's name in the physical optimizer's list.
 pub const RULE_NAME: &str = "lifecycle_sorted_windows";
@@ -91,13 +87,7 @@ impl PhysicalOptimizerRule for SortedWindows {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|plan| {
-            Ok(match Self::rewrite(&plan) {
-                Some(p) => Transformed::yes(p),
-                None => Transformed::no(plan),
-            })
-        })
-        .map(|t| t.data)
+        replace_nodes(plan, Self::rewrite)
     }
 
     fn name(&self) -> &str {
@@ -186,8 +176,7 @@ impl ExecutionPlan for SortedSessionizeExec {
             .iter()
             .map(|(args, ts_type)| SortedSessions::try_new(args, ts_type))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Box::pin(SortedSessionizeStream {
-            input,
+        let sessionize = SortedSessionize {
             schema: self.window.schema(),
             keys: self.keys.clone(),
             times: self
@@ -197,9 +186,13 @@ impl ExecutionPlan for SortedSessionizeExec {
                 .collect(),
             sessions,
             open: None,
-            metrics: BaselineMetrics::new(&self.metrics, partition),
-            done: false,
-        }))
+        };
+        Ok(fold_stream(
+            input,
+            self.window.schema(),
+            sessionize,
+            BaselineMetrics::new(&self.metrics, partition),
+        ))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {
@@ -207,8 +200,7 @@ impl ExecutionPlan for SortedSessionizeExec {
     }
 }
 
-struct SortedSessionizeStream {
-    input: SendableRecordBatchStream,
+struct SortedSessionize {
     schema: SchemaRef,
     keys: Vec<Arc<dyn PhysicalExpr>>,
     /// Each window's time argument.
@@ -216,11 +208,9 @@ struct SortedSessionizeStream {
     sessions: Vec<SortedSessions>,
     /// The partition key of the previous batch's last row, one row per column.
     open: Option<Vec<ArrayRef>>,
-    metrics: BaselineMetrics,
-    done: bool,
 }
 
-impl SortedSessionizeStream {
+impl SortedSessionize {
     fn number(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         let rows = batch.num_rows();
         let keys = self
@@ -241,46 +231,8 @@ impl SortedSessionizeStream {
     }
 }
 
-impl Stream for SortedSessionizeStream {
-    type Item = Result<RecordBatch>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let polled = match self.input.poll_next_unpin(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(p) => p,
-        };
-        let out = match polled {
-            Some(Ok(batch)) => {
-                let elapsed = self.metrics.elapsed_compute().clone();
-                let timer = elapsed.timer();
-                let out = self.number(&batch);
-                timer.done();
-                out
-            }
-            Some(Err(e)) => Err(e),
-            None => {
-                self.done = true;
-                return Poll::Ready(None);
-            }
-        };
-        match out {
-            Ok(batch) => {
-                self.metrics.record_output(batch.num_rows());
-                Poll::Ready(Some(Ok(batch)))
-            }
-            Err(e) => {
-                self.done = true;
-                Poll::Ready(Some(Err(e)))
-            }
-        }
-    }
-}
-
-impl RecordBatchStream for SortedSessionizeStream {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
+impl BatchFold for SortedSessionize {
+    fn fold(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
+        self.number(batch).map(Some)
     }
 }
