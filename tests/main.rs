@@ -5,6 +5,7 @@ mod cli;
 mod cluster;
 mod common;
 mod equivalence;
+mod fanout;
 mod hostile;
 mod layers;
 mod models;

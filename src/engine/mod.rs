@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod errors;
+pub mod fanout_aggregate;
 pub mod functions;
 pub mod limits;
 pub mod logging;

@@ -32,6 +32,9 @@ pub fn local_context(opts: &SessionOptions) -> Result<SessionContext> {
         .with_runtime_env(runtime.build_arc()?)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(super::store::guard::StoreCoPartitioning))
+        .with_physical_optimizer_rule(Arc::new(
+            super::fanout_aggregate::FanoutAggregates::default(),
+        ))
         .with_physical_optimizer_rule(Arc::new(super::sorted_aggregate::SortedAggregates))
         .with_physical_optimizer_rule(Arc::new(super::sorted_window::SortedWindows))
         .build();

@@ -42,6 +42,22 @@ impl Amount for f64 {
     }
 }
 
+/// No amount: `churn_risk` reads only the days, so its orders are 4 bytes, not 16.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NoAmount;
+
+impl Amount for NoAmount {
+    type Mean = ();
+
+    fn add(&mut self, _: Self) {}
+
+    fn mean(_: Self, _: u64) {}
+
+    fn total_cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
 impl Amount for i128 {
     type Mean = i128;
 

@@ -19,17 +19,18 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type}
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+    Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::support::doc::aggregate_doc;
 use crate::support::time::{TickUnit, check_temporal, constant_ticks, ticks_of};
-use crate::support::{GroupLog, check_arity, list_array, money, resize, row_mask, take};
+use crate::support::{GroupLog, OneGroup, check_arity, list_array, money, resize, row_mask, take};
 
 pub mod kernel;
 
-use kernel::{Amount, MEAN_EXTRA_SCALE, NONE, Rfm};
+use kernel::{Amount, MEAN_EXTRA_SCALE, NONE, NoAmount, Rfm};
 
 /// Which answer the shared kernel gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +64,9 @@ fn summary_fields(amount: &DataType) -> Fields {
 
 /// How an order amount kind is read from and written to Arrow.
 trait RfmAmount: Amount {
+    /// Whether the state carries a list of amounts (not for [`NoAmount`]).
+    const IN_STATE: bool = true;
+
     /// A column of amounts as read (DOUBLE or DECIMAL(38, s)), NULL as 0.
     fn column(values: &ArrayRef) -> Vec<Self>;
 
@@ -84,6 +88,22 @@ impl RfmAmount for f64 {
 
     fn means(values: Vec<Option<f64>>, _: &DataType) -> Result<ArrayRef> {
         Ok(Arc::new(Float64Array::from(values)))
+    }
+}
+
+impl RfmAmount for NoAmount {
+    const IN_STATE: bool = false;
+
+    fn column(values: &ArrayRef) -> Vec<Self> {
+        vec![NoAmount; values.len()]
+    }
+
+    fn array(_: Vec<Self>, _: &DataType) -> Result<ArrayRef> {
+        datafusion::common::internal_err!("churn_risk keeps no amounts")
+    }
+
+    fn means(_: Vec<Option<()>>, _: &DataType) -> Result<ArrayRef> {
+        datafusion::common::internal_err!("churn_risk has no monetary value")
     }
 }
 
@@ -279,29 +299,53 @@ impl AggregateUDFImpl for RfmUdaf {
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, false)));
-        Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[days]", args.name),
-                list(DataType::Int32),
-                true,
-            )),
-            Arc::new(Field::new(
+        let mut fields = vec![Arc::new(Field::new(
+            format!("{}[days]", args.name),
+            list(DataType::Int32),
+            true,
+        ))];
+        // churn_risk reads no amounts (its orders are days only).
+        if self.output == RfmOutput::Summary {
+            fields.push(Arc::new(Field::new(
                 format!("{}[amounts]", args.name),
-                list(match self.output {
-                    RfmOutput::Summary => args.input_fields[1].data_type().clone(),
-                    RfmOutput::ChurnRisk => DataType::Float64,
-                }),
+                list(args.input_fields[1].data_type().clone()),
                 true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[as_of]", args.name),
-                DataType::Int64,
-                true,
-            )),
-        ])
+            )));
+        }
+        fields.push(Arc::new(Field::new(
+            format!("{}[as_of]", args.name),
+            DataType::Int64,
+            true,
+        )));
+        Ok(fields)
     }
 
-    crate::support::money_accumulators!(groups, f64, Self::decimal);
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        Ok(match self.output {
+            RfmOutput::ChurnRisk => {
+                Box::new(OneGroup::new(self.groups::<NoAmount>(&args)?, &args)?)
+            }
+            _ if self.decimal(&args) => {
+                Box::new(OneGroup::new(self.groups::<i128>(&args)?, &args)?)
+            }
+            _ => Box::new(OneGroup::new(self.groups::<f64>(&args)?, &args)?),
+        })
+    }
+
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(match self.output {
+            RfmOutput::ChurnRisk => Box::new(self.groups::<NoAmount>(&args)?),
+            _ if self.decimal(&args) => Box::new(self.groups::<i128>(&args)?),
+            _ => Box::new(self.groups::<f64>(&args)?),
+        })
+    }
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(match self.output {
@@ -431,22 +475,26 @@ impl<A: RfmAmount> RfmGroups<A> {
         as_of: Vec<i64>,
     ) -> Result<Vec<ArrayRef>> {
         let days = Int32Array::from_iter_values(flat.iter().map(|e| e.0));
-        let amounts = A::array(flat.iter().map(|e| e.1).collect(), &self.amount_type)?;
-        Ok(vec![
-            list_array(offsets, Arc::new(days)),
-            list_array(offsets, amounts),
-            Arc::new(Int64Array::from(as_of)),
-        ])
+        let mut state = vec![list_array(offsets, Arc::new(days))];
+        if A::IN_STATE {
+            let amounts = A::array(flat.iter().map(|e| e.1).collect(), &self.amount_type)?;
+            state.push(list_array(offsets, amounts));
+        }
+        state.push(Arc::new(Int64Array::from(as_of)));
+        Ok(state)
     }
 
     fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
         let days = values[0].as_list::<i32>();
-        let amounts = values[1].as_list::<i32>();
-        let as_of = values[2].as_primitive::<Int64Type>();
+        let as_of = values[values.len() - 1].as_primitive::<Int64Type>();
         let day_values = days
             .values()
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
-        let amount_values = A::column(amounts.values());
+        let amount_values = if A::IN_STATE {
+            A::column(values[1].as_list::<i32>().values())
+        } else {
+            vec![A::default(); day_values.len()]
+        };
         let offsets = days.value_offsets();
         for row in 0..days.len() {
             let g = group_of(row);
@@ -469,12 +517,15 @@ impl<A: RfmAmount> GroupsAccumulator for RfmGroups<A> {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        resize(&mut self.as_of, total_num_groups, NONE);
+        // A constant `as_of` is every group's from the start (a group without orders gives NULL
+        // whatever its `as_of`): no per-row write to a vector the size of the groups.
+        let constant = self.constant_as_of.flatten();
+        resize(&mut self.as_of, total_num_groups, constant.unwrap_or(NONE));
         let mut as_of_col = std::mem::take(&mut self.as_of);
         let mut orders = std::mem::take(&mut self.orders);
         let r = self.for_each_row(values, opt_filter, |row, order, as_of| {
             let g = group_indices[row];
-            if as_of > as_of_col[g] {
+            if constant.is_none() && as_of > as_of_col[g] {
                 as_of_col[g] = as_of;
             }
             if let Some(o) = order {
