@@ -53,6 +53,7 @@ fn fanned_out(ctx: &SessionContext, partitions: usize) -> SessionContext {
         .with_physical_optimizer_rule(Arc::new(FanoutAggregates {
             partitions,
             min_rows: 0,
+            memory_limit: None,
         }))
         .build();
     SessionContext::new_with_state(state)
@@ -121,51 +122,123 @@ async fn fanned_out_aggregates_equal_datafusions_plan() {
     }
 }
 
-/// The product's session fans out an aggregate over a table of a million rows or more, and
-/// leaves smaller ones alone.
+/// `ctx` without the fan-out rule: DataFusion's own plan.
+fn without_fanout(ctx: &SessionContext) -> SessionContext {
+    let state = ctx.state();
+    let rules = state
+        .physical_optimizers()
+        .iter()
+        .filter(|r| r.name() != "lifecycle_fanout_aggregates")
+        .cloned()
+        .collect();
+    SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rules(rules)
+            .build(),
+    )
+}
+
+/// The product's session fans out an aggregate over a table of a million rows or more (as far
+/// as its memory limit allows), and leaves smaller ones, and aggregates of a fanned-out
+/// aggregate's groups, alone; the answers are DataFusion's own plan's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_fans_out_large_inputs_only() {
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("big.parquet");
     let small = tmp.path().join("small.parquet");
     let ctx = session(2, &[]).await;
+    // 250,000 customers, one order a day each from 2024-01-01 on, some days skipped.
     for (file, rows) in [(&big, 1_100_000), (&small, 50_000)] {
         query(
             &ctx,
             &format!(
-                "COPY (SELECT value % 250000 AS customer_id, value AS amount FROM generate_series(1, {rows})) \
+                "COPY (SELECT value % 250000 AS customer_id, value AS amount, \
+                        to_timestamp_seconds(1704067200 + (value / 250000 + value % 3) * 86400) AS order_ts \
+                        FROM generate_series(1, {rows})) \
                  TO '{}' STORED AS PARQUET",
                 file.display()
             ),
         )
         .await;
     }
-    let ctx = session(
-        2,
-        &[
-            ("big", big.to_str().unwrap()),
-            ("small", small.to_str().unwrap()),
-        ],
-    )
-    .await;
-    let q = "SELECT count(*), sum(n), sum(s) FROM (SELECT customer_id, count(*) AS n, sum(amount) AS s FROM {t} GROUP BY customer_id)";
-    let plan = explain(&ctx, &q.replace("{t}", "big")).await;
+    let tables = [
+        ("big", big.to_str().unwrap()),
+        ("small", small.to_str().unwrap()),
+    ];
+    let ctx = session(2, &tables).await;
+    let floor = "SELECT count(*), sum(n), sum(s) FROM (SELECT customer_id, count(*) AS n, sum(amount) AS s FROM {t} GROUP BY customer_id)";
+    let plan = explain(&ctx, &floor.replace("{t}", "big")).await;
     assert!(
         plan.contains("FoldPartitionsExec: 128 partitions into 2"),
         "{plan}"
     );
     assert!(
-        !explain(&ctx, &q.replace("{t}", "small"))
+        !explain(&ctx, &floor.replace("{t}", "small"))
             .await
             .contains("FoldPartitions")
     );
     // Sum of 1..=1,100,000 over 250,000 customers.
     assert_eq!(
-        query(&ctx, &q.replace("{t}", "big")).await,
+        query(&ctx, &floor.replace("{t}", "big")).await,
         vec![vec![
             "250000".to_string(),
             "1100000".to_string(),
             "605000550000".to_string()
         ]]
     );
+    // The whole-input aggregates (made single-phase by the functions' own rule, after this
+    // one), and an aggregate over their groups, which is not fanned out again.
+    let as_of = "TIMESTAMP '2024-02-01 00:00:00'";
+    let questions = [
+        format!(
+            "SELECT count(r), round(sum(r), 6) FROM (SELECT churn_risk(order_ts, {as_of}) AS r FROM big GROUP BY customer_id)"
+        ),
+        format!(
+            "SELECT sum(s.frequency), sum(s.recency), sum(s.t), round(sum(s.monetary_value), 2) FROM (SELECT rfm_summary(order_ts, amount, {as_of}) AS s FROM big GROUP BY customer_id)"
+        ),
+        format!(
+            "SELECT stage, count(*) FROM (SELECT lifecycle_stage(order_ts, {as_of}) AS stage FROM big GROUP BY customer_id) GROUP BY stage ORDER BY stage"
+        ),
+    ];
+    let plain = without_fanout(&ctx);
+    for q in &questions {
+        let plan = explain(&ctx, q).await;
+        assert_eq!(plan.matches("FoldPartitionsExec").count(), 1, "{q}\n{plan}");
+        assert!(
+            plan.contains("FoldPartitionsExec: 128 partitions into 2"),
+            "{plan}"
+        );
+        assert!(!explain(&plain, q).await.contains("FoldPartitions"));
+        assert_eq!(query(&ctx, q).await, query(&plain, q).await, "{q}");
+    }
+    // Under a memory limit, as many partitions as leave each a share of at least 8 MiB.
+    for (limit, k) in [(1usize << 30, 64), (256 << 20, 16), (16 << 20, 0)] {
+        let limited = lifecycle::build_session(&lifecycle::SessionOptions {
+            tables: tables
+                .iter()
+                .map(|(n, p)| lifecycle::TableSpec {
+                    name: n.to_string(),
+                    path: p.to_string(),
+                })
+                .collect(),
+            memory_limit: Some(limit),
+            target_partitions: Some(2),
+            cluster: None,
+        })
+        .await
+        .unwrap();
+        let plan = explain(&limited, &questions[0]).await;
+        if k == 0 {
+            assert!(!plan.contains("FoldPartitions"), "{plan}");
+        } else {
+            assert!(
+                plan.contains(&format!("FoldPartitionsExec: {k} partitions into 2")),
+                "{limit}: {plan}"
+            );
+        }
+        assert_eq!(
+            query(&limited, &questions[0]).await,
+            query(&plain, &questions[0]).await
+        );
+    }
 }

@@ -184,6 +184,58 @@ async fn rfm_summary_and_churn_risk_equal_plain_sql() {
     assert_eq!(answers[0], answers[1]);
 }
 
+/// DECIMAL amounts: `rfm_summary`'s monetary value is the exact mean of the repeat days' cents,
+/// rounded half up at 4 more digits (amounts are positive), whether the amounts are narrow
+/// (DECIMAL(12, 2), kept as 64-bit integers) or wide (DECIMAL(20, 2), 128-bit). The expectation
+/// is integer arithmetic in plain SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfm_summary_decimal_means_are_exact_narrow_or_wide() {
+    let plain = "
+        WITH d AS (SELECT customer_id, CAST(floor(CAST(order_ts AS BIGINT) / 86400000000.0) AS BIGINT) AS day,
+                          sum(CAST(amount * 100 AS BIGINT)) AS cents
+                   FROM {t} WHERE order_ts <= TIMESTAMP '2024-03-31 00:00:00' GROUP BY 1, 2),
+             f AS (SELECT customer_id, min(day) AS first_day FROM d GROUP BY 1),
+             r AS (SELECT d.customer_id, count(*) - 1 AS n,
+                          sum(CASE WHEN d.day > f.first_day THEN d.cents ELSE 0 END) AS rep
+                   FROM d JOIN f ON d.customer_id = f.customer_id GROUP BY d.customer_id)
+        SELECT customer_id, n, CASE WHEN n = 0 THEN 0 ELSE (rep * 20000 + n) / (2 * n) END FROM r ORDER BY 1";
+    let got = "
+        SELECT customer_id, CAST(s.frequency AS BIGINT), CAST(s.monetary_value * 1000000 AS BIGINT),
+               arrow_typeof(s.monetary_value)
+        FROM (SELECT customer_id, rfm_summary(order_ts, amount, TIMESTAMP '2024-03-31 00:00:00') AS s
+              FROM {t} GROUP BY customer_id)
+        WHERE s IS NOT NULL ORDER BY 1";
+    for parts in [1, 4] {
+        let ctx = session(parts, &[]).await;
+        query(
+            &ctx,
+            "CREATE VIEW wide AS SELECT customer_id, order_ts, CAST(amount AS DECIMAL(20, 2)) AS amount FROM purchases",
+        )
+        .await;
+        for t in ["purchases", "wide"] {
+            let ty = &query(
+                &ctx,
+                &format!("SELECT arrow_typeof(amount) FROM {t} LIMIT 1"),
+            )
+            .await[0][0];
+            assert!(
+                ty.starts_with("Decimal128(") && ty.ends_with(", 2)"),
+                "{ty}"
+            );
+            let want = query(&ctx, &plain.replace("{t}", t)).await;
+            let rows = query(&ctx, &got.replace("{t}", t)).await;
+            assert!(want.len() > 1000, "{t}");
+            let got3: Vec<Vec<String>> = rows.iter().map(|r| r[..3].to_vec()).collect();
+            assert_eq!(got3, want, "{t}, {parts} partition(s)");
+            assert!(
+                rows.iter().all(|r| r[3] == "Decimal128(38, 6)"),
+                "{t}: {:?}",
+                rows[0]
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_value_rows_match_the_functions_composed_by_hand() {
     let composed = "

@@ -135,18 +135,28 @@ async fn every_question_equals_the_source_files_across_syncs_and_compaction() {
     // than the retention; then they are deleted, and the answers stay.
     let run_files = |st: &Path| walk_parquet(st);
     let before = run_files(&st_p);
-    let (_, deleted) = write::vacuum(&sync_ctx().await, st_p.to_str().unwrap(), 168)
+    let v = write::vacuum(&sync_ctx().await, st_p.to_str().unwrap(), 168)
         .await
         .unwrap();
-    assert_eq!((deleted, run_files(&st_p)), (0, before));
-    let (_, deleted) = write::vacuum(&sync_ctx().await, st_p.to_str().unwrap(), 0)
+    assert_eq!((v.runs, v.source_lists, run_files(&st_p)), (0, 0, before));
+    let v = write::vacuum(&sync_ctx().await, st_p.to_str().unwrap(), 0)
         .await
         .unwrap();
+    // The runs merged away, and the first sync's source list (the second sync wrote the whole
+    // list anew).
     assert_eq!(
-        deleted,
-        before - 4,
+        (v.runs, v.source_lists),
+        (before - 4, 1),
         "the 8 runs of 4 buckets merged into 4 files"
     );
+    let lists = std::fs::read_dir(st_p.join("_lifecycle"))
+        .unwrap()
+        .filter(|e| {
+            let e = e.as_ref().unwrap();
+            e.file_name().to_string_lossy().starts_with("sources-")
+        })
+        .count();
+    assert_eq!(lists, 1, "only the latest version's source list is left");
     assert_eq!(run_files(&st_p), 4);
     let got = answers(&[("purchases", &st_p), ("events", &st_e)]).await;
     assert_eq!(got, want, "after vacuum");

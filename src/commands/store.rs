@@ -154,10 +154,11 @@ pub async fn run(args: Args) -> Result<()> {
         }
         StoreCommand::Vacuum(a) => {
             let ctx = context(&a.common)?;
-            let (version, deleted) = write::vacuum(&ctx, &a.common.store, a.retain_hours).await?;
+            let v = write::vacuum(&ctx, &a.common.store, a.retain_hours).await?;
             eprintln!(
-                "{}: version {version}: deleted {deleted} file(s) removed more than {} hour(s) ago",
-                a.common.store, a.retain_hours
+                "{}: version {}: deleted {} file(s) removed more than {} hour(s) ago, and {} \
+                 superseded source list(s)",
+                a.common.store, v.version, v.runs, a.retain_hours, v.source_lists
             );
         }
         StoreCommand::Info(c) => {

@@ -26,7 +26,7 @@ use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -47,6 +47,13 @@ pub const AGGREGATE_PARTITIONS: usize = 128;
 /// Inputs smaller than this (estimated rows) are not fanned out: their tables fit in cache.
 pub const MIN_ROWS: usize = 1 << 20;
 
+/// Under a memory limit, each fanned-out partition keeps at least this much of it: DataFusion's
+/// fair pool gives every spilling operator an equal share, and a fanned-out aggregate adds two
+/// per partition (its own, and its repartition channel's). So 2 GB fans out to 128 partitions,
+/// 1 GB to 64 and a server query's 256 MB share to 16; beyond that, a customer with a very long
+/// history could no longer be held by its partition's share.
+pub const MIN_SHARE_BYTES: usize = 8 << 20;
+
 const RULE_NAME: &str = "lifecycle_fanout_aggregates";
 
 /// The rule; see the module documentation.
@@ -56,18 +63,58 @@ pub struct FanoutAggregates {
     pub partitions: usize,
     /// Inputs with fewer estimated rows keep their partitions.
     pub min_rows: usize,
+    /// The query's memory limit, if it has one (bounds `partitions`, see [`MIN_SHARE_BYTES`]).
+    pub memory_limit: Option<usize>,
 }
 
 impl Default for FanoutAggregates {
     fn default() -> Self {
-        Self {
-            partitions: AGGREGATE_PARTITIONS,
-            min_rows: MIN_ROWS,
-        }
+        Self::for_memory(None)
     }
 }
 
 impl FanoutAggregates {
+    /// The rule for queries of at most `memory_limit` bytes (None: unbounded).
+    pub fn for_memory(memory_limit: Option<usize>) -> Self {
+        Self {
+            partitions: AGGREGATE_PARTITIONS,
+            min_rows: MIN_ROWS,
+            memory_limit,
+        }
+    }
+
+    /// `state` with this rule for queries of at most `memory_limit` bytes in place of the one
+    /// it has (a server gives each query a share of its memory).
+    pub fn with_memory_limit(
+        state: datafusion::execution::SessionState,
+        memory_limit: Option<usize>,
+    ) -> datafusion::execution::SessionState {
+        let rules = state
+            .physical_optimizers()
+            .iter()
+            .map(|r| {
+                if r.name() == RULE_NAME {
+                    Arc::new(Self::for_memory(memory_limit)) as _
+                } else {
+                    Arc::clone(r)
+                }
+            })
+            .collect();
+        datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_physical_optimizer_rules(rules)
+            .build()
+    }
+
+    /// Partitions for a plan of `n`: `partitions` rounded up to a multiple of `n`, or down to
+    /// what the memory limit allows.
+    fn fanout(&self, n: usize) -> usize {
+        let k = self.partitions.div_ceil(n) * n;
+        match self.memory_limit {
+            Some(limit) => k.min(limit / (2 * MIN_SHARE_BYTES) / n * n),
+            None => k,
+        }
+    }
+
     fn rewrite(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
         let Some(agg) = plan.downcast_ref::<AggregateExec>() else {
             return Ok(None);
@@ -90,8 +137,13 @@ impl FanoutAggregates {
             return Ok(None);
         };
         let n = *n;
-        let k = self.partitions.div_ceil(n.max(1)) * n;
-        if repartition.preserve_order() || n == 0 || k <= n {
+        if repartition.preserve_order() || n == 0 {
+            return Ok(None);
+        }
+        let k = self.fanout(n);
+        // An aggregate over a fanned-out one's output groups its groups (customers into
+        // stages, cohorts): few groups, no gain.
+        if k <= n || below_a_fold(repartition.input())? {
             return Ok(None);
         }
         let rows = StatisticsContext::new()
@@ -137,6 +189,12 @@ impl PhysicalOptimizerRule for FanoutAggregates {
     }
 }
 
+/// Whether `plan` has a [`FoldPartitionsExec`] in it.
+fn below_a_fold(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+    use datafusion::common::tree_node::TreeNode;
+    plan.exists(|p| Ok(p.downcast_ref::<FoldPartitionsExec>().is_some()))
+}
+
 /// `k` input partitions as `n` (`n` divides `k`): output `i` is inputs `i, i + n, i + 2n, ...`,
 /// polled together. Declares `partitioning` (with `n` partitions), which the caller vouches for.
 #[derive(Debug)]
@@ -154,9 +212,10 @@ impl FoldPartitionsExec {
                 "FoldPartitionsExec: {k} input partitions do not fold into {n}"
             )));
         }
-        // Merging partitions keeps no order; the columns' equivalences and constants stay.
-        let mut eq = EquivalenceProperties::new(input.schema());
-        eq.add_constants(input.equivalence_properties().constants())?;
+        // Merging partitions keeps no order and no per-partition constant; the rest stays.
+        let mut eq = input.equivalence_properties().clone();
+        eq.clear_orderings();
+        eq.clear_per_partition_constants();
         let properties = PlanProperties::new(
             eq,
             partitioning,
@@ -242,5 +301,26 @@ impl ExecutionPlan for FoldPartitionsExec {
             self.input.schema(),
             futures::stream::select_all(streams),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_is_a_multiple_of_the_plan_within_the_memory_limit() {
+        let rule = |m: Option<usize>| FanoutAggregates::for_memory(m);
+        assert_eq!(rule(None).fanout(2), 128);
+        assert_eq!(rule(None).fanout(3), 129);
+        assert_eq!(rule(None).fanout(200), 200);
+        let gib = 1usize << 30;
+        assert_eq!(rule(Some(2 * gib)).fanout(2), 128);
+        assert_eq!(rule(Some(gib)).fanout(2), 64);
+        assert_eq!(rule(Some(gib)).fanout(3), 63);
+        assert_eq!(rule(Some(gib / 4)).fanout(2), 16);
+        // Too little memory to fan out at all: no more partitions than the plan's.
+        assert!(rule(Some(16 << 20)).fanout(2) <= 2);
+        assert_eq!(rule(Some(0)).fanout(4), 0);
     }
 }

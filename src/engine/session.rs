@@ -33,7 +33,7 @@ pub fn local_context(opts: &SessionOptions) -> Result<SessionContext> {
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(super::store::guard::StoreCoPartitioning))
         .with_physical_optimizer_rule(Arc::new(
-            super::fanout_aggregate::FanoutAggregates::default(),
+            super::fanout_aggregate::FanoutAggregates::for_memory(opts.memory_limit),
         ))
         .with_physical_optimizer_rule(Arc::new(super::sorted_aggregate::SortedAggregates))
         .with_physical_optimizer_rule(Arc::new(super::sorted_window::SortedWindows))

@@ -86,9 +86,16 @@ impl QueryLimits {
         let runtime = RuntimeEnvBuilder::from_runtime_env(base.runtime_env())
             .with_memory_pool(Arc::new(FairSpillPool::new(bytes)))
             .build_arc()?;
-        Ok(SessionStateBuilder::new_from_existing(base)
+        let state = SessionStateBuilder::new_from_existing(base)
             .with_runtime_env(runtime)
-            .build())
+            .build();
+        // Aggregates fan out as far as the query's share allows.
+        Ok(
+            crate::engine::fanout_aggregate::FanoutAggregates::with_memory_limit(
+                state,
+                Some(bytes),
+            ),
+        )
     }
 
     /// The note an out-of-memory error gets: the pool it names is the query's share.

@@ -22,6 +22,11 @@ server's memory (VmRSS from /proc) throughout: issue 24's reproductions, each bo
                 options bounded by the same table, `SELECT ??` a plain syntax error, a second bound
                 value refused
 
+  store         a server on a lifecycle store (`--table purchases=STORE`, 2 runs per bucket): the
+                largest target_partitions, then 300 clients at once asking per-customer questions,
+                a third of them hanging up mid-query: every answer that arrives is the quiet
+                answer, the rest are 53300 or their own hang-up, and a new client is served after
+
 The server's RSS stays within --memory-limit + 300 MB throughout, and within 100 MB of where it
 started once every client has gone.
 
@@ -549,6 +554,100 @@ def idle_connection_checks(binary: str, token_file: str) -> None:
         server.stop()
 
 
+STORE_QUESTIONS = [
+    "SELECT stage, count(*) FROM (SELECT lifecycle_stage(order_ts, TIMESTAMP '2025-01-01') AS stage "
+    "FROM purchases GROUP BY customer_id) GROUP BY stage ORDER BY stage",
+    "SELECT count(*), sum(active_customers), round(sum(revenue), 2) FROM cohort_retention('purchases', 'month')",
+    "SELECT count(r), round(sum(r), 6) FROM (SELECT churn_risk(order_ts, TIMESTAMP '2025-01-01') AS r "
+    "FROM purchases GROUP BY customer_id)",
+    "SELECT count(*), sum(n) FROM (SELECT customer_id, count(*) AS n FROM purchases GROUP BY customer_id)",
+]
+
+
+def store_checks(binary: str, token_file: str) -> None:
+    """A server on a lifecycle store: hostile load gives the quiet answers or errors, never other
+    numbers, within the same memory bound (a server of its own)."""
+    import random
+    with tempfile.TemporaryDirectory() as tmp:
+        data, src, store = (os.path.join(tmp, d) for d in ("data", "src", "store"))
+        subprocess.run([binary, "generate", "--customers", "40000", "--files", "4", "--out", data],
+                       check=True, capture_output=True)
+        os.makedirs(src)
+        parts = sorted(os.listdir(os.path.join(data, "purchases")))
+        for batch in (parts[:2], parts[2:]):  # two syncs: two runs per bucket
+            for name in batch:
+                os.link(os.path.join(data, "purchases", name), os.path.join(src, name))
+            subprocess.run([binary, "store", "sync", "--table", f"purchases={src}", "--store", store,
+                            "--no-merge"], check=True, capture_output=True)
+        server = Server(binary, ["--token-file", token_file, "--memory-limit", f"{MEMORY_LIMIT_MB}M",
+                                 "--max-concurrent-queries", str(SLOTS),
+                                 "--max-connections", str(MAX_CONNECTIONS),
+                                 "--table", f"purchases={store}"])
+        try:
+            with connect(server) as c:
+                quiet = [c.execute(q).fetchall() for q in STORE_QUESTIONS]
+                most = int(show(c, "datafusion.execution.target_partitions"))
+                c.execute(f"SET datafusion.execution.target_partitions = {most}")
+                check([c.execute(q).fetchall() for q in STORE_QUESTIONS] == quiet,
+                      f"the store's answers at target_partitions {most} equal the quiet ones")
+            server.bounded("store: largest target_partitions")
+            lock = threading.Lock()
+            outcomes: dict[str, int] = {}
+
+            def client(i: int) -> None:
+                rng = random.Random(i)
+                q = rng.randrange(len(STORE_QUESTIONS))
+                try:
+                    c = connect(server)
+                except psycopg.OperationalError as e:
+                    kind = "53300" if "53300" in str(e) or "too many clients" in str(e) else f"connect: {e}"
+                else:
+                    if rng.random() < 1 / 3:
+                        # Hang up mid-query.
+                        c.pgconn.send_query(STORE_QUESTIONS[q].encode())
+                        time.sleep(rng.uniform(0.0, 0.3))
+                        sock = socket.socket(fileno=os.dup(c.pgconn.socket))
+                        sock.shutdown(socket.SHUT_RDWR)
+                        sock.close()
+                        kind = "hung up"
+                    else:
+                        try:
+                            got = c.execute(STORE_QUESTIONS[q]).fetchall()
+                            kind = "same answer" if got == quiet[q] else f"DIFFERENT answer to {q}: {got}"
+                        except psycopg.Error as e:
+                            kind = f"error {e.sqlstate}"
+                    try:
+                        c.close()
+                    except Exception:
+                        pass
+                with lock:
+                    outcomes[kind] = outcomes.get(kind, 0) + 1
+
+            started = time.time()
+            with concurrent.futures.ThreadPoolExecutor(max_workers=60) as pool:
+                list(pool.map(client, range(300)))
+            wrong = {k: v for k, v in outcomes.items()
+                     if k not in ("same answer", "53300", "hung up")}
+            check(not wrong and outcomes.get("same answer", 0) >= 30,
+                  f"store: 300 hostile clients in {time.time() - started:.1f} s: {outcomes}")
+            server.bounded("store: 300 clients")
+            started = time.time()
+            while True:
+                try:
+                    with connect(server) as c:
+                        got = c.execute(STORE_QUESTIONS[0]).fetchall()
+                    break
+                except psycopg.OperationalError:
+                    if time.time() - started > 5:
+                        raise
+                    time.sleep(0.1)
+            check(got == quiet[0] and time.time() - started < 5,
+                  f"store: a new client served the same answer {time.time() - started:.1f} s after them")
+            server.settled("store: every client gone")
+        finally:
+            server.stop()
+
+
 def connection_checks(server: Server) -> None:
     held = [connect(server) for _ in range(MAX_CONNECTIONS - 2)]
     opened: list = []
@@ -757,6 +856,7 @@ def main() -> None:
                 print(f"   after {phase.__name__}: RSS {server.rss_mb():.0f} MB, peak {server.peak_mb:.0f} MB",
                       flush=True)
             idle_connection_checks(binary, token_file)
+            store_checks(binary, token_file)
             server.bounded("all checks")
             server.settled("every client gone")
         finally:

@@ -264,6 +264,8 @@ def main():
         out = lifecycle(binary, "store", "vacuum", "--store", store, "--retain-hours", "0").stderr
         left = len([f for _, _, fs in os.walk(store) for f in fs if f.endswith(".parquet")])
         assert left == run_files(store) == 8 and f"deleted {on_disk - 8} file(s)" in out, (on_disk, left, out)
+        lists = [f for f in os.listdir(os.path.join(store, "_lifecycle")) if f.startswith("sources-")]
+        assert len(lists) == 1, f"superseded source lists left after vacuum: {lists}"
         got = sorted_table(DeltaTable(store).to_pyarrow_table())
         assert got.num_rows == want.num_rows and count_sum(binary, store) == after
         print(f"vacuum: {on_disk - 8} removed run files deleted, {left} left; delta-rs reads the same rows")

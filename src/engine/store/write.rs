@@ -501,13 +501,9 @@ pub async fn compact(ctx: &SessionContext, store_path: &str, how: Merge) -> Resu
 /// the store more than `retain_hours` ago (Delta's VACUUM, "lite" mode: only files the log
 /// records as removed, never a file a sync is still writing). Readers of a version older than
 /// that can no longer read it. Returns the store's version after it and the files deleted.
-pub async fn vacuum(
-    ctx: &SessionContext,
-    store_path: &str,
-    retain_hours: u64,
-) -> Result<(i64, usize)> {
-    let (url, _, _) = location(ctx, store_path)?;
-    let (table, _, _) = open_store(ctx, &url, store_path).await?;
+pub async fn vacuum(ctx: &SessionContext, store_path: &str, retain_hours: u64) -> Result<Vacuumed> {
+    let (url, store, root) = location(ctx, store_path)?;
+    let (table, props, _) = open_store(ctx, &url, store_path).await?;
     let hours = i64::try_from(retain_hours)
         .ok()
         .filter(|h| *h <= 24 * 365 * 100)
@@ -521,10 +517,68 @@ pub async fn vacuum(
         .with_enforce_retention_duration(false)
         .await
         .map_err(|e| commit_error(store_path, e))?;
-    Ok((
-        table.version().map_or(0, |v| v as i64),
-        metrics.files_deleted.len(),
-    ))
+    let lists = match props.get(SOURCES) {
+        Some(current) => {
+            let cutoff = chrono::Utc::now() - chrono::Duration::hours(hours);
+            remove_old_source_lists(&store, &root, current, cutoff).await?
+        }
+        None => 0,
+    };
+    Ok(Vacuumed {
+        version: table.version().map_or(0, |v| v as i64),
+        runs: metrics.files_deleted.len(),
+        source_lists: lists,
+    })
+}
+
+/// What `store vacuum` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vacuumed {
+    /// The store's version (vacuum commits nothing of its own rows).
+    pub version: i64,
+    /// Run files deleted (removed by a merge, `compact` or `--rebuild` before the retention).
+    pub runs: usize,
+    /// Superseded source lists deleted.
+    pub source_lists: usize,
+}
+
+/// Deletes the source lists older than `current` (the one the latest version names) last
+/// written before `cutoff`: each sync writes the whole list anew, and only a sync reads it, from
+/// the version it starts at. Lists written for `current`'s version or later (a sync under way)
+/// stay whatever their age.
+async fn remove_old_source_lists(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    current: &str,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<usize> {
+    let name = current.rsplit('/').next().unwrap_or(current);
+    let Some(current_version) = intended_version(name) else {
+        return Ok(0);
+    };
+    let dir = sources::child(root, "_lifecycle");
+    let mut list = store.list(Some(&dir));
+    let mut old = vec![];
+    while let Some(meta) = list.next().await {
+        let meta = meta?;
+        let is_old = meta.location.filename().is_some_and(|n| {
+            n.starts_with("sources-")
+                && n.ends_with(".json")
+                && intended_version(n).is_some_and(|v| v < current_version)
+        });
+        if is_old && meta.last_modified < cutoff {
+            old.push(meta.location);
+        }
+    }
+    let mut removed = 0;
+    for path in old {
+        match store.delete(&path).await {
+            Ok(()) => removed += 1,
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(removed)
 }
 
 /// `store info`: one line per fact.

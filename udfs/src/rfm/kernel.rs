@@ -14,26 +14,31 @@ pub struct Rfm<M = f64> {
 /// Digits a decimal mean keeps beyond the amounts' scale (DataFusion's `avg` of a DECIMAL).
 pub const MEAN_EXTRA_SCALE: u32 = 4;
 
-/// An order amount: a DOUBLE, or the unscaled `i128` of a DECIMAL (summed exactly; the mean
-/// is unscaled at [`MEAN_EXTRA_SCALE`] more digits, rounded half away from zero).
+/// An order amount: a DOUBLE, or the unscaled value of a DECIMAL: an `i64` when its precision
+/// is at most 18 (16-byte log entries with the day), an `i128` otherwise, summed exactly in an
+/// `i128` either way (the mean is unscaled at [`MEAN_EXTRA_SCALE`] more digits, rounded half
+/// away from zero).
 pub trait Amount: Copy + Default + Send + Sync + 'static {
+    /// What the amounts of a customer's repeat days are summed in.
+    type Sum: Copy + Default;
     type Mean: Copy + Default + PartialEq + std::fmt::Debug;
 
-    fn add(&mut self, other: Self);
+    fn add(sum: &mut Self::Sum, x: Self);
 
-    fn mean(sum: Self, n: u64) -> Self::Mean;
+    fn mean(sum: Self::Sum, n: u64) -> Self::Mean;
 
     fn total_cmp(&self, other: &Self) -> std::cmp::Ordering;
 }
 
 impl Amount for f64 {
+    type Sum = f64;
     type Mean = f64;
 
-    fn add(&mut self, other: Self) {
-        *self += other;
+    fn add(sum: &mut f64, x: Self) {
+        *sum += x;
     }
 
-    fn mean(sum: Self, n: u64) -> f64 {
+    fn mean(sum: f64, n: u64) -> f64 {
         sum / n as f64
     }
 
@@ -47,11 +52,12 @@ impl Amount for f64 {
 pub struct NoAmount;
 
 impl Amount for NoAmount {
+    type Sum = ();
     type Mean = ();
 
-    fn add(&mut self, _: Self) {}
+    fn add(_: &mut (), _: Self) {}
 
-    fn mean(_: Self, _: u64) {}
+    fn mean(_: (), _: u64) {}
 
     fn total_cmp(&self, _: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
@@ -59,15 +65,16 @@ impl Amount for NoAmount {
 }
 
 impl Amount for i128 {
+    type Sum = i128;
     type Mean = i128;
 
-    fn add(&mut self, other: Self) {
-        *self = self.saturating_add(other);
+    fn add(sum: &mut i128, x: Self) {
+        *sum = sum.saturating_add(x);
     }
 
     /// `sum / n` at 4 more digits, rounded half away from zero; saturates (beyond every
     /// DECIMAL(38), so the adapter reports it) when `sum` is that large.
-    fn mean(sum: Self, n: u64) -> i128 {
+    fn mean(sum: i128, n: u64) -> i128 {
         let scaled = sum.saturating_mul(10i128.pow(MEAN_EXTRA_SCALE));
         let n = n as i128;
         let (q, r) = (scaled / n, scaled % n);
@@ -76,6 +83,24 @@ impl Amount for i128 {
         } else {
             q
         }
+    }
+
+    fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.cmp(other)
+    }
+}
+
+/// A DECIMAL of precision at most 18, summed in an `i128` like the wider ones.
+impl Amount for i64 {
+    type Sum = i128;
+    type Mean = i128;
+
+    fn add(sum: &mut i128, x: Self) {
+        *sum = sum.saturating_add(x as i128);
+    }
+
+    fn mean(sum: i128, n: u64) -> i128 {
+        <i128 as Amount>::mean(sum, n)
     }
 
     fn total_cmp(&self, other: &Self) -> std::cmp::Ordering {
@@ -93,7 +118,7 @@ pub fn summarize<A: Amount>(orders: &mut [(i32, A)], as_of_day: i64) -> Option<R
     let first = orders[0].0;
     let last = orders[orders.len() - 1].0;
     let mut repeat_days = 0u64;
-    let mut repeat_amount = A::default();
+    let mut repeat_amount = A::Sum::default();
     let mut prev = first;
     for &(day, amount) in orders.iter() {
         if day != prev {
@@ -101,7 +126,7 @@ pub fn summarize<A: Amount>(orders: &mut [(i32, A)], as_of_day: i64) -> Option<R
             prev = day;
         }
         if day != first {
-            repeat_amount.add(amount);
+            A::add(&mut repeat_amount, amount);
         }
     }
     let frequency = repeat_days as f64;

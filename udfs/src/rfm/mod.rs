@@ -45,6 +45,9 @@ pub struct RfmUdaf {
     signature: Signature,
 }
 
+/// DECIMAL amounts of at most this precision are kept as `i64` (10^18 - 1 < 2^63).
+const NARROW_PRECISION: u8 = 18;
+
 /// The summary's fields; `monetary_value` is DOUBLE, or DECIMAL(38, s + 4) for DECIMAL amounts
 /// of scale s (`amount` as read, see [`money::amount_type`]).
 fn summary_fields(amount: &DataType) -> Fields {
@@ -67,8 +70,8 @@ trait RfmAmount: Amount {
     /// Whether the state carries a list of amounts (not for [`NoAmount`]).
     const IN_STATE: bool = true;
 
-    /// A column of amounts as read (DOUBLE or DECIMAL(38, s)), NULL as 0.
-    fn column(values: &ArrayRef) -> Vec<Self>;
+    /// A column of amounts as read (DOUBLE or DECIMAL(p, s)), NULL as 0.
+    fn column(values: &ArrayRef) -> Result<Vec<Self>>;
 
     /// Amounts as an array of the read type `t`.
     fn array(values: Vec<Self>, t: &DataType) -> Result<ArrayRef>;
@@ -78,8 +81,8 @@ trait RfmAmount: Amount {
 }
 
 impl RfmAmount for f64 {
-    fn column(values: &ArrayRef) -> Vec<Self> {
-        money::floats(values)
+    fn column(values: &ArrayRef) -> Result<Vec<Self>> {
+        Ok(money::floats(values))
     }
 
     fn array(values: Vec<Self>, _: &DataType) -> Result<ArrayRef> {
@@ -94,8 +97,8 @@ impl RfmAmount for f64 {
 impl RfmAmount for NoAmount {
     const IN_STATE: bool = false;
 
-    fn column(values: &ArrayRef) -> Vec<Self> {
-        vec![NoAmount; values.len()]
+    fn column(values: &ArrayRef) -> Result<Vec<Self>> {
+        Ok(vec![NoAmount; values.len()])
     }
 
     fn array(_: Vec<Self>, _: &DataType) -> Result<ArrayRef> {
@@ -108,12 +111,41 @@ impl RfmAmount for NoAmount {
 }
 
 impl RfmAmount for i128 {
-    fn column(values: &ArrayRef) -> Vec<Self> {
-        money::decimals(values)
+    fn column(values: &ArrayRef) -> Result<Vec<Self>> {
+        Ok(money::decimals(values))
     }
 
     fn array(values: Vec<Self>, t: &DataType) -> Result<ArrayRef> {
         money::decimal_array("rfm_summary", values.into_iter().map(Some), t)
+    }
+
+    fn means(values: Vec<Option<i128>>, t: &DataType) -> Result<ArrayRef> {
+        money::decimal_array("rfm_summary", values, t)
+    }
+}
+
+/// DECIMAL amounts of precision at most 18 (as [`RfmUdaf`] coerces them: DECIMAL(18, s)).
+impl RfmAmount for i64 {
+    fn column(values: &ArrayRef) -> Result<Vec<Self>> {
+        money::decimals(values)
+            .into_iter()
+            .map(|v| {
+                i64::try_from(v).map_err(|_| {
+                    datafusion::common::DataFusionError::Execution(format!(
+                        "rfm_summary: amount {v} (unscaled) exceeds its type {}",
+                        values.data_type()
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn array(values: Vec<Self>, t: &DataType) -> Result<ArrayRef> {
+        money::decimal_array(
+            "rfm_summary",
+            values.into_iter().map(|v| Some(v as i128)),
+            t,
+        )
     }
 
     fn means(values: Vec<Option<i128>>, t: &DataType) -> Result<ArrayRef> {
@@ -205,6 +237,12 @@ impl RfmUdaf {
     fn decimal(&self, args: &AccumulatorArgs) -> bool {
         self.output == RfmOutput::Summary && money::is_decimal(args.expr_fields[1].data_type())
     }
+
+    /// Whether this call's amounts are decimals of precision at most 18 (kept as `i64`).
+    fn narrow_decimal(&self, args: &AccumulatorArgs) -> bool {
+        self.decimal(args)
+            && matches!(args.expr_fields[1].data_type(), DataType::Decimal128(p, _) if *p <= NARROW_PRECISION)
+    }
 }
 
 /// The `period` argument as a number of days.
@@ -261,11 +299,22 @@ impl AggregateUDFImpl for RfmUdaf {
                     );
                 }
                 check_temporal(name, "as_of", &arg_types[2])?;
-                let mut out = vec![
-                    arg_types[0].clone(),
-                    money::amount_type(&arg_types[1]),
-                    arg_types[2].clone(),
-                ];
+                // DECIMALs of precision at most 18 stay that narrow (kept as `i64`, half the
+                // memory of the `i128` of wider ones).
+                let amount = match &arg_types[1] {
+                    DataType::Decimal32(p, s)
+                    | DataType::Decimal64(p, s)
+                    | DataType::Decimal128(p, s)
+                        if *p <= NARROW_PRECISION && *s >= 0 =>
+                    {
+                        DataType::Decimal128(NARROW_PRECISION, *s)
+                    }
+                    DataType::Decimal256(p, s) if *p <= NARROW_PRECISION && *s >= 0 => {
+                        DataType::Decimal128(NARROW_PRECISION, *s)
+                    }
+                    t => money::amount_type(t),
+                };
+                let mut out = vec![arg_types[0].clone(), amount, arg_types[2].clone()];
                 if n == 4 {
                     let t = &arg_types[3];
                     if t.is_numeric() {
@@ -342,6 +391,7 @@ impl AggregateUDFImpl for RfmUdaf {
     ) -> Result<Box<dyn GroupsAccumulator>> {
         Ok(match self.output {
             RfmOutput::ChurnRisk => Box::new(self.groups::<NoAmount>(&args)?),
+            _ if self.narrow_decimal(&args) => Box::new(self.groups::<i64>(&args)?),
             _ if self.decimal(&args) => Box::new(self.groups::<i128>(&args)?),
             _ => Box::new(self.groups::<f64>(&args)?),
         })
@@ -390,7 +440,7 @@ impl<A: RfmAmount> RfmGroups<A> {
         };
         let constant = self.constant_as_of.flatten().unwrap_or_default();
         let as_of_at = |row: usize| column.as_ref().map_or(constant, |(c, _)| c[row]);
-        let amounts = amount_i.map(|i| A::column(&values[i]));
+        let amounts = amount_i.map(|i| A::column(&values[i])).transpose()?;
         let usable = row_mask(filter, &[column.as_ref().and_then(|c| c.1.as_ref())]);
         for row in 0..ts.len() {
             if usable.as_ref().is_some_and(|m| m.is_null(row)) {
@@ -484,14 +534,18 @@ impl<A: RfmAmount> RfmGroups<A> {
         Ok(state)
     }
 
-    fn merge_states(&mut self, values: &[ArrayRef], group_of: impl Fn(usize) -> usize) {
+    fn merge_states(
+        &mut self,
+        values: &[ArrayRef],
+        group_of: impl Fn(usize) -> usize,
+    ) -> Result<()> {
         let days = values[0].as_list::<i32>();
         let as_of = values[values.len() - 1].as_primitive::<Int64Type>();
         let day_values = days
             .values()
             .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
         let amount_values = if A::IN_STATE {
-            A::column(values[1].as_list::<i32>().values())
+            A::column(values[1].as_list::<i32>().values())?
         } else {
             vec![A::default(); day_values.len()]
         };
@@ -506,6 +560,7 @@ impl<A: RfmAmount> RfmGroups<A> {
                 self.orders.push(g, (day_values.value(k), *amount));
             }
         }
+        Ok(())
     }
 }
 
@@ -544,8 +599,7 @@ impl<A: RfmAmount> GroupsAccumulator for RfmGroups<A> {
         total_num_groups: usize,
     ) -> Result<()> {
         resize(&mut self.as_of, total_num_groups, NONE);
-        self.merge_states(values, |row| group_indices[row]);
-        Ok(())
+        self.merge_states(values, |row| group_indices[row])
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
@@ -652,6 +706,21 @@ mod tests {
         assert_ne!(summarize(&mut f, 5).unwrap().monetary_value, 0.3);
         let mut d: Vec<(i32, i128)> = vec![(0, 0), (1, 10), (1, 20)];
         assert_eq!(summarize(&mut d, 5).unwrap().monetary_value, 300_000);
+    }
+
+    #[test]
+    fn narrow_decimals_sum_like_wide_ones_beyond_i64() {
+        // DECIMAL(18, 0) amounts near the largest: each fits an i64, their repeat-day total does
+        // not; the narrow path sums in an i128 as the wide one does.
+        let big = 999_999_999_999_999_999i64;
+        let narrow: Vec<(i32, i64)> = vec![(0, 1), (1, big), (2, big), (3, big), (3, 7)];
+        let wide: Vec<(i32, i128)> = narrow.iter().map(|&(d, a)| (d, a as i128)).collect();
+        let n = summarize(&mut narrow.clone(), 9).unwrap();
+        let w = summarize(&mut wide.clone(), 9).unwrap();
+        assert_eq!(n, w);
+        // (3 * big + 7) / 3 at 4 more digits, by hand: big + 7/3 = 999...999 + 2.3333.
+        assert_eq!(n.monetary_value, (big as i128 + 2) * 10_000 + 3_333);
+        assert_eq!((n.frequency, n.recency, n.t), (3.0, 3.0, 9.0));
     }
 
     proptest! {
