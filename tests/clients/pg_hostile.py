@@ -23,9 +23,9 @@ server's memory (VmRSS from /proc) throughout: issue 24's reproductions, each bo
                 value refused
 
   store         a server on a lifecycle store (`--table purchases=STORE`, 2 runs per bucket): the
-                largest target_partitions, then 300 clients at once asking per-customer questions,
-                a third of them hanging up mid-query: every answer that arrives is the quiet
-                answer, the rest are 53300 or their own hang-up, and a new client is served after
+                largest target_partitions, then 300 clients (60 at once, retrying on 53300) asking
+                per-customer questions, a third of them hanging up mid-query: every answer that
+                arrives is the quiet answer, and a new client is served after
 
 The server's RSS stays within --memory-limit + 300 MB throughout, and within 100 MB of where it
 started once every client has gone.
@@ -597,11 +597,18 @@ def store_checks(binary: str, token_file: str) -> None:
             def client(i: int) -> None:
                 rng = random.Random(i)
                 q = rng.randrange(len(STORE_QUESTIONS))
-                try:
-                    c = connect(server)
-                except psycopg.OperationalError as e:
-                    kind = "53300" if "53300" in str(e) or "too many clients" in str(e) else f"connect: {e}"
-                else:
+                # Refused while the server is full (53300), a client tries again, as pools do.
+                c, kind = None, ""
+                for _ in range(100):
+                    try:
+                        c = connect(server)
+                        break
+                    except psycopg.OperationalError as e:
+                        kind = "53300" if "53300" in str(e) or "too many clients" in str(e) else f"connect: {e}"
+                        if kind != "53300":
+                            break
+                        time.sleep(rng.uniform(0.01, 0.05))
+                if c is not None:
                     if rng.random() < 1 / 3:
                         # Hang up mid-query.
                         c.pgconn.send_query(STORE_QUESTIONS[q].encode())
@@ -628,7 +635,7 @@ def store_checks(binary: str, token_file: str) -> None:
                 list(pool.map(client, range(300)))
             wrong = {k: v for k, v in outcomes.items()
                      if k not in ("same answer", "53300", "hung up")}
-            check(not wrong and outcomes.get("same answer", 0) >= 30,
+            check(not wrong and outcomes.get("same answer", 0) >= 150,
                   f"store: 300 hostile clients in {time.time() - started:.1f} s: {outcomes}")
             server.bounded("store: 300 clients")
             started = time.time()
