@@ -207,7 +207,7 @@ impl FoldPartitionsExec {
     pub fn try_new(input: Arc<dyn ExecutionPlan>, partitioning: Partitioning) -> Result<Self> {
         let k = input.output_partitioning().partition_count();
         let n = partitioning.partition_count();
-        if n == 0 || k % n != 0 {
+        if n == 0 || !k.is_multiple_of(n) {
             return Err(DataFusionError::Internal(format!(
                 "FoldPartitionsExec: {k} input partitions do not fold into {n}"
             )));
