@@ -32,6 +32,8 @@ fn questions() -> Vec<String> {
         "SELECT * FROM cohort_retention('purchases', 'month')".into(),
         format!("SELECT stage, count(*) FROM (SELECT lifecycle_stage(order_ts, {AS_OF}) AS stage FROM purchases GROUP BY customer_id) GROUP BY stage"),
         "SELECT customer_id, count(*) FROM purchases WHERE amount < 0 GROUP BY customer_id".into(),
+        "SELECT customer_id, max(amount) FROM purchases GROUP BY customer_id ORDER BY max(amount) DESC, customer_id LIMIT 5".into(),
+        "SELECT customer_id, count(*) FROM (SELECT customer_id FROM purchases UNION ALL SELECT customer_id FROM events) GROUP BY customer_id".into(),
     ]
 }
 
@@ -101,6 +103,21 @@ async fn fanned_out_aggregates_equal_datafusions_plan() {
                 "{j}\n{plan}"
             );
         }
+        // A limit pushed into the aggregate, and an error in one partition: it ends the query
+        // (no hang while the other partitions are polled).
+        let soft =
+            "SELECT count(*) FROM (SELECT customer_id FROM purchases GROUP BY customer_id LIMIT 5)";
+        assert_eq!(query(&fan, soft).await, vec![vec!["5".to_string()]]);
+        let failing = "SELECT customer_id, sum(CAST(amount AS BIGINT) / (customer_id - customer_id)) \
+                       FROM purchases GROUP BY customer_id";
+        assert!(explain(&fan, failing).await.contains(&fold));
+        let err = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            fan.sql(failing).await.unwrap().collect().await
+        })
+        .await
+        .expect("the failing query ends")
+        .unwrap_err();
+        assert!(err.to_string().contains("Divide by zero"), "{err}");
         for batch in [3, 8192] {
             for ctx in [&plain, &fan] {
                 query(
