@@ -323,4 +323,34 @@ mod tests {
         assert!(rule(Some(16 << 20)).fanout(2) <= 2);
         assert_eq!(rule(Some(0)).fanout(4), 0);
     }
+
+    /// A server query's state gets the rule for its memory share in place of the session's,
+    /// every other rule kept in its place.
+    #[test]
+    fn the_rule_is_replaced_for_a_query_share() {
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(FanoutAggregates::for_memory(None)))
+            .build();
+        let names = |s: &datafusion::execution::SessionState| {
+            s.physical_optimizers()
+                .iter()
+                .map(|r| r.name().to_string())
+                .collect::<Vec<_>>()
+        };
+        let before = names(&state);
+        let shared = FanoutAggregates::with_memory_limit(state, Some(256 << 20));
+        assert_eq!(names(&shared), before);
+        let ours: Vec<String> = shared
+            .physical_optimizers()
+            .iter()
+            .filter(|r| r.name() == RULE_NAME)
+            .map(|r| format!("{r:?}"))
+            .collect();
+        assert_eq!(ours.len(), 1);
+        assert!(
+            ours[0].contains("memory_limit: Some(268435456)"),
+            "{ours:?}"
+        );
+    }
 }
