@@ -9,7 +9,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use lifecycle::engine::fanout_aggregate::FanoutAggregates;
 
-use crate::common::{query, session};
+use crate::common::{explain, query, session};
 
 const AS_OF: &str = "TIMESTAMP '2025-01-01 00:00:00'";
 
@@ -65,15 +65,6 @@ async fn sorted(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     let mut rows = query(ctx, sql).await;
     rows.sort();
     rows
-}
-
-async fn explain(ctx: &SessionContext, sql: &str) -> String {
-    query(ctx, &format!("EXPLAIN {sql}"))
-        .await
-        .iter()
-        .map(|r| r.join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

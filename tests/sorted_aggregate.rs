@@ -4,7 +4,7 @@
 //! the same rows unsorted, whatever the batch size (groups and partitions split across batches in
 //! every way), the partition count, NULL keys, several keys, filters and literal arguments.
 
-use crate::common::{query, session};
+use crate::common::{explain, query, session};
 
 const AS_OF: &str = "TIMESTAMP '2025-01-01 00:00:00'";
 
@@ -74,15 +74,6 @@ async fn tables(
     )
     .await;
     ctx
-}
-
-async fn explain(ctx: &datafusion::prelude::SessionContext, sql: &str) -> String {
-    query(ctx, &format!("EXPLAIN {sql}"))
-        .await
-        .iter()
-        .map(|r| r.join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Session numbers in plain SQL, by their definition: within each partition (`keys`) in time

@@ -36,6 +36,16 @@ pub async fn query(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
     rows(&batches)
 }
 
+/// The plan of `sql` as text (EXPLAIN's rows, one line each).
+pub async fn explain(ctx: &SessionContext, sql: &str) -> String {
+    query(ctx, &format!("EXPLAIN {sql}"))
+        .await
+        .iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Generated data of the dense shape (about 11 purchases per customer, many per period, from
 /// 2022-01-01 to 2024-07-01, with events) in `files` files per table: it exercises every
 /// per-customer path more than the retail default does.

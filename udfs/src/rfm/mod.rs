@@ -305,11 +305,9 @@ impl AggregateUDFImpl for RfmUdaf {
                     DataType::Decimal32(p, s)
                     | DataType::Decimal64(p, s)
                     | DataType::Decimal128(p, s)
+                    | DataType::Decimal256(p, s)
                         if *p <= NARROW_PRECISION && *s >= 0 =>
                     {
-                        DataType::Decimal128(NARROW_PRECISION, *s)
-                    }
-                    DataType::Decimal256(p, s) if *p <= NARROW_PRECISION && *s >= 0 => {
                         DataType::Decimal128(NARROW_PRECISION, *s)
                     }
                     t => money::amount_type(t),
