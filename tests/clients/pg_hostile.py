@@ -29,7 +29,8 @@ server's memory (VmRSS from /proc) throughout: issue 24's reproductions, each bo
                 second round leaves the RSS where the first did (no growth)
 
 The server's RSS stays within --memory-limit + 300 MB throughout, and within 100 MB of where it
-started once every client has gone.
+started once every client has gone (the store phase, whose queries touch more: no growth from its
+first round to its second).
 
 Usage: python tests/clients/pg_hostile.py path/to/lifecycle [--keep-going]
 Exits non-zero with a message on the first failed check (with --keep-going, after every check).
