@@ -121,11 +121,11 @@ class Server:
             self.peak_mb = max(self.peak_mb, self.rss_mb())
             time.sleep(0.02)
 
-    def rss_mb(self) -> float:
+    def rss_mb(self, field: str = "VmRSS") -> float:
         try:
             with open(f"/proc/{self.proc.pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         return int(line.split()[1]) / 1024
         except FileNotFoundError:
             pass
@@ -150,12 +150,14 @@ class Server:
         check(rss <= self.start_mb + within_mb,
               f"{what}: RSS {rss:.0f} MB back within {within_mb:.0f} MB of the start ({self.start_mb:.0f} MB)")
 
-    def steady_mb(self, wait_s: float = 15) -> float:
-        """The RSS once it stops changing (two readings 1 s apart within 1 MB), or after wait_s."""
-        deadline, last = time.time() + wait_s, self.rss_mb()
+    def steady_anon_mb(self, wait_s: float = 15) -> float:
+        """The anonymous part of the RSS (the process's own memory, not the pages of its binary
+        that have run) once it stops changing (two readings 1 s apart within 1 MB), or after
+        wait_s."""
+        deadline, last = time.time() + wait_s, self.rss_mb("RssAnon")
         while time.time() < deadline:
             time.sleep(1)
-            now = self.rss_mb()
+            now = self.rss_mb("RssAnon")
             if abs(now - last) <= 1:
                 return now
             last = now
@@ -642,6 +644,7 @@ def store_checks(binary: str, token_file: str) -> None:
                 with lock:
                     outcomes[kind] = outcomes.get(kind, 0) + 1
 
+            idle_anon = server.rss_mb("RssAnon")
             after: list[float] = []
             for round_ in (1, 2):
                 outcomes: dict[str, int] = {}
@@ -668,14 +671,20 @@ def store_checks(binary: str, token_file: str) -> None:
                 check(got == quiet[0] and waited < 5,
                       f"store, round {round_}: a new client served the same answer {waited:.1f} s after them"
                       + (f" (refused until then: {last})" if last else ""))
-                after.append(server.steady_mb())
-            # What the queries used is kept by the allocator for the next ones (freed pages are
-            # reused, not returned: the RSS after the first round is about its peak), so the check
-            # is that a second round of the same load reuses it: no growth from round to round.
-            check(after[1] <= after[0] + 40,
-                  f"store: RSS {after[1]:.0f} MB after a second round of 300 clients, {after[0]:.0f} MB "
-                  f"after the first (started at {server.start_mb:.0f} MB, peak {server.peak_mb:.0f} MB): "
-                  "no growth beyond 40 MB")
+                after.append(server.steady_anon_mb())
+            # After a round the RSS stays 80-130 MB above the idle server's: the binary's pages
+            # that the questions ran (file-backed, ~85 MB of a debug build) and the memory the
+            # allocator keeps for the next queries: about the most that was live at once, 35-85 MB
+            # over the idle server's depending on which questions ran together (measured under
+            # load: 56-118 MB of the process's own memory after a round, 35-45 MB before). So the
+            # check is on the process's own (anonymous) memory: a second round of the same load
+            # reuses what the first left (within 100 MB of it; measured -6 to +40 MB) and it
+            # stays within 200 MB of the idle server's. A leak of 350 KB per client fails it.
+            check(after[1] <= after[0] + 100 and after[1] <= idle_anon + 200,
+                  f"store: the process's own memory {after[1]:.0f} MB after a second round of 300 "
+                  f"clients, {after[0]:.0f} MB after the first, {idle_anon:.0f} MB idle (RSS started at "
+                  f"{server.start_mb:.0f} MB, peak {server.peak_mb:.0f} MB): within 100 MB of the first "
+                  "round's and 200 MB of the idle server's")
         finally:
             server.stop()
 
