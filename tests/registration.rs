@@ -4,7 +4,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use lifecycle_udfs::LifecycleStateBuilderExt;
 
-use crate::common::query;
+use crate::common::{explain, query};
 
 const Q: &str = "SELECT lifecycle_stage(column1, TIMESTAMP '2024-07-01 00:00:00') AS s,
                         period_diff('month', TIMESTAMP '2024-01-31 00:00:00', TIMESTAMP '2024-02-01 00:00:00') AS d
@@ -66,21 +66,13 @@ async fn whole_input_aggregates_are_planned_in_one_phase() {
     assert_eq!(rules(&built), 1);
     let table = "(SELECT column1 AS c, column2 AS ts FROM (VALUES (1, TIMESTAMP '2024-01-01 00:00:00'), (2, TIMESTAMP '2024-02-01 00:00:00')))";
     for c in [&built, &ctx] {
-        let plan = |sql: String| async move {
-            query(c, &format!("EXPLAIN {sql}"))
-                .await
-                .into_iter()
-                .map(|r| r.join(" "))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let rfm = plan(format!(
+        let rfm = explain(c, &format!(
             "SELECT c, rfm_summary(ts, 1.0, TIMESTAMP '2025-01-01 00:00:00') FROM {table} GROUP BY c"
         ))
         .await;
         assert!(rfm.contains("mode=SinglePartitioned"), "{rfm}");
         assert!(!rfm.contains("mode=Partial"), "{rfm}");
-        let floor = plan(format!("SELECT c, count(*) FROM {table} GROUP BY c")).await;
+        let floor = explain(c, &format!("SELECT c, count(*) FROM {table} GROUP BY c")).await;
         assert!(floor.contains("mode=Partial"), "{floor}");
         assert_eq!(
             query(
